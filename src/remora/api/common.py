@@ -1,0 +1,69 @@
+"""Types shared by several Istio resources: StringMatch, Percent, selectors, RE2 patterns."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import re2
+from pydantic import AfterValidator, Field, model_validator
+
+from remora.api.base import Spec, fail
+
+
+def check_re2(pattern: str) -> str:
+    """Istio regexes are RE2 (Envoy's safe_regex): reject what RE2 cannot compile."""
+    try:
+        re2.compile(pattern)
+    except re2.error as exc:
+        fail(f"invalid RE2 regex {pattern!r}: {exc}")
+    return pattern
+
+
+RE2Pattern = Annotated[str, AfterValidator(check_re2)]
+"""A string that must compile as an RE2 regular expression."""
+
+
+class StringMatch(Spec):
+    """Istio StringMatch: exactly one of exact, prefix or regex (RE2, full match)."""
+
+    exact: str | None = None
+    prefix: str | None = None
+    regex: RE2Pattern | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> StringMatch:
+        if sum(v is not None for v in (self.exact, self.prefix, self.regex)) > 1:
+            fail("only one of exact, prefix or regex may be set")
+        return self
+
+    @property
+    def is_empty(self) -> bool:
+        """An empty StringMatch (`uri: {}`) in a header match means "header present"."""
+        return self.exact is None and self.prefix is None and self.regex is None
+
+
+class Percent(Spec):
+    """Istio Percent: a double between 0 and 100."""
+
+    value: Annotated[float, Field(ge=0, le=100)] = 0.0
+
+
+class PortSelector(Spec):
+    """Istio PortSelector: a port number."""
+
+    number: Annotated[int, Field(ge=0, le=65535)] | None = None
+
+
+class WorkloadSelector(Spec):
+    """Istio WorkloadSelector: labels the selected workloads must all carry."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict)
+
+
+class PolicyTargetReference(Spec):
+    """A policy's targetRef (Gateway API style): group, kind, name, namespace."""
+
+    group: str | None = None
+    kind: str
+    name: str
+    namespace: str | None = None

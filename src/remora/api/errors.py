@@ -1,0 +1,45 @@
+"""Configuration errors: where (file:line, resource, field path) and what went wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from remora.errors import RemoraError
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a resource or a field came from: a file (or "-" for stdin) and a 1-based line."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in one place, e.g. `vs.yaml:12: VirtualService default/reviews: spec.x: msg`."""
+
+    message: str
+    source: Source | None = None
+    subject: str = ""  # "VirtualService default/reviews"
+    path: str = ""  # "spec.http[0].route[1].weight"
+
+    def __str__(self) -> str:
+        parts = [str(self.source)] if self.source else []
+        if self.subject:
+            parts.append(self.subject)
+        if self.path:
+            parts.append(self.path)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class ConfigError(RemoraError):
+    """One or more configuration issues; str() gives one line per issue."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(issue) for issue in issues))

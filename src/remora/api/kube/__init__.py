@@ -1,0 +1,1 @@
+"""Kubernetes kinds the mesh and the local runner read."""

@@ -1,0 +1,1 @@
+"""Istio networking.istio.io resources: VirtualService, DestinationRule, Gateway, ..."""

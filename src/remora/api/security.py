@@ -1,0 +1,1 @@
+"""Istio security.istio.io resources: PeerAuthentication, AuthorizationPolicy, RequestAuthentication."""

@@ -1,0 +1,1 @@
+"""Istio telemetry.istio.io resources: Telemetry."""

@@ -1,0 +1,121 @@
+"""YAML documents, and a lazy way back from any field path to its line.
+
+Loading keeps only the data: node trees cost memory and time for every object, and lines are
+needed only for the few that get a message. `FileIndex` re-parses a file's node trees the first
+time a line is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from remora.api.errors import ConfigError, ConfigIssue, Source
+
+try:  # the C loader is much faster; fall back only where libyaml is missing
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+
+class FileIndex:
+    """The node trees of one file's documents, parsed on first use."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._nodes: list[yaml.Node] | None = None
+
+    def node(self, ordinal: int) -> yaml.Node | None:
+        if self._nodes is None:
+            self._nodes = []
+            loader = _Loader(self._text)
+            try:
+                while loader.check_node():
+                    node = loader.get_node()
+                    if node is not None:
+                        self._nodes.append(node)
+            except yaml.YAMLError:
+                pass  # documents up to the error are indexed; the error itself was reported
+            finally:
+                loader.dispose()
+        return self._nodes[ordinal] if ordinal < len(self._nodes) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One YAML document's data, where it starts, and how to find the line of a field in it."""
+
+    data: Any
+    source: Source
+    index: FileIndex | None = None
+    ordinal: int = 0
+    prefix: tuple[str | int, ...] = ()  # where this object sits in its document (List items)
+
+    def line_of(self, path: tuple[str | int, ...]) -> int:
+        node = self.index.node(self.ordinal) if self.index is not None else None
+        if node is None:
+            return self.source.line
+        return line_of(node, self.prefix + path)
+
+    def item(self, key: str, position: int, line: int) -> Document:
+        """The document standing for element `position` of the list at `key` (a kind: List)."""
+        return Document(self.data[key][position], Source(self.source.file, line), self.index,
+                        self.ordinal, (*self.prefix, key, position))  # fmt: skip
+
+
+def read_documents(text: str, file: str) -> Iterator[Document]:
+    """Yield the non-empty documents of a YAML stream; a syntax error raises ConfigError.
+
+    Documents before the error are yielded first, so nothing valid is lost.
+    """
+    index = FileIndex(text)
+    loader = _Loader(text)
+    ordinal = -1
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            ordinal += 1
+            data = loader.construct_document(node)
+            if data is not None:
+                yield Document(data, Source(file, node.start_mark.line + 1), index, ordinal)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = min(mark.line + 1, text.count("\n") + 1) if mark is not None else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(
+            [ConfigIssue(f"invalid YAML: {problem}", source=Source(file, line))]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigIssue(f"invalid YAML: {exc}", source=Source(file, 1))]) from None
+    finally:
+        loader.dispose()
+
+
+def line_of(node: yaml.Node, path: tuple[str | int, ...]) -> int:
+    """The 1-based line of the deepest node along `path` that exists.
+
+    A mapping key's line is used for a key (so an unknown field points at itself).
+    """
+    line = node.start_mark.line + 1
+    for part in path:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for key, value in node.value:
+                if key.value == part:
+                    line = key.start_mark.line + 1
+                    node = value
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if not 0 <= part < len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
