@@ -1,0 +1,1 @@
+"""The `remora` command line: one module per command group, each a thin shell."""

@@ -1,0 +1,141 @@
+"""`remora analyze` and `remora validate`: check mesh config offline, as istioctl does."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from remora.analysis import analyze as run_analyzers
+from remora.analysis.messages import Level, Message
+from remora.api.errors import ConfigIssue
+from remora.api.loader import LoadResult, load_paths
+from remora.api.resource import DEFAULT_NAMESPACE
+from remora.cli.output import OutputFormat, render
+
+# Exit codes as istioctl analyze uses them.
+EXIT_OK = 0
+EXIT_DATA_ERROR = 65  # some files could not be parsed
+EXIT_ANALYZER_FOUND_ISSUES = 79
+
+
+class Threshold(str, Enum):
+    """A message level, as istioctl's --failure-threshold / --output-threshold take it."""
+
+    INFO = "Info"
+    WARNING = "Warning"
+    ERROR = "Error"
+
+    @property
+    def level(self) -> Level:
+        return Level(self.value)
+
+
+FilesOption = Annotated[
+    list[str] | None,
+    typer.Option("-f", "--filename", help="File, directory (recursive) or - for stdin. Repeatable."),
+]
+PathsArgument = Annotated[list[str] | None, typer.Argument(help="More files or directories.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("analyze")(analyze)
+    app.command("validate")(validate)
+
+
+def analyze(
+    paths: PathsArgument = None,
+    filename: FilesOption = None,
+    namespace: Annotated[
+        str, typer.Option("-n", "--namespace", help="Namespace to analyze and to load into.")
+    ] = DEFAULT_NAMESPACE,
+    all_namespaces: Annotated[
+        bool, typer.Option("-A", "--all-namespaces", help="Analyze every namespace.")
+    ] = False,
+    output: Annotated[
+        OutputFormat, typer.Option("-o", "--output", help="text, json or yaml.")
+    ] = OutputFormat.TEXT,
+    failure_threshold: Annotated[
+        Threshold, typer.Option(help="Lowest message level that makes the exit status non-zero.")
+    ] = Threshold.ERROR,
+    output_threshold: Annotated[
+        Threshold, typer.Option(help="Lowest message level to print.")
+    ] = Threshold.INFO,
+) -> int:
+    """Find problems in Istio and Kubernetes config files, with istioctl analyze's messages."""
+    result = _load(paths, filename, namespace)
+    messages = run_analyzers(result, namespace=None if all_namespaces else namespace)
+    shown = [m for m in messages if m.type.level >= output_threshold.level]
+    target = "all namespaces" if all_namespaces else f"namespace: {namespace}"
+    _print_parse_errors(result)
+    if output is OutputFormat.TEXT:
+        _print_messages(shown, target)
+    else:
+        typer.echo(render([m.to_dict() for m in shown], output), nl=False)
+    if any(issue.subject == "" for issue in result.issues):
+        return EXIT_DATA_ERROR
+    if any(m.type.level >= failure_threshold.level for m in messages):
+        return EXIT_ANALYZER_FOUND_ISSUES
+    return EXIT_OK
+
+
+def validate(
+    paths: PathsArgument = None,
+    filename: FilesOption = None,
+    namespace: Annotated[
+        str, typer.Option("-n", "--namespace", help="Namespace for objects that name none.")
+    ] = DEFAULT_NAMESPACE,
+) -> int:
+    """Validate resources against the schema only; one line per problem."""
+    result = _load(paths, filename, namespace)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for issue in result.issues:
+        err.print(f"Error: {issue}", markup=False)
+    for skipped in result.unsupported:
+        err.print(f"Info: {skipped.source}: {skipped.kind} {skipped.name}: kind "
+                  f"{skipped.api_version}/{skipped.kind} is not modelled; skipped", markup=False)  # fmt: skip
+    if result.issues:
+        return 1
+    count = len(result.resources)
+    Console(highlight=False).print(f"[green]✔[/green] {count} resource{'s' * (count != 1)} valid")
+    return EXIT_OK
+
+
+def _load(paths: list[str] | None, filename: list[str] | None, namespace: str) -> LoadResult:
+    sources = [*(filename or []), *(paths or [])]
+    if not sources:
+        raise typer.BadParameter("give at least one file, directory or - (stdin)",
+                                 param_hint="'-f' / '--filename'")  # fmt: skip
+    return load_paths(sources, namespace=namespace, stdin=sys.stdin)
+
+
+def _print_parse_errors(result: LoadResult) -> None:
+    unparsed: list[ConfigIssue] = [issue for issue in result.issues if issue.subject == ""]
+    if not unparsed:
+        return
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for issue in unparsed:
+        err.print(f"Error: {issue}", markup=False)
+    err.print("Error: some files couldn't be parsed.", markup=False)
+
+
+_LEVEL_STYLE = {Level.ERROR: "red", Level.WARNING: "yellow", Level.INFO: ""}
+
+
+def _print_messages(messages: list[Message], target: str) -> None:
+    console = Console(highlight=False, soft_wrap=True)
+    if not messages:
+        console.print(f"[green]✔[/green] No validation issues found when analyzing {target}.")
+        return
+    for message in messages:
+        style = _LEVEL_STYLE[message.type.level]
+        line = str(message)
+        if style and console.is_terminal:
+            level = message.type.level.value
+            console.print(f"[{style}]{level}[/{style}]", end="", markup=True)
+            console.print(line[len(level):], markup=False)
+        else:
+            console.print(line, markup=False)
