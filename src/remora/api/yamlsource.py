@@ -80,7 +80,7 @@ def read_documents(text: str, file: str) -> Iterator[Document]:
             if node is None:
                 continue
             ordinal += 1
-            data = loader.construct_document(node)
+            data = construct(loader, node)
             if data is not None:
                 yield Document(data, Source(file, node.start_mark.line + 1), index, ordinal)
     except yaml.MarkedYAMLError as exc:
@@ -92,8 +92,57 @@ def read_documents(text: str, file: str) -> Iterator[Document]:
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigIssue(f"invalid YAML: {exc}", source=Source(file, 1))]) from None
+    except RecursionError:
+        line = ordinal + 1
+        raise ConfigError(
+            [ConfigIssue("invalid YAML: nested too deeply", source=Source(file, line))]
+        ) from None
     finally:
         loader.dispose()
+
+
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+
+
+class _Unusual(Exception):
+    """The document needs PyYAML's general constructor (merge keys, tags, odd keys)."""
+
+
+def construct(loader: _Loader, node: yaml.Node) -> Any:
+    """Python data for a document node: PyYAML's result, about twice as fast for plain YAML.
+
+    PyYAML's constructor runs generators and checks per node; Kubernetes YAML is plain maps,
+    lists and scalars, which this builds directly. Anything else takes PyYAML's path.
+    """
+    try:
+        return _build(loader, node)
+    except (_Unusual, RecursionError):  # RecursionError: a recursive alias, or very deep nesting
+        return loader.construct_document(node)
+
+
+def _build(loader: _Loader, node: yaml.Node) -> Any:
+    kind = type(node)
+    if kind is yaml.ScalarNode:
+        if node.tag == _STR:
+            return node.value
+        scalar = loader.yaml_constructors.get(node.tag)
+        if scalar is None:
+            raise _Unusual
+        return scalar(loader, node)
+    if kind is yaml.MappingNode and node.tag == _MAP:
+        mapping = {}
+        for key_node, value_node in node.value:
+            if type(key_node) is yaml.ScalarNode and key_node.tag == _STR:
+                key = key_node.value
+            else:  # merge keys, null/int/bool keys, or unhashable keys
+                raise _Unusual
+            mapping[key] = _build(loader, value_node)
+        return mapping
+    if kind is yaml.SequenceNode and node.tag == _SEQ:
+        return [_build(loader, item) for item in node.value]
+    raise _Unusual
 
 
 def line_of(node: yaml.Node, path: tuple[str | int, ...]) -> int:
