@@ -1,1 +1,3 @@
 """Kubernetes kinds the mesh and the local runner read."""
+
+from remora.api.kube import core, workloads  # noqa: F401  (they register)
