@@ -1,3 +1,3 @@
 """Kubernetes kinds the mesh and the local runner read."""
 
-from remora.api.kube import core, workloads  # noqa: F401  (they register)
+from remora.api.kube import autoscaling, core, discovery, workloads  # noqa: F401  (they register)
