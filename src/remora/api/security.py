@@ -184,7 +184,7 @@ class PeerAuthenticationSpec(Spec):
                      "portLevelMtls")  # fmt: skip
         for port in self.port_level_mtls:
             if not 0 < port <= 65535:
-                fail("port must be between 1-65535", "portLevelMtls", port)
+                fail("port must be between 1-65535", "portLevelMtls", str(port))
         return self
 
 

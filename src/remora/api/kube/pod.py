@@ -511,18 +511,22 @@ class PodSpec(Spec):
                 if container.name in seen:
                     fail(f"duplicate container name {container.name!r}", key, i, "name")
                 seen.add(container.name)
-        volumes = {v.name for v in self.volumes}
+        names = [v.name for v in self.volumes]
         for i, volume in enumerate(self.volumes):
-            if [v.name for v in self.volumes].count(volume.name) > 1:
+            if names.count(volume.name) > 1:
                 fail(f"duplicate volume name {volume.name!r}", "volumes", i, "name")
+        return self
+
+    def check_volume_mounts(self, *path: str, claims: frozenset[str] = frozenset()) -> None:
+        """Every volumeMounts[].name names a volume (or a StatefulSet volumeClaimTemplate)."""
+        volumes = {v.name for v in self.volumes} | claims
         for key, containers in (("initContainers", self.init_containers),
                                 ("containers", self.containers)):  # fmt: skip
             for i, container in enumerate(containers):
                 for m, mount in enumerate(container.volume_mounts):
                     if mount.name not in volumes:
-                        fail(f"volume {mount.name!r} not found", key, i, "volumeMounts", m,
-                             "name")  # fmt: skip
-        return self
+                        fail(f"volume {mount.name!r} not found", *path, key, i, "volumeMounts",
+                             m, "name")  # fmt: skip
 
     @property
     def effective_service_account(self) -> str:

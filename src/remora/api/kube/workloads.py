@@ -18,7 +18,11 @@ from remora.api.resource import ObjectMeta, Resource, served
 
 
 def check_workload(
-    selector: LabelSelector, template: PodTemplateSpec, replicas: int | None
+    selector: LabelSelector,
+    template: PodTemplateSpec,
+    replicas: int | None,
+    *,
+    claims: frozenset[str] = frozenset(),
 ) -> None:
     """Checks shared by Deployment and StatefulSet specs."""
     if replicas is not None and replicas < 0:
@@ -30,6 +34,7 @@ def check_workload(
     policy = template.spec.restart_policy
     if policy not in (None, "Always"):
         fail("only 'Always' is supported", "template", "spec", "restartPolicy")
+    template.spec.check_volume_mounts("template", "spec", claims=claims)
 
 
 class RollingUpdateDeployment(Spec):
@@ -160,7 +165,8 @@ class StatefulSetSpec(Spec):
 
     @model_validator(mode="after")
     def _rules(self) -> StatefulSetSpec:
-        check_workload(self.selector, self.template, self.replicas)
+        claims = frozenset(t.metadata.name or "" for t in self.volume_claim_templates)
+        check_workload(self.selector, self.template, self.replicas, claims=claims)
         return self
 
 
