@@ -125,12 +125,13 @@ class ServiceSpec(Spec):
         elif not self.ports and not self.is_headless:
             fail("required field is missing", "ports")  # Kubernetes: spec.ports Required value
         self._check_ips()
-        names = [p.name or "" for p in self.ports]
+        seen: set[str] = set()
         for i, port in enumerate(self.ports):
             if len(self.ports) > 1 and not port.name:
                 fail("required when there is more than one port", "ports", i, "name")
-            if port.name and names.count(port.name) > 1:
+            if port.name and port.name in seen:
                 fail(f"duplicate port name {port.name!r}", "ports", i, "name")
+            seen.add(port.name or "")
             if port.node_port and kind not in ("NodePort", "LoadBalancer"):
                 fail(f"may not be used when type is {kind!r}", "ports", i, "nodePort")
         return self

@@ -340,10 +340,11 @@ class Container(Spec):
         if not is_dns1123_label(self.name):
             fail(f"must be a DNS-1123 label (lower-case alphanumerics and '-'), "
                  f"got {self.name!r}", "name")  # fmt: skip
-        names = [p.name for p in self.ports if p.name]
+        seen: set[str] = set()
         for i, port in enumerate(self.ports):
-            if port.name and names.count(port.name) > 1:
+            if port.name and port.name in seen:
                 fail(f"duplicate port name {port.name!r}", "ports", i, "name")
+            seen.add(port.name or "")
         # Kubernetes validateProbe: liveness and startup probes need successThreshold 1.
         for key, probe in (("livenessProbe", self.liveness_probe),
                            ("startupProbe", self.startup_probe)):  # fmt: skip
@@ -511,10 +512,11 @@ class PodSpec(Spec):
                 if container.name in seen:
                     fail(f"duplicate container name {container.name!r}", key, i, "name")
                 seen.add(container.name)
-        names = [v.name for v in self.volumes]
+        volumes: set[str] = set()
         for i, volume in enumerate(self.volumes):
-            if names.count(volume.name) > 1:
+            if volume.name in volumes:
                 fail(f"duplicate volume name {volume.name!r}", "volumes", i, "name")
+            volumes.add(volume.name)
         return self
 
     def check_volume_mounts(self, *path: str, claims: frozenset[str] = frozenset()) -> None:
