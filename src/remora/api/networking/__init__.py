@@ -1,1 +1,5 @@
 """Istio networking.istio.io resources: VirtualService, DestinationRule, Gateway, ..."""
+
+from remora.api.networking import destination_rule, virtual_service
+
+__all__ = ["destination_rule", "virtual_service"]
