@@ -154,7 +154,7 @@ def _flush_blocks(seed: str, lines: list[str]) -> Iterator[Block]:
     """Code printed without fences: maximal runs of non-prose, non-blank-edged lines."""
     start, chunk = 0, []
     for number, line in enumerate([*lines, "结束"], 1):
-        if _is_prose(line) or not line.strip() and not chunk:
+        if _is_prose(line) or (not line.strip() and not chunk):
             if chunk and re.search(r"(?m)^\s*apiVersion:", "\n".join(chunk)):
                 yield Block(seed, start, "flush", "\n".join(chunk).rstrip("\n"))
             start, chunk = number + 1, []
