@@ -1,5 +1,11 @@
 """Istio networking.istio.io resources: VirtualService, DestinationRule, Gateway, ..."""
 
-from remora.api.networking import destination_rule, virtual_service
+from remora.api.networking import (
+    destination_rule,
+    gateway,
+    service_entry,
+    sidecar,
+    virtual_service,
+)
 
-__all__ = ["destination_rule", "virtual_service"]
+__all__ = ["destination_rule", "gateway", "service_entry", "sidecar", "virtual_service"]
