@@ -1,0 +1,73 @@
+"""Run every analyzer over a load result and order the messages as istioctl analyze does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from remora.analysis import authz, destinationrule, gateway
+from remora.analysis.context import Context
+from remora.analysis.messages import Message
+from remora.analysis.schema import schema_messages
+from remora.analysis.virtualservice import (
+    delegates,
+    destinations,
+    gateways,
+    jwtclaims,
+    meshhosts,
+    rules,
+)
+from remora.api.loader import LoadResult
+
+Analyzer = Callable[[Context], None]
+
+ANALYZERS: tuple[Analyzer, ...] = (
+    destinations.check_hosts,
+    destinations.check_subsets,
+    delegates.check,
+    gateways.check,
+    meshhosts.check,
+    rules.check,
+    jwtclaims.check,
+    destinationrule.check,
+    authz.check,
+    gateway.check_conflicts,
+)
+
+
+def analyze(result: LoadResult, *, namespace: str | None) -> list[Message]:
+    """Findings about the loaded resources; `namespace` None means all namespaces (-A).
+
+    Every check sees every resource; only messages about resources in `namespace` are kept.
+    """
+    context = Context(result.resources, namespace=namespace)
+    for analyzer in ANALYZERS:
+        analyzer(context)
+    messages = context.messages + schema_messages(result.issues, namespace=namespace)
+    return sort_messages(messages)
+
+
+def sort_messages(messages: list[Message]) -> list[Message]:
+    """istioctl's order (diag.Messages.SortedDedupedCopy): level (errors first), code, resource
+    (kind/name/namespace), then text; identical lines once."""
+    ordered = sorted(messages, key=_sort_key)
+    out: list[Message] = []
+    for message in ordered:
+        if out and str(out[-1]) == str(message):
+            continue
+        out.append(message)
+    return out
+
+
+def _sort_key(message: Message) -> tuple[int, str, int, str, str]:
+    kind, _, key = message.subject.partition(" ")
+    namespace, slash, name = key.partition("/")
+    if not slash:
+        namespace, name = "", key
+    comparator = f"{kind}/{name}/{namespace}"
+    return (
+        -message.type.level.rank,
+        message.type.code,
+        1 if message.subject else 0,
+        comparator,
+        str(message),
+    )

@@ -1,0 +1,1 @@
+"""VirtualService analyzers: destinations, delegates, gateways, mesh hosts, rules, JWT claims."""
