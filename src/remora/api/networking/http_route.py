@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from remora.api.base import Spec, fail
-from remora.api.common import Percent, RE2Pattern, StringMatch
+from remora.api.common import Percent, RE2Pattern, StringMatch, check_re2
 from remora.api.networking import names
 from remora.api.networking.shared import Destination, Headers, MsDuration, check_percentage
 
@@ -67,6 +68,21 @@ def check_string_match(match: StringMatch, *, allow_empty_prefix: bool = False) 
     return None
 
 
+class HeaderAbsentMatch(StringMatch):
+    """A withoutHeaders StringMatch: `regex: "*"` there means "present" and is not RE2."""
+
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _re2(self) -> HeaderAbsentMatch:
+        if self.regex and self.regex != "*":
+            try:
+                check_re2(self.regex)
+            except PydanticCustomError as exc:
+                fail(exc.message(), "regex")
+        return self
+
+
 class HTTPMatchRequest(Spec):
     """Conditions a request must meet for a rule to apply; all fields AND together."""
 
@@ -81,7 +97,7 @@ class HTTPMatchRequest(Spec):
     gateways: list[str] = Field(default_factory=list)
     query_params: dict[str, StringMatch] = Field(default_factory=dict)
     ignore_uri_case: bool | None = None  # only exact/prefix honour it; Istio does not reject
-    without_headers: dict[str, StringMatch] = Field(default_factory=dict)
+    without_headers: dict[str, HeaderAbsentMatch] = Field(default_factory=dict)
     source_namespace: str | None = None
     stat_prefix: str | None = None
 
