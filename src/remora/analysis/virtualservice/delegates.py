@@ -1,10 +1,14 @@
-"""Delegation: IST0101 for a delegate VirtualService that is not in the input, RMR0001 for a
-delegate that delegates again (Istio supports one level: virtual_service.proto, Delegate)."""
+"""IST0101 for an http rule delegating to a VirtualService that is not in the input.
+
+A delegate VirtualService is `namespace/name` (namespace defaults to the delegating one's);
+a delegate that delegates again is a schema error already (validation.go: "delegate HTTP route
+cannot contain delegate").
+"""
 
 from __future__ import annotations
 
 from remora.analysis.context import Context
-from remora.analysis.messages import DELEGATE_CHAIN, REFERENCED_RESOURCE_NOT_FOUND, go_quote
+from remora.analysis.messages import REFERENCED_RESOURCE_NOT_FOUND, go_quote
 from remora.analysis.models import VirtualService
 
 
@@ -15,8 +19,7 @@ def check(ctx: Context) -> None:
                 continue
             namespace = rule.delegate.namespace or vs.namespace
             name = rule.delegate.name or ""
-            target = ctx.find(VirtualService, namespace, name)
-            if target is None:
+            if ctx.find(VirtualService, namespace, name) is None:
                 ctx.report(
                     vs,
                     REFERENCED_RESOURCE_NOT_FOUND,
@@ -24,14 +27,3 @@ def check(ctx: Context) -> None:
                     go_quote(f"{namespace}/{name}"),
                     path=("spec", "http", i, "delegate"),
                 )
-                continue
-            for j, inner in enumerate(target.spec.http):
-                if inner.delegate is not None:
-                    again = f"{inner.delegate.namespace or target.namespace}/{inner.delegate.name}"
-                    ctx.report(
-                        target,
-                        DELEGATE_CHAIN,
-                        target.key,
-                        again,
-                        path=("spec", "http", j, "delegate"),
-                    )
