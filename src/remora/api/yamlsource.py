@@ -80,7 +80,12 @@ def read_documents(text: str, file: str) -> Iterator[Document]:
             if node is None:
                 continue
             ordinal += 1
-            data = construct(loader, node)
+            try:
+                data = construct(loader, node)
+            except (ValueError, TypeError, IndexError, OverflowError):  # `!!int abc`, `!!float`
+                raise ConfigError([ConfigIssue(
+                    "invalid YAML: a value does not fit its explicit tag (such as !!int abc)",
+                    source=Source(file, node.start_mark.line + 1))]) from None  # fmt: skip
             if data is not None:
                 yield Document(data, Source(file, node.start_mark.line + 1), index, ordinal)
     except yaml.MarkedYAMLError as exc:
