@@ -35,16 +35,17 @@ def _check_workloads(ctx: Context, policy: AuthorizationPolicy) -> None:
     spec = policy.spec
     if spec.target_ref is not None or spec.target_refs:
         return
-    workloads = ctx.inventory.workloads
+    inventory = ctx.inventory
     if spec.selector is None:
-        if policy.namespace != ROOT_NAMESPACE and not any(
-            w.namespace == policy.namespace for w in workloads
+        if (
+            policy.namespace != ROOT_NAMESPACE
+            and policy.namespace not in inventory.namespaces_with_workloads
         ):
             ctx.report(policy, NO_MATCHING_WORKLOADS_FOUND, "")
         return
     labels = spec.selector.match_labels
-    in_reach = [w for w in workloads if policy.namespace in (ROOT_NAMESPACE, w.namespace)]
-    if not any(w.selected_by(labels) for w in in_reach):
+    reach = None if policy.namespace == ROOT_NAMESPACE else policy.namespace
+    if not inventory.select(labels, namespace=reach):
         ctx.report(
             policy,
             NO_MATCHING_WORKLOADS_FOUND,

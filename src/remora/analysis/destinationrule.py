@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from remora.analysis.context import Context
 from remora.analysis.hosts import ServiceInfo
-from remora.analysis.inventory import Workload
+from remora.analysis.inventory import Inventory
 from remora.analysis.messages import (
     DESTINATION_RULE_SUBSET_NOT_SELECT_PODS,
     UNKNOWN_DESTINATION_RULE_HOST,
@@ -31,10 +31,8 @@ def check(ctx: Context) -> None:
             continue
         if not inventory.workloads or (info is not None and info.selector is None):
             continue
-        candidates = _endpoints(inventory.workloads, info)
         for k, subset in enumerate(dr.spec.subsets):
-            labels = dict(subset.labels)
-            if not any(w.selected_by(labels) for w in candidates):
+            if not _selects_any(inventory, info, dict(subset.labels)):
                 ctx.report(
                     dr,
                     DESTINATION_RULE_SUBSET_NOT_SELECT_PODS,
@@ -43,9 +41,9 @@ def check(ctx: Context) -> None:
                 )
 
 
-def _endpoints(workloads: list[Workload], info: ServiceInfo | None) -> list[Workload]:
-    """The workloads behind the host: those its selector picks in its namespace, else all."""
+def _selects_any(inventory: Inventory, info: ServiceInfo | None, labels: dict[str, str]) -> bool:
+    """A workload behind the host carries the subset's labels. The workloads behind the host are
+    those its selector picks in its namespace; all workloads when the host is not known."""
     if info is None or info.selector is None:
-        return workloads
-    selector = info.selector
-    return [w for w in workloads if w.namespace == info.namespace and w.selected_by(selector)]
+        return bool(inventory.select(labels))
+    return bool(inventory.select({**info.selector, **labels}, namespace=info.namespace))

@@ -48,4 +48,4 @@ def _same_workloads(ctx: Context, a: Gateway, b: Gateway) -> bool:
     sa, sb = dict(a.spec.selector), dict(b.spec.selector)
     if sa == sb:
         return True
-    return any(w.selected_by(sa) and w.selected_by(sb) for w in ctx.inventory.workloads)
+    return any(w.selected_by(sb) for w in ctx.inventory.select(sa))

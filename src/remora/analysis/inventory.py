@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from remora.analysis.hosts import (
     EXPORT_ALL,
@@ -56,6 +57,31 @@ class Inventory:
     services: ServiceRegistry = field(default_factory=ServiceRegistry)
     namespace_objects: set[str] = field(default_factory=set)
     used_namespaces: set[str] = field(default_factory=set)
+
+    @cached_property
+    def _by_label(self) -> dict[tuple[str, str], list[Workload]]:
+        index: dict[tuple[str, str], list[Workload]] = {}
+        for workload in self.workloads:
+            for pair in workload.labels.items():
+                index.setdefault(pair, []).append(workload)
+        return index
+
+    @cached_property
+    def namespaces_with_workloads(self) -> set[str]:
+        return {w.namespace for w in self.workloads}
+
+    def select(self, selector: dict[str, str], *, namespace: str | None = None) -> list[Workload]:
+        """Workloads carrying every label of `selector` (all when empty), in `namespace` if set."""
+        if selector:
+            pair = next(iter(selector.items()))
+            candidates = self._by_label.get(pair, [])
+        else:
+            candidates = self.workloads
+        return [
+            w
+            for w in candidates
+            if (namespace is None or w.namespace == namespace) and w.selected_by(selector)
+        ]
 
     @property
     def known_namespaces(self) -> set[str]:

@@ -68,7 +68,7 @@ def check(ctx: Context) -> None:
 
 def _gateway_pods(ctx: Context, gateway: Gateway) -> list[tuple[Workload, str]]:
     selector = dict(gateway.spec.selector)
-    pods = [w for w in ctx.inventory.workloads if w.selected_by(selector)]
+    pods = ctx.inventory.select(selector)
     if pods:
         return [(w, w.name) for w in pods]
     stand_in = Workload("Gateway", gateway.name, gateway.namespace, selector)
