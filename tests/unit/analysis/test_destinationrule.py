@@ -88,3 +88,17 @@ def test_unknown_host_when_services_are_in_the_input(lines: Lines) -> None:
         "Warning [IST0174] (DestinationRule default/reviewz dr.yaml:6) The host reviewz defined "
         "in the DestinationRule does not match any services in the mesh."
     ]
+
+
+def test_workload_entries_count_as_workloads(lines: Lines) -> None:
+    entry = """\
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: vm-v4
+spec:
+  address: 10.0.0.4
+  labels: {app: reviews, version: v4}
+"""
+    assert lines(DR + _deployment("reviews-v1", "{app: reviews, version: v1}") + entry) == []

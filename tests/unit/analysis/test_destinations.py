@@ -180,3 +180,16 @@ spec:
         'Referenced host not found: "reviews.team.svc.cluster.local"',
     ]
     assert lines(vs.replace("name: caller\n", "name: caller\n  namespace: team\n") + private) == []
+
+
+def test_no_port_selector_needed_when_the_ports_are_named(lines: Lines) -> None:
+    two_ports = SERVICE + "  - {name: grpc, port: 9081}\n"
+    vs = VS_HOSTS.replace("reviewz", "reviews").replace("9090", "9081")
+    vs = vs.replace(
+        "host: reviews\n      weight", "host: reviews\n        port: {number: 9080}\n      weight"
+    )
+    vs = vs.replace(
+        "host: ratings.default.svc.cluster.local", "{host: reviews, port: {number: 9081}}"
+    )
+    vs = vs.replace("- destination:\n        {host", "- destination: {host")
+    assert lines(vs + two_ports) == []
