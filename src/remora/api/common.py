@@ -10,12 +10,24 @@ from pydantic import AfterValidator, Field, model_validator
 from remora.api.base import Spec, fail
 
 
+def _quiet_options() -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False  # RE2 would also write each error to stderr
+    return options
+
+
+_RE2_OPTIONS = _quiet_options()
+
+
 def check_re2(pattern: str) -> str:
     """Istio regexes are RE2 (Envoy's safe_regex): reject what RE2 cannot compile."""
     try:
-        re2.compile(pattern)
+        re2.compile(pattern, _RE2_OPTIONS)
     except re2.error as exc:
-        fail(f"invalid RE2 regex {pattern!r}: {exc}")
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        fail(f"invalid RE2 regex {pattern!r}: {reason}")
     return pattern
 
 

@@ -25,7 +25,7 @@ def parse_duration(text: str) -> float:
     except negative values, which no Istio duration field allows.
     """
     if not isinstance(text, str):
-        raise ValueError(f"duration must be a string such as \"1s\" or \"500ms\", got {text!r}")
+        raise ValueError(f'duration must be a string such as "1s" or "500ms", got {text!r}')
     body = text.strip()
     if body.startswith("-"):
         raise ValueError(f"duration must not be negative: {text!r}")
@@ -33,7 +33,9 @@ def parse_duration(text: str) -> float:
     if body == "0":
         return 0.0
     if not _WHOLE.fullmatch(body):
-        raise ValueError(f"invalid duration {text!r}: use a number and a unit (ns, us, ms, s, m, h)")
+        raise ValueError(
+            f"invalid duration {text!r}: use a number and a unit (ns, us, ms, s, m, h)"
+        )
     return sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _PART.findall(body))
 
 

@@ -92,7 +92,7 @@ def parse_resource(
     data: Any, *, source: Source | None = None, namespace: str = DEFAULT_NAMESPACE
 ) -> Resource:
     """Build one resource from already-parsed data (e.g. a JSON API body); raise ConfigError."""
-    document = Document(data, None, source or Source("-", 1))
+    document = Document(data, source or Source("-", 1))
     result = LoadResult()
     _build_into(result, document, namespace)
     result.raise_for_issues()
@@ -124,7 +124,9 @@ def _read_sources(
                 yield str(file), file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                result.issues.append(ConfigIssue(f"cannot read: {reason}", source=Source(str(file), 0)))
+                result.issues.append(
+                    ConfigIssue(f"cannot read: {reason}", source=Source(str(file), 0))
+                )
 
 
 def _build_into(result: LoadResult, document: Document, namespace: str) -> None:
@@ -135,7 +137,9 @@ def _build_into(result: LoadResult, document: Document, namespace: str) -> None:
             f"got {type(data).__name__}", source=document.source))  # fmt: skip
         return
     api_version, kind = data.get("apiVersion"), data.get("kind")
-    missing = [k for k, v in (("apiVersion", api_version), ("kind", kind)) if not isinstance(v, str)]
+    missing = [
+        k for k, v in (("apiVersion", api_version), ("kind", kind)) if not isinstance(v, str)
+    ]
     if missing:
         key = missing[0]
         result.issues.append(ConfigIssue(

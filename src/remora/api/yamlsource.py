@@ -111,7 +111,7 @@ _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 
 
-class _Unusual(Exception):
+class _NeedsGeneralConstructorError(Exception):
     """The document needs PyYAML's general constructor (merge keys, tags, odd keys)."""
 
 
@@ -123,7 +123,10 @@ def construct(loader: _Loader, node: yaml.Node) -> Any:
     """
     try:
         return _build(loader, node)
-    except (_Unusual, RecursionError):  # RecursionError: a recursive alias, or very deep nesting
+    except (
+        _NeedsGeneralConstructorError,
+        RecursionError,
+    ):  # RecursionError: a recursive alias, or very deep nesting
         return loader.construct_document(node)
 
 
@@ -134,7 +137,7 @@ def _build(loader: _Loader, node: yaml.Node) -> Any:
             return node.value
         scalar = loader.yaml_constructors.get(node.tag)
         if scalar is None:
-            raise _Unusual
+            raise _NeedsGeneralConstructorError
         return scalar(loader, node)
     if kind is yaml.MappingNode and node.tag == _MAP:
         mapping = {}
@@ -142,12 +145,12 @@ def _build(loader: _Loader, node: yaml.Node) -> Any:
             if type(key_node) is yaml.ScalarNode and key_node.tag == _STR:
                 key = key_node.value
             else:  # merge keys, null/int/bool keys, or unhashable keys
-                raise _Unusual
+                raise _NeedsGeneralConstructorError
             mapping[key] = _build(loader, value_node)
         return mapping
     if kind is yaml.SequenceNode and node.tag == _SEQ:
         return [_build(loader, item) for item in node.value]
-    raise _Unusual
+    raise _NeedsGeneralConstructorError
 
 
 def line_of(node: yaml.Node, path: tuple[str | int, ...]) -> int:

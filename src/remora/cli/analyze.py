@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -17,12 +17,11 @@ from remora.api.resource import DEFAULT_NAMESPACE
 from remora.cli.output import OutputFormat, render
 
 # Exit codes as istioctl analyze uses them.
-EXIT_OK = 0
 EXIT_DATA_ERROR = 65  # some files could not be parsed
 EXIT_ANALYZER_FOUND_ISSUES = 79
 
 
-class Threshold(str, Enum):
+class Threshold(StrEnum):
     """A message level, as istioctl's --failure-threshold / --output-threshold take it."""
 
     INFO = "Info"
@@ -36,7 +35,9 @@ class Threshold(str, Enum):
 
 FilesOption = Annotated[
     list[str] | None,
-    typer.Option("-f", "--filename", help="File, directory (recursive) or - for stdin. Repeatable."),
+    typer.Option(
+        "-f", "--filename", help="File, directory (recursive) or - for stdin. Repeatable."
+    ),
 ]
 PathsArgument = Annotated[list[str] | None, typer.Argument(help="More files or directories.")]
 
@@ -64,7 +65,7 @@ def analyze(
     output_threshold: Annotated[
         Threshold, typer.Option(help="Lowest message level to print.")
     ] = Threshold.INFO,
-) -> int:
+) -> None:
     """Find problems in Istio and Kubernetes config files, with istioctl analyze's messages."""
     result = _load(paths, filename, namespace)
     messages = run_analyzers(result, namespace=None if all_namespaces else namespace)
@@ -76,10 +77,9 @@ def analyze(
     else:
         typer.echo(render([m.to_dict() for m in shown], output), nl=False)
     if any(issue.subject == "" for issue in result.issues):
-        return EXIT_DATA_ERROR
+        raise typer.Exit(EXIT_DATA_ERROR)
     if any(m.type.level >= failure_threshold.level for m in messages):
-        return EXIT_ANALYZER_FOUND_ISSUES
-    return EXIT_OK
+        raise typer.Exit(EXIT_ANALYZER_FOUND_ISSUES)
 
 
 def validate(
@@ -88,20 +88,19 @@ def validate(
     namespace: Annotated[
         str, typer.Option("-n", "--namespace", help="Namespace for objects that name none.")
     ] = DEFAULT_NAMESPACE,
-) -> int:
+) -> None:
     """Validate resources against the schema only; one line per problem."""
     result = _load(paths, filename, namespace)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     for issue in result.issues:
         err.print(f"Error: {issue}", markup=False)
     for skipped in result.unsupported:
-        err.print(f"Info: {skipped.source}: {skipped.kind} {skipped.name}: kind "
-                  f"{skipped.api_version}/{skipped.kind} is not modelled; skipped", markup=False)  # fmt: skip
+        note = f"{skipped.api_version} {skipped.kind} is not modelled; skipped"
+        err.print(f"Info: {skipped.source}: {skipped.kind} {skipped.name}: {note}", markup=False)
     if result.issues:
-        return 1
+        raise typer.Exit(1)
     count = len(result.resources)
     Console(highlight=False).print(f"[green]✔[/green] {count} resource{'s' * (count != 1)} valid")
-    return EXIT_OK
 
 
 def _load(paths: list[str] | None, filename: list[str] | None, namespace: str) -> LoadResult:
@@ -136,6 +135,6 @@ def _print_messages(messages: list[Message], target: str) -> None:
         if style and console.is_terminal:
             level = message.type.level.value
             console.print(f"[{style}]{level}[/{style}]", end="", markup=True)
-            console.print(line[len(level):], markup=False)
+            console.print(line[len(level) :], markup=False)
         else:
             console.print(line, markup=False)

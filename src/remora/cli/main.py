@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from rich.console import Console
 
@@ -13,7 +12,8 @@ from remora.cli import analyze
 from remora.errors import RemoraError
 
 EXIT_UNKNOWN_ERROR = 1
-EXIT_INCORRECT_USAGE = 64  # istioctl's exit codes (istioctl/pkg/util/exit codes)
+EXIT_INCORRECT_USAGE = 64  # istioctl's exit code for usage errors
+CLICK_USAGE_ERROR = 2
 
 app = typer.Typer(
     name="remora",
@@ -34,16 +34,13 @@ def version() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every failure becomes a one-line message and an exit status."""
-    stderr = Console(stderr=True, highlight=False)
+    stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        status = app(args=argv, prog_name="remora", standalone_mode=False)
-    except click.UsageError as exc:
-        exc.show()
-        return EXIT_INCORRECT_USAGE
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (KeyboardInterrupt, click.exceptions.Abort):
+        app(args=argv, prog_name="remora")  # typer reports usage errors itself, then exits 2
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else EXIT_UNKNOWN_ERROR
+        return EXIT_INCORRECT_USAGE if code == CLICK_USAGE_ERROR else code
+    except KeyboardInterrupt:
         return 130
     except RemoraError as exc:
         stderr.print(f"Error: {exc}", markup=False)
@@ -51,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line, never a traceback
         stderr.print(f"Error: internal error: {type(exc).__name__}: {exc}", markup=False)
         return EXIT_UNKNOWN_ERROR
-    return status if isinstance(status, int) else 0
+    return 0
 
 
 if __name__ == "__main__":

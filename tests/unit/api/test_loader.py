@@ -1,4 +1,4 @@
-"""Loading: multi-document files, directories, stdin, Lists; every issue carries file:line + path."""
+"""Loading: multi-document files, directories, stdin, Lists; issues carry file:line and path."""
 
 import io
 from pathlib import Path
@@ -53,16 +53,19 @@ def test_syntax_error_gives_file_and_line_and_keeps_earlier_documents() -> None:
 
 
 def test_unknown_field_names_its_path_and_line() -> None:
-    text = VS.replace("  - route:\n", "  - route:\n    bogus: 1\n", 1)
+    text = VS.replace("  - route:\n", "  - bogus: 1\n    route:\n", 1)
     (issue,) = load_text(text, "vs.yaml").issues
-    assert str(issue) == "vs.yaml:9: VirtualService default/reviews: spec.http[0].bogus: unknown field"
+    assert (
+        str(issue) == "vs.yaml:8: VirtualService default/reviews: spec.http[0].bogus: unknown field"
+    )
 
 
 def test_wrong_type_names_its_path_and_line() -> None:
     text = VS.replace("hosts: [reviews]", "hosts: reviews")
     (issue,) = load_text(text, "vs.yaml").issues
     assert str(issue) == (
-        "vs.yaml:6: VirtualService default/reviews: spec.hosts: must be a list, got string 'reviews'"
+        "vs.yaml:6: VirtualService default/reviews: spec.hosts: "
+        "must be a list, got string 'reviews'"
     )
 
 
@@ -85,7 +88,10 @@ def test_kinds_not_modelled_are_kept_aside_not_errors() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("- a\n- b\n", "x.yaml:1: expected a Kubernetes object (a mapping with apiVersion and kind), got list"),
+        (
+            "- a\n- b\n",
+            "x.yaml:1: expected a Kubernetes object (a mapping with apiVersion and kind), got list",
+        ),
         ("kind: Service\nmetadata: {name: a}\n", "x.yaml:1: apiVersion: required field is missing"),
         ("apiVersion: v1\nkind: 7\n", "x.yaml:2: kind: must be a string"),
     ],
@@ -116,7 +122,9 @@ def test_directories_are_read_recursively_and_stdin_with_dash(tmp_path: Path) ->
     (tmp_path / "a" / "vs.yaml").write_text(VS)
     (tmp_path / "b.yml").write_text(VS.replace("name: reviews", "name: b"))
     (tmp_path / "notes.txt").write_text("not yaml: [")
-    result = load_paths([str(tmp_path), "-"], stdin=io.StringIO(VS.replace("name: reviews", "name: s")))
+    result = load_paths(
+        [str(tmp_path), "-"], stdin=io.StringIO(VS.replace("name: reviews", "name: s"))
+    )
     assert not result.issues
     assert sorted(r.name for r in result.resources) == ["b", "reviews", "s"]
     assert {r.source.file for r in result.resources if r.source} >= {"-"}
