@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from remora.analysis import authz, destinationrule, gateway
 from remora.analysis.context import Context
@@ -19,6 +17,7 @@ from remora.analysis.virtualservice import (
     rules,
 )
 from remora.api.loader import LoadResult
+from remora.gcpause import no_gc_pauses
 
 Analyzer = Callable[[Context], None]
 
@@ -42,24 +41,11 @@ def analyze(result: LoadResult, *, namespace: str | None) -> list[Message]:
     Every check sees every resource; only messages about resources in `namespace` are kept.
     """
     context = Context(result.resources, namespace=namespace)
-    with _no_gc_pauses():
+    with no_gc_pauses():
         for analyzer in ANALYZERS:
             analyzer(context)
     messages = context.messages + schema_messages(result.issues, namespace=namespace)
     return sort_messages(messages)
-
-
-@contextmanager
-def _no_gc_pauses() -> Iterator[None]:
-    """The analyzers allocate little and make no cycles, but right after a load the cyclic GC
-    would walk every loaded object again and again: it only slows the run down."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def sort_messages(messages: list[Message]) -> list[Message]:

@@ -6,10 +6,8 @@ a bad document yields issues (file:line, resource, field path, message) instead 
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,6 +20,7 @@ from remora.api.kinds import KINDS
 from remora.api.resource import DEFAULT_NAMESPACE, Resource, split_api_version
 from remora.api.validation_messages import describe
 from remora.api.yamlsource import Document, read_documents
+from remora.gcpause import no_gc_pauses
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -67,25 +66,13 @@ def load_paths(
 def load_text(text: str, file: str = "-", *, namespace: str = DEFAULT_NAMESPACE) -> LoadResult:
     """Load a multi-document YAML stream."""
     result = LoadResult()
-    with _no_gc_pauses():
+    with no_gc_pauses():
         try:
             for document in read_documents(text, file):
                 _build_into(result, document, namespace)
         except ConfigError as exc:
             result.issues.extend(exc.issues)
     return result
-
-
-@contextmanager
-def _no_gc_pauses() -> Iterator[None]:
-    """Loading creates many long-lived objects and no cycles: the cyclic GC only slows it."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def parse_resource(

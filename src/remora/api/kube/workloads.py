@@ -83,24 +83,6 @@ class DeploymentSpec(Spec):
         return self
 
 
-@served("apps", "v1")
-class Deployment(Resource):
-    """A replicated, stateless workload."""
-
-    KIND: ClassVar[str] = "Deployment"
-
-    spec: DeploymentSpec
-
-    @property
-    def pod_labels(self) -> dict[str, str]:
-        return self.spec.template.labels
-
-    @property
-    def effective_replicas(self) -> int:
-        """spec.replicas; Kubernetes defaults it to 1."""
-        return 1 if self.spec.replicas is None else self.spec.replicas
-
-
 class RollingUpdateStatefulSetStrategy(Spec):
     max_unavailable: IntOrPercent | None = None
     partition: int | None = Field(default=None, ge=0)
@@ -170,13 +152,10 @@ class StatefulSetSpec(Spec):
         return self
 
 
-@served("apps", "v1")
-class StatefulSet(Resource):
-    """Pods with stable names (`name-0`, `name-1`, ...) behind a (usually headless) Service."""
+class Workload(Resource):
+    """What Deployments and StatefulSets share: a pod template and a replica count."""
 
-    KIND: ClassVar[str] = "StatefulSet"
-
-    spec: StatefulSetSpec
+    spec: DeploymentSpec | StatefulSetSpec
 
     @property
     def pod_labels(self) -> dict[str, str]:
@@ -184,7 +163,26 @@ class StatefulSet(Resource):
 
     @property
     def effective_replicas(self) -> int:
+        """spec.replicas; Kubernetes defaults it to 1."""
         return 1 if self.spec.replicas is None else self.spec.replicas
+
+
+@served("apps", "v1")
+class Deployment(Workload):
+    """A replicated, stateless workload."""
+
+    KIND: ClassVar[str] = "Deployment"
+
+    spec: DeploymentSpec
+
+
+@served("apps", "v1")
+class StatefulSet(Workload):
+    """Pods with stable names (`name-0`, `name-1`, ...) behind a (usually headless) Service."""
+
+    KIND: ClassVar[str] = "StatefulSet"
+
+    spec: StatefulSetSpec
 
     @property
     def pod_names(self) -> list[str]:
