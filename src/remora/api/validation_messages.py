@@ -43,6 +43,13 @@ def _shown(value: Any) -> str:
     return f"{kind} {text}"
 
 
+def _number(bound: Any) -> str:
+    """100.0 -> "100": a bound reads as the user would write it."""
+    if isinstance(bound, float) and bound.is_integer():
+        return str(int(bound))
+    return str(bound)
+
+
 def describe(error: ErrorDetails) -> str:
     """One clause saying what is wrong with the value, without the path (added by the caller)."""
     kind = error["type"]
@@ -54,13 +61,13 @@ def describe(error: ErrorDetails) -> str:
     if kind in _TYPE_NAMES:
         return f"must be {_TYPE_NAMES[kind]}, got {_shown(error.get('input'))}"
     if kind == "greater_than_equal":
-        return f"must be >= {ctx['ge']}"
+        return f"must be >= {_number(ctx['ge'])}"
     if kind == "greater_than":
-        return f"must be > {ctx['gt']}"
+        return f"must be > {_number(ctx['gt'])}"
     if kind == "less_than_equal":
-        return f"must be <= {ctx['le']}"
+        return f"must be <= {_number(ctx['le'])}"
     if kind == "less_than":
-        return f"must be < {ctx['lt']}"
+        return f"must be < {_number(ctx['lt'])}"
     if kind in ("literal_error", "enum"):
         return f"must be one of {ctx.get('expected')}, got {_shown(error.get('input'))}"
     if kind == "string_too_short" and ctx.get("min_length") == 1:

@@ -381,7 +381,7 @@ CASES = [
     (
         "retry-budget-percent",
         tp("{retryBudget: {percent: 120}}"),
-        "spec.trafficPolicy.retryBudget.percent: must be <= 100.0",
+        "spec.trafficPolicy.retryBudget.percent: must be <= 100",
     ),
 ]
 
