@@ -9,13 +9,16 @@ from remora.errors import RemoraError
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where a resource or a field came from: a file (or "-" for stdin) and a 1-based line."""
+    """Where a resource or a field came from: a file (or "-" for stdin) and a 1-based line.
+
+    Line 0 means the file as a whole (it could not be found or read).
+    """
 
     file: str
     line: int
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}" if self.line > 0 else self.file
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,9 +71,10 @@ def analyze(
     messages = run_analyzers(result, namespace=None if all_namespaces else namespace)
     shown = [m for m in messages if m.type.level >= output_threshold.level]
     target = "all namespaces" if all_namespaces else f"namespace: {namespace}"
-    _print_parse_errors(result)
+    unparsed = _print_parse_errors(result)
     if output is OutputFormat.TEXT:
-        _print_messages(shown, target)
+        if shown or not unparsed:
+            _print_messages(shown, target)
     else:
         typer.echo(render([m.to_dict() for m in shown], output), nl=False)
     if any(issue.subject == "" for issue in result.issues):
@@ -111,14 +112,16 @@ def _load(paths: list[str] | None, filename: list[str] | None, namespace: str) -
     return load_paths(sources, namespace=namespace, stdin=sys.stdin)
 
 
-def _print_parse_errors(result: LoadResult) -> None:
+def _print_parse_errors(result: LoadResult) -> bool:
+    """Print the issues that belong to no resource (files not parsed); say if there were any."""
     unparsed: list[ConfigIssue] = [issue for issue in result.issues if issue.subject == ""]
     if not unparsed:
-        return
+        return False
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     for issue in unparsed:
         err.print(f"Error: {issue}", markup=False)
     err.print("Error: some files couldn't be parsed.", markup=False)
+    return True
 
 
 _LEVEL_STYLE = {Level.ERROR: "red", Level.WARNING: "yellow", Level.INFO: ""}
