@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 from remora.api.base import Duration, Spec, fail
 from remora.api.common import PolicyTargetReference, WorkloadSelector
@@ -242,12 +243,12 @@ class Source(Spec):
         ):
             fail("cannot set serviceAccounts with namespaces or principals")
         for name in ("ip_blocks", "not_ip_blocks", "remote_ip_blocks", "not_remote_ip_blocks"):
-            _check_not_empty(getattr(self, name), _camel(name))
-            _check_ips(getattr(self, name), _camel(name))
+            _check_not_empty(getattr(self, name), to_camel(name))
+            _check_ips(getattr(self, name), to_camel(name))
         for name in ("principals", "not_principals", "request_principals",
                      "not_request_principals", "namespaces", "not_namespaces",
                      "trust_domains", "not_trust_domains"):  # fmt: skip
-            _check_not_empty(getattr(self, name), _camel(name))
+            _check_not_empty(getattr(self, name), to_camel(name))
         _check_service_accounts(self.service_accounts, "serviceAccounts")
         _check_service_accounts(self.not_service_accounts, "notServiceAccounts")
         return self
@@ -274,7 +275,7 @@ class Operation(Spec):
         if self.is_empty:
             fail("`to.operation` must not be empty")
         for name in type(self).model_fields:
-            _check_not_empty(getattr(self, name), _camel(name))
+            _check_not_empty(getattr(self, name), to_camel(name))
         _check_ports(self.ports, "ports")
         _check_ports(self.not_ports, "notPorts")
         _check_path_templates(self.paths, "paths")
@@ -435,7 +436,7 @@ class AuthorizationPolicySpec(Spec):
                 for name in _CUSTOM_UNSUPPORTED_SOURCE:
                     if getattr(item.source, name):
                         fail("not supported with the CUSTOM action",
-                             "rules", r, "from", f, "source", _camel(name))  # fmt: skip
+                             "rules", r, "from", f, "source", to_camel(name))  # fmt: skip
             for w, condition in enumerate(rule.when):
                 key = condition.key
                 if key in ("source.namespace", "source.serviceAccount", "source.trustDomain",
@@ -563,7 +564,3 @@ class RequestAuthentication(Resource):
 
     spec: RequestAuthenticationSpec = Field(default_factory=RequestAuthenticationSpec)
 
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
