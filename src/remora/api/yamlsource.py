@@ -82,6 +82,10 @@ def read_documents(text: str, file: str) -> Iterator[Document]:
             ordinal += 1
             try:
                 data = construct(loader, node)
+            except DocumentTooLargeError as exc:
+                raise ConfigError([ConfigIssue(
+                    f"invalid YAML: {exc}", source=Source(file, node.start_mark.line + 1))]
+                ) from None  # fmt: skip
             except (ValueError, TypeError, IndexError, OverflowError):  # `!!int abc`, `!!float`
                 raise ConfigError([ConfigIssue(
                     "invalid YAML: a value does not fit its explicit tag (such as !!int abc)",
@@ -111,6 +115,21 @@ _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 
 
+MAX_COLLECTIONS = 100_000
+"""Maps and lists one document may expand to: bounds YAML alias bombs ("billion laughs")."""
+
+
+class DocumentTooLargeError(ValueError):
+    """A document expands to more maps and lists than any resource has."""
+
+
+class _Budget:
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
 class _NeedsGeneralConstructorError(Exception):
     """The document needs PyYAML's general constructor (merge keys, tags, odd keys)."""
 
@@ -122,7 +141,7 @@ def construct(loader: _Loader, node: yaml.Node) -> Any:
     lists and scalars, which this builds directly. Anything else takes PyYAML's path.
     """
     try:
-        return _build(loader, node)
+        return _build(loader, node, _Budget(MAX_COLLECTIONS))
     except (
         _NeedsGeneralConstructorError,
         RecursionError,
@@ -130,7 +149,7 @@ def construct(loader: _Loader, node: yaml.Node) -> Any:
         return loader.construct_document(node)
 
 
-def _build(loader: _Loader, node: yaml.Node) -> Any:
+def _build(loader: _Loader, node: yaml.Node, budget: _Budget) -> Any:
     kind = type(node)
     if kind is yaml.ScalarNode:
         if node.tag == _STR:
@@ -139,6 +158,13 @@ def _build(loader: _Loader, node: yaml.Node) -> Any:
         if scalar is None:
             raise _NeedsGeneralConstructorError
         return scalar(loader, node)
+    if kind is yaml.MappingNode or kind is yaml.SequenceNode:
+        budget.left -= 1
+        if budget.left < 0:
+            raise DocumentTooLargeError(
+                f"document expands to more than {MAX_COLLECTIONS} maps and lists "
+                "(YAML aliases repeated too often?)"
+            )
     if kind is yaml.MappingNode and node.tag == _MAP:
         mapping = {}
         for key_node, value_node in node.value:
@@ -146,10 +172,10 @@ def _build(loader: _Loader, node: yaml.Node) -> Any:
                 key = key_node.value
             else:  # merge keys, null/int/bool keys, or unhashable keys
                 raise _NeedsGeneralConstructorError
-            mapping[key] = _build(loader, value_node)
+            mapping[key] = _build(loader, value_node, budget)
         return mapping
     if kind is yaml.SequenceNode and node.tag == _SEQ:
-        return [_build(loader, item) for item in node.value]
+        return [_build(loader, item, budget) for item in node.value]
     raise _NeedsGeneralConstructorError
 
 

@@ -133,3 +133,14 @@ def test_directories_are_read_recursively_and_stdin_with_dash(tmp_path: Path) ->
 def test_missing_path_is_an_issue_not_an_exception(tmp_path: Path) -> None:
     (issue,) = load_paths([str(tmp_path / "nope.yaml")]).issues
     assert "no such file or directory" in str(issue)
+
+
+def test_yaml_alias_bomb_is_refused_quickly_not_expanded() -> None:
+    # "Billion laughs": each level repeats the previous one 10 times (10^9 lists in all).
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 10):
+        refs = ", ".join([f"*a{level - 1}"] * 10)
+        levels.append(f"a{level}: &a{level} [{refs}]")
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\n" + "\n".join(levels) + "\n"
+    (issue,) = load_text(text, "bomb.yaml").issues
+    assert str(issue).startswith("bomb.yaml:1: invalid YAML: document expands to more than")
