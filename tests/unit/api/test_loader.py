@@ -4,8 +4,10 @@ import io
 from pathlib import Path
 
 import pytest
+import yaml
 
-from remora.api.loader import load_paths, load_text
+from remora.api.errors import ConfigError
+from remora.api.loader import load_paths, load_text, parse_resource
 
 VS = """\
 apiVersion: networking.istio.io/v1
@@ -144,3 +146,14 @@ def test_yaml_alias_bomb_is_refused_quickly_not_expanded() -> None:
     text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\n" + "\n".join(levels) + "\n"
     (issue,) = load_text(text, "bomb.yaml").issues
     assert str(issue).startswith("bomb.yaml:1: invalid YAML: document expands to more than")
+
+
+def test_parse_resource_builds_from_data_already_parsed() -> None:
+    data = yaml.safe_load(VS)
+    resource = parse_resource(data, namespace="shop")
+    assert resource.key == "shop/reviews"
+    data["spec"]["hosts"] = "reviews"
+    with pytest.raises(ConfigError, match=r"spec\.hosts: must be a list"):
+        parse_resource(data)
+    with pytest.raises(ConfigError, match="unsupported kind 'Ingress'"):
+        parse_resource({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress"})
