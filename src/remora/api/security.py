@@ -7,6 +7,7 @@ ValidateRequestAuthentication), pkg/config/security/security.go and the CRDs' CE
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Annotated, Any, ClassVar, Literal
@@ -18,6 +19,8 @@ from pydantic.alias_generators import to_camel
 from remora.api.base import Duration, Spec, fail
 from remora.api.common import PolicyTargetReference, WorkloadSelector
 from remora.api.resource import Resource, served
+
+_yaml_key = functools.cache(to_camel)  # field name -> YAML key, on validation paths
 
 # ---------------------------------------------------------------------------------------------
 # Shared checks: selectors and targetRefs (validation.go validateOneOfSelectorType,
@@ -243,12 +246,12 @@ class Source(Spec):
         ):
             fail("cannot set serviceAccounts with namespaces or principals")
         for name in ("ip_blocks", "not_ip_blocks", "remote_ip_blocks", "not_remote_ip_blocks"):
-            _check_not_empty(getattr(self, name), to_camel(name))
-            _check_ips(getattr(self, name), to_camel(name))
+            _check_not_empty(getattr(self, name), _yaml_key(name))
+            _check_ips(getattr(self, name), _yaml_key(name))
         for name in ("principals", "not_principals", "request_principals",
                      "not_request_principals", "namespaces", "not_namespaces",
                      "trust_domains", "not_trust_domains"):  # fmt: skip
-            _check_not_empty(getattr(self, name), to_camel(name))
+            _check_not_empty(getattr(self, name), _yaml_key(name))
         _check_service_accounts(self.service_accounts, "serviceAccounts")
         _check_service_accounts(self.not_service_accounts, "notServiceAccounts")
         return self
@@ -275,7 +278,7 @@ class Operation(Spec):
         if self.is_empty:
             fail("`to.operation` must not be empty")
         for name in type(self).model_fields:
-            _check_not_empty(getattr(self, name), to_camel(name))
+            _check_not_empty(getattr(self, name), _yaml_key(name))
         _check_ports(self.ports, "ports")
         _check_ports(self.not_ports, "notPorts")
         _check_path_templates(self.paths, "paths")
@@ -436,7 +439,7 @@ class AuthorizationPolicySpec(Spec):
                 for name in _CUSTOM_UNSUPPORTED_SOURCE:
                     if getattr(item.source, name):
                         fail("not supported with the CUSTOM action",
-                             "rules", r, "from", f, "source", to_camel(name))  # fmt: skip
+                             "rules", r, "from", f, "source", _yaml_key(name))  # fmt: skip
             for w, condition in enumerate(rule.when):
                 key = condition.key
                 if key in ("source.namespace", "source.serviceAccount", "source.trustDomain",
