@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 import re2
@@ -19,15 +20,22 @@ def _quiet_options() -> re2.Options:
 _RE2_OPTIONS = _quiet_options()
 
 
-def check_re2(pattern: str) -> str:
-    """Istio regexes are RE2 (Envoy's safe_regex): reject what RE2 cannot compile."""
+@functools.lru_cache(maxsize=4096)
+def _re2_problem(pattern: str) -> str | None:
+    """Why RE2 rejects `pattern`, or None. Cached: configs repeat the same patterns."""
     try:
         re2.compile(pattern, _RE2_OPTIONS)
     except re2.error as exc:
         reason = exc.args[0] if exc.args else exc
-        if isinstance(reason, bytes):
-            reason = reason.decode("utf-8", "replace")
-        fail(f"invalid RE2 regex {pattern!r}: {reason}")
+        return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+    return None
+
+
+def check_re2(pattern: str) -> str:
+    """Istio regexes are RE2 (Envoy's safe_regex): reject what RE2 cannot compile."""
+    problem = _re2_problem(pattern)
+    if problem is not None:
+        fail(f"invalid RE2 regex {pattern!r}: {problem}")
     return pattern
 
 
