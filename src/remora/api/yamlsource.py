@@ -117,6 +117,10 @@ def read_documents(text: str, file: str) -> Iterator[Document]:
             ordinal += 1
             try:
                 data = construct(loader, node)
+            except DuplicateKeyError as exc:
+                raise ConfigError(
+                    [ConfigIssue(f"invalid YAML: {exc}", source=Source(file, exc.line))]
+                ) from None
             except DocumentTooLargeError as exc:
                 raise ConfigError([ConfigIssue(
                     f"invalid YAML: {exc}", source=Source(file, node.start_mark.line + 1))]
@@ -156,6 +160,14 @@ MAX_COLLECTIONS = 100_000
 
 class DocumentTooLargeError(ValueError):
     """A document expands to more maps and lists than any resource has."""
+
+
+class DuplicateKeyError(ValueError):
+    """A mapping names the same key twice; Kubernetes' strict YAML decoding refuses it too."""
+
+    def __init__(self, key: str, line: int, first_line: int) -> None:
+        super().__init__(f'mapping key "{key}" already defined at line {first_line}')
+        self.line = line
 
 
 class _Budget:
@@ -207,11 +219,20 @@ def _build(loader: _Loader, node: yaml.Node, budget: _Budget) -> Any:
                 key = key_node.value
             else:  # merge keys, null/int/bool keys, or unhashable keys
                 raise _NeedsGeneralConstructorError
+            if key in mapping:
+                raise DuplicateKeyError(key, key_node.start_mark.line + 1, _first_line(node, key))
             mapping[key] = _build(loader, value_node, budget)
         return mapping
     if kind is yaml.SequenceNode and node.tag == _SEQ:
         return [_build(loader, item, budget) for item in node.value]
     raise _NeedsGeneralConstructorError
+
+
+def _first_line(mapping: yaml.Node, key: str) -> int:
+    for key_node, _ in mapping.value:
+        if key_node.value == key:
+            return int(key_node.start_mark.line) + 1
+    return int(mapping.start_mark.line) + 1
 
 
 def line_of(node: yaml.Node, path: tuple[str | int, ...]) -> int:

@@ -157,3 +157,10 @@ def test_parse_resource_builds_from_data_already_parsed() -> None:
         parse_resource(data)
     with pytest.raises(ConfigError, match="unsupported kind 'Ingress'"):
         parse_resource({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress"})
+
+
+def test_duplicate_keys_are_refused_as_kubectl_does() -> None:
+    # sigs.k8s.io/yaml (kubectl apply) fails with: mapping key "hosts" already defined.
+    text = VS.replace("  hosts: [reviews]\n", "  hosts: [reviews]\n  hosts: [ratings]\n")
+    (issue,) = load_text(text, "vs.yaml").issues
+    assert str(issue) == 'vs.yaml:7: invalid YAML: mapping key "hosts" already defined at line 6'
