@@ -166,7 +166,7 @@ class Service(Resource):
 
     KIND: ClassVar[str] = "Service"
 
-    spec: ServiceSpec = Field(default_factory=ServiceSpec)
+    spec: ServiceSpec
 
     @property
     def selector(self) -> dict[str, str]:
