@@ -19,7 +19,13 @@ from pydantic_core import PydanticCustomError
 from remora.api.base import Spec, fail
 from remora.api.common import Percent, RE2Pattern, StringMatch, check_re2
 from remora.api.networking import names
-from remora.api.networking.shared import Destination, Headers, MsDuration, check_percentage
+from remora.api.networking.shared import (
+    Destination,
+    Headers,
+    MsDuration,
+    check_percentage,
+    check_rule_selectors,
+)
 
 MAX_REGEX_LENGTH = 1024  # validateStringRegexp: Envoy's RE2 program size, approximated by length
 KB = 1024
@@ -125,11 +131,7 @@ class HTTPMatchRequest(Spec):
                 fail(problem, "queryParams", key)
         if self.port is not None and self.port != 0 and (problem := names.check_port(self.port)):
             fail(problem, "port")
-        if problem := names.check_labels(self.source_labels):
-            fail(problem, "sourceLabels")
-        for position, gateway in enumerate(self.gateways):
-            if problem := names.check_gateway_name(gateway):
-                fail(problem, "gateways", position)
+        check_rule_selectors(self.source_labels, self.gateways)
         if self.source_namespace and not names.is_dns1123_label(self.source_namespace):
             fail(f"sourceNamespace match {self.source_namespace} is invalid", "sourceNamespace")
         return self

@@ -16,6 +16,15 @@ from remora.api.common import PortSelector
 from remora.api.networking import names
 
 
+def check_rule_selectors(source_labels: dict[str, str], gateways: list[str]) -> None:
+    """The match fields every route kind shares that pick proxies: sourceLabels and gateways."""
+    if problem := names.check_labels(source_labels):
+        fail(problem, "sourceLabels")
+    for position, gateway in enumerate(gateways):
+        if problem := names.check_gateway_name(gateway):
+            fail(problem, "gateways", position)
+
+
 def check_ms_duration(seconds: float) -> float:
     """ValidateDuration: "duration must be greater than 1ms", whole milliseconds only."""
     millis = seconds * 1000

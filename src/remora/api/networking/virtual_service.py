@@ -30,7 +30,12 @@ from remora.api.networking.http_route import (
     HTTPRouteDestination,
     RegexRewrite,
 )
-from remora.api.networking.shared import Destination, HeaderOperations, Headers
+from remora.api.networking.shared import (
+    Destination,
+    HeaderOperations,
+    Headers,
+    check_rule_selectors,
+)
 from remora.api.resource import Resource, served
 
 __all__ = [
@@ -50,11 +55,7 @@ def _check_l4_common(attrs: L4MatchAttributes | TLSMatchAttributes) -> None:
             fail(problem, "destinationSubnets", position)
     if attrs.port and (problem := names.check_port(attrs.port)):
         fail(problem, "port")
-    if problem := names.check_labels(attrs.source_labels):
-        fail(problem, "sourceLabels")
-    for position, gateway in enumerate(attrs.gateways):
-        if problem := names.check_gateway_name(gateway):
-            fail(problem, "gateways", position)
+    check_rule_selectors(attrs.source_labels, attrs.gateways)
 
 
 class L4MatchAttributes(Spec):
