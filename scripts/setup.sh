@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 # Debian packages the project needs at run or test time, and the command that proves each present.
 declare -A DEB_PACKAGES=(
   [python3-venv]="python3 -c 'import venv, ensurepip'"
+  [nginx-light]="command -v nginx || test -x /usr/sbin/nginx"
+  [wrk]="command -v wrk"
+  [curl]="command -v curl"
 )
 
 missing=()
