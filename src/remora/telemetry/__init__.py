@@ -1,0 +1,1 @@
+"""Telemetry: Istio standard metrics and Envoy-style access logs."""
