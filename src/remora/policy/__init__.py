@@ -1,1 +1,1 @@
-"""Policy: pure decisions (matching, load balancing, flags) with no I/O; clocks and RNGs are parameters."""
+"""Policy: pure decisions (matching, balancing, flags); no I/O, clocks and RNGs are parameters."""
