@@ -1,0 +1,472 @@
+"""HTTP/1.1 codec without I/O: httptools (llhttp) parses, `feed(bytes) -> list[event]` reports.
+
+Theory of operation. Each decoder owns one httptools parser for the life of a connection and is
+that parser's callback object: callbacks build the header list directly (names lowercased once,
+values latin-1 decoded once) and append events to the list that `feed` returns. llhttp already
+refuses most malformed and smuggling-shaped input (see the table in the tests); the checks here
+cover what it lets through: HTTP versions other than 1.0/1.1, transfer codings other than chunked,
+a missing or repeated Host, CONNECT, and the size of a head (counted on raw bytes while a head is
+being read, so a slow or endless head is refused without buffering it, and counted again on the
+parsed pieces). After a ProtocolError a decoder refuses all further input.
+
+llhttp facts this module works around: httptools has no `finish()`, so a body delimited by the
+connection closing ends in `feed_eof`; it skips the body of a request carrying `Connection:
+upgrade` + `Upgrade` and stops, so such a request continues on a fresh parser primed with a
+synthetic head of the same framing (the proxy strips Upgrade as hop-by-hop, Envoy-style plain
+forwarding); a response parser cannot be told a request was HEAD, so the HEAD response ends at its
+head and the next `start` replaces the parser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import Final
+
+import httptools
+
+from remora.proxy.events import (
+    Data,
+    EndOfMessage,
+    Headers,
+    ProtocolError,
+    RequestEvent,
+    RequestHead,
+    ResponseEvent,
+    ResponseHead,
+)
+from remora.proxy.forwarding import forwarded_headers, strip_hop_by_hop
+
+DEFAULT_MAX_HEADER_BYTES: Final = 60 * 1024  # Envoy max_request_headers_kb default (60)
+
+_COMMON_NAMES = (
+    "host", "user-agent", "accept", "accept-encoding", "accept-language", "connection",
+    "content-length", "content-type", "transfer-encoding", "expect", "upgrade", "te", "trailer",
+    "keep-alive", "proxy-connection", "cookie", "set-cookie", "authorization", "cache-control",
+    "date", "server", "etag", "last-modified", "location", "vary", "referer", "origin",
+    "x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-b3-traceid", "x-b3-spanid",
+    "x-b3-parentspanid", "x-b3-sampled", "traceparent", "tracestate", "content-encoding",
+)
+# Raw name bytes as clients usually spell them -> lowercase str: no decode/lower per header.
+_NAMES: Final = {
+    spelling.encode(): name
+    for name in _COMMON_NAMES
+    for spelling in (name, name.title(), name.upper())
+}
+_METHODS: Final = {
+    m.encode(): m
+    for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")
+}
+_VERSIONS: Final = frozenset({"1.1", "1.0"})
+_FRAMING: Final = frozenset({"content-length", "transfer-encoding", "connection", "expect", "host"})
+
+
+class _Decoder:
+    """State and callbacks shared by the request and response decoders (one per connection)."""
+
+    _error_status = 400  # status of a ProtocolError for a malformed message
+    _limit_status = 431  # status when a head is too large
+
+    def __init__(self, *, max_header_bytes: int) -> None:
+        self._max = max_header_bytes
+        self._error: ProtocolError | None = None
+        self._in_head = True  # reading a head: its raw bytes count against the limit
+        self._raw = 0  # raw bytes fed while reading this head
+        self._size = 0  # bytes of the parsed pieces (target/names/values) of this head
+        self._in_message = False
+        self._headers: Headers = []
+        self._trailers: Headers = []
+        self._content_length: str | None = None
+        self._transfer_encoding: str | None = None
+        self._connection: str | None = None
+        self._expect: str | None = None
+        self._hosts = 0
+
+    # -- driving -------------------------------------------------------------------------------
+    def _feed(self, data: bytes | memoryview) -> None:
+        if not self._in_head:
+            self._execute(data)
+            return
+        budget = self._max - self._raw
+        if len(data) <= budget:
+            self._raw += len(data)
+            self._execute(data)
+            return
+        # The head may end inside `data`: give the parser only what the limit still allows.
+        view = memoryview(data)
+        self._raw += budget
+        self._execute(view[:budget])
+        if self._in_head and self._in_message:
+            raise self._fail(self._limit_status, "headers too large")
+        self._feed(view[budget:])
+
+    def _execute(self, data: bytes | memoryview) -> None:
+        raise NotImplementedError
+
+    def _fail(self, status: int, reason: str) -> ProtocolError:
+        """Record the error (the decoder refuses input from now on) and return it to raise."""
+        error = ProtocolError(status, reason)
+        if self._error is None:
+            self._error = error
+        return self._error
+
+    def _parser_error(self, exc: Exception) -> ProtocolError:
+        return self._error or self._fail(self._error_status, str(exc) or type(exc).__name__)
+
+    # -- httptools callbacks (shared) ----------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._in_head = True
+        self._headers = []
+        self._size = 0
+        self._content_length = self._transfer_encoding = self._connection = self._expect = None
+        self._hosts = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = _NAMES.get(name) or name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        if text and text[-1] in " \t":
+            text = text.rstrip(" \t")  # llhttp drops leading OWS, not trailing (RFC 9110 §5.5)
+        self._size += len(name) + len(value)
+        if self._size > self._max:
+            raise self._fail(self._limit_status, "headers too large")
+        if not self._in_head:
+            self._trailers.append((key, text))
+            return
+        self._headers.append((key, text))
+        if key in _FRAMING:
+            self._note(key, text)
+
+    def _note(self, key: str, text: str) -> None:
+        if key == "content-length":
+            self._content_length = text  # llhttp refuses a second one and non-digits
+        elif key == "transfer-encoding":
+            te = self._transfer_encoding
+            self._transfer_encoding = text if te is None else f"{te}, {text}"
+        elif key == "connection":
+            conn = self._connection
+            self._connection = text if conn is None else f"{conn}, {text}"
+        elif key == "expect":
+            self._expect = text
+        else:
+            self._hosts += 1
+
+    def _end_head(self) -> None:
+        self._in_head = False
+        self._raw = 0
+        self._size = 0  # trailers get their own budget
+        self._trailers = []
+
+    def _framing(self) -> tuple[bool, int | None]:
+        """(chunked, content_length) after RFC 9112 §6.1/§6.3; llhttp has refused CL + TE."""
+        te = self._transfer_encoding
+        if te is not None:
+            codings = [c.strip().lower() for c in te.split(",")]
+            if codings[-1] != "chunked":
+                raise self._fail(self._error_status, "transfer-encoding must end with chunked")
+            if len(codings) > 1:  # Envoy accepts exactly "chunked" (RFC 9112 §6.1 lets us 501)
+                status = 501 if self._error_status == 400 else self._error_status
+                raise self._fail(status, f"unsupported transfer-encoding: {te}")
+            return True, None
+        cl = self._content_length
+        return False, (int(cl) if cl is not None else None)
+
+    def _keep_alive(self, version: str) -> bool:
+        """RFC 9112 §9.3: 1.1 persists unless "close"; 1.0 only with "keep-alive"."""
+        conn = self._connection
+        if conn is None:
+            return version == "1.1"
+        tokens = {t.strip().lower() for t in conn.split(",")}
+        if "close" in tokens:
+            return False
+        return version == "1.1" or "keep-alive" in tokens
+
+
+class RequestDecoder(_Decoder):
+    """Decodes the requests of one downstream connection, pipelined ones included."""
+
+    def __init__(self, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> None:
+        super().__init__(max_header_bytes=max_header_bytes)
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[RequestEvent] = []
+        self._target = b""
+        self._keep = True  # the current request's keep-alive
+        self._closed = False  # a request without keep-alive ended: ignore what follows
+        self._body_after_upgrade: bytes | None = None
+
+    def feed(self, data: bytes) -> list[RequestEvent]:
+        """Decode `data`; raises ProtocolError (and keeps raising it) on a broken request."""
+        if self._error is not None:
+            raise self._error
+        events: list[RequestEvent] = []
+        if self._closed:
+            return events
+        self._events = events
+        self._feed(data)
+        return events
+
+    def feed_eof(self) -> list[RequestEvent]:
+        """The client closed: fine between requests, a ProtocolError in the middle of one."""
+        if self._error is not None:
+            raise self._error
+        if self._in_message:
+            raise self._fail(400, "connection closed in the middle of a request")
+        return []
+
+    def _execute(self, data: bytes | memoryview) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._continue_after_upgrade(data[int(upgrade.args[0]):])
+        except httptools.HttpParserError as exc:
+            if self._error is None and self._closed:
+                return  # bytes after "Connection: close" (llhttp refuses them): dropped
+            raise self._parser_error(exc) from None
+
+    def _continue_after_upgrade(self, rest: bytes | memoryview) -> None:
+        """llhttp stops at an Upgrade request's head: go on with a fresh parser."""
+        self._parser = httptools.HttpRequestParser(self)
+        prime, self._body_after_upgrade = self._body_after_upgrade, None
+        if prime is not None:
+            events, self._events = self._events, []
+            self._parser.feed_data(prime)  # a synthetic head with the same framing: no events
+            self._events = events
+        if len(rest):
+            self._execute(rest)
+
+    # -- httptools callbacks -------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._target = b""
+
+    def on_url(self, url: bytes) -> None:
+        self._target += url
+        self._size += len(url)
+        if self._size > self._max:
+            raise self._fail(431, "request line too large")
+
+    def on_headers_complete(self) -> None:
+        self._end_head()
+        parser = self._parser
+        version = parser.get_http_version()
+        if version not in _VERSIONS:
+            raise self._fail(505, f"HTTP/{version} not supported")
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("latin-1")
+        if method == "CONNECT":
+            raise self._fail(501, "CONNECT not supported")
+        if self._hosts > 1 or (self._hosts == 0 and version == "1.1"):
+            raise self._fail(400, "exactly one Host header required")  # RFC 9112 §3.2
+        chunked, content_length = self._framing()
+        self._keep = keep_alive = self._keep_alive(version)
+        expect = self._expect
+        self._events.append(RequestHead(
+            method=method,
+            target=self._target.decode("latin-1"),
+            headers=self._headers,
+            http_version=version,
+            keep_alive=keep_alive,
+            # RFC 9110 §10.1.1: ignored in HTTP/1.0
+            expect_continue=(expect is not None and version == "1.1"
+                             and expect.lower() == "100-continue"),
+            chunked=chunked,
+            content_length=content_length,
+        ))
+        if parser.should_upgrade() and (chunked or content_length):
+            framing = ("transfer-encoding: chunked" if chunked
+                       else f"content-length: {content_length}")
+            close = "" if keep_alive else "connection: close\r\n"
+            self._body_after_upgrade = (
+                f"PUT / HTTP/1.1\r\nhost: x\r\n{framing}\r\n{close}\r\n".encode()
+            )
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(Data(body))
+
+    def on_message_complete(self) -> None:
+        if self._body_after_upgrade is not None:
+            return  # the body follows on the fresh parser
+        self._in_message = False
+        self._in_head = True
+        self._events.append(EndOfMessage(self._trailers))
+        if not self._keep:
+            self._closed = True
+
+
+_IDLE, _HEAD, _BODY, _DONE = range(4)
+
+
+class ResponseDecoder(_Decoder):
+    """Decodes the responses of one upstream connection; `start` before each request's response."""
+
+    _error_status = 502
+    _limit_status = 502
+
+    def __init__(self, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> None:
+        super().__init__(max_header_bytes=max_header_bytes)
+        self._parser = httptools.HttpResponseParser(self)
+        self._events: list[ResponseEvent] = []
+        self._state = _IDLE
+        self._head_request = False
+        self._stale = False  # the parser still expects a HEAD response's body: replace it
+        self._reason = b""
+        self._status = 0
+        self._close_delimited = False
+
+    def start(self, *, method: str) -> None:
+        """Expect the response to a `method` request (HEAD responses have no body)."""
+        if self._state not in (_IDLE, _DONE):
+            raise RuntimeError("start() while a response is still being decoded")
+        if self._stale:
+            self._parser = httptools.HttpResponseParser(self)
+            self._stale = False
+        self._state = _HEAD
+        self._head_request = method == "HEAD"
+        self._in_head = True
+        self._raw = 0
+
+    def feed(self, data: bytes) -> list[ResponseEvent]:
+        """Decode `data`; raises ProtocolError (status 502) on a broken or unsolicited response."""
+        if self._error is not None:
+            raise self._error
+        if self._state in (_IDLE, _DONE):
+            raise self._fail(502, "data from upstream without a request")
+        events: list[ResponseEvent] = []
+        self._events = events
+        self._feed(data)
+        return events
+
+    def feed_eof(self) -> list[ResponseEvent]:
+        """The upstream closed: ends a close-delimited body; otherwise the response is truncated."""
+        if self._error is not None:
+            raise self._error
+        state = self._state
+        if state == _BODY and self._close_delimited:
+            self._state = _DONE
+            return [EndOfMessage()]
+        if state == _HEAD:
+            raise self._fail(502, "upstream closed before the response head")
+        if state == _BODY:
+            raise self._fail(502, "upstream closed before the end of the body")
+        return []
+
+    def _execute(self, data: bytes | memoryview) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            raise self._fail(502, "upstream switched protocols") from None
+        except httptools.HttpParserError as exc:
+            raise self._parser_error(exc) from None
+
+    # -- httptools callbacks -------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self._state != _HEAD:
+            raise self._fail(502, "data from upstream after the response")
+        super().on_message_begin()
+        self._reason = b""
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+        self._size += len(reason)
+
+    def on_headers_complete(self) -> None:
+        self._end_head()
+        parser = self._parser
+        version = parser.get_http_version()
+        if version not in _VERSIONS:
+            raise self._fail(502, f"HTTP/{version} response")
+        status = parser.get_status_code()
+        self._status = status
+        chunked, content_length = self._framing()
+        informational = status < 200
+        bodyless = informational or self._head_request or status in (204, 304)
+        self._close_delimited = not bodyless and not chunked and content_length is None
+        keep_alive = self._keep_alive(version) and not self._close_delimited
+        self._events.append(ResponseHead(
+            status=status,
+            reason=self._reason.decode("latin-1"),
+            headers=self._headers,
+            http_version=version,
+            keep_alive=keep_alive,
+            chunked=chunked,
+            content_length=content_length,
+        ))
+        if informational:
+            return
+        self._state = _BODY
+        if self._head_request:
+            self._finish()
+            self._stale = True  # llhttp would read a body here: start() brings a new parser
+
+    def on_body(self, body: bytes) -> None:
+        if self._state != _BODY:
+            raise self._fail(502, "data from upstream after the response")
+        self._events.append(Data(body))
+
+    def on_message_complete(self) -> None:
+        if self._status < 200:  # 1xx: the final response follows (RFC 9110 §15.2)
+            self._in_message = False
+            self._in_head = True
+            self._status = 0
+            return
+        if self._state == _BODY:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._state = _DONE
+        self._in_message = False
+        self._events.append(EndOfMessage(self._trailers))
+
+
+# -- encoders -----------------------------------------------------------------------------------
+_REASONS: Final = {s.value: s.phrase for s in HTTPStatus}
+LAST_CHUNK: Final = b"0\r\n\r\n"
+
+
+def _field_lines(headers: Iterable[tuple[str, str]], first_line: str) -> bytes:
+    lines = [first_line]
+    lines += [f"{name}: {value}\r\n" for name, value in headers]
+    lines.append("\r\n")
+    text = "".join(lines)
+    # Every line ends in exactly one CRLF: a CR or LF inside a name or value would split it.
+    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+        raise ValueError("CR or LF inside a header name or value")
+    return text.encode("latin-1")
+
+
+def encode_request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    """An HTTP/1.1 request line and headers, as one buffer."""
+    return _field_lines(headers, f"{method} {target} HTTP/1.1\r\n")
+
+
+def encode_response_head(status: int, reason: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    """An HTTP/1.1 status line and headers; an empty reason becomes the standard phrase."""
+    return _field_lines(headers, f"HTTP/1.1 {status} {reason or _REASONS.get(status, '')}\r\n")
+
+
+def encode_chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (RFC 9112 §7.1); empty data gives b"" (not the last chunk)."""
+    if not data:
+        return b""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def encode_trailers(trailers: Iterable[tuple[str, str]]) -> bytes:
+    """The last chunk followed by trailer fields: ends a chunked body (RFC 9112 §7.1.2)."""
+    if not trailers:
+        return LAST_CHUNK
+    return _field_lines(trailers, "0\r\n")
+
+
+__all__ = [
+    "DEFAULT_MAX_HEADER_BYTES",
+    "LAST_CHUNK",
+    "RequestDecoder",
+    "ResponseDecoder",
+    "encode_chunk",
+    "encode_request_head",
+    "encode_response_head",
+    "encode_trailers",
+    "forwarded_headers",  # re-exported from forwarding: one import for the proxy shell
+    "strip_hop_by_hop",
+]
