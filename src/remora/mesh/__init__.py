@@ -1,0 +1,1 @@
+"""Compilation: resources and a proxy identity in, an immutable Snapshot out (no I/O)."""

@@ -1,0 +1,298 @@
+"""compile_snapshot: resources + proxy identity -> the immutable Snapshot the proxy serves.
+
+Sidecar (Istio's outbound/inbound model): one outbound listener whose route tables are named
+after service ports ("9080"); in each, a virtual host per visible service on that port, answering
+every name Istio gives it. The first (oldest) VirtualService bound to `mesh` that yields routes
+for a service on a port owns it (istio.io IST0109: only gateways merge VirtualServices); a
+service without one gets the default route to all its endpoints. VirtualService hosts that are
+no service get a virtual host in every table (and table "80" exists for them). The inbound
+listener routes everything to `inbound|<app_port>||` = 127.0.0.1:<app_port>.
+
+Gateway: a listener per server port (`0.0.0.0_<port>`, table `http.<port>`); VirtualServices
+bound to the gateway contribute routes per exposed host, merged in age order when several name
+the same host (Istio merges VirtualServices on gateways).
+
+Clusters are made for what routes name (`outbound|<port>|<subset>|<host>`), each with its
+endpoints and effective DestinationRule policy. Deviation from Istio: a destination whose host
+is unknown, or whose subset no DestinationRule defines, still gets a cluster, with no endpoints
+(the proxy answers 503 UH where Envoy would say NC), and a note says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from remora.api.kube.core import Secret, Service
+from remora.api.networking.shared import Destination
+from remora.api.networking.virtual_service import VirtualService
+from remora.api.resource import Resource
+from remora.mesh.endpoints import EndpointIndex, subset_endpoints
+from remora.mesh.gateway import exposed_hosts, listener_tls, selected_servers, server_problem
+from remora.mesh.hosts import MeshService, Registry, labels_subset, to_fqdn
+from remora.mesh.routes import RouteBuilder, Rule, VirtualServices, default_route
+from remora.mesh.snapshot import (
+    Cluster,
+    Endpoint,
+    Listener,
+    ListenerPorts,
+    ListenerTls,
+    ProxyIdentity,
+    Route,
+    RouteTable,
+    Snapshot,
+    VirtualHost,
+)
+from remora.mesh.trafficpolicy import DestinationRules, effective_policy
+from remora.policy.lb import LbConfig
+
+MESH = "mesh"
+HTTP_DEFAULT_PORT = 80
+
+
+def cluster_name(direction: str, port: int, subset: str, host: str) -> str:
+    """Istio's cluster key: `outbound|9080|v1|reviews.default.svc.cluster.local`."""
+    return f"{direction}|{port}|{subset}|{host}"
+
+
+class Clusters:
+    """The clusters routes ask for, built with endpoints and policy once routes are known."""
+
+    def __init__(
+        self, registry: Registry, rules: DestinationRules, endpoints: EndpointIndex,
+        notes: list[str],
+    ) -> None:  # fmt: skip
+        self.registry = registry
+        self.rules = rules
+        self.endpoints = endpoints
+        self.notes = notes
+        self.wanted: dict[str, tuple[str, int, str]] = {}
+        self.fixed: dict[str, Cluster] = {}
+
+    def add(self, cluster: Cluster) -> str:
+        """A cluster built elsewhere (inbound)."""
+        self.fixed[cluster.name] = cluster
+        return cluster.name
+
+    def outbound(self, host: str, port: int, subset: str = "") -> str:
+        name = cluster_name("outbound", port, subset, host)
+        self.wanted.setdefault(name, (host, port, subset))
+        return name
+
+    def for_destination(self, dest: Destination, namespace: str, listen_port: int) -> str:
+        """pilot GetDestinationCluster: port given, else the service's only port, else the
+        listener's."""
+        host = to_fqdn(dest.host, namespace)
+        service = self.registry.get(host)
+        port = dest.port_number
+        if port is None:
+            single = service is not None and len(service.ports) == 1
+            port = service.ports[0].number if service is not None and single else listen_port
+        return self.outbound(host, port, dest.subset or "")
+
+    def build(self) -> dict[str, Cluster]:
+        built = dict(self.fixed)
+        cache: dict[tuple[str, int], tuple[Endpoint, ...]] = {}
+        for name, (host, port, subset) in self.wanted.items():
+            built[name] = self._cluster(name, host, port, subset, cache)
+        return built
+
+    def _cluster(
+        self, name: str, host: str, port: int, subset: str,
+        cache: dict[tuple[str, int], tuple[Endpoint, ...]],
+    ) -> Cluster:  # fmt: skip
+        service = self.registry.get(host)
+        mesh_port = service.port(port) if service is not None else None
+        if service is None or mesh_port is None:
+            what = "host" if service is None else "port"
+            self.notes.append(f"cluster {name}: unknown {what}, no endpoints")
+            endpoints: tuple[Endpoint, ...] = ()
+        else:
+            if (host, port) not in cache:
+                cache[(host, port)] = self.endpoints.endpoints(service, mesh_port)
+            endpoints = cache[(host, port)]
+        namespace = service.namespace if service is not None else ""
+        rule = self.rules.for_host(host, namespace)
+        subset_policy = None
+        if subset:
+            found = rule.subsets.get(subset) if rule is not None else None
+            if found is None:
+                self.notes.append(f"cluster {name}: subset {subset!r} not defined, no endpoints")
+                endpoints = ()
+            else:
+                endpoints = subset_endpoints(endpoints, found.labels)
+                subset_policy = found.traffic_policy
+        policy = effective_policy(rule.traffic_policy if rule else None, subset_policy, port=port)
+        return Cluster(
+            name=name, host=host, port=port, subset=subset,
+            service_name=service.name if service else host, service_namespace=namespace,
+            endpoints=endpoints, lb=LbConfig.from_api(policy.load_balancer if policy else None),
+            traffic_policy=policy,
+        )  # fmt: skip
+
+
+class Compiler:
+    """One compile: the indexes over the resources, shared by listeners, routes and clusters."""
+
+    def __init__(self, resources: Sequence[Resource], identity: ProxyIdentity) -> None:
+        self.resources = resources
+        self.identity = identity
+        self.notes: list[str] = []
+        self.registry = Registry(resources, namespace=identity.namespace)
+        self.virtual_services = VirtualServices(resources, namespace=identity.namespace)
+        self.clusters = Clusters(
+            self.registry, DestinationRules(resources, identity), EndpointIndex(resources),
+            self.notes,
+        )  # fmt: skip
+        self._rules: dict[str, list[Rule]] = {}
+
+    def builder(self, gateway: str) -> RouteBuilder:
+        return RouteBuilder(identity=self.identity, gateways=frozenset({gateway}),
+                            cluster_for=self.clusters.for_destination)  # fmt: skip
+
+    def rules(self, vs: VirtualService) -> list[Rule]:
+        if vs.key not in self._rules:
+            self._rules[vs.key] = self.virtual_services.rules(vs)
+        return self._rules[vs.key]
+
+    # -- sidecar ------------------------------------------------------------------------------
+
+    def sidecar(self, ports: ListenerPorts) -> tuple[list[Listener], dict[str, RouteTable]]:
+        services = self.registry.services()
+        bound = self.virtual_services.bound_to(MESH)
+        extra_hosts = self._non_service_hosts(bound)
+        table_ports = {p.number for s in services for p in s.ports if p.http}
+        if extra_hosts:
+            table_ports.add(HTTP_DEFAULT_PORT)
+        builder = self.builder(MESH)
+        tables = {}
+        for port in sorted(table_ports):
+            vhosts = self._sidecar_vhosts(port, services, extra_hosts, builder)
+            tables[str(port)] = RouteTable(str(port), tuple(vhosts))
+        listeners = [Listener("virtualOutbound", ports.outbound, "outbound", None)]
+        app_port = self.identity.app_port
+        if app_port is not None:
+            table = self._inbound_table(app_port)
+            tables[table.name] = table
+            listeners.append(Listener("virtualInbound", ports.inbound, "inbound", table.name))
+        return listeners, tables
+
+    def _non_service_hosts(self, bound: list[VirtualService]) -> list[tuple[str, VirtualService]]:
+        out: dict[str, VirtualService] = {}
+        for vs in bound:
+            for host in VirtualServices.hosts(vs):
+                if not self.registry.matching(host):
+                    out.setdefault(host, vs)
+        return list(out.items())
+
+    def _sidecar_vhosts(
+        self, port: int, services: list[MeshService], extra_hosts: list[tuple[str, VirtualService]],
+        builder: RouteBuilder,
+    ) -> list[VirtualHost]:  # fmt: skip
+        on_port = {s.host: s for s in services if (p := s.port(port)) is not None and p.http}
+        owned: dict[str, list[Route]] = {}
+        for vs in self.virtual_services.bound_to(MESH):
+            routes = builder.routes(self.rules(vs), port=port)
+            if not routes:  # no route for this proxy: the VirtualService is ignored here
+                continue
+            for host in VirtualServices.hosts(vs):
+                for service in self.registry.matching(host):
+                    if service.host in on_port:
+                        owned.setdefault(service.host, routes)
+        vhosts = []
+        for host, service in on_port.items():
+            routes = owned.get(host) or [default_route(self.clusters.outbound(host, port))]
+            domains = service.domains(self.identity.namespace)
+            vhosts.append(VirtualHost(f"{host}:{port}", domains, tuple(routes)))
+        for host, vs in extra_hosts:
+            routes = builder.routes(self.rules(vs), port=port)
+            if routes:
+                vhosts.append(VirtualHost(f"{host}:{port}", (host,), tuple(routes)))
+        return vhosts
+
+    def _inbound_table(self, app_port: int) -> RouteTable:
+        identity = self.identity
+        service = next(
+            (s for s in self.registry.services()
+             if s.namespace == identity.namespace and _selects(s, identity)
+             and any(p.target == app_port for p in s.ports)),
+            None,
+        )  # fmt: skip
+        endpoint = Endpoint(
+            address="127.0.0.1", port=app_port, labels=identity.labels,
+            workload=identity.workload, namespace=identity.namespace,
+            service_account=identity.service_account,
+        )  # fmt: skip
+        name = self.clusters.add(Cluster(
+            name=cluster_name("inbound", app_port, "", ""), host=service.host if service else "",
+            port=app_port, subset="",
+            service_name=service.name if service else "unknown",
+            service_namespace=identity.namespace, endpoints=(endpoint,),
+            lb=LbConfig.from_api(None),
+        ))  # fmt: skip
+        vhost = VirtualHost(f"inbound|http|{app_port}", ("*",), (default_route(name),))
+        return RouteTable(f"inbound|{app_port}", (vhost,))
+
+    # -- gateway ------------------------------------------------------------------------------
+
+    def gateway(self) -> tuple[list[Listener], dict[str, RouteTable]]:
+        secrets = {(r.namespace, r.name): r for r in self.resources if isinstance(r, Secret)}
+        vhosts: dict[int, dict[str, tuple[list[Route], bool]]] = {}
+        tls_by_port: dict[int, ListenerTls | None] = {}
+        for server in selected_servers(self.resources, self.identity):
+            if (problem := server_problem(server)) is not None:
+                self.notes.append(problem)
+                continue
+            tls = listener_tls(server, secrets, self.identity.namespace)
+            if isinstance(tls, str):
+                self.notes.append(tls)
+                continue
+            tls_by_port.setdefault(server.port, tls)
+            by_host = vhosts.setdefault(server.port, {})
+            builder = self.builder(server.gateway)
+            for vs in self.virtual_services.bound_to(server.gateway):
+                domains = exposed_hosts(server, vs)
+                if not domains:
+                    continue
+                routes = builder.routes(self.rules(vs), port=server.port)
+                for domain in domains:
+                    by_host.setdefault(domain, ([], server.https_redirect))[0].extend(routes)
+        listeners: list[Listener] = []
+        tables: dict[str, RouteTable] = {}
+        for port, by_host in vhosts.items():
+            table = RouteTable(f"http.{port}", tuple(
+                VirtualHost(f"{host}:{port}", (host,), tuple(routes), https_redirect=redirect)
+                for host, (routes, redirect) in by_host.items()
+            ))  # fmt: skip
+            tables[table.name] = table
+            listeners.append(
+                Listener(f"0.0.0.0_{port}", port, "gateway", table.name, tls=tls_by_port[port])
+            )
+        return listeners, tables
+
+
+def _selects(service: MeshService, identity: ProxyIdentity) -> bool:
+    resource = service.resource
+    return (
+        isinstance(resource, Service)
+        and bool(resource.selector)
+        and labels_subset(resource.selector, identity.labels)
+    )
+
+
+def compile_snapshot(
+    resources: Sequence[Resource],
+    identity: ProxyIdentity,
+    *,
+    version: str,
+    listener_ports: ListenerPorts,
+) -> Snapshot:
+    """The snapshot for a proxy with `identity`. Pure: reads nothing but its arguments."""
+    compiler = Compiler(resources, identity)
+    if identity.mode == "gateway":
+        listeners, tables = compiler.gateway()
+    else:
+        listeners, tables = compiler.sidecar(listener_ports)
+    return Snapshot(
+        version=version, identity=identity, listeners=tuple(listeners), route_tables=tables,
+        clusters=compiler.clusters.build(), notes=tuple(compiler.notes),
+    )  # fmt: skip

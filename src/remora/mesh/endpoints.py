@@ -1,0 +1,167 @@
+"""Endpoints of a service port, from EndpointSlices, WorkloadEntries and ServiceEntry endpoints.
+
+As Istio builds them:
+- a Kubernetes Service: the EndpointSlices labelled `kubernetes.io/service-name`, port taken from
+  the slice port named like the Service port; endpoints whose `conditions.ready` is false are
+  left out (unless the Service sets publishNotReadyAddresses); WorkloadEntries in the Service's
+  namespace that its selector selects are endpoints too;
+- a ServiceEntry: its `endpoints`, or the WorkloadEntries of its namespace its
+  `workloadSelector` selects; port = the endpoint's `ports[<service port name>]`, else the
+  service port's targetPort, else its number; with resolution DNS and no endpoints the host
+  itself is the endpoint (the proxy resolves it when it connects).
+
+There are no Pods in static config, so the labels of an EndpointSlice endpoint come from the
+Deployment or StatefulSet whose pod name its `targetRef` carries (`<deployment>-<hash>-<id>`,
+`<statefulset>-<ordinal>`); without one the endpoint has no labels and no subset selects it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+from remora.api.kube.core import Service
+from remora.api.kube.discovery import Endpoint as SliceEndpoint
+from remora.api.kube.discovery import EndpointSlice
+from remora.api.kube.workloads import Deployment, StatefulSet, Workload
+from remora.api.networking.service_entry import ServiceEntry, WorkloadEntry, WorkloadEntrySpec
+from remora.api.resource import Resource
+from remora.mesh.hosts import MeshPort, MeshService, labels_subset
+from remora.mesh.snapshot import Endpoint, frozen_labels
+
+_REPLICA_SET_POD = re.compile(r"[a-z0-9]+-[a-z0-9]+")
+_DNS_RESOLUTIONS = ("DNS", "DNS_ROUND_ROBIN")
+
+
+class EndpointIndex:
+    """EndpointSlices, WorkloadEntries and workloads by namespace, indexed once per compile."""
+
+    def __init__(self, resources: Iterable[Resource]) -> None:
+        self.slices: dict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
+        self.entries: dict[str, list[WorkloadEntry]] = defaultdict(list)
+        self.workloads: dict[str, list[Workload]] = defaultdict(list)
+        for resource in resources:
+            if isinstance(resource, EndpointSlice) and resource.service_name:
+                self.slices[(resource.namespace, resource.service_name)].append(resource)
+            elif isinstance(resource, WorkloadEntry):
+                self.entries[resource.namespace].append(resource)
+            elif isinstance(resource, Deployment | StatefulSet):
+                self.workloads[resource.namespace].append(resource)
+
+    def endpoints(self, service: MeshService, port: MeshPort) -> tuple[Endpoint, ...]:
+        """Every endpoint of `service` on `port`, in configuration order."""
+        resource = service.resource
+        if isinstance(resource, Service):
+            found = list(self._slice_endpoints(resource, port))
+            found.extend(self._entry_endpoints(resource.namespace, resource.selector, port))
+            return tuple(found)
+        return tuple(self._service_entry_endpoints(resource, service.host, port))
+
+    def _slice_endpoints(self, service: Service, port: MeshPort) -> Iterable[Endpoint]:
+        keep_unready = bool(service.spec.publish_not_ready_addresses)
+        for endpoint_slice in self.slices.get((service.namespace, service.name), ()):
+            number = next(
+                (p.port for p in endpoint_slice.ports if (p.name or "") == port.name), None
+            )
+            if number is None:
+                continue
+            for item in endpoint_slice.endpoints:
+                if not item.conditions.is_ready and not keep_unready:
+                    continue
+                workload = self._workload_of(item, endpoint_slice.namespace)
+                labels = frozen_labels(workload.pod_labels if workload else {})
+                account = workload.spec.template.spec.service_account_name if workload else None
+                for address in item.addresses:
+                    yield Endpoint(
+                        address=address, port=number, labels=labels, locality=item.zone or "",
+                        workload=workload.name if workload else "unknown",
+                        namespace=endpoint_slice.namespace,
+                        service_account=account or ("default" if workload else "unknown"),
+                    )  # fmt: skip
+
+    def _workload_of(self, item: SliceEndpoint, namespace: str) -> Workload | None:
+        ref = item.target_ref
+        if ref is None or ref.kind != "Pod" or not ref.name:
+            return None
+        pod = ref.name
+        best: Workload | None = None
+        for workload in self.workloads.get(ref.namespace or namespace, ()):
+            head = workload.name + "-"
+            if not pod.startswith(head):
+                continue
+            rest = pod[len(head) :]
+            shaped = (
+                rest.isdigit()
+                if isinstance(workload, StatefulSet)
+                else bool(_REPLICA_SET_POD.fullmatch(rest))
+            )
+            if shaped and (best is None or len(workload.name) > len(best.name)):
+                best = workload
+        return best
+
+    def _entry_endpoints(
+        self, namespace: str, selector: Mapping[str, str], port: MeshPort
+    ) -> Iterable[Endpoint]:
+        if not selector:
+            return
+        for entry in self.entries.get(namespace, ()):
+            labels = {**entry.labels, **entry.spec.labels}
+            if labels_subset(selector, labels):
+                found = _workload_endpoint(
+                    entry.spec, port, labels=labels, workload=entry.name, namespace=namespace
+                )
+                if found is not None:
+                    yield found
+
+    def _service_entry_endpoints(
+        self, entry: ServiceEntry, host: str, port: MeshPort
+    ) -> Iterable[Endpoint]:
+        spec = entry.spec
+        if spec.workload_selector is not None:
+            yield from self._entry_endpoints(entry.namespace, spec.workload_selector.labels, port)
+        elif spec.endpoints:
+            for item in spec.endpoints:
+                found = _workload_endpoint(
+                    item, port, labels=item.labels, workload="unknown", namespace=entry.namespace
+                )
+                if found is not None:
+                    yield found
+        elif spec.resolution_mode in _DNS_RESOLUTIONS and not host.startswith("*"):
+            target = port.target if isinstance(port.target, int) else port.number
+            yield Endpoint(address=host, port=target, namespace=entry.namespace)
+
+
+def _workload_endpoint(
+    spec: WorkloadEntrySpec,
+    port: MeshPort,
+    *,
+    labels: Mapping[str, str],
+    workload: str,
+    namespace: str,
+) -> Endpoint | None:
+    """A WorkloadEntry (or ServiceEntry endpoint) on a service port; None without an address
+    or a port to use."""
+    if not spec.address:
+        return None
+    number = spec.ports.get(port.name)
+    if number is None and isinstance(port.target, str):
+        number = spec.ports.get(port.target)
+    if number is None:
+        if not isinstance(port.target, int):
+            return None
+        number = port.target
+    return Endpoint(
+        address=spec.address, port=number, weight=spec.weight or 1, labels=frozen_labels(labels),
+        locality=spec.locality or "", workload=workload, namespace=namespace,
+        service_account=spec.service_account or "unknown",
+    )  # fmt: skip
+
+
+def subset_endpoints(
+    endpoints: tuple[Endpoint, ...], labels: Mapping[str, str]
+) -> tuple[Endpoint, ...]:
+    """The endpoints a DestinationRule subset selects: those whose labels contain its labels."""
+    if not labels:
+        return endpoints
+    return tuple(e for e in endpoints if labels_subset(labels, e.labels))

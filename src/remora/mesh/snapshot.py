@@ -1,0 +1,363 @@
+"""The compiled, immutable configuration of one proxy: listeners, route tables, clusters.
+
+A snapshot is what `compile_snapshot` builds from the resources and what the proxy holds one
+reference to: it is swapped in one assignment, so every type here is frozen and its collections
+are tuples or read-only mappings. Lookups the proxy does per request (`RouteTable.find`,
+`Snapshot.outbound_table`) are dict lookups prepared when the snapshot is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # only annotations: the snapshot holds these, it does not build them
+    from remora.api.networking.http_route import (
+        HTTPFaultInjection,
+        HTTPMatchRequest,
+        HTTPRetry,
+        HTTPRoute,
+    )
+    from remora.api.networking.traffic_policy import TrafficPolicy
+    from remora.policy.cors import Cors
+    from remora.policy.headers import HeaderOps
+    from remora.policy.lb import LbConfig
+    from remora.policy.match import RequestMatcher
+    from remora.policy.redirect import DirectResponse, Redirect
+    from remora.policy.rewrite import Rewrite
+    from remora.policy.weighted import WeightedChoice
+
+EMPTY_LABELS: Mapping[str, str] = MappingProxyType({})
+
+
+def frozen_labels(labels: Mapping[str, str]) -> Mapping[str, str]:
+    """A read-only copy of `labels` (shared empty mapping when there are none)."""
+    return MappingProxyType(dict(labels)) if labels else EMPTY_LABELS
+
+
+def _api(model: Any) -> Any:
+    """An api model as JSON-able data, with Istio's camelCase names."""
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerPorts:
+    """Istio's sidecar ports: outbound capture 15001, inbound 15006, admin 15000, health 15021."""
+
+    outbound: int = 15001
+    inbound: int = 15006
+    admin: int = 15000
+    health: int = 15021
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyIdentity:
+    """Who the proxy runs for: its mode, namespace and workload labels (rule selectors use them)."""
+
+    mode: Literal["sidecar", "gateway"]
+    namespace: str = "default"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    workload: str = "unknown"
+    service_account: str = "default"
+    cluster: str = "Kubernetes"
+    ip: str = "127.0.0.1"
+    app_port: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", frozen_labels(self.labels))
+
+    @property
+    def canonical_service(self) -> str:
+        """Istio's canonical service: the canonical-name label, app.kubernetes.io/name, app,
+        else the workload name."""
+        labels = self.labels
+        for key in ("service.istio.io/canonical-name", "app.kubernetes.io/name", "app"):
+            if labels.get(key):
+                return labels[key]
+        return self.workload
+
+    @property
+    def canonical_revision(self) -> str:
+        """Istio's canonical revision: the canonical-revision label, app.kubernetes.io/version,
+        version, else "latest"."""
+        labels = self.labels
+        for key in ("service.istio.io/canonical-revision", "app.kubernetes.io/version", "version"):
+            if labels.get(key):
+                return labels[key]
+        return "latest"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One upstream address of a cluster, with the workload facts telemetry reports."""
+
+    address: str
+    port: int
+    weight: int = 1
+    labels: Mapping[str, str] = field(default_factory=lambda: EMPTY_LABELS)
+    locality: str = ""
+    workload: str = "unknown"
+    namespace: str = "unknown"
+    service_account: str = "unknown"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "address": self.address, "port": self.port, "weight": self.weight,
+            "labels": dict(self.labels), "locality": self.locality, "workload": self.workload,
+            "namespace": self.namespace, "serviceAccount": self.service_account,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """Istio's cluster: `outbound|<port>|<subset>|<host>` or `inbound|<port>||`."""
+
+    name: str
+    host: str
+    port: int
+    subset: str
+    service_name: str
+    service_namespace: str
+    endpoints: tuple[Endpoint, ...]
+    lb: LbConfig
+    traffic_policy: TrafficPolicy | None = None  # effective: subset over rule, port level
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "host": self.host,
+            "port": self.port,
+            "subset": self.subset,
+            "service": f"{self.service_name}.{self.service_namespace}",
+            "lb": asdict(self.lb),
+            "trafficPolicy": _api(self.traffic_policy) if self.traffic_policy else None,
+            "endpoints": [e.to_dict() for e in self.endpoints],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedCluster:
+    """One destination of a route: its cluster, weight and per-destination header operations."""
+
+    cluster: str
+    weight: int
+    request_headers: HeaderOps
+    response_headers: HeaderOps
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorTarget:
+    """A cluster that gets a copy of `percentage` % of the route's requests."""
+
+    cluster: str
+    percentage: float
+
+
+@dataclass(frozen=True, slots=True)
+class RouteAction:
+    """Forward upstream: pick one of `clusters` by weight; rewrite; resilience settings."""
+
+    clusters: tuple[WeightedCluster, ...]
+    choice: WeightedChoice
+    rewrite: Rewrite | None = None
+    timeout: float | None = None  # seconds; None = no timeout (Istio's default)
+    retries: HTTPRetry | None = None
+    fault: HTTPFaultInjection | None = None
+    mirrors: tuple[MirrorTarget, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One Envoy route: at most one VirtualService match block and what to do when it holds.
+
+    `rule` and `match` are the api objects the route came from (after delegate merging), kept
+    for /config_dump; `matchers` is what the proxy evaluates.
+    """
+
+    name: str
+    matchers: tuple[RequestMatcher, ...]
+    action: RouteAction | Redirect | DirectResponse
+    request_headers: HeaderOps
+    response_headers: HeaderOps
+    cors: Cors | None
+    virtual_service: str  # "ns/name"; "" for a service's default route
+    rule: HTTPRoute | None = None
+    match: HTTPMatchRequest | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "virtualService": self.virtual_service}
+        out["match"] = _api(self.match) if self.match is not None else {}
+        action = self.action
+        if isinstance(action, RouteAction):
+            out["route"] = {
+                "clusters": [{"cluster": c.cluster, "weight": c.weight} for c in action.clusters],
+                "timeout": action.timeout,
+                "mirrors": [{"cluster": m.cluster, "percentage": m.percentage}
+                            for m in action.mirrors],
+            }  # fmt: skip
+        rule = self.rule
+        if rule is not None:
+            for key in ("redirect", "directResponse", "rewrite", "retries", "fault",
+                        "corsPolicy", "headers"):  # fmt: skip
+                value = getattr(rule, _snake(key))
+                if value is not None:
+                    out[key] = _api(value)
+        return out
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualHost:
+    """A set of domains (no ports) and the ordered routes for them."""
+
+    name: str
+    domains: tuple[str, ...]
+    routes: tuple[Route, ...]
+    https_redirect: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "domains": list(self.domains),
+            "httpsRedirect": self.https_redirect,
+            "routes": [r.to_dict() for r in self.routes],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    """Virtual hosts of one listener port, found by host the way Envoy searches domains.
+
+    Envoy's order (route.proto VirtualHost.domains): exact names, then suffix wildcards
+    (`*.foo.com`, `*-bar.foo.com`), longest first, then prefix wildcards (`foo.*`), longest
+    first, then `*`. A wildcard never matches the empty string.
+    """
+
+    name: str
+    virtual_hosts: tuple[VirtualHost, ...]
+    _exact: Mapping[str, VirtualHost] = field(init=False, repr=False, compare=False)
+    _suffixes: tuple[tuple[str, VirtualHost], ...] = field(init=False, repr=False, compare=False)
+    _prefixes: tuple[tuple[str, VirtualHost], ...] = field(init=False, repr=False, compare=False)
+    _any: VirtualHost | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        exact: dict[str, VirtualHost] = {}
+        suffixes: dict[str, VirtualHost] = {}
+        prefixes: dict[str, VirtualHost] = {}
+        anything: VirtualHost | None = None
+        for vhost in self.virtual_hosts:  # a domain claimed twice: the first virtual host keeps it
+            for written in vhost.domains:
+                domain = written.lower()
+                if domain == "*":
+                    anything = anything or vhost
+                elif domain.startswith("*"):
+                    suffixes.setdefault(domain[1:], vhost)
+                elif domain.endswith("*"):
+                    prefixes.setdefault(domain[:-1], vhost)
+                else:
+                    exact.setdefault(domain, vhost)
+        object.__setattr__(self, "_exact", MappingProxyType(exact))
+        by_length = sorted(suffixes.items(), key=lambda item: -len(item[0]))
+        object.__setattr__(self, "_suffixes", tuple(by_length))
+        by_length = sorted(prefixes.items(), key=lambda item: -len(item[0]))
+        object.__setattr__(self, "_prefixes", tuple(by_length))
+        object.__setattr__(self, "_any", anything)
+
+    def find(self, host: str) -> VirtualHost | None:
+        """The virtual host for `host` (lowercase, without port), or None (Envoy: 404 NR)."""
+        found = self._exact.get(host)
+        if found is not None:
+            return found
+        size = len(host)
+        for suffix, vhost in self._suffixes:
+            if size > len(suffix) and host.endswith(suffix):
+                return vhost
+        for prefix, vhost in self._prefixes:
+            if size > len(prefix) and host.startswith(prefix):
+                return vhost
+        return self._any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "virtualHosts": [v.to_dict() for v in self.virtual_hosts]}
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerTls:
+    """Server certificate of a TLS listener: file paths (Gateway serverCertificate/privateKey)
+    or PEM bytes (the kubernetes.io/tls Secret named by credentialName). The proxy loads them."""
+
+    cert_path: str | None = None
+    key_path: str | None = None
+    cert_pem: bytes | None = None
+    key_pem: bytes | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.cert_path is not None:
+            return {"certificate": self.cert_path, "privateKey": self.key_path}
+        return {"certificate": "<inline PEM from Secret>", "privateKey": "<redacted>"}
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A port the proxy accepts on; outbound picks its route table by destination port."""
+
+    name: str
+    port: int
+    direction: Literal["outbound", "inbound", "gateway"]
+    route_table: str | None
+    tls: ListenerTls | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "port": self.port, "direction": self.direction,
+            "routeTable": self.route_table, "tls": self.tls.to_dict() if self.tls else None,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one proxy needs, compiled once. `notes` say what was left out and why."""
+
+    version: str
+    identity: ProxyIdentity
+    listeners: tuple[Listener, ...]
+    route_tables: Mapping[str, RouteTable]
+    clusters: Mapping[str, Cluster]
+    notes: tuple[str, ...] = ()
+    _by_port: Mapping[int, RouteTable] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "route_tables", MappingProxyType(dict(self.route_tables)))
+        object.__setattr__(self, "clusters", MappingProxyType(dict(self.clusters)))
+        by_port = {int(name): t for name, t in self.route_tables.items() if name.isdigit()}
+        object.__setattr__(self, "_by_port", MappingProxyType(by_port))
+
+    def outbound_table(self, port: int) -> RouteTable | None:
+        """The sidecar's route table for a destination port (Istio names it after the port)."""
+        return self._by_port.get(port)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, shaped like a readable Envoy config_dump."""
+        identity = self.identity
+        return {
+            "version": self.version,
+            "identity": {
+                "mode": identity.mode,
+                "namespace": identity.namespace,
+                "labels": dict(identity.labels),
+                "workload": identity.workload,
+                "serviceAccount": identity.service_account,
+                "cluster": identity.cluster,
+                "ip": identity.ip,
+                "appPort": identity.app_port,
+            },
+            "listeners": [listener.to_dict() for listener in self.listeners],
+            "routeTables": {name: t.to_dict() for name, t in self.route_tables.items()},
+            "clusters": {name: c.to_dict() for name, c in self.clusters.items()},
+            "notes": list(self.notes),
+        }
