@@ -38,6 +38,7 @@ from remora.proxy.events import (
 from remora.proxy.forwarding import forwarded_headers, strip_hop_by_hop
 
 DEFAULT_MAX_HEADER_BYTES: Final = 60 * 1024  # Envoy max_request_headers_kb default (60)
+DEFAULT_MAX_HEADER_COUNT: Final = 100  # Envoy common_http_protocol_options.max_headers_count
 
 _COMMON_NAMES = (
     "host", "user-agent", "accept", "accept-encoding", "accept-language", "connection",
@@ -67,11 +68,18 @@ class _Decoder:
     _error_status = 400  # status of a ProtocolError for a malformed message
     _limit_status = 431  # status when a head is too large
 
-    def __init__(self, *, max_header_bytes: int) -> None:
+    def __init__(self, *, max_header_bytes: int, max_header_count: int) -> None:
         self._max = max_header_bytes
         self._error: ProtocolError | None = None
+        self._max_count = max_header_count
         self._in_head = True  # reading a head: its raw bytes count against the limit
         self._raw = 0  # raw bytes fed while reading this head
+        self._held = bytearray()  # head bytes without a line end yet, not given to the parser
+        self._heads = 0  # heads completed: tells whether a head ended inside a feed
+        self._chunks = 0  # chunk-size lines seen
+        self._in_chunk = False
+        self._chunk_data = False  # the open chunk has delivered data (else: last chunk, trailers)
+        self._trailer_raw = 0
         self._size = 0  # bytes of the parsed pieces (target/names/values) of this head
         self._in_message = False
         self._headers: Headers = []
@@ -83,24 +91,44 @@ class _Decoder:
         self._hosts = 0
 
     # -- driving -------------------------------------------------------------------------------
-    def _feed(self, data: bytes | memoryview) -> None:
+    def _feed(self, data: bytes) -> None:
         if not self._in_head:
-            self._execute(data)
+            self._feed_body(data)
             return
-        budget = self._max - self._raw
+        budget = self._max - self._raw - len(self._held)
+        if b"\n" not in data:
+            # No line can end in `data`: hold it, so httptools does not re-concatenate a
+            # half-received field on every tiny feed (quadratic for a slow sender).
+            if len(data) > budget:
+                raise self._fail(self._limit_status, "headers too large")
+            self._held += data
+            return
+        if self._held:
+            budget += len(self._held)
+            data = bytes(self._held) + data
+            self._held.clear()
         if len(data) <= budget:
             self._raw += len(data)
             self._execute(data)
             return
         # The head may end inside `data`: give the parser only what the limit still allows.
-        view = memoryview(data)
+        heads = self._heads
         self._raw += budget
-        self._execute(view[:budget])
-        if self._in_head and self._in_message:
+        self._execute(data[:budget])
+        if self._heads == heads:
             raise self._fail(self._limit_status, "headers too large")
-        self._feed(view[budget:])
+        self._feed(data[budget:])
 
-    def _execute(self, data: bytes | memoryview) -> None:
+    def _feed_body(self, data: bytes) -> None:
+        """Feed body bytes; bytes that fed no chunk but the last one are trailers: bound them."""
+        chunks = self._chunks
+        self._execute(data)
+        if self._in_chunk and not self._chunk_data and self._chunks == chunks:
+            self._trailer_raw += len(data)
+            if self._trailer_raw > self._max:
+                raise self._fail(self._limit_status, "trailers too large")
+
+    def _execute(self, data: bytes) -> None:
         raise NotImplementedError
 
     def _fail(self, status: int, reason: str) -> ProtocolError:
@@ -130,10 +158,12 @@ class _Decoder:
         self._size += len(name) + len(value)
         if self._size > self._max:
             raise self._fail(self._limit_status, "headers too large")
+        fields = self._headers if self._in_head else self._trailers
+        if len(fields) >= self._max_count:
+            raise self._fail(self._limit_status, "too many headers")
+        fields.append((key, text))
         if not self._in_head:
-            self._trailers.append((key, text))
             return
-        self._headers.append((key, text))
         if key in _FRAMING:
             self._note(key, text)
 
@@ -151,7 +181,17 @@ class _Decoder:
         else:
             self._hosts += 1
 
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
+        self._in_chunk = True
+        self._chunk_data = False
+        self._trailer_raw = 0
+
+    def on_chunk_complete(self) -> None:
+        self._in_chunk = False
+
     def _end_head(self) -> None:
+        self._heads += 1
         self._in_head = False
         self._raw = 0
         self._size = 0  # trailers get their own budget
@@ -185,8 +225,9 @@ class _Decoder:
 class RequestDecoder(_Decoder):
     """Decodes the requests of one downstream connection, pipelined ones included."""
 
-    def __init__(self, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> None:
-        super().__init__(max_header_bytes=max_header_bytes)
+    def __init__(self, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+                 max_header_count: int = DEFAULT_MAX_HEADER_COUNT) -> None:
+        super().__init__(max_header_bytes=max_header_bytes, max_header_count=max_header_count)
         self._parser = httptools.HttpRequestParser(self)
         self._events: list[RequestEvent] = []
         self._target = b""
@@ -209,21 +250,21 @@ class RequestDecoder(_Decoder):
         """The client closed: fine between requests, a ProtocolError in the middle of one."""
         if self._error is not None:
             raise self._error
-        if self._in_message:
+        if self._in_message or self._held:
             raise self._fail(400, "connection closed in the middle of a request")
         return []
 
-    def _execute(self, data: bytes | memoryview) -> None:
+    def _execute(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            self._continue_after_upgrade(data[int(upgrade.args[0]):])
+            self._continue_after_upgrade(bytes(data[int(upgrade.args[0]):]))
         except httptools.HttpParserError as exc:
             if self._error is None and self._closed:
                 return  # bytes after "Connection: close" (llhttp refuses them): dropped
             raise self._parser_error(exc) from None
 
-    def _continue_after_upgrade(self, rest: bytes | memoryview) -> None:
+    def _continue_after_upgrade(self, rest: bytes) -> None:
         """llhttp stops at an Upgrade request's head: go on with a fresh parser."""
         self._parser = httptools.HttpRequestParser(self)
         prime, self._body_after_upgrade = self._body_after_upgrade, None
@@ -281,6 +322,7 @@ class RequestDecoder(_Decoder):
             )
 
     def on_body(self, body: bytes) -> None:
+        self._chunk_data = True
         self._events.append(Data(body))
 
     def on_message_complete(self) -> None:
@@ -302,8 +344,9 @@ class ResponseDecoder(_Decoder):
     _error_status = 502
     _limit_status = 502
 
-    def __init__(self, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> None:
-        super().__init__(max_header_bytes=max_header_bytes)
+    def __init__(self, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+                 max_header_count: int = DEFAULT_MAX_HEADER_COUNT) -> None:
+        super().__init__(max_header_bytes=max_header_bytes, max_header_count=max_header_count)
         self._parser = httptools.HttpResponseParser(self)
         self._events: list[ResponseEvent] = []
         self._state = _IDLE
@@ -350,7 +393,7 @@ class ResponseDecoder(_Decoder):
             raise self._fail(502, "upstream closed before the end of the body")
         return []
 
-    def _execute(self, data: bytes | memoryview) -> None:
+    def _execute(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -401,6 +444,7 @@ class ResponseDecoder(_Decoder):
     def on_body(self, body: bytes) -> None:
         if self._state != _BODY:
             raise self._fail(502, "data from upstream after the response")
+        self._chunk_data = True
         self._events.append(Data(body))
 
     def on_message_complete(self) -> None:
@@ -460,6 +504,7 @@ def encode_trailers(trailers: Iterable[tuple[str, str]]) -> bytes:
 
 __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
+    "DEFAULT_MAX_HEADER_COUNT",
     "LAST_CHUNK",
     "RequestDecoder",
     "ResponseDecoder",
