@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from remora.api.loader import load_text
 from remora.api.resource import Resource
+from remora.mesh.compile import compile_snapshot
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity, Route, RouteAction, Snapshot
 
 
@@ -20,8 +21,6 @@ def sidecar(
     text: str, *, namespace: str = "default", labels: Mapping[str, str] | None = None,
     app_port: int | None = None,
 ) -> Snapshot:  # fmt: skip
-    from remora.mesh.compile import compile_snapshot
-
     identity = ProxyIdentity(
         mode="sidecar", namespace=namespace, labels=dict(labels or {}), app_port=app_port
     )
@@ -29,8 +28,6 @@ def sidecar(
 
 
 def gateway(text: str, *, labels: Mapping[str, str], namespace: str = "istio-system") -> Snapshot:
-    from remora.mesh.compile import compile_snapshot
-
     identity = ProxyIdentity(mode="gateway", namespace=namespace, labels=dict(labels))
     return compile_snapshot(load(text), identity, version="1", listener_ports=ListenerPorts())
 
