@@ -24,6 +24,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/analyze.py
+	$(BIN)/python bench/proxy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache

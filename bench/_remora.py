@@ -1,0 +1,102 @@
+"""(c) for the proxy benchmark: a Remora sidecar with a realistic routing config in front of (a).
+
+The mesh: Service `backend` (port 8080, selector app=backend) whose endpoints are two
+WorkloadEntries, version v1 and v2, both the nginx upstream; a DestinationRule with subsets v1/v2;
+a VirtualService with three match rules (uri prefix, header, uri regex) that the benchmark's
+requests do not match, then the default route splitting 90/10 over v1/v2. So every request walks
+the whole rule list, picks a weighted subset and is counted in metrics and the access log.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from _procs import Service, free_port, wait_for_http
+
+SERVICE_PORT = 8080
+HOST = f"backend:{SERVICE_PORT}"
+REMORA = Path(sys.executable).with_name("remora")
+
+_CONFIG = """\
+apiVersion: v1
+kind: Service
+metadata: {{name: backend, namespace: default, labels: {{app: backend}}}}
+spec:
+  selector: {{app: backend}}
+  ports:
+  - {{name: http, port: {service_port}, targetPort: {upstream}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: backend-v1, namespace: default}}
+spec:
+  address: 127.0.0.1
+  labels: {{app: backend, version: v1}}
+  ports: {{http: {upstream}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: backend-v2, namespace: default}}
+spec:
+  address: 127.0.0.1
+  labels: {{app: backend, version: v2}}
+  ports: {{http: {upstream}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: backend, namespace: default}}
+spec:
+  host: backend
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: backend, namespace: default}}
+spec:
+  hosts: [backend]
+  http:
+  - name: api-v2
+    match: [{{uri: {{prefix: /api/v2/}}}}]
+    route: [{{destination: {{host: backend, subset: v2}}}}]
+  - name: canary-header
+    match: [{{headers: {{x-canary: {{exact: always}}}}}}]
+    route: [{{destination: {{host: backend, subset: v2}}}}]
+  - name: legacy-regex
+    match: [{{uri: {{regex: "/legacy/[0-9]+/.*"}}}}]
+    route: [{{destination: {{host: backend, subset: v1}}}}]
+  - name: default
+    route:
+    - {{destination: {{host: backend, subset: v1}}, weight: 90}}
+    - {{destination: {{host: backend, subset: v2}}, weight: 10}}
+"""
+
+
+@dataclass(frozen=True)
+class RemoraProxy:
+    service: Service
+    port: int  # outbound listener
+    admin_port: int
+
+
+def start(workdir: Path, *, upstream: int) -> RemoraProxy:
+    """Write the mesh config and start `remora proxy` (sidecar, 1 process); wait until ready."""
+    config = workdir / "config"
+    config.mkdir(parents=True)
+    (config / "mesh.yaml").write_text(_CONFIG.format(service_port=SERVICE_PORT, upstream=upstream))
+    port, inbound, admin, health = (free_port() for _ in range(4))
+    argv = [str(REMORA), "proxy", "-f", str(config), "--mode", "sidecar",
+            "--namespace", "default", "--labels", "app=client,version=v1",
+            "--outbound-port", str(port), "--inbound-port", str(inbound),
+            "--admin-port", str(admin), "--health-port", str(health),
+            "--access-log", str(workdir / "access.log"), "--log-level", "warning"]  # fmt: skip
+    service = Service("remora proxy", argv, log=workdir / "remora.log", cwd=workdir)
+    try:
+        wait_for_http(f"http://127.0.0.1:{admin}/healthz/ready", service)
+    except BaseException:
+        service.stop()
+        raise
+    return RemoraProxy(service=service, port=port, admin_port=admin)
