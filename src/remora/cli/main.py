@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from remora import __version__
-from remora.cli import analyze
+from remora.cli import analyze, proxy
 from remora.errors import RemoraError
 
 EXIT_UNKNOWN_ERROR = 1
@@ -24,6 +24,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 analyze.register(app)
+proxy.register(app)
 
 
 @app.command()

@@ -1,0 +1,78 @@
+"""`remora proxy`: run one sidecar or gateway proxy from static Istio/Kubernetes config."""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
+from remora.proxy.config import ConfigSource
+from remora.proxy.process import run
+from remora.proxy.runtime import ProxyOptions
+
+
+class Mode(StrEnum):
+    SIDECAR = "sidecar"
+    GATEWAY = "gateway"
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """`app=x,version=v1` → {"app": "x", "version": "v1"} (kubectl's label syntax)."""
+    labels: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not key=value", param_hint="--labels")
+        labels[key] = value
+    return labels
+
+
+def register(app: typer.Typer) -> None:
+    app.command("proxy")(proxy)
+
+
+def proxy(
+    filename: Annotated[list[str], typer.Option(
+        "-f", "--filename", help="Config file or directory (recursive). Repeatable.")],
+    mode: Annotated[Mode, typer.Option(help="sidecar or gateway.")] = Mode.SIDECAR,
+    namespace: Annotated[str, typer.Option("-n", "--namespace",
+                                           help="This proxy's namespace.")] = "default",
+    labels: Annotated[str, typer.Option(help="This workload's labels: app=x,version=v1.")] = "",
+    workload: Annotated[str, typer.Option(help="Workload name (metrics); default: app label.")]
+    = "",
+    app_port: Annotated[int | None, typer.Option(
+        help="Sidecar: the local app port inbound traffic goes to.")] = None,
+    outbound_port: Annotated[int, typer.Option(help="Sidecar outbound listener.")] = 15001,
+    inbound_port: Annotated[int, typer.Option(help="Sidecar inbound listener.")] = 15006,
+    admin_port: Annotated[int, typer.Option(help="Admin port.")] = 15000,
+    health_port: Annotated[int, typer.Option(help="Health port (/healthz/ready).")] = 15021,
+    bind: Annotated[str, typer.Option(help="Address the listeners bind.")] = "127.0.0.1",
+    access_log: Annotated[str | None, typer.Option(
+        help="JSON access log: a file, or - for stdout.")] = None,
+    drain_timeout: Annotated[float, typer.Option(help="Seconds to finish in-flight requests.")]
+    = 5.0,
+    idle_timeout: Annotated[float, typer.Option(
+        help="Seconds a keep-alive connection may sit idle.")] = 300.0,
+    headers_timeout: Annotated[float, typer.Option(
+        help="Seconds a client has to send a request head.")] = 10.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Run a proxy: sidecar (outbound 15001, inbound 15006) or gateway (Gateway servers)."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    label_map = parse_labels(labels)
+    identity = ProxyIdentity(
+        mode=mode.value,
+        namespace=namespace,
+        labels=label_map,
+        workload=workload or label_map.get("app", "unknown"),
+        app_port=app_port,
+    )
+    ports = ListenerPorts(outbound=outbound_port, inbound=inbound_port, admin=admin_port,
+                          health=health_port)
+    options = ProxyOptions(bind=bind, access_log=access_log, drain_timeout=drain_timeout,
+                           idle_timeout=idle_timeout, headers_timeout=headers_timeout)
+    run(ConfigSource(filename, identity=identity, ports=ports), options,
+        admin_port=admin_port, health_port=health_port)

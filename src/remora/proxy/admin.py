@@ -1,0 +1,142 @@
+"""The admin port (15000) and the health port (15021): what the proxy is running, and whether
+it is ready. Envoy's admin endpoints by name: /config_dump, /clusters, /stats/prometheus,
+/ready; Istio's /healthz/ready; POST /drain starts a graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any, cast
+
+from remora.proxy.events import ProtocolError, RequestHead
+from remora.proxy.http1 import RequestDecoder, encode_response_head
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from remora.proxy.runtime import ProxyRuntime
+
+Reply = tuple[int, str, bytes]  # status, content type, body
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+
+
+def config_dump(runtime: ProxyRuntime) -> Reply:
+    body = json.dumps(runtime.snapshot.to_dict(), indent=2, sort_keys=False, default=str)
+    return 200, JSON, body.encode()
+
+
+def cluster_rows(runtime: ProxyRuntime) -> list[dict[str, Any]]:
+    """Each cluster with its endpoints: weight, health, counters (Envoy's /clusters content)."""
+    rows = []
+    for name, state in runtime.tables.states.items():
+        hosts = []
+        for endpoint, pool in zip(state.cluster.endpoints, state.pools, strict=True):
+            hosts.append({
+                "address": f"{endpoint.address}:{endpoint.port}",
+                "weight": endpoint.weight,
+                "health_flags": "healthy",
+                "locality": endpoint.locality,
+                "labels": dict(endpoint.labels),
+                "cx_active": len(pool.connections),
+                "cx_idle": len(pool.idle),
+                "cx_total": pool.cx_total,
+                "cx_connect_fail": pool.cx_connect_fail,
+                "rq_active": pool.active,
+                "rq_total": pool.rq_total,
+                "rq_error": pool.rq_error,
+            })
+        rows.append({"name": name, "lb_policy": state.cluster.lb.simple, "hosts": hosts})
+    return rows
+
+
+def clusters(runtime: ProxyRuntime, query: str) -> Reply:
+    rows = cluster_rows(runtime)
+    if "format=json" in query:
+        return 200, JSON, json.dumps({"cluster_statuses": rows}, indent=2).encode()
+    lines = []
+    for row in rows:
+        for host in row["hosts"]:
+            prefix = f"{row['name']}::{host['address']}"
+            for key in ("cx_active", "cx_total", "cx_connect_fail", "rq_active", "rq_total",
+                        "rq_error", "weight", "health_flags"):
+                lines.append(f"{prefix}::{key}::{host[key]}")
+            lines.append(f"{prefix}::zone::{host['locality']}")
+    return 200, TEXT, ("\n".join(lines) + "\n").encode()
+
+
+def ready(runtime: ProxyRuntime) -> Reply:
+    if runtime.ready and not runtime.draining:
+        return 200, TEXT, b"LIVE\n"
+    return 503, TEXT, b"DRAINING\n" if runtime.draining else b"PRE_INITIALIZING\n"
+
+
+def drain(runtime: ProxyRuntime) -> Reply:
+    runtime.request_drain()
+    return 200, TEXT, b"OK\n"
+
+
+def route(runtime: ProxyRuntime, *, health_only: bool) -> Callable[[RequestHead], Reply]:
+    def answer(head: RequestHead) -> Reply:
+        path, _, query = head.target.partition("?")
+        if path in ("/healthz/ready", "/ready"):
+            return ready(runtime)
+        if health_only:
+            return 404, TEXT, b"not found\n"
+        if head.method == "POST" and path in ("/drain", "/drain_listeners"):
+            return drain(runtime)
+        if head.method not in ("GET", "HEAD"):
+            return 405, TEXT, b"method not allowed\n"
+        if path == "/config_dump":
+            return config_dump(runtime)
+        if path == "/clusters":
+            return clusters(runtime, query)
+        if path in ("/stats/prometheus", "/metrics"):
+            return 200, "text/plain; version=0.0.4", runtime.metrics.render()
+        return 404, TEXT, b"endpoints: /config_dump /clusters /stats/prometheus /healthz/ready " \
+                          b"POST /drain\n"
+
+    return answer
+
+
+class AdminConnection(asyncio.Protocol):
+    """A tiny HTTP/1.1 server on the same codec as the proxy, one request at a time."""
+
+    def __init__(self, answer: Callable[[RequestHead], Reply]) -> None:
+        self.answer = answer
+        self.decoder = RequestDecoder()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        try:
+            events = self.decoder.feed(data)
+        except ProtocolError as error:
+            self.respond(error.status, TEXT, f"{error.reason}\n".encode(), keep_alive=False)
+            return
+        for event in events:
+            if isinstance(event, RequestHead):
+                status, content_type, body = self.answer(event)
+                self.respond(status, content_type, body, keep_alive=event.keep_alive,
+                             head_only=event.method == "HEAD")
+
+    def respond(self, status: int, content_type: str, body: bytes, *, keep_alive: bool,
+                head_only: bool = False) -> None:
+        assert self.transport is not None
+        headers = [("content-type", content_type), ("content-length", str(len(body)))]
+        if not keep_alive:
+            headers.append(("connection", "close"))
+        self.transport.write(encode_response_head(status, "", headers)
+                             + (b"" if head_only else body))
+        if not keep_alive:
+            self.transport.close()
+
+
+async def serve_admin(runtime: ProxyRuntime, *, port: int, health_only: bool) -> asyncio.Server:
+    answer = route(runtime, health_only=health_only)
+    return await runtime.loop.create_server(
+        lambda: AdminConnection(answer), runtime.options.bind, port, reuse_address=True
+    )

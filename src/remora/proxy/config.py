@@ -1,0 +1,100 @@
+"""Where a proxy's snapshot comes from when it runs from files: load, validate, compile.
+
+The control plane will feed the same `Snapshot` later; until then the proxy reads YAML itself,
+refuses a config with any issue (keeping the one it runs), and notices file changes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import ssl
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from remora.api.loader import YAML_SUFFIXES, load_paths
+from remora.errors import RemoraError
+from remora.mesh.compile import compile_snapshot
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from remora.mesh.snapshot import Listener, ListenerPorts, ProxyIdentity, Snapshot
+
+
+class InvalidConfigError(RemoraError):
+    """The configuration has issues; the message lists them (file:line: resource: path: msg)."""
+
+
+class ConfigSource:
+    """Static configuration from files and directories, recompiled on demand."""
+
+    def __init__(
+        self, paths: Sequence[str], *, identity: ProxyIdentity, ports: ListenerPorts
+    ) -> None:
+        self.paths = list(paths)
+        self.identity = identity
+        self.ports = ports
+        self._versions = itertools.count(1)
+        self._signature = self._files_signature()
+
+    def load(self) -> Snapshot:
+        """Compile the files as they are now; InvalidConfigError when any resource is invalid."""
+        self._signature = self._files_signature()
+        result = load_paths(self.paths, namespace=self.identity.namespace)
+        if result.issues:
+            raise InvalidConfigError("\n".join(str(issue) for issue in result.issues))
+        return compile_snapshot(
+            result.resources,
+            self.identity,
+            version=str(next(self._versions)),
+            listener_ports=self.ports,
+        )
+
+    def changed(self) -> bool:
+        return self._files_signature() != self._signature
+
+    def _files_signature(self) -> tuple[tuple[str, int, int], ...]:
+        entries: list[tuple[str, int, int]] = []
+        for raw in self.paths:
+            path = Path(raw)
+            files = (
+                sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES)
+                if path.is_dir()
+                else [path]
+            )
+            for file in files:
+                try:
+                    stat = file.stat()
+                except OSError:
+                    continue
+                entries.append((str(file), stat.st_mtime_ns, stat.st_size))
+        return tuple(entries)
+
+    @staticmethod
+    def tls_context(listener: Listener) -> ssl.SSLContext | None:
+        """A server TLS context for a gateway listener with SIMPLE TLS, None for plain HTTP."""
+        tls = listener.tls
+        if tls is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.set_alpn_protocols(["http/1.1"])
+        if tls.cert_path and tls.key_path:
+            try:
+                context.load_cert_chain(tls.cert_path, tls.key_path)
+            except (OSError, ssl.SSLError) as exc:
+                raise InvalidConfigError(f"listener {listener.name}: certificate: {exc}") from exc
+            return context
+        # PEM from a Secret: the ssl module loads chains from files only
+        with tempfile.TemporaryDirectory() as folder:
+            cert = os.path.join(folder, "tls.crt")
+            key = os.path.join(folder, "tls.key")
+            Path(cert).write_bytes(tls.cert_pem or b"")
+            Path(key).write_bytes(tls.key_pem or b"")
+            os.chmod(key, 0o600)
+            try:
+                context.load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as exc:
+                raise InvalidConfigError(f"listener {listener.name}: certificate: {exc}") from exc
+        return context

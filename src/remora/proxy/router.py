@@ -1,0 +1,170 @@
+"""The routing decision for one request: from its head and a snapshot to a local reply or an
+upstream target. No I/O: the exchange applies what this returns.
+
+Envoy's order (life of a request): find the route table for the listener (sidecar outbound: the
+one for the destination port), the virtual host by authority, the first route whose match
+holds, then the weighted cluster. Nothing found → 404 with flag NR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from remora.mesh.snapshot import RouteAction
+from remora.policy.flags import ResponseFlag
+from remora.policy.match import RequestAttributes
+from remora.policy.redirect import DirectResponse, Redirect
+
+if TYPE_CHECKING:
+    import random
+
+    from remora.mesh.snapshot import Listener, Route, Snapshot, VirtualHost, WeightedCluster
+    from remora.policy.match import RequestMatcher
+    from remora.proxy.events import RequestHead
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(slots=True)
+class LocalReply:
+    """A response the proxy writes itself (no route, redirect, direct response, CORS)."""
+
+    status: int
+    flag: ResponseFlag = ResponseFlag.NONE
+    body: bytes = b""
+    headers: list[tuple[str, str]] | None = None
+    route: Route | None = None
+    details: str = ""
+
+
+@dataclass(slots=True)
+class Forward:
+    """Send the request upstream: to `cluster`, with this path and authority."""
+
+    route: Route
+    target: WeightedCluster
+    path: str
+    authority: str
+    request: RequestAttributes
+
+
+def split_target(head: RequestHead, *, scheme: str) -> tuple[str, str] | None:
+    """(authority, path) of a request in origin form (Host header) or absolute form (what an
+    `http_proxy` client sends; RFC 9112 §3.2.2: its authority replaces Host). None if unusable."""
+    target = head.target
+    if target.startswith("/"):
+        for name, value in head.headers:
+            if name == "host":
+                return value, target
+        return None
+    lowered = target[:8].lower()
+    for prefix in ("http://", "https://"):
+        if lowered.startswith(prefix):
+            rest = target[len(prefix) :]
+            slash = rest.find("/")
+            if slash < 0:
+                query = rest.find("?")
+                if query < 0:
+                    return rest, "/"
+                return rest[:query], "/" + rest[query:]
+            return rest[:slash], rest[slash:]
+    return None
+
+
+def split_authority(authority: str, *, scheme: str) -> tuple[str, int]:
+    """Host (lowercase, no port) and port of an authority, the scheme's port when absent."""
+    host = authority
+    port = DEFAULT_PORTS.get(scheme, 80)
+    if authority.startswith("["):  # IPv6 literal
+        end = authority.find("]")
+        host = authority[: end + 1]
+        rest = authority[end + 1 :]
+        if rest.startswith(":") and rest[1:].isdigit():
+            port = int(rest[1:])
+    else:
+        colon = authority.rfind(":")
+        if colon >= 0 and authority[colon + 1 :].isdigit():
+            host, port = authority[:colon], int(authority[colon + 1 :])
+    return host.lower(), port
+
+
+def header_map(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """Header names to values, repeated headers joined with "," as Envoy's matchers see them."""
+    result: dict[str, str] = {}
+    for name, value in headers:
+        if name in result:
+            result[name] = f"{result[name]},{value}"
+        else:
+            result[name] = value
+    return result
+
+
+def first_route(
+    vhost: VirtualHost, request: RequestAttributes
+) -> tuple[Route, RequestMatcher | None] | None:
+    """The first route whose match blocks hold (VirtualService: first matching rule wins), and
+    the block that matched (prefix rewrites need it)."""
+    for route in vhost.routes:
+        matchers = route.matchers
+        if not matchers:
+            return route, None
+        for matcher in matchers:
+            if matcher.matches(request):
+                return route, matcher
+    return None
+
+
+def decide(
+    snapshot: Snapshot,
+    listener: Listener,
+    head: RequestHead,
+    *,
+    scheme: str,
+    rng: random.Random,
+) -> LocalReply | Forward:
+    """Where this request goes, per the snapshot the exchange started with."""
+    split = split_target(head, scheme=scheme)
+    if split is None:
+        return LocalReply(400, ResponseFlag.DPE, b"missing host header\n", details="missing_host")
+    authority, path = split
+    host, port = split_authority(authority, scheme=scheme)
+    if listener.direction == "outbound":
+        table = snapshot.outbound_table(port)
+    else:
+        table = snapshot.route_tables.get(listener.route_table or "")
+        port = listener.port
+    vhost = table.find(host) if table is not None else None
+    if vhost is None:
+        return LocalReply(404, ResponseFlag.NR, details="route_not_found")
+    request = RequestAttributes(
+        method=head.method,
+        path=path,
+        scheme=scheme,
+        authority=authority,
+        port=port,
+        headers=header_map(head.headers),
+    )
+    if vhost.https_redirect and scheme == "http":
+        location = f"https://{host}{path}"
+        return LocalReply(301, headers=[("location", location)], details="https_redirect")
+    found = first_route(vhost, request)
+    if found is None:
+        return LocalReply(404, ResponseFlag.NR, details="route_not_found")
+    route, matched = found
+    if route.cors is not None and head.method == "OPTIONS":
+        preflight = route.cors.preflight(request)
+        if preflight is not None:
+            return LocalReply(200, headers=preflight, route=route, details="cors_preflight")
+    action = route.action
+    if isinstance(action, Redirect):
+        status, location = action.response(request, matched)
+        return LocalReply(status, headers=[("location", location)], route=route,
+                          details="redirect")
+    if isinstance(action, DirectResponse):
+        return LocalReply(action.status, body=action.body, route=route, details="direct_response")
+    assert isinstance(action, RouteAction)
+    target = action.clusters[action.choice.pick(rng)]
+    if action.rewrite is not None:
+        path, authority = action.rewrite.apply(path=path, authority=authority)
+    return Forward(route, target, path, authority, request)

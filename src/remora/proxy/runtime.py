@@ -1,0 +1,218 @@
+"""A running proxy: listeners, the current snapshot, pools, telemetry, swaps and drain.
+
+The snapshot is replaced in one assignment; each exchange keeps the `ClusterTable` it started
+with, so a swap never disturbs a request in flight (DESIGN.md: snapshots swap atomically).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import ssl
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from remora.policy.flags import ResponseFlag
+from remora.proxy.clusters import ClusterTable
+from remora.proxy.server import DownstreamConnection
+from remora.proxy.upstream import Pools
+from remora.telemetry.accesslog import AccessLog
+from remora.telemetry.metrics import IstioMetrics
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+    from typing import Any
+
+    from remora.mesh.snapshot import Listener, Snapshot
+    from remora.proxy.config import ConfigSource
+    from remora.proxy.events import ProtocolError
+    from remora.proxy.exchange import Exchange
+
+log = logging.getLogger("remora.proxy")
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyOptions:
+    """Knobs of the proxy shell; defaults are Envoy's/Istio's where they define one."""
+
+    bind: str = "127.0.0.1"
+    access_log: str | None = None
+    connect_timeout: float = 10.0  # Istio's connectTimeout default
+    headers_timeout: float = 10.0  # a client must send a whole request head within this
+    idle_timeout: float = 300.0  # keep-alive connections with no request in flight
+    drain_timeout: float = 5.0  # Istio's terminationDrainDuration
+    max_header_bytes: int = 60 * 1024  # Envoy's max_request_headers_kb default
+    watch_interval: float = 1.0  # config files are checked for changes this often
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class ProxyRuntime:
+    """Everything one proxy process shares between its connections."""
+
+    def __init__(self, source: ConfigSource, options: ProxyOptions) -> None:
+        self.source = source
+        self.options = options
+        self.connect_timeout = options.connect_timeout
+        self.loop = asyncio.get_running_loop()
+        self.rng = random.Random()
+        self.pools = Pools()
+        self.metrics = IstioMetrics()
+        self.access_log = AccessLog(options.access_log)
+        self.connections: set[DownstreamConnection] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.servers: dict[int, asyncio.Server] = {}
+        self.draining = False
+        self.ready = False
+        self.stopped = asyncio.Event()
+        snapshot = source.load()  # the first config must be valid: nothing to fall back to
+        self.tables = ClusterTable(snapshot, self.pools)
+        from remora.proxy.observe import Observer  # noqa: PLC0415 - needs metrics built first
+
+        self.observer = Observer(self)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.tables.snapshot
+
+    @staticmethod
+    def request_id() -> str:
+        return str(uuid.uuid4())
+
+    # lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.sync_listeners()
+        self.spawn(self.sweep())
+        self.spawn(self.watch())
+        self.spawn(self.flush_access_log())
+        for signum, handler in (
+            (signal.SIGHUP, self.reload),
+            (signal.SIGTERM, self.request_drain),
+            (signal.SIGINT, self.request_drain),
+        ):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+                self.loop.add_signal_handler(signum, handler)
+        self.ready = True
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a background task, keeping a reference and logging a failure (never silent)."""
+        task = self.loop.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("proxy task failed", exc_info=task.exception())
+
+    async def sync_listeners(self) -> None:
+        """Listen on every listener of the snapshot; stop listening on the ones it dropped."""
+        wanted = {listener.port: listener for listener in self.snapshot.listeners}
+        for port in [port for port in self.servers if port not in wanted]:
+            self.servers.pop(port).close()
+        for port, listener in wanted.items():
+            if port in self.servers:
+                continue
+            context = self.source.tls_context(listener)
+            self.servers[port] = await self.loop.create_server(
+                self.protocol_factory(listener, context),
+                self.options.bind,
+                port,
+                ssl=context,
+                reuse_address=True,
+                backlog=1024,
+            )
+
+    def protocol_factory(
+        self, listener: Listener, context: ssl.SSLContext | None
+    ) -> Any:
+        scheme = "https" if context is not None else "http"
+        runtime = self
+
+        def factory() -> DownstreamConnection:
+            # the listener object of the current snapshot (a swap may have replaced it)
+            current = next((item for item in runtime.snapshot.listeners
+                            if item.port == listener.port), listener)
+            return DownstreamConnection(runtime, current, scheme=scheme)
+
+        return factory
+
+    # config swaps ------------------------------------------------------------------------------
+    def reload(self) -> None:
+        """SIGHUP or a file change: recompile; keep the old snapshot if the new one is bad."""
+        try:
+            snapshot = self.source.load()
+        except Exception as exc:
+            log.error("config rejected, keeping version %s: %s", self.snapshot.version, exc)
+            return
+        self.swap(snapshot)
+
+    def swap(self, snapshot: Snapshot) -> None:
+        self.tables = tables = ClusterTable(snapshot, self.pools)
+        endpoints = tables.endpoints()
+        self.pools.retain(lambda key: key in endpoints)
+        self.spawn(self.sync_listeners())
+        log.info("config version %s applied", snapshot.version)
+
+    async def watch(self) -> None:
+        while not self.draining:
+            await asyncio.sleep(self.options.watch_interval)
+            if self.source.changed():
+                self.reload()
+
+    # timeouts and flushing ---------------------------------------------------------------------
+    async def sweep(self) -> None:
+        """Close connections whose head is too slow or that sat idle too long."""
+        options = self.options
+        period = max(0.05, min(options.headers_timeout, options.idle_timeout) / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = self.loop.time()
+            for connection in list(self.connections):
+                if connection.exchange is not None:
+                    continue
+                if connection.header_started:
+                    if now - connection.header_started > options.headers_timeout:
+                        connection.close()
+                elif now - connection.idle_since > options.idle_timeout:
+                    connection.close()
+
+    async def flush_access_log(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.access_log.flush()
+
+    # telemetry ---------------------------------------------------------------------------------
+    def observe(self, exchange: Exchange) -> None:
+        self.observer.exchange(exchange)
+
+    def observe_rejected(self, connection: DownstreamConnection, error: ProtocolError) -> None:
+        self.observer.rejected(connection, error, flag=ResponseFlag.DPE)
+
+    # drain -------------------------------------------------------------------------------------
+    def request_drain(self) -> None:
+        if not self.draining:
+            self.spawn(self.drain())
+
+    async def drain(self) -> None:
+        """Stop accepting, let requests in flight finish, close idle connections, then stop."""
+        self.draining = True
+        self.ready = False
+        for server in self.servers.values():
+            server.close()
+        deadline = self.loop.time() + self.options.drain_timeout
+        while self.loop.time() < deadline:
+            for connection in list(self.connections):
+                if connection.idle():
+                    connection.close()
+            if not self.connections:
+                break
+            await asyncio.sleep(0.05)
+        for connection in list(self.connections):
+            connection.close()
+        self.pools.close()
+        self.access_log.close()
+        self.stopped.set()

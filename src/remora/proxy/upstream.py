@@ -1,0 +1,221 @@
+"""Connections to upstream endpoints: one pool of keep-alive connections per endpoint address.
+
+An `UpstreamConnection` moves bytes and hands decoded response events to the exchange that owns
+it; the pool hands idle connections out again. Nothing here decides where a request goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from typing import TYPE_CHECKING, Protocol, cast
+
+from remora.proxy.events import Data, EndOfMessage, ProtocolError, ResponseHead
+from remora.proxy.http1 import ResponseDecoder
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+WRITE_HIGH_WATER = 256 * 1024  # bytes buffered towards a peer before we stop reading the other
+
+
+class ResponseSink(Protocol):
+    """What an upstream connection reports to: the exchange using it."""
+
+    def on_response_event(self, event: ResponseHead | Data | EndOfMessage) -> None: ...
+    def on_upstream_error(self, *, error: ProtocolError | None, eof: bool) -> None: ...
+    def on_upstream_writable(self, writable: bool) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One TCP connection to an endpoint; carries one request at a time (HTTP/1.1)."""
+
+    __slots__ = ("closed", "decoder", "pool", "requests", "sink", "transport")
+
+    def __init__(self, pool: EndpointPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.decoder = ResponseDecoder()
+        self.sink: ResponseSink | None = None
+        self.requests = 0
+        self.closed = False
+
+    # asyncio callbacks -------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)  # uvloop's is no subclass
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is None:  # bytes on an idle connection: the peer is not speaking HTTP to us
+            self.close()
+            return
+        try:
+            events = self.decoder.feed(data)
+        except ProtocolError as exc:
+            self.sink = None
+            self.close()
+            sink.on_upstream_error(error=exc, eof=False)
+            return
+        for event in events:
+            sink.on_response_event(event)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; HTTP/1.1 has no half-closed exchanges
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        sink, self.sink = self.sink, None
+        if sink is None:
+            return
+        try:
+            events = self.decoder.feed_eof()
+        except ProtocolError as error:
+            sink.on_upstream_error(error=error, eof=True)
+            return
+        for event in events:
+            sink.on_response_event(event)
+        if self.sink is None and not any(isinstance(e, EndOfMessage) for e in events):
+            sink.on_upstream_error(error=None, eof=True)
+
+    def pause_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.on_upstream_writable(False)
+
+    def resume_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.on_upstream_writable(True)
+
+    # used by the exchange ----------------------------------------------------------------------
+    def start(self, sink: ResponseSink, *, method: str) -> None:
+        """Bind the connection to one exchange and expect the response to `method`."""
+        self.sink = sink
+        self.requests += 1
+        self.decoder.start(method=method)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def release(self, *, reusable: bool) -> None:
+        """The exchange is done with this connection: back to the pool, or closed."""
+        self.sink = None
+        if reusable and not self.closed and not self.pool.closed:
+            self.resume_reading()
+            self.pool.idle.append(self)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.pool.forget(self)
+            if self.transport is not None:
+                self.transport.close()
+
+
+class EndpointPool:
+    """Keep-alive connections to one endpoint address, with the counters /clusters shows."""
+
+    __slots__ = (
+        "active",
+        "address",
+        "closed",
+        "connections",
+        "cx_connect_fail",
+        "cx_total",
+        "idle",
+        "port",
+        "rq_error",
+        "rq_total",
+    )
+
+    def __init__(self, address: str, port: int) -> None:
+        self.address = address
+        self.port = port
+        self.idle: deque[UpstreamConnection] = deque()
+        self.connections: set[UpstreamConnection] = set()
+        self.closed = False
+        self.active = 0  # requests in flight to this endpoint (least-request balancing reads it)
+        self.cx_total = 0
+        self.cx_connect_fail = 0
+        self.rq_total = 0
+        self.rq_error = 0
+
+    def take_idle(self) -> UpstreamConnection | None:
+        """An idle keep-alive connection, most recently used first (it is the least likely to
+        have been closed by the peer's idle timer)."""
+        idle = self.idle
+        while idle:
+            connection = idle.pop()
+            if not connection.closed:
+                return connection
+        return None
+
+    async def connect(self, *, timeout: float) -> UpstreamConnection:
+        """Open a new connection; raises OSError (refused, unreachable) or TimeoutError."""
+        loop = asyncio.get_running_loop()
+        self.cx_total += 1
+        try:
+            async with asyncio.timeout(timeout):
+                _, connection = await loop.create_connection(
+                    lambda: UpstreamConnection(self), self.address, self.port
+                )
+        except (OSError, TimeoutError):
+            self.cx_connect_fail += 1
+            raise
+        self.connections.add(connection)
+        return connection
+
+    def forget(self, connection: UpstreamConnection) -> None:
+        self.connections.discard(connection)
+        with contextlib.suppress(ValueError):
+            self.idle.remove(connection)
+
+    def close(self) -> None:
+        """Close every connection (the endpoint left the configuration or the proxy stops)."""
+        self.closed = True
+        for connection in list(self.connections):
+            connection.close()
+
+    def close_idle(self) -> None:
+        while self.idle:
+            self.idle.pop().close()
+
+
+class Pools:
+    """All endpoint pools of a proxy, keyed by (address, port), shared by every cluster."""
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple[str, int], EndpointPool] = {}
+
+    def get(self, address: str, port: int) -> EndpointPool:
+        key = (address, port)
+        pool = self._pools.get(key)
+        if pool is None or pool.closed:
+            pool = self._pools[key] = EndpointPool(address, port)
+        return pool
+
+    def retain(self, keep: Callable[[tuple[str, int]], bool]) -> None:
+        """Close pools of endpoints no longer in the configuration."""
+        for key in [key for key in self._pools if not keep(key)]:
+            self._pools.pop(key).close()
+
+    def close_idle(self) -> None:
+        for pool in self._pools.values():
+            pool.close_idle()
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
