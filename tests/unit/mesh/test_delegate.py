@@ -80,7 +80,9 @@ def test_blocks_are_anded_with_every_root_block_they_fit() -> None:
 
 def test_a_block_fitting_no_root_block_drops_the_rule() -> None:
     root = _rule({"match": [{"uri": {"prefix": "/api"}}], "delegate": {"name": "d"}})
-    leaf = _rule({"match": [{"uri": {"prefix": "/other"}}], "route": [{"destination": {"host": "a"}}]})
+    leaf = _rule(
+        {"match": [{"uri": {"prefix": "/other"}}], "route": [{"destination": {"host": "a"}}]}
+    )
     assert merge_rule(root, leaf) is None
 
 

@@ -178,7 +178,9 @@ def test_match_gateways_filter_match_blocks() -> None:
     )
     snap = sidecar(text)
     table = snap.outbound_table(9080)
-    assert table is not None and (vhost := table.find("reviews")) is not None
+    assert table is not None
+    vhost = table.find("reviews")
+    assert vhost is not None
     first = vhost.routes[0]
     assert first.name == "jason" and first.match is not None and first.match.uri is not None
     assert first.match.uri.prefix == "/m"
@@ -248,7 +250,9 @@ def test_route_tables_per_http_port_and_port_matches() -> None:
     assert _vhost_routes(snap, "web", 80) == ["all"]
     assert _vhost_routes(snap, "web", 9000) == ["admin-only", "all"]
     table = snap.outbound_table(80)
-    assert table is not None and (vhost := table.find("web")) is not None
+    assert table is not None
+    vhost = table.find("web")
+    assert vhost is not None
     assert targets(vhost.routes[0]) == [("outbound|80||web.default.svc.cluster.local", 100)]
 
 
@@ -265,7 +269,9 @@ spec:
     snap = sidecar(text)
     for port in (80, 9000):
         table = snap.outbound_table(port)
-        assert table is not None and (vhost := table.find("shop.example.com")) is not None
+        assert table is not None
+        vhost = table.find("shop.example.com")
+        assert vhost is not None
         assert targets(vhost.routes[0]) == [("outbound|80||web.default.svc.cluster.local", 100)]
 
 
