@@ -166,7 +166,7 @@ class Compiler:
         builder = self.builder(MESH)
         tables = {}
         for port in sorted(table_ports):
-            vhosts = self._sidecar_vhosts(port, services, extra_hosts, builder)
+            vhosts = self._sidecar_vhosts(port, services, bound, extra_hosts, builder)
             tables[str(port)] = RouteTable(str(port), tuple(vhosts))
         listeners = [Listener("virtualOutbound", ports.outbound, "outbound", None)]
         app_port = self.identity.app_port
@@ -185,12 +185,12 @@ class Compiler:
         return list(out.items())
 
     def _sidecar_vhosts(
-        self, port: int, services: list[MeshService], extra_hosts: list[tuple[str, VirtualService]],
-        builder: RouteBuilder,
+        self, port: int, services: list[MeshService], bound: list[VirtualService],
+        extra_hosts: list[tuple[str, VirtualService]], builder: RouteBuilder,
     ) -> list[VirtualHost]:  # fmt: skip
         on_port = {s.host: s for s in services if (p := s.port(port)) is not None and p.http}
         owned: dict[str, list[Route]] = {}
-        for vs in self.virtual_services.bound_to(MESH):
+        for vs in bound:
             routes = builder.routes(self.rules(vs), port=port)
             if not routes:  # no route for this proxy: the VirtualService is ignored here
                 continue

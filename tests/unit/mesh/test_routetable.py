@@ -5,6 +5,8 @@ first, then "*"; a wildcard never matches the empty string."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from remora.mesh.snapshot import RouteTable, VirtualHost
 
@@ -60,3 +62,18 @@ def test_first_virtual_host_keeps_a_domain_claimed_twice() -> None:
 def test_domains_are_matched_case_insensitively() -> None:
     table = _table(("WWW.Example.com",))
     assert table.find("www.example.com") is not None
+
+
+_LABEL = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=8)
+_DOMAIN = st.lists(_LABEL, min_size=1, max_size=4).map(".".join)
+
+
+@given(st.lists(st.lists(_DOMAIN, min_size=1, max_size=3), min_size=1, max_size=6))
+def test_every_exact_domain_finds_the_first_virtual_host_listing_it(
+    domains: list[list[str]],
+) -> None:
+    table = _table(*(tuple(d) for d in domains))
+    for written in {d for group in domains for d in group}:
+        first = next(i for i, group in enumerate(domains) if written in group)
+        found = table.find(written)
+        assert found is not None and found.name == f"v{first}"
