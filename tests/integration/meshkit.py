@@ -13,10 +13,11 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -66,11 +67,21 @@ class EchoHandler(BaseHTTPRequestHandler):
             remaining -= len(chunk)
         return length
 
+    def _joined_headers(self) -> dict[str, str]:
+        """Repeated header lines joined with ", " (RFC 9110 §5.3)."""
+        joined: dict[str, str] = {}
+        for name, value in self.headers.items():
+            key = name.lower()
+            joined[key] = f"{joined[key]}, {value}" if key in joined else value
+        return joined
+
     def handle_any(self) -> None:
         self.server.hits += 1
         url = urlsplit(self.path)
         received = self._body_length()
         parts = url.path.strip("/").split("/")
+        if self._handle_framing(parts):
+            return
         if parts[0] == "bytes" and len(parts) > 1:
             size = int(parts[1])
             self.send_response(200)
@@ -99,7 +110,7 @@ class EchoHandler(BaseHTTPRequestHandler):
             "method": self.command,
             "path": self.path,
             "query": parse_qs(url.query),
-            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "headers": self._joined_headers(),
             "received": received,
         }).encode()
         self.send_response(status)
@@ -109,6 +120,36 @@ class EchoHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def _handle_framing(self, parts: list[str]) -> bool:
+        """/empty/N answers N with no body at all (204, 304); /chunked/N streams N bytes in
+        chunks; /unframed/N sends N bytes with neither Content-Length nor chunking and closes
+        (RFC 9112 §6.3 rule 8: the close delimits the body)."""
+        if len(parts) < 2 or parts[0] not in ("empty", "chunked", "unframed"):
+            return False
+        number = int(parts[1])
+        if parts[0] == "empty":
+            self.send_response(number)
+            self.send_header("x-upstream", self.server.name)
+            self.end_headers()
+            return True
+        self.send_response(200)
+        self.send_header("x-upstream", self.server.name)
+        self.send_header("x-custom", "kept")
+        if parts[0] == "chunked":
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for start in range(0, number, 1000):
+                size = min(1000, number - start)
+                self.wfile.write(b"%x\r\n%s\r\n" % (size, b"c" * size))
+            self.wfile.write(b"0\r\n\r\n")
+            return True
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.wfile.write(b"u" * number)
+        self.wfile.flush()
+        self.close_connection = True
+        return True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = handle_any  # noqa: N815
 
@@ -228,3 +269,126 @@ def wait_ready(proxy: Proxy, timeout: float) -> None:
             pass
         time.sleep(0.05)
     raise AssertionError(f"proxy not ready in {timeout}s:\n{proxy.logs()}")
+
+
+# raw-socket clients -------------------------------------------------------------------------------
+@dataclass
+class RawResponse:
+    """A response as read off the wire by `read_response`."""
+
+    version: str
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    framing: str  # "length", "chunked", "close" or "none"
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k == name), None)
+
+
+def connect(port: int, *, timeout: float = 10.0) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def read_response(reader: BinaryIO, *, method: str = "GET") -> RawResponse:
+    """One HTTP/1.x response from a socket file, framed as RFC 9112 §6.3 says; skips 1xx."""
+    while True:
+        line = reader.readline()
+        if not line:
+            raise ConnectionError("connection closed before a response")
+        version, status_text = line.decode("latin-1").split(" ", 2)[:2]
+        headers: list[tuple[str, str]] = []
+        while (field_line := reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = field_line.decode("latin-1").partition(":")
+            headers.append((name.strip().lower(), value.strip()))
+        status = int(status_text)
+        if status >= 200:
+            break
+    response = RawResponse(version, status, headers, b"", "none")
+    if method == "HEAD" or status in (204, 304):
+        return response
+    if (response.header("transfer-encoding") or "").lower() == "chunked":
+        response.framing = "chunked"
+        parts = []
+        while (size := int(reader.readline().split(b";")[0], 16)) > 0:
+            parts.append(reader.read(size))
+            reader.readline()
+        while reader.readline() not in (b"\r\n", b"\n", b""):
+            pass
+        response.body = b"".join(parts)
+    elif (length := response.header("content-length")) is not None:
+        response.framing = "length"
+        response.body = reader.read(int(length))
+        if len(response.body) < int(length):
+            raise ConnectionError(f"body truncated at {len(response.body)} of {length}")
+    else:
+        response.framing = "close"
+        response.body = reader.read()
+    return response
+
+
+def exchange(port: int, data: bytes, *, method: str = "GET",
+             timeout: float = 10.0) -> RawResponse:
+    """Send raw bytes on a new connection and read one response."""
+    with connect(port, timeout=timeout) as sock:
+        sock.sendall(data)
+        return read_response(sock.makefile("rb"), method=method)
+
+
+def closed_by_peer(sock: socket.socket, *, timeout: float) -> bool:
+    """Whether the peer closes the connection within `timeout` (bytes before EOF are skipped)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    return True
+
+
+# process and log probes ---------------------------------------------------------------------------
+def peak_rss_bytes(pid: int) -> int:
+    """VmHWM (peak resident set) of a process, from /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float, interval: float = 0.05,
+             message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"{message} not reached within {timeout}s")
+
+
+def access_records(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_access_record(path: Path, predicate: Callable[[dict[str, object]], bool], *,
+                       timeout: float = 10.0) -> dict[str, object]:
+    """The first access-log record matching `predicate`, waiting for the proxy's flush."""
+    found: list[dict[str, object]] = []
+
+    def check() -> bool:
+        found[:] = [record for record in access_records(path) if predicate(record)]
+        return bool(found)
+
+    wait_for(check, timeout=timeout, message=f"access log record in {path}")
+    return found[0]
+
+
+def cluster_hosts(proxy: Proxy) -> dict[str, list[dict[str, object]]]:
+    """/clusters?format=json as {cluster name: hosts}."""
+    rows = httpx.get(f"{proxy.admin_url}/clusters?format=json", timeout=5).json()
+    return {row["name"]: row["hosts"] for row in rows["cluster_statuses"]}

@@ -28,8 +28,12 @@ class ClusterState:
         self.cluster = cluster
         self.pools: list[EndpointPool] = [pools.get(e.address, e.port) for e in cluster.endpoints]
         self.balancer: Balancer | None = (
-            make_balancer(cluster.lb, [e.weight for e in cluster.endpoints])
-            if cluster.endpoints
+            make_balancer(
+                cluster.lb,
+                [e.weight for e in cluster.endpoints],
+                keys=[f"{e.address}:{e.port}" for e in cluster.endpoints],  # what Envoy hashes
+            )
+            if any(e.weight > 0 for e in cluster.endpoints)
             else None
         )
         self.hash_policy: HashPolicy | None = cluster.lb.hash
