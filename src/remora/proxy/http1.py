@@ -59,7 +59,9 @@ _METHODS: Final = {
     for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")
 }
 _VERSIONS: Final = frozenset({"1.1", "1.0"})
-_FRAMING: Final = frozenset({"content-length", "transfer-encoding", "connection", "expect", "host"})
+_FRAMING: Final = frozenset({
+    "content-length", "transfer-encoding", "connection", "expect", "host", "upgrade",
+})
 
 
 class _Decoder:
@@ -89,6 +91,8 @@ class _Decoder:
         self._connection: str | None = None
         self._expect: str | None = None
         self._hosts = 0
+        self._upgrade = False  # an Upgrade header arrived: llhttp may stop after this head
+        self._line = b""  # request target or response reason, as llhttp hands it over
 
     # -- driving -------------------------------------------------------------------------------
     def _feed(self, data: bytes) -> None:
@@ -145,27 +149,31 @@ class _Decoder:
     def on_message_begin(self) -> None:
         self._in_message = True
         self._in_head = True
+        self._line = b""
         self._headers = []
         self._size = 0
         self._content_length = self._transfer_encoding = self._connection = self._expect = None
         self._hosts = 0
+        self._upgrade = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = _NAMES.get(name) or name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        if text and text[-1] in " \t":
-            text = text.rstrip(" \t")  # llhttp drops leading OWS, not trailing (RFC 9110 §5.5)
-        self._size += len(name) + len(value)
-        if self._size > self._max:
+        size = self._size = self._size + len(name) + len(value)
+        if size > self._max:
             raise self._fail(self._limit_status, "headers too large")
-        fields = self._headers if self._in_head else self._trailers
-        if len(fields) >= self._max_count:
+        key = _NAMES.get(name) or name.decode("latin-1").lower()
+        # llhttp drops the leading OWS of a value, not the trailing one (RFC 9110 §5.5)
+        text = value.decode("latin-1").rstrip(" \t")
+        if self._in_head:
+            self._headers.append((key, text))
+            if key in _FRAMING:
+                self._note(key, text)
+        else:
+            self._trailers.append((key, text))
+
+    def _check_count(self, fields: Headers) -> None:
+        """Envoy's max_headers_count (the byte limit has already bounded the memory)."""
+        if len(fields) > self._max_count:
             raise self._fail(self._limit_status, "too many headers")
-        fields.append((key, text))
-        if not self._in_head:
-            return
-        if key in _FRAMING:
-            self._note(key, text)
 
     def _note(self, key: str, text: str) -> None:
         if key == "content-length":
@@ -178,8 +186,10 @@ class _Decoder:
             self._connection = text if conn is None else f"{conn}, {text}"
         elif key == "expect":
             self._expect = text
-        else:
+        elif key == "host":
             self._hosts += 1
+        else:
+            self._upgrade = True
 
     def on_chunk_header(self) -> None:
         self._chunks += 1
@@ -189,8 +199,11 @@ class _Decoder:
 
     def on_chunk_complete(self) -> None:
         self._in_chunk = False
+        if self._trailers:  # the last chunk's trailer section just ended
+            self._check_count(self._trailers)
 
     def _end_head(self) -> None:
+        self._check_count(self._headers)
         self._heads += 1
         self._in_head = False
         self._raw = 0
@@ -230,7 +243,6 @@ class RequestDecoder(_Decoder):
         super().__init__(max_header_bytes=max_header_bytes, max_header_count=max_header_count)
         self._parser = httptools.HttpRequestParser(self)
         self._events: list[RequestEvent] = []
-        self._target = b""
         self._keep = True  # the current request's keep-alive
         self._closed = False  # a request without keep-alive ended: ignore what follows
         self._body_after_upgrade: bytes | None = None
@@ -276,12 +288,8 @@ class RequestDecoder(_Decoder):
             self._execute(rest)
 
     # -- httptools callbacks -------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._target = b""
-
     def on_url(self, url: bytes) -> None:
-        self._target += url
+        self._line += url
         self._size += len(url)
         if self._size > self._max:
             raise self._fail(431, "request line too large")
@@ -303,7 +311,7 @@ class RequestDecoder(_Decoder):
         expect = self._expect
         self._events.append(RequestHead(
             method=method,
-            target=self._target.decode("latin-1"),
+            target=self._line.decode("latin-1"),
             headers=self._headers,
             http_version=version,
             keep_alive=keep_alive,
@@ -313,7 +321,7 @@ class RequestDecoder(_Decoder):
             chunked=chunked,
             content_length=content_length,
         ))
-        if parser.should_upgrade() and (chunked or content_length):
+        if self._upgrade and (chunked or content_length) and parser.should_upgrade():
             framing = ("transfer-encoding: chunked" if chunked
                        else f"content-length: {content_length}")
             close = "" if keep_alive else "connection: close\r\n"
@@ -352,7 +360,6 @@ class ResponseDecoder(_Decoder):
         self._state = _IDLE
         self._head_request = False
         self._stale = False  # the parser still expects a HEAD response's body: replace it
-        self._reason = b""
         self._status = 0
         self._close_delimited = False
 
@@ -406,10 +413,9 @@ class ResponseDecoder(_Decoder):
         if self._state != _HEAD:
             raise self._fail(502, "data from upstream after the response")
         super().on_message_begin()
-        self._reason = b""
 
     def on_status(self, reason: bytes) -> None:
-        self._reason += reason
+        self._line += reason
         self._size += len(reason)
 
     def on_headers_complete(self) -> None:
@@ -427,7 +433,7 @@ class ResponseDecoder(_Decoder):
         keep_alive = self._keep_alive(version) and not self._close_delimited
         self._events.append(ResponseHead(
             status=status,
-            reason=self._reason.decode("latin-1"),
+            reason=self._line.decode("latin-1"),
             headers=self._headers,
             http_version=version,
             keep_alive=keep_alive,
