@@ -19,8 +19,6 @@ head and the next `start` replaces the parser.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from http import HTTPStatus
 from typing import Final
 
 import httptools
@@ -36,6 +34,13 @@ from remora.proxy.events import (
     ResponseHead,
 )
 from remora.proxy.forwarding import forwarded_headers, strip_hop_by_hop
+from remora.proxy.http1_encode import (
+    LAST_CHUNK,
+    encode_chunk,
+    encode_request_head,
+    encode_response_head,
+    encode_trailers,
+)
 
 DEFAULT_MAX_HEADER_BYTES: Final = 60 * 1024  # Envoy max_request_headers_kb default (60)
 DEFAULT_MAX_HEADER_COUNT: Final = 100  # Envoy common_http_protocol_options.max_headers_count
@@ -468,46 +473,6 @@ class ResponseDecoder(_Decoder):
         self._events.append(EndOfMessage(self._trailers))
 
 
-# -- encoders -----------------------------------------------------------------------------------
-_REASONS: Final = {s.value: s.phrase for s in HTTPStatus}
-LAST_CHUNK: Final = b"0\r\n\r\n"
-
-
-def _field_lines(headers: Iterable[tuple[str, str]], first_line: str) -> bytes:
-    lines = [first_line]
-    lines += [f"{name}: {value}\r\n" for name, value in headers]
-    lines.append("\r\n")
-    text = "".join(lines)
-    # Every line ends in exactly one CRLF: a CR or LF inside a name or value would split it.
-    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
-        raise ValueError("CR or LF inside a header name or value")
-    return text.encode("latin-1")
-
-
-def encode_request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
-    """An HTTP/1.1 request line and headers, as one buffer."""
-    return _field_lines(headers, f"{method} {target} HTTP/1.1\r\n")
-
-
-def encode_response_head(status: int, reason: str, headers: Iterable[tuple[str, str]]) -> bytes:
-    """An HTTP/1.1 status line and headers; an empty reason becomes the standard phrase."""
-    return _field_lines(headers, f"HTTP/1.1 {status} {reason or _REASONS.get(status, '')}\r\n")
-
-
-def encode_chunk(data: bytes) -> bytes:
-    """One chunk of a chunked body (RFC 9112 §7.1); empty data gives b"" (not the last chunk)."""
-    if not data:
-        return b""
-    return b"%x\r\n%b\r\n" % (len(data), data)
-
-
-def encode_trailers(trailers: Iterable[tuple[str, str]]) -> bytes:
-    """The last chunk followed by trailer fields: ends a chunked body (RFC 9112 §7.1.2)."""
-    if not trailers:
-        return LAST_CHUNK
-    return _field_lines(trailers, "0\r\n")
-
-
 __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_HEADER_COUNT",
@@ -518,6 +483,6 @@ __all__ = [
     "encode_request_head",
     "encode_response_head",
     "encode_trailers",
-    "forwarded_headers",  # re-exported from forwarding: one import for the proxy shell
+    "forwarded_headers",  # re-exported: one import for the proxy shell
     "strip_hop_by_hop",
 ]
