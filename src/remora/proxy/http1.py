@@ -3,18 +3,23 @@
 Theory of operation. Each decoder owns one httptools parser for the life of a connection and is
 that parser's callback object: callbacks build the header list directly (names lowercased once,
 values latin-1 decoded once) and append events to the list that `feed` returns. llhttp already
-refuses most malformed and smuggling-shaped input (see the table in the tests); the checks here
-cover what it lets through: HTTP versions other than 1.0/1.1, transfer codings other than chunked,
-a missing or repeated Host, CONNECT, and the size of a head (counted on raw bytes while a head is
-being read, so a slow or endless head is refused without buffering it, and counted again on the
-parsed pieces). After a ProtocolError a decoder refuses all further input.
+refuses most malformed and smuggling-shaped input (the tables in tests/unit/proxy say which); the
+checks here cover what it lets through: HTTP versions other than 1.0/1.1, transfer codings other
+than a lone "chunked", a missing or repeated Host, CONNECT, more than 100 fields, and sizes.
+After a ProtocolError a decoder refuses all further input.
 
-llhttp facts this module works around: httptools has no `finish()`, so a body delimited by the
-connection closing ends in `feed_eof`; it skips the body of a request carrying `Connection:
-upgrade` + `Upgrade` and stops, so such a request continues on a fresh parser primed with a
-synthetic head of the same framing (the proxy strips Upgrade as hop-by-hop, Envoy-style plain
-forwarding); a response parser cannot be told a request was HEAD, so the HEAD response ends at its
-head and the next `start` replaces the parser.
+Sizes. A head is counted on raw bytes from the feed boundary where it starts, and the parser is
+given only what the limit allows, so a slow or endless head is refused before it is buffered;
+feeds without a line end are held here (httptools would re-concatenate a half field on each).
+The parsed pieces are counted too, which covers a head that starts inside a feed after a
+pipelined message. Trailers get the same budget, counted on the bytes that follow the last chunk.
+
+llhttp facts worked around: httptools has no `finish()`, so a body delimited by the connection
+closing ends in `feed_eof`; llhttp skips the body of a request carrying `Connection: upgrade` +
+`Upgrade` and stops, so that request continues on a fresh parser primed with a synthetic head of
+the same framing (the proxy strips Upgrade as hop-by-hop and forwards plain HTTP: no WebSocket);
+a response parser cannot be told the request was HEAD, so a HEAD response ends at its head and
+the next `start` replaces the parser.
 """
 
 from __future__ import annotations
