@@ -107,6 +107,9 @@ class DownstreamConnection(asyncio.Protocol):
             self.queue.append(event)  # pipelined: answered after the one in flight
             self.pause_reading()
             return
+        self.handle(event)
+
+    def handle(self, event: Event) -> None:
         if isinstance(event, RequestHead):
             self.header_started = 0.0
             runtime = self.runtime
@@ -131,7 +134,7 @@ class DownstreamConnection(asyncio.Protocol):
             return
         queue = self.queue
         while queue and self.exchange is None:
-            self.dispatch(queue.popleft())
+            self.handle(queue.popleft())  # not dispatch(): it would queue the head again
         while queue and not isinstance(queue[0], RequestHead) and self.exchange is not None:
             self.exchange.on_request_event(queue.popleft())
         if not queue:
