@@ -39,6 +39,7 @@ class EchoHandler(BaseHTTPRequestHandler):
     """
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body are separate writes: no 40 ms delayed-ACK stall
     server: EchoServer
 
     def log_message(self, format: str, *args: object) -> None:
