@@ -250,6 +250,16 @@ class Exchange:
             self.downstream.pause_reading()
 
     # response from upstream --------------------------------------------------------------------
+    def on_response_events(self, events: list[ResponseHead | Data | EndOfMessage]) -> None:
+        """One read's worth of response events, written downstream in one send."""
+        downstream = self.downstream
+        downstream.cork()
+        try:
+            for event in events:
+                self.on_response_event(event)
+        finally:
+            downstream.uncork()
+
     def on_response_event(self, event: ResponseHead | Data | EndOfMessage) -> None:
         if isinstance(event, Data):
             data = event.data

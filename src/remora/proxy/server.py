@@ -29,11 +29,13 @@ class DownstreamConnection(asyncio.Protocol):
     __slots__ = (
         "client_ip",
         "closing",
+        "corked",
         "decoder",
         "exchange",
         "header_started",
         "idle_since",
         "listener",
+        "out",
         "paused",
         "queue",
         "runtime",
@@ -52,6 +54,8 @@ class DownstreamConnection(asyncio.Protocol):
         self.client_ip = "unknown"
         self.closing = False
         self.paused = False
+        self.corked = False  # writes are gathered and sent as one (one syscall per batch)
+        self.out: list[bytes] = []
         self.idle_since = 0.0
         self.header_started = 0.0  # when the first byte of a not yet complete head arrived
 
@@ -157,8 +161,22 @@ class DownstreamConnection(asyncio.Protocol):
 
     # used by the exchange and the runtime ------------------------------------------------------
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closing:
+        if self.corked:
+            self.out.append(data)
+        elif self.transport is not None and not self.closing:
             self.transport.write(data)
+
+    def cork(self) -> None:
+        """Gather writes until `uncork`: a response head and body leave in one send."""
+        self.corked = True
+
+    def uncork(self) -> None:
+        self.corked = False
+        out = self.out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self.write(data)
 
     def pause_reading(self) -> None:
         if not self.paused and self.transport is not None and not self.closing:
@@ -172,6 +190,8 @@ class DownstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         """Close after what was written is flushed."""
+        if self.corked:
+            self.uncork()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
         self.closing = True

@@ -23,7 +23,7 @@ WRITE_HIGH_WATER = 256 * 1024  # bytes buffered towards a peer before we stop re
 class ResponseSink(Protocol):
     """What an upstream connection reports to: the exchange using it."""
 
-    def on_response_event(self, event: ResponseHead | Data | EndOfMessage) -> None: ...
+    def on_response_events(self, events: list[ResponseHead | Data | EndOfMessage]) -> None: ...
     def on_upstream_error(self, *, error: ProtocolError | None, eof: bool) -> None: ...
     def on_upstream_writable(self, writable: bool) -> None: ...
 
@@ -58,8 +58,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             sink.on_upstream_error(error=exc, eof=False)
             return
-        for event in events:
-            sink.on_response_event(event)
+        if events:
+            sink.on_response_events(events)
 
     def eof_received(self) -> bool:
         return False  # close our side too; HTTP/1.1 has no half-closed exchanges
@@ -75,8 +75,8 @@ class UpstreamConnection(asyncio.Protocol):
         except ProtocolError as error:
             sink.on_upstream_error(error=error, eof=True)
             return
-        for event in events:
-            sink.on_response_event(event)
+        if events:
+            sink.on_response_events(events)
         if self.sink is None and not any(isinstance(e, EndOfMessage) for e in events):
             sink.on_upstream_error(error=None, eof=True)
 
