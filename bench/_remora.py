@@ -10,8 +10,11 @@ the whole rule list, picks a weighted subset and is counted in metrics and the a
 from __future__ import annotations
 
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from _procs import Service, free_port, wait_for_http
 
@@ -80,6 +83,26 @@ class RemoraProxy:
     service: Service
     port: int  # outbound listener
     admin_port: int
+    access_log: Path
+
+    def requests_counted(self) -> int:
+        """The sum of istio_requests_total on /stats/prometheus: proof metrics were on."""
+        url = f"http://127.0.0.1:{self.admin_port}/stats/prometheus"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        return int(
+            sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "istio_requests_total"
+            )
+        )
+
+    def access_log_lines(self) -> int:
+        """Lines in the access log (all flushed once the proxy has stopped)."""
+        with self.access_log.open("rb") as log:
+            return sum(1 for _ in log)
 
 
 def start(workdir: Path, *, upstream: int) -> RemoraProxy:
@@ -88,15 +111,16 @@ def start(workdir: Path, *, upstream: int) -> RemoraProxy:
     config.mkdir(parents=True)
     (config / "mesh.yaml").write_text(_CONFIG.format(service_port=SERVICE_PORT, upstream=upstream))
     port, inbound, admin, health = (free_port() for _ in range(4))
+    access_log = workdir / "access.log"
     argv = [str(REMORA), "proxy", "-f", str(config), "--mode", "sidecar",
             "--namespace", "default", "--labels", "app=client,version=v1",
             "--outbound-port", str(port), "--inbound-port", str(inbound),
             "--admin-port", str(admin), "--health-port", str(health),
-            "--access-log", str(workdir / "access.log"), "--log-level", "warning"]  # fmt: skip
+            "--access-log", str(access_log), "--log-level", "warning"]  # fmt: skip
     service = Service("remora proxy", argv, log=workdir / "remora.log", cwd=workdir)
     try:
         wait_for_http(f"http://127.0.0.1:{admin}/healthz/ready", service)
     except BaseException:
         service.stop()
         raise
-    return RemoraProxy(service=service, port=port, admin_port=admin)
+    return RemoraProxy(service=service, port=port, admin_port=admin, access_log=access_log)

@@ -191,7 +191,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def build_report(targets: dict[str, Target], *, plan: Plan, error: str | None) -> dict[str, Any]:
+def build_report(
+    targets: dict[str, Target], *, plan: Plan, error: str | None, observed: dict[str, int]
+) -> dict[str, Any]:
     b, c = targets.get("b"), targets.get("c")
     rps = {name: statistics.median(t.rps) if t.rps else None for name, t in targets.items()}
     report: dict[str, Any] = dict.fromkeys(
@@ -219,6 +221,7 @@ def build_report(targets: dict[str, Target], *, plan: Plan, error: str | None) -
     }
     report["wrk_bad_responses"] = {name: t.wrk_bad for name, t in targets.items()}
     report["rss_mb_nginx_proxy"] = round(b.rss_mb, 1) if b is not None else None
+    report |= observed  # what (c) counted in its metrics and access log
     report["remora_error"] = error
     report["machine"] = machine()
     report["settings"] = {
@@ -251,6 +254,12 @@ def print_table(report: dict[str, Any]) -> None:
         detail = " / ".join(f"{lat[k]:.3f}" for k in ("p50", "p90", "p99") if k in lat)
         shown = "—" if rps is None else f"{rps:,.0f} req/s"
         table.add_row(f"({name}) {label}", shown, f"p50/p90/p99 {detail} ms" if detail else "")
+    if "remora_metrics_requests" in report:
+        table.add_row(
+            "(c) telemetry",
+            f"{report['remora_metrics_requests']:,} requests counted",
+            f"{report.get('remora_access_log_lines', 0):,} access log lines",
+        )
     console = Console(width=max(Console().width, 120))
     console.print(table)
     m = report["machine"]
@@ -267,6 +276,8 @@ def run(plan: Plan) -> dict[str, Any]:
         workdir = Path(tmp)
         targets: dict[str, Target] = {}
         error: str | None = None
+        proxy: _remora.RemoraProxy | None = None
+        observed: dict[str, int] = {}
         try:
             port_a, port_b = free_port(), free_port()
             targets["a"] = Target("a", port_a, _nginx.start_upstream(workdir / "a", port_a))
@@ -287,10 +298,14 @@ def run(plan: Plan) -> dict[str, Any]:
             log(f"latency: {RATE:.0f} req/s over {LATENCY_CONNECTIONS} connections")
             measure_latency(list(targets.values()), plan)
             log(f"measured in {time.monotonic() - started:.0f} s")
+            if proxy is not None:
+                observed["remora_metrics_requests"] = proxy.requests_counted()
         finally:
             for target in reversed(list(targets.values())):
                 target.service.stop()
-        return build_report(targets, plan=plan, error=error)
+        if proxy is not None:
+            observed["remora_access_log_lines"] = proxy.access_log_lines()
+        return build_report(targets, plan=plan, error=error, observed=observed)
 
 
 def main(argv: list[str] | None = None) -> int:
