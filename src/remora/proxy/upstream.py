@@ -192,6 +192,12 @@ class EndpointPool:
         while self.idle:
             self.idle.pop().close()
 
+    def retire(self) -> None:
+        """The endpoint left the configuration: close idle connections now; busy ones finish
+        the request they carry (it started on the old snapshot) and close when released."""
+        self.closed = True
+        self.close_idle()
+
 
 class Pools:
     """All endpoint pools of a proxy, keyed by (address, port), shared by every cluster."""
@@ -207,9 +213,9 @@ class Pools:
         return pool
 
     def retain(self, keep: Callable[[tuple[str, int]], bool]) -> None:
-        """Close pools of endpoints no longer in the configuration."""
+        """Retire pools of endpoints no longer in the configuration."""
         for key in [key for key in self._pools if not keep(key)]:
-            self._pools.pop(key).close()
+            self._pools.pop(key).retire()
 
     def close_idle(self) -> None:
         for pool in self._pools.values():
