@@ -29,7 +29,7 @@ RequestPredicate = Callable[["RequestAttributes"], bool]
 MatchKind = Literal["exact", "prefix", "regex", "present"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per request: a frozen __init__ costs twice as much
 class RequestAttributes:
     """What route matching sees of a request; the proxy builds it once per request."""
 
@@ -49,11 +49,30 @@ def path_only(path: str) -> str:
     return path if end < 0 else path[:end]
 
 
+_LITERAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-_")
+
+
+def literal_prefix(pattern: str) -> str:
+    """Text every full match of the RE2 `pattern` starts with ("" when unsure), so most
+    non-matching values are refused by one startswith instead of a call into RE2."""
+    if "|" in pattern:
+        return ""
+    end = 0
+    while end < len(pattern) and pattern[end] in _LITERAL:
+        end += 1
+    if end < len(pattern) and pattern[end] in "?*{":
+        end -= 1  # the last literal may repeat zero times
+    return pattern[: max(end, 0)]
+
+
 def _compile(kind: MatchKind, pattern: str, ignore_case: bool) -> Predicate:
     if kind == "present":
         return lambda value: True
     if kind == "regex":
         regex = re2.compile(pattern)  # Envoy safe_regex: the whole value must match
+        prefix = literal_prefix(pattern)
+        if prefix:
+            return lambda value: value.startswith(prefix) and regex.fullmatch(value) is not None
         return lambda value: regex.fullmatch(value) is not None
     if ignore_case:
         lowered = pattern.lower()

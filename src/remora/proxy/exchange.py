@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 from remora.policy.flags import ResponseFlag
 from remora.proxy.events import Data, EndOfMessage, ProtocolError, RequestHead, ResponseHead
+from remora.proxy.forwarding import upstream_request_headers
 from remora.proxy.http1 import (
     LAST_CHUNK,
     encode_chunk,
     encode_request_head,
     encode_response_head,
     encode_trailers,
-    forwarded_headers,
     strip_hop_by_hop,
 )
 from remora.proxy.router import Forward, LocalReply, decide
@@ -176,18 +176,15 @@ class Exchange:
 
     def build_upstream_head(self, decision: Forward) -> bytes:
         head = self.head
-        headers = strip_hop_by_hop(head.headers)
-        headers, self.request_id = forwarded_headers(
-            headers,
+        headers, self.request_id = upstream_request_headers(
+            head.headers,
+            authority=decision.authority,
             client_ip=self.downstream.client_ip,
             scheme=self.downstream.scheme,
             request_id_factory=self.runtime.request_id,
         )
-        headers = [h for h in headers if h[0] != "host" and h[0] != "expect"]
-        route = decision.route
         headers = decision.target.request_headers.apply(headers)
-        headers = route.request_headers.apply(headers)
-        headers.insert(0, ("host", decision.authority))
+        headers = decision.route.request_headers.apply(headers)
         if head.chunked:
             headers.append(("transfer-encoding", "chunked"))
         return encode_request_head(head.method, decision.path, headers)

@@ -71,3 +71,51 @@ def forwarded_headers(
         request_id = request_id_factory()
         out.append(("x-request-id", request_id))
     return out, request_id
+
+
+# Dropped on the way upstream besides the hop-by-hop ones: the proxy writes Host itself, and
+# answers `Expect: 100-continue` itself (Envoy's default).
+_NOT_FORWARDED: Final = _HOP_BY_HOP | {"host", "expect"}
+
+
+def upstream_request_headers(
+    headers: list[tuple[str, str]],
+    *,
+    authority: str,
+    client_ip: str,
+    scheme: str,
+    request_id_factory: Callable[[], str],
+) -> tuple[list[tuple[str, str]], str]:
+    """The request headers to send upstream, in one pass: Host first, hop-by-hop, Host and
+    Expect dropped, then what `forwarded_headers` adds. Same result as strip_hop_by_hop +
+    forwarded_headers + a new Host, at a third of the cost (it runs for every request)."""
+    if any(name in ("connection", "te") for name, _ in headers):
+        headers = strip_hop_by_hop(headers)  # the rare case: Connection lists more to drop
+        drop = _NOT_FORWARDED - {"te"}  # what survived of TE is "te: trailers"
+    else:
+        drop = _NOT_FORWARDED
+    out = [("host", authority)]
+    xff = -1
+    proto = False
+    request_id = ""
+    for header in headers:
+        name = header[0]
+        if name in drop:
+            continue
+        if name == "x-forwarded-for":
+            xff = len(out)
+        elif name == "x-forwarded-proto":
+            proto = True
+        elif name == "x-request-id" and not request_id:
+            request_id = header[1]
+        out.append(header)
+    if xff < 0:
+        out.append(("x-forwarded-for", client_ip))
+    else:
+        out[xff] = ("x-forwarded-for", f"{out[xff][1]},{client_ip}")
+    if not proto:
+        out.append(("x-forwarded-proto", scheme))
+    if not request_id:
+        request_id = request_id_factory()
+        out.append(("x-request-id", request_id))
+    return out, request_id

@@ -12,7 +12,6 @@ import logging
 import random
 import signal
 import ssl
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -78,9 +77,12 @@ class ProxyRuntime:
     def snapshot(self) -> Snapshot:
         return self.tables.snapshot
 
-    @staticmethod
-    def request_id() -> str:
-        return str(uuid.uuid4())
+    def request_id(self) -> str:
+        """A random (version 4) UUID for x-request-id, as Envoy generates; from the runtime's
+        PRNG: a request id needs uniqueness, not secrecy, and os.urandom costs a syscall."""
+        bits = self.rng.getrandbits(128) & ~(0xF << 76 | 0x3 << 62) | (0x4 << 76 | 0x2 << 62)
+        text = "%032x" % bits  # noqa: UP031 - the fastest way to zero-padded hex
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
