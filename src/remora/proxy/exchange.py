@@ -91,7 +91,9 @@ class Exchange:
         self.listener = listener
         self.tables = tables  # the snapshot this request started with, whatever swaps later
         self.start = self.runtime.loop.time()
-        self.request_done = False
+        # RFC 9112 §6.3: neither Content-Length nor chunked → no body; the request is complete
+        # at its head, so a local reply (404, 503...) leaves the connection reusable.
+        self.request_done = not head.chunked and not head.content_length
         self.keep_alive = head.keep_alive
         self.pending: list[bytes] = []
         self.pending_size = 0
