@@ -302,13 +302,20 @@ class Exchange:
                 headers.append(("transfer-encoding", "chunked"))
             else:
                 self.keep_alive = False  # HTTP/1.0 client: the close delimits the body
+        self.add_connection_header(headers)
+        self.response_status = status
+        self.response_head_sent = True
+        self.downstream.write(encode_response_head(status, event.reason, headers))
+
+    def add_connection_header(self, headers: list[tuple[str, str]]) -> None:
+        """`connection: close` on the last response of the connection; `keep-alive` for an
+        HTTP/1.0 client that asked to persist: without it the client closes (RFC 9112 §9.3)."""
         if not self.request_done or self.downstream.draining:
             self.keep_alive = False
         if not self.keep_alive:
             headers.append(("connection", "close"))
-        self.response_status = status
-        self.response_head_sent = True
-        self.downstream.write(encode_response_head(status, event.reason, headers))
+        elif self.head.http_version == "1.0":
+            headers.append(("connection", "keep-alive"))
 
     def on_upstream_error(self, *, error: ProtocolError | None, eof: bool) -> None:
         if self.finished:
@@ -372,10 +379,7 @@ class Exchange:
         if body:
             headers.append(("content-type", "text/plain"))
         headers.append(("content-length", str(len(body))))
-        if not self.request_done or self.downstream.draining:
-            self.keep_alive = False
-        if not self.keep_alive:
-            headers.append(("connection", "close"))
+        self.add_connection_header(headers)
         self.response_status = reply.status
         self.response_head_sent = True
         self.bytes_sent = len(body)
