@@ -137,6 +137,45 @@ def test_pipelined_requests_answered_in_order_rfc9112_9_3_2(mesh: Mesh) -> None:
     assert seen == paths
 
 
+def test_pipelined_bodies_and_local_replies_keep_their_order_rfc9112_9_3_2(mesh: Mesh) -> None:
+    """Pipelined POSTs with bodies and a request answered by the proxy itself (404, Envoy flag
+    NR) interleave on one connection; every response comes in request order."""
+    raw = (request("/p1", method="POST", body=b"abc") + request("/nr", host="nowhere:9080")
+           + request("/p2", method="POST", body=b"defgh") + request("/g3"))
+    with connect(mesh.proxy.outbound) as sock:
+        sock.sendall(raw)
+        reader = sock.makefile("rb")
+        first, missing, second, third = (read_response(reader) for _ in range(4))
+    assert httpx.Response(200, content=first.body).json()["received"] == 3
+    assert missing.status == 404
+    assert httpx.Response(200, content=second.body).json()["received"] == 5
+    assert httpx.Response(200, content=third.body).json()["path"] == "/g3"
+
+
+def test_local_reply_keeps_the_connection_alive_rfc9112_9_3(mesh: Mesh) -> None:
+    """A 404 (NR) or 503 (UH) written by the proxy is a complete response to a complete request:
+    the connection stays usable (Envoy closes only when the request is unfinished)."""
+    with connect(mesh.proxy.outbound) as sock:
+        reader = sock.makefile("rb")
+        for host in ("nowhere:9080", "lonely:9080", HOST):
+            sock.sendall(request("/local", host=host))
+            response = read_response(reader)
+            assert response.header("connection") is None, response
+        assert response.status == 200
+
+
+def test_http10_persists_only_when_asked_rfc9112_9_3(mesh: Mesh) -> None:
+    """RFC 9112 §9.3: an HTTP/1.0 connection persists only with `Connection: keep-alive` in the
+    request and the response; otherwise the server closes after the response."""
+    with connect(mesh.proxy.outbound) as sock:
+        reader = sock.makefile("rb")
+        sock.sendall(request("/ten", version="HTTP/1.0", headers="Connection: keep-alive\r\n"))
+        assert read_response(reader).header("connection") == "keep-alive"
+        sock.sendall(request("/ten", version="HTTP/1.0"))
+        assert read_response(reader).header("connection") == "close"
+        assert closed_by_peer(sock, timeout=5)
+
+
 def test_head_response_has_headers_but_no_body_rfc9110_9_3_2(mesh: Mesh) -> None:
     """RFC 9110 §9.3.2: a HEAD response carries the GET headers (Content-Length too) and no
     body; the next response on the connection must parse cleanly after it."""
@@ -284,6 +323,8 @@ def test_large_download_streams_with_flat_memory(mesh: Mesh) -> None:
             head += reader.read(1)
         assert head.startswith(b"HTTP/1.1 200")
         assert f"content-length: {BIG}".encode() in head.lower()
+        time.sleep(1)  # a stalled reader: the proxy must stop reading the upstream, not buffer
+        assert peak_rss_bytes(mesh.proxy.process.pid) < RSS_LIMIT
         buffer = bytearray(1 << 20)
         total = 0
         while total < BIG:
@@ -306,6 +347,16 @@ def test_large_upload_streams_with_flat_memory(mesh: Mesh) -> None:
     assert httpx.Response(200, content=response.body).json()["received"] == BIG
     print(f"upload {BIG >> 20} MiB in {time.monotonic() - started:.1f}s")
     assert peak_rss_bytes(mesh.proxy.process.pid) < RSS_LIMIT
+
+
+def test_client_leaving_mid_download_is_dc_and_harmless_envoy_response_flags(mesh: Mesh) -> None:
+    """Envoy flag DC: the downstream connection closed before the response was complete."""
+    with connect(mesh.proxy.outbound) as sock:
+        sock.sendall(request("/bytes/50000000?leave"))
+        assert sock.recv(65536)
+    record = wait_access_record(mesh.access_log, lambda r: r.get("path") == "/bytes/50000000?leave")
+    assert record["response_flags"] == "DC"
+    assert_serves(mesh)
 
 
 # bad input ---------------------------------------------------------------------------------------
