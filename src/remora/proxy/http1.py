@@ -28,6 +28,7 @@ from typing import Final
 
 import httptools
 
+from remora.proxy import http1_fast
 from remora.proxy.events import (
     Data,
     EndOfMessage,
@@ -264,6 +265,18 @@ class RequestDecoder(_Decoder):
         events: list[RequestEvent] = []
         if self._closed:
             return events
+        if (not self._in_message and not self._held and self._body_after_upgrade is None
+                and data.endswith(b"\r\n\r\n")):
+            fast = http1_fast.request_head(data, max_bytes=self._max, max_count=self._max_count)
+            if fast is not None:
+                method, target, version, headers, keep_alive, expect_continue = fast
+                self._keep = keep_alive
+                self._closed = not keep_alive
+                return [
+                    RequestHead(method, target, headers, version, keep_alive, expect_continue,
+                                False, None),
+                    EndOfMessage([]),
+                ]
         self._events = events
         self._feed(data)
         return events
@@ -389,7 +402,18 @@ class ResponseDecoder(_Decoder):
         """Decode `data`; raises ProtocolError (status 502) on a broken or unsolicited response."""
         if self._error is not None:
             raise self._error
-        if self._state in (_IDLE, _DONE):
+        state = self._state
+        if state == _HEAD and not self._in_message and not self._held:
+            fast = http1_fast.response(data, head_request=self._head_request, max_bytes=self._max,
+                                       max_count=self._max_count)
+            if fast is not None:
+                head, body = fast
+                self._state = _DONE
+                self._status = head.status
+                if self._head_request:
+                    return [head, EndOfMessage([])]
+                return [head, Data(body), EndOfMessage([])] if body else [head, EndOfMessage([])]
+        if state in (_IDLE, _DONE):
             raise self._fail(502, "data from upstream without a request")
         events: list[ResponseEvent] = []
         self._events = events
