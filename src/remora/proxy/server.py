@@ -37,6 +37,7 @@ class DownstreamConnection(asyncio.Protocol):
         "listener",
         "out",
         "paused",
+        "peer_closed",
         "queue",
         "runtime",
         "scheme",
@@ -54,6 +55,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.client_ip = "unknown"
         self.closing = False
         self.paused = False
+        self.peer_closed = False  # the client half-closed: answer what it sent, then close
         self.corked = False  # writes are gathered and sent as one (one syscall per batch)
         self.out: list[bytes] = []
         self.idle_since = 0.0
@@ -88,6 +90,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # A client may half-close after sending its request; keep writing the response then.
+        self.peer_closed = True
         return self.exchange is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -128,7 +131,7 @@ class DownstreamConnection(asyncio.Protocol):
         """The response is complete: keep the connection for the next request, or close it."""
         if exchange is not self.exchange:
             return
-        if not exchange.keep_alive or self.closing:
+        if not exchange.keep_alive or self.closing or (self.peer_closed and not self.queue):
             self.close()
             return
         self.exchange = None
