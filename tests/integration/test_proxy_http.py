@@ -5,6 +5,7 @@ timeouts and upstream failures, each as RFC 9112/9110 or Envoy's docs describe i
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -174,6 +175,19 @@ def test_http10_persists_only_when_asked_rfc9112_9_3(mesh: Mesh) -> None:
         sock.sendall(request("/ten", version="HTTP/1.0"))
         assert read_response(reader).header("connection") == "close"
         assert closed_by_peer(sock, timeout=5)
+
+
+@pytest.mark.parametrize("path", ["/halfclose", "/slow/0.3"])
+def test_half_closed_client_gets_its_answer_then_the_close_rfc9112_9_6(
+    mesh: Mesh, path: str
+) -> None:
+    """A client that shuts down its sending side after the request (`nc -N`, RFC 9112 §9.6)
+    still gets the response, and then the proxy closes rather than hold the connection."""
+    with connect(mesh.proxy.outbound) as sock:
+        sock.sendall(request(path))
+        sock.shutdown(socket.SHUT_WR)
+        assert read_response(sock.makefile("rb")).status == 200
+        assert closed_by_peer(sock, timeout=10)
 
 
 def test_head_response_has_headers_but_no_body_rfc9110_9_3_2(mesh: Mesh) -> None:
