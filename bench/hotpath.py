@@ -6,7 +6,7 @@ telemetry and access log on the way (the benchmark config of bench/proxy.py). Pr
 microseconds per request, so a change to the hot path can be judged in seconds and with
 little noise; `--profile` shows where the time goes.
 
-    .venv/bin/python bench/hotpath.py [--requests N] [--profile]
+    .venv/bin/python bench/hotpath.py [--requests N] [--profile] [--no-access-log]
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class MemoryTransport:
         pass
 
 
-async def measure(requests: int, *, profile: bool) -> float:
+async def measure(requests: int, *, profile: bool, access_log: bool) -> float:
     workdir = Path(tempfile.mkdtemp(prefix="remora-hotpath-"))
     config = workdir / "config"
     config.mkdir()
@@ -82,7 +82,8 @@ async def measure(requests: int, *, profile: bool) -> float:
     identity = ProxyIdentity(mode="sidecar", labels={"app": "client", "version": "v1"},
                              workload="client")
     source = ConfigSource([str(config)], identity=identity, ports=ListenerPorts())
-    runtime = ProxyRuntime(source, ProxyOptions(access_log=str(workdir / "access.log")))
+    log = str(workdir / "access.log") if access_log else None
+    runtime = ProxyRuntime(source, ProxyOptions(access_log=log))
     listener = next(x for x in runtime.snapshot.listeners if x.direction == "outbound")
     downstream = DownstreamConnection(runtime, listener, scheme="http")
     downstream.connection_made(MemoryTransport())  # type: ignore[arg-type]
@@ -117,8 +118,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--no-access-log", action="store_true", help="measure without it")
     args = parser.parse_args()
-    us = asyncio.run(measure(args.requests, profile=args.profile))
+    us = asyncio.run(
+        measure(args.requests, profile=args.profile, access_log=not args.no_access_log)
+    )
     print(f"hot path: {us:.1f} us per request ({1e6 / us:,.0f} req/s of Python on one core)")
 
 
