@@ -74,9 +74,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     config = tmp / "config"
     config.mkdir()
     access_log = tmp / "access.log"
-    with echo_servers("v1") as servers:
+    with echo_servers("v1", "fresh") as servers:
         port = servers["v1"].port
         (config / "reviews.yaml").write_text(service_yaml("reviews", 9080, [(port, {})]))
+        # its own upstream, so its first request finds no pooled connection
+        (config / "fresh.yaml").write_text(
+            service_yaml("fresh", 9080, [(servers["fresh"].port, {})]))
         # an endpoint nobody listens on (connection refused) and a subset without endpoints
         (config / "dead.yaml").write_text(service_yaml("dead", 9080, [(free_port(), {})]))
         (config / "lonely.yaml").write_text(
@@ -361,6 +364,31 @@ def test_large_upload_streams_with_flat_memory(mesh: Mesh) -> None:
     assert httpx.Response(200, content=response.body).json()["received"] == BIG
     print(f"upload {BIG >> 20} MiB in {time.monotonic() - started:.1f}s")
     assert peak_rss_bytes(mesh.proxy.process.pid) < RSS_LIMIT
+
+
+def test_upload_while_the_upstream_connection_opens_is_held_back(mesh: Mesh) -> None:
+    """The first request to an endpoint waits for a new connection: its body is buffered only
+    up to a bound (the client is paused meanwhile), then streams."""
+    size = 32 << 20
+    with connect(mesh.proxy.outbound, timeout=60) as sock:
+        sock.sendall(request("/first", method="POST", host="fresh:9080",
+                             headers=f"Content-Length: {size}\r\n"))
+        sock.sendall(b"f" * size)
+        response = read_response(sock.makefile("rb"))
+    assert httpx.Response(200, content=response.body).json()["received"] == size
+
+
+def test_chunked_upload_with_curl(mesh: Mesh) -> None:
+    upload = mesh.tmp / "chunked.bin"
+    upload.write_bytes(os.urandom(8 << 20))
+    result = subprocess.run(
+        ["curl", "-sS", "--max-time", "30", "-H", f"Host: {HOST}",
+         "-H", "Transfer-Encoding: chunked", "--data-binary", f"@{upload}",
+         f"{mesh.proxy.url}/chunked-upload"],
+        capture_output=True, text=True, check=True, timeout=40)
+    seen = httpx.Response(200, content=result.stdout).json()
+    assert seen["received"] == 8 << 20
+    assert seen["headers"]["transfer-encoding"] == "chunked"
 
 
 def test_client_leaving_mid_download_is_dc_and_harmless_envoy_response_flags(mesh: Mesh) -> None:
