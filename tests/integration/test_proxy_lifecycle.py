@@ -255,3 +255,17 @@ def test_drain_finishes_in_flight_requests_and_exits_0(setup: Setup, how: str) -
         assert all(r.headers.get("connection") == "close" for r in responses)
         assert proxy.process.wait(timeout=15) == 0, proxy.logs()
         assert "drained and stopped" in proxy.logs()
+
+
+def test_drain_timeout_bounds_the_exit_even_with_requests_still_running(setup: Setup) -> None:
+    """Istio's terminationDrainDuration is an upper bound: a request longer than it is cut (the
+    client sees the connection close) and the proxy still exits 0 once the time is up."""
+    setup.route_to("v1")
+    with run_proxy(setup.config, "--drain-timeout", "1", tmp=setup.tmp) as proxy, \
+            connect(proxy.outbound, timeout=30) as sock:
+        sock.sendall(f"GET /slow/6 HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        wait_for(lambda: cluster_hosts(proxy)[V1][0]["rq_active"] == 1, timeout=10,
+                 message="request in flight")
+        proxy.process.send_signal(signal.SIGTERM)
+        assert proxy.process.wait(timeout=5) == 0, proxy.logs()
+        assert closed_by_peer(sock, timeout=5)
