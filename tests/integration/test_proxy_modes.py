@@ -198,3 +198,5 @@ def test_sidecar_inbound_forwards_to_the_local_app(
         inbound = [line for line in text.splitlines()
                    if line.startswith("istio_requests_total{") and 'reporter="destination"' in line]
         assert inbound and 'destination_app="ratings"' in inbound[0]
+        # no Service targets the app port: the service is not known (Istio prints "unknown")
+        assert 'destination_service="unknown"' in inbound[0]

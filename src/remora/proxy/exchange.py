@@ -331,7 +331,9 @@ class Exchange:
                 return
             flag = ResponseFlag.UPE if error is not None and not eof else ResponseFlag.UC
             reason = "protocol error" if flag is ResponseFlag.UPE else "connection termination"
-            self.local_reply(LocalReply(503, flag, (UPSTREAM_RESET + reason).encode(),
+            # Envoy answers an upstream protocol error with 502 (envoyproxy/envoy#15033)
+            status = 502 if flag is ResponseFlag.UPE else 503
+            self.local_reply(LocalReply(status, flag, (UPSTREAM_RESET + reason).encode(),
                                         details="upstream_reset_before_response_started"))
             return
         self.flags.append(ResponseFlag.UC)

@@ -114,7 +114,7 @@ class Observer:
             own = self.self_side()
             service = (
                 (state.cluster.host, state.cluster.service_name, state.cluster.service_namespace)
-                if state is not None and state.cluster.service_name
+                if state is not None and state.cluster.host
                 else UNKNOWN_SERVICE
             )
             return ("destination", *UNKNOWN_SIDE, *destination_labels(own, service),

@@ -7,6 +7,7 @@ import logging
 import uvloop
 
 from remora.errors import RemoraError
+from remora.gcpause import settle_heap
 from remora.proxy.admin import serve_admin
 from remora.proxy.config import ConfigSource
 from remora.proxy.runtime import ProxyOptions, ProxyRuntime
@@ -29,6 +30,7 @@ async def serve(source: ConfigSource, options: ProxyOptions, *, admin_port: int,
         raise ListenError(f"cannot listen: {exc.strerror or exc}") from exc
     ports = ", ".join(f"{listener.direction} {listener.port}"
                       for listener in runtime.snapshot.listeners)
+    settle_heap()
     log.info("remora proxy ready: %s; admin %d, health %d", ports, admin_port, health_port)
     await runtime.stopped.wait()
     admin.close()

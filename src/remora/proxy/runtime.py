@@ -15,6 +15,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from remora.gcpause import settle_heap
 from remora.policy.flags import ResponseFlag
 from remora.proxy.clusters import ClusterTable
 from remora.proxy.server import DownstreamConnection
@@ -151,6 +152,7 @@ class ProxyRuntime:
             log.error("config rejected, keeping version %s: %s", self.snapshot.version, exc)
             return
         self.swap(snapshot)
+        settle_heap()
 
     def swap(self, snapshot: Snapshot) -> None:
         self.tables = tables = ClusterTable(snapshot, self.pools)
