@@ -200,6 +200,7 @@ class Compiler:
                         owned.setdefault(service.host, routes)
         vhosts = []
         for host, service in on_port.items():
+            self._all_clusters(service, port)
             routes = owned.get(host) or [default_route(self.clusters.outbound(host, port))]
             domains = service.domains(self.identity.namespace)
             vhosts.append(VirtualHost(f"{host}:{port}", domains, tuple(routes)))
@@ -208,6 +209,15 @@ class Compiler:
             if routes:
                 vhosts.append(VirtualHost(f"{host}:{port}", (host,), tuple(routes)))
         return vhosts
+
+    def _all_clusters(self, service: MeshService, port: int) -> None:
+        """Istio builds a cluster per service port and one per DestinationRule subset whether
+        or not a route uses it yet, so a route change never has to create or drop pools."""
+        self.clusters.outbound(service.host, port)
+        rule = self.clusters.rules.for_host(service.host, service.namespace)
+        if rule is not None:
+            for subset in rule.subsets:
+                self.clusters.outbound(service.host, port, subset)
 
     def _inbound_table(self, app_port: int) -> RouteTable:
         identity = self.identity

@@ -306,3 +306,26 @@ def test_outbound_listener_uses_the_configured_port() -> None:
     assert [(x.name, x.port, x.direction) for x in snap.listeners] == [
         ("virtualOutbound", 15001, "outbound"),
     ]  # fmt: skip
+
+
+def test_every_subset_has_a_cluster_even_without_a_route_to_it() -> None:
+    """Istio (pilot cluster builder) builds `outbound|port||host` and one cluster per
+    DestinationRule subset for every service port, routed to or not."""
+    snapshot = sidecar(service("reviews") + """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+""")
+    host = "reviews.default.svc.cluster.local"
+    assert {f"outbound|9080||{host}", f"outbound|9080|v1|{host}",
+            f"outbound|9080|v2|{host}"} <= set(snapshot.clusters)
