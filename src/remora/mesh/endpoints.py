@@ -13,6 +13,9 @@ As Istio builds them:
 There are no Pods in static config, so the labels of an EndpointSlice endpoint come from the
 Deployment or StatefulSet whose pod name its `targetRef` carries (`<deployment>-<hash>-<id>`,
 `<statefulset>-<ordinal>`); without one the endpoint has no labels and no subset selects it.
+Locality (region/zone/subzone) as Istio reads it: WorkloadEntry `locality`, else the
+`topology.istio.io/locality` (`istio-locality`) label, else the topology labels, with an
+EndpointSlice endpoint's `zone` as its zone.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from remora.api.networking.service_entry import ServiceEntry, WorkloadEntry, Wor
 from remora.api.resource import Resource
 from remora.mesh.hosts import MeshPort, MeshService, labels_subset
 from remora.mesh.snapshot import Endpoint, frozen_labels
+from remora.policy.locality import ZONE, locality_of
 
 _REPLICA_SET_POD = re.compile(r"[a-z0-9]+-[a-z0-9]+")
 _DNS_RESOLUTIONS = ("DNS", "DNS_ROUND_ROBIN")
@@ -71,10 +75,11 @@ class EndpointIndex:
                     continue
                 workload = self._workload_of(item, endpoint_slice.namespace)
                 labels = frozen_labels(workload.pod_labels if workload else {})
+                locality = _slice_locality(labels, item.zone)
                 account = workload.spec.template.spec.service_account_name if workload else None
                 for address in item.addresses:
                     yield Endpoint(
-                        address=address, port=number, labels=labels, locality=item.zone or "",
+                        address=address, port=number, labels=labels, locality=locality,
                         workload=workload.name if workload else "unknown",
                         namespace=endpoint_slice.namespace,
                         service_account=account or ("default" if workload else "unknown"),
@@ -132,6 +137,12 @@ class EndpointIndex:
             yield Endpoint(address=host, port=target, namespace=entry.namespace)
 
 
+def _slice_locality(labels: Mapping[str, str], zone: str | None) -> str:
+    """A slice endpoint's locality: the pod's locality label, else region/zone/subzone labels
+    (standing in for the node's, which Istio reads) with the slice's `zone` for the zone."""
+    return locality_of({**labels, ZONE: zone} if zone else labels)
+
+
 def _workload_endpoint(
     spec: WorkloadEntrySpec,
     port: MeshPort,
@@ -153,7 +164,7 @@ def _workload_endpoint(
         number = port.target
     return Endpoint(
         address=spec.address, port=number, weight=spec.weight or 1, labels=frozen_labels(labels),
-        locality=spec.locality or "", workload=workload, namespace=namespace,
+        locality=locality_of(labels, spec.locality or ""), workload=workload, namespace=namespace,
         service_account=spec.service_account or "unknown",
     )  # fmt: skip
 
