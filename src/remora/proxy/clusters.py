@@ -1,4 +1,5 @@
-"""Live state of the clusters of one snapshot: endpoint pools, the balancer, hash keys."""
+"""Live state of the clusters of one snapshot: endpoint pools, circuit breaker, outlier
+detection, and the balancer over the hosts outlier detection leaves usable."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
+from remora.policy.circuit import Breaker, PoolLimits
+from remora.policy.fault import FaultPolicy
 from remora.policy.lb import hash_key, make_balancer
+from remora.policy.outlier import OutlierConfig, OutlierDetector
+from remora.policy.retry import RetryPolicy
 
 if TYPE_CHECKING:
     import random
     from collections.abc import Mapping
 
-    from remora.mesh.snapshot import Cluster, Snapshot
+    from remora.mesh.snapshot import Cluster, RouteAction, Snapshot
     from remora.policy.lb import Balancer, HashPolicy
     from remora.policy.match import RequestAttributes
     from remora.proxy.upstream import EndpointPool, Pools
@@ -22,30 +27,68 @@ if TYPE_CHECKING:
 class ClusterState:
     """A cluster of the snapshot with its pools; built once per snapshot, shared by requests."""
 
-    __slots__ = ("balancer", "cluster", "hash_policy", "least_request", "pools")
+    __slots__ = ("balancer", "breaker", "cluster", "detector", "hash_policy", "hosts",
+                 "least_request", "limits", "next_sweep", "pools")
 
     def __init__(self, cluster: Cluster, pools: Pools) -> None:
         self.cluster = cluster
         self.pools: list[EndpointPool] = [pools.get(e.address, e.port) for e in cluster.endpoints]
-        self.balancer: Balancer | None = (
-            make_balancer(
-                cluster.lb,
-                [e.weight for e in cluster.endpoints],
-                keys=[f"{e.address}:{e.port}" for e in cluster.endpoints],  # what Envoy hashes
-            )
-            if any(e.weight > 0 for e in cluster.endpoints)
-            else None
+        policy = cluster.traffic_policy
+        self.limits = PoolLimits.from_api(policy.connection_pool if policy else None)
+        self.breaker = Breaker(self.limits)
+        outlier = OutlierConfig.from_api(policy.outlier_detection if policy else None)
+        self.detector = (
+            OutlierDetector(outlier, len(cluster.endpoints))
+            if outlier is not None and cluster.endpoints else None
         )
+        self.next_sweep = 0.0
         self.hash_policy: HashPolicy | None = cluster.lb.hash
         self.least_request = cluster.lb.simple == "LEAST_REQUEST" and self.hash_policy is None
+        self.hosts: list[int] = []  # endpoint indexes the balancer chooses among
+        self.balancer: Balancer | None = None
+        self.rebalance()
 
-    def pick(self, *, rng: random.Random, key: int | None) -> int | None:
-        """Index of the endpoint for this request, None when the cluster has no endpoint."""
+    def rebalance(self) -> None:
+        """Balance over the usable hosts (outlier detection may have ejected some)."""
+        endpoints = self.cluster.endpoints
+        usable = self.detector.usable() if self.detector is not None else range(len(endpoints))
+        self.hosts = hosts = [i for i in usable if endpoints[i].weight > 0]
+        self.balancer = (
+            make_balancer(
+                self.cluster.lb,
+                [endpoints[i].weight for i in hosts],
+                keys=[f"{endpoints[i].address}:{endpoints[i].port}" for i in hosts],  # as Envoy
+            )
+            if hosts else None
+        )
+
+    def pick(self, *, rng: random.Random, key: int | None, avoid: set[int] | None = None,
+             attempts: int = 1) -> int | None:
+        """Endpoint index for a try, None when no host is usable. With `avoid` (hosts tried
+        already, Envoy's previous_hosts retry predicate) up to `attempts` picks look for another
+        host; the last pick stands if none is found."""
         balancer = self.balancer
         if balancer is None:
             return None
-        active = [pool.active for pool in self.pools] if self.least_request else ()
-        return balancer.pick(rng=rng, active=active, hash_key=key)
+        hosts = self.hosts
+        pools = self.pools
+        active = [pools[i].active for i in hosts] if self.least_request else ()
+        host = hosts[balancer.pick(rng=rng, active=active, hash_key=key)]
+        if avoid:
+            for _ in range(attempts - 1):
+                if host not in avoid:
+                    break
+                host = hosts[balancer.pick(rng=rng, active=active, hash_key=None)]
+        return host
+
+    def sweep(self, now: float) -> None:
+        """Outlier detection's interval timer: un-eject hosts whose time is up."""
+        detector = self.detector
+        if detector is None or now < self.next_sweep:
+            return
+        self.next_sweep = now + detector.config.interval
+        if detector.sweep(now):
+            self.rebalance()
 
 
 def request_hash(
@@ -95,12 +138,41 @@ def set_cookie(policy: HashPolicy, value: str) -> str:
     return "; ".join(parts)
 
 
+class RoutePolicies:
+    """A route's retry, fault and timeout policies, compiled once per snapshot."""
+
+    __slots__ = ("action", "fault", "retry", "timeout")
+
+    def __init__(self, action: RouteAction, *, consistent_hash: bool) -> None:
+        self.action = action
+        fault = FaultPolicy.from_api(action.fault) if action.fault is not None else None
+        self.fault = fault if fault is not None and fault.active else None
+        # istio/api HTTPRoute.fault: no timeouts or retries on a route with a fault
+        self.timeout = None if action.fault is not None else action.timeout
+        self.retry = RetryPolicy.from_api(action.retries, route_timeout=self.timeout,
+                                          has_fault=action.fault is not None,
+                                          consistent_hash=consistent_hash)
+
+
 class ClusterTable:
-    """ClusterState for every cluster of a snapshot."""
+    """ClusterState for every cluster of a snapshot, and its routes' policies."""
 
     def __init__(self, snapshot: Snapshot, pools: Pools) -> None:
         self.snapshot = snapshot
         self.states = {name: ClusterState(c, pools) for name, c in snapshot.clusters.items()}
+        self._routes: dict[tuple[int, bool], RoutePolicies] = {}
+
+    def policies(self, action: RouteAction, *, consistent_hash: bool) -> RoutePolicies:
+        key = (id(action), consistent_hash)
+        found = self._routes.get(key)
+        if found is None or found.action is not action:
+            found = self._routes[key] = RoutePolicies(action, consistent_hash=consistent_hash)
+        return found
+
+    def sweep(self, now: float) -> None:
+        for state in self.states.values():
+            if state.detector is not None:
+                state.sweep(now)
 
     def endpoints(self) -> set[tuple[str, int]]:
         return {(e.address, e.port) for c in self.snapshot.clusters.values() for e in c.endpoints}

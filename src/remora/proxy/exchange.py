@@ -1,18 +1,22 @@
 """One request through the proxy: from the downstream head to the last byte of the response.
 
-The exchange asks the router where the request goes, takes an upstream connection from the
-endpoint's pool (or opens one), streams the body each way with back-pressure, and reports the
-outcome (status, response flags, bytes, timings) to telemetry. Failures become Envoy's local
-replies: 503 UH without endpoints, 503 UF when the connection fails, 503 UC when the upstream
-closes before answering; a break after the response started closes the client connection (UC).
+The exchange asks the router where the request goes, applies the route's fault injection and
+timeout, hands the upstream side to an `UpstreamCall` (host choice, circuit breakers, retries),
+streams the body each way with back-pressure, and reports the outcome (status, response flags,
+bytes, timings) to telemetry. Failures become Envoy's local replies: 503 UH without endpoints,
+503 UF when the connection fails, 503 UC when the upstream closes before answering, 503 UO on
+overflow, 504 UT on timeout, the fault's status with FI; a break after the response started
+closes the client connection (UC, or UT when the route timeout cut it).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from remora.mesh.snapshot import RouteAction
 from remora.policy.flags import ResponseFlag
-from remora.proxy.events import Data, EndOfMessage, ProtocolError, RequestHead, ResponseHead
+from remora.proxy.call import UpstreamCall
+from remora.proxy.events import Data, EndOfMessage, RequestHead, ResponseHead
 from remora.proxy.forwarding import upstream_request_headers
 from remora.proxy.http1 import (
     LAST_CHUNK,
@@ -22,19 +26,22 @@ from remora.proxy.http1 import (
     encode_trailers,
     strip_hop_by_hop,
 )
+from remora.proxy.mirror import send_mirrors
 from remora.proxy.router import Forward, LocalReply, decide
 
 if TYPE_CHECKING:
+    import asyncio
+
     from remora.mesh.snapshot import Endpoint, Listener, Route, WeightedCluster
     from remora.policy.match import RequestAttributes
-    from remora.proxy.clusters import ClusterState, ClusterTable
+    from remora.proxy.clusters import ClusterState, ClusterTable, RoutePolicies
     from remora.proxy.server import DownstreamConnection
-    from remora.proxy.upstream import EndpointPool, UpstreamConnection
+    from remora.proxy.upstream import EndpointPool
 
-BUFFER_LIMIT = 256 * 1024  # request body bytes held while the upstream connection opens
+EARLY_LIMIT = 256 * 1024  # body bytes held while a fault delay runs, before reading pauses
 NO_BODY_STATUSES = frozenset({204, 304})
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-UPSTREAM_RESET = "upstream connect error or disconnect/reset before headers. reset reason: "
+FAULT_ABORT = b"fault filter abort"
 
 
 class Exchange:
@@ -43,10 +50,13 @@ class Exchange:
     __slots__ = (
         "bytes_received",
         "bytes_sent",
+        "call",
         "chunked_out",
         "cluster",
         "details",
         "downstream",
+        "early",
+        "early_size",
         "endpoint",
         "endpoint_index",
         "finished",
@@ -54,26 +64,21 @@ class Exchange:
         "head",
         "keep_alive",
         "listener",
-        "pending",
-        "pending_size",
         "pool",
         "request",
         "request_done",
         "request_id",
         "response_head_sent",
         "response_status",
-        "reused",
         "route",
         "runtime",
         "set_cookie",
         "start",
         "tables",
         "target",
-        "upstream",
+        "timer",
         "upstream_chunked",
         "upstream_head",
-        "upstream_keep_alive",
-        "upstream_sent_at",
         "upstream_service_ms",
     )
 
@@ -95,12 +100,12 @@ class Exchange:
         # at its head, so a local reply (404, 503...) leaves the connection reusable.
         self.request_done = not head.chunked and not head.content_length
         self.keep_alive = head.keep_alive
-        self.pending: list[bytes] = []
-        self.pending_size = 0
-        self.upstream: UpstreamConnection | None = None
+        self.early: list[bytes] | None = None  # body arriving before the call starts
+        self.early_size = 0
+        self.call: UpstreamCall | None = None
+        self.timer: asyncio.TimerHandle | None = None  # route timeout, or a fault delay
         self.upstream_head = b""
         self.upstream_chunked = head.chunked
-        self.upstream_keep_alive = False
         self.pool: EndpointPool | None = None
         self.cluster: ClusterState | None = None
         self.endpoint: Endpoint | None = None
@@ -117,9 +122,7 @@ class Exchange:
         self.chunked_out = False
         self.bytes_received = 0
         self.bytes_sent = 0
-        self.reused = False
         self.finished = False
-        self.upstream_sent_at = 0.0
         self.upstream_service_ms: float | None = None
 
     # the decision ------------------------------------------------------------------------------
@@ -147,6 +150,43 @@ class Exchange:
             self.local_reply(LocalReply(503, ResponseFlag.NC, details="cluster_not_found"))
             return
         self.cluster = state
+        action = decision.route.action
+        assert isinstance(action, RouteAction)
+        policies = self.tables.policies(action, consistent_hash=state.hash_policy is not None)
+        self.upstream_head = self.build_upstream_head(decision)
+        fault = policies.fault
+        if fault is not None:
+            injected = fault.decide(self.runtime.rng)
+            if injected.delay is not None:
+                self.flags.append(ResponseFlag.DI)
+                self.early = []
+                self.timer = self.runtime.loop.call_later(
+                    injected.delay, self.after_delay, decision, policies, injected.abort_status)
+                return
+            if injected.abort_status is not None:
+                self.abort(injected.abort_status)
+                return
+        self.call_upstream(decision, policies)
+
+    def after_delay(self, decision: Forward, policies: RoutePolicies,
+                    abort_status: int | None) -> None:
+        """Envoy's fault filter: the delay first, then the abort if one was drawn too."""
+        self.timer = None
+        if self.finished:
+            return
+        if abort_status is not None:
+            self.abort(abort_status)
+            return
+        self.call_upstream(decision, policies)
+
+    def abort(self, status: int) -> None:
+        self.local_reply(
+            LocalReply(status, ResponseFlag.FI, FAULT_ABORT, details="fault_filter_abort")
+        )
+
+    def call_upstream(self, decision: Forward, policies: RoutePolicies) -> None:
+        state = self.cluster
+        assert state is not None
         key = None
         if state.hash_policy is not None:
             from remora.proxy.clusters import request_hash  # noqa: PLC0415 - rare path
@@ -154,27 +194,39 @@ class Exchange:
             key, self.set_cookie = request_hash(
                 state.hash_policy, decision.request, client_ip=self.downstream.client_ip
             )
-        index = state.pick(rng=self.runtime.rng, key=key)
-        if index is None:
-            self.local_reply(
-                LocalReply(503, ResponseFlag.UH, b"no healthy upstream",
-                           details="no_healthy_upstream")
-            )
-            return
-        self.pool = pool = state.pools[index]
-        self.endpoint = state.cluster.endpoints[index]
-        self.endpoint_index = index
-        pool.active += 1
-        pool.rq_total += 1
-        self.upstream_head = self.build_upstream_head(decision)
+        if policies.timeout is not None:
+            self.timer = self.runtime.loop.call_later(policies.timeout, self.on_route_timeout)
         if self.head.expect_continue:
             self.downstream.write(CONTINUE)  # Envoy answers 100-continue itself by default
-        connection = pool.take_idle()
-        if connection is not None:
-            self.reused = True
-            self.attach(connection)
-        else:
-            self.runtime.spawn(self.connect())
+        self.call = call = UpstreamCall(
+            self, state, head=self.upstream_head, method=self.head.method, retry=policies.retry,
+            key=key, body_done=self.request_done,
+        )
+        action = policies.action
+        if action.mirrors:
+            self.mirror(action, decision)
+        early, self.early = self.early, None
+        if early:
+            for data in early[:-1]:
+                call.send(data, end=False)
+            call.send(early[-1], end=self.request_done)
+            if self.early_size > EARLY_LIMIT:
+                self.downstream.resume_reading()
+        call.start()
+
+    def mirror(self, action: RouteAction, decision: Forward) -> None:
+        """Shadow copies (Istio mirror/mirrors): only bodiless requests here, fire and forget."""
+        if not self.request_done or self.head.content_length:
+            return
+        send_mirrors(self.runtime, self.tables, action.mirrors, head=self.head,
+                     path=decision.path, authority=decision.authority,
+                     client_ip=self.downstream.client_ip, scheme=self.downstream.scheme)
+
+    def on_host(self, state: ClusterState, host: int) -> None:
+        """The call picked a host for a try (telemetry reports the last one)."""
+        self.pool = state.pools[host]
+        self.endpoint = state.cluster.endpoints[host]
+        self.endpoint_index = host
 
     def build_upstream_head(self, decision: Forward) -> bytes:
         head = self.head
@@ -191,41 +243,6 @@ class Exchange:
             headers.append(("transfer-encoding", "chunked"))
         return encode_request_head(head.method, decision.path, headers)
 
-    async def connect(self) -> None:
-        pool = self.pool
-        assert pool is not None
-        try:
-            connection = await pool.connect(timeout=self.runtime.connect_timeout)
-        except (OSError, TimeoutError):
-            if not self.finished:
-                self.local_reply(
-                    LocalReply(
-                        503,
-                        ResponseFlag.UF,
-                        (UPSTREAM_RESET + "connection failure").encode(),
-                        details="upstream_reset_before_response_started{connection_failure}",
-                    )
-                )
-            return
-        if self.finished:  # the client went away while we connected
-            connection.release(reusable=True)
-            return
-        self.attach(connection)
-
-    def attach(self, connection: UpstreamConnection) -> None:
-        self.upstream = connection
-        connection.start(self, method=self.head.method)
-        self.upstream_sent_at = self.runtime.loop.time()
-        pending = self.pending
-        if pending:
-            connection.write(self.upstream_head + b"".join(pending))
-            self.pending = []
-            if self.pending_size > BUFFER_LIMIT:
-                self.downstream.resume_reading()
-            self.pending_size = 0
-        else:
-            connection.write(self.upstream_head)
-
     # request body from downstream --------------------------------------------------------------
     def on_request_event(self, event: Data | EndOfMessage) -> None:
         if self.finished:
@@ -236,17 +253,27 @@ class Exchange:
             out = encode_chunk(data) if self.upstream_chunked else data
         else:
             self.request_done = True
-            if not self.upstream_chunked:
-                return
-            out = encode_trailers(event.trailers) if event.trailers else LAST_CHUNK
-        upstream = self.upstream
-        if upstream is not None:
-            upstream.write(out)
+            if self.upstream_chunked:
+                out = encode_trailers(event.trailers) if event.trailers else LAST_CHUNK
+            else:
+                out = b""
+        call = self.call
+        if call is not None:
+            call.send(out, end=self.request_done)
             return
-        self.pending.append(out)
-        self.pending_size += len(out)
-        if self.pending_size > BUFFER_LIMIT:
+        early = self.early
+        if early is None:
+            return  # no call (a local reply is on its way)
+        early.append(out)
+        self.early_size += len(out)
+        if self.early_size > EARLY_LIMIT:
             self.downstream.pause_reading()
+
+    def pause_body(self) -> None:
+        self.downstream.pause_reading()
+
+    def resume_body(self) -> None:
+        self.downstream.resume_reading()
 
     # response from upstream --------------------------------------------------------------------
     def on_response_events(self, events: list[ResponseHead | Data | EndOfMessage]) -> None:
@@ -265,21 +292,44 @@ class Exchange:
             self.bytes_sent += len(data)
             self.downstream.write(encode_chunk(data) if self.chunked_out else data)
         elif isinstance(event, ResponseHead):
-            if event.status < 200:
-                return  # 100 Continue went out already; other 1xx are not forwarded
-            self.upstream_service_ms = (self.runtime.loop.time() - self.upstream_sent_at) * 1000
-            self.upstream_keep_alive = event.keep_alive
-            self.send_response_head(event)
+            if event.status >= 200:  # 100 Continue went out already; other 1xx are dropped
+                self.send_response_head(event)
         else:
             if self.chunked_out:
                 self.downstream.write(encode_trailers(event.trailers) if event.trailers
                                       else LAST_CHUNK)
-            upstream = self.upstream
-            assert upstream is not None
-            reusable = self.request_done and self.upstream_keep_alive
-            self.upstream = None
-            upstream.release(reusable=reusable)
             self.finish()
+
+    def upstream_service(self, seconds: float) -> None:
+        self.upstream_service_ms = seconds * 1000
+
+    def upstream_failed(self, reply: LocalReply) -> None:
+        """Every try failed (or none could be made): Envoy's local reply."""
+        self.call = None
+        self.local_reply(reply)
+
+    def upstream_cut(self) -> None:
+        """The upstream broke off a response already on its way: close the client (UC)."""
+        self.flags.append(ResponseFlag.UC)
+        self.details = "upstream_reset_after_response_started"
+        self.keep_alive = False
+        self.finish()
+
+    def on_route_timeout(self) -> None:
+        """VirtualService `timeout` (Envoy route timeout): 504 UT, or a cut if answering."""
+        self.timer = None
+        if self.finished:
+            return
+        call, self.call = self.call, None
+        if call is not None:
+            call.abandon()
+        if not self.response_head_sent:
+            self.local_reply(LocalReply(504, ResponseFlag.UT, b"upstream request timeout",
+                                        details="upstream_response_timeout"))
+            return
+        self.flags.append(ResponseFlag.UT)
+        self.keep_alive = False
+        self.finish()
 
     def send_response_head(self, event: ResponseHead) -> None:
         headers = strip_hop_by_hop(event.headers)
@@ -317,39 +367,9 @@ class Exchange:
         elif self.head.http_version == "1.0":
             headers.append(("connection", "keep-alive"))
 
-    def on_upstream_error(self, *, error: ProtocolError | None, eof: bool) -> None:
-        if self.finished:
-            return
-        upstream, self.upstream = self.upstream, None
-        if upstream is not None:
-            upstream.release(reusable=False)
-        if not self.response_head_sent:
-            if self.reused and not self.bytes_received and self.request_done:
-                # a pooled connection the upstream had just closed: send it again on a new one
-                self.reused = False
-                self.runtime.spawn(self.connect())
-                return
-            flag = ResponseFlag.UPE if error is not None and not eof else ResponseFlag.UC
-            reason = "protocol error" if flag is ResponseFlag.UPE else "connection termination"
-            # Envoy answers an upstream protocol error with 502 (envoyproxy/envoy#15033)
-            status = 502 if flag is ResponseFlag.UPE else 503
-            self.local_reply(LocalReply(status, flag, (UPSTREAM_RESET + reason).encode(),
-                                        details="upstream_reset_before_response_started"))
-            return
-        self.flags.append(ResponseFlag.UC)
-        self.details = "upstream_reset_after_response_started"
-        self.keep_alive = False
-        self.finish()
-
-    def on_upstream_writable(self, writable: bool) -> None:
-        if writable:
-            self.downstream.resume_reading()
-        else:
-            self.downstream.pause_reading()
-
     # back-pressure from the client side ------------------------------------------------------
     def on_downstream_writable(self, writable: bool) -> None:
-        upstream = self.upstream
+        upstream = self.call.connection if self.call is not None else None
         if upstream is not None:
             if writable:
                 upstream.resume_reading()
@@ -362,9 +382,9 @@ class Exchange:
             return
         self.flags.append(ResponseFlag.DC)
         self.keep_alive = False
-        upstream, self.upstream = self.upstream, None
-        if upstream is not None:
-            upstream.release(reusable=False)
+        call, self.call = self.call, None
+        if call is not None:
+            call.abandon()
         self.finish()
 
     # ending ------------------------------------------------------------------------------------
@@ -372,6 +392,7 @@ class Exchange:
         """Envoy-style local reply: status, flag, a short text body."""
         if reply.flag is not ResponseFlag.NONE:
             self.flags.append(reply.flag)
+        self.flags.extend(reply.extra_flags)
         self.details = reply.details
         body = reply.body
         headers = list(reply.headers or ())
@@ -393,11 +414,9 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
-        pool = self.pool
-        if pool is not None:
-            pool.active -= 1
-            if self.response_status >= 500 or ResponseFlag.UC in self.flags:
-                pool.rq_error += 1
+        timer, self.timer = self.timer, None
+        if timer is not None:
+            timer.cancel()
         self.runtime.observe(self)
         self.downstream.exchange_done(self)
 

@@ -36,6 +36,7 @@ class LocalReply:
     headers: list[tuple[str, str]] | None = None
     route: Route | None = None
     details: str = ""
+    extra_flags: tuple[ResponseFlag, ...] = ()  # e.g. URX beside UF when retries ran out
 
 
 @dataclass(slots=True)

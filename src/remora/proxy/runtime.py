@@ -89,6 +89,7 @@ class ProxyRuntime:
     async def start(self) -> None:
         await self.sync_listeners()
         self.spawn(self.sweep())
+        self.spawn(self.sweep_outliers())
         self.spawn(self.watch())
         self.spawn(self.flush_access_log())
         for signum, handler in (
@@ -183,6 +184,12 @@ class ProxyRuntime:
                         connection.close()
                 elif now - connection.idle_since > options.idle_timeout:
                     connection.close()
+
+    async def sweep_outliers(self) -> None:
+        """Outlier detection's interval timers (each cluster keeps its own due time)."""
+        while True:
+            await asyncio.sleep(0.25)
+            self.tables.sweep(self.loop.time())
 
     async def flush_access_log(self) -> None:
         while True:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections import deque
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -17,7 +18,17 @@ from remora.proxy.http1 import ResponseDecoder
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from remora.api.networking.traffic_policy import TcpKeepalive
+    from remora.policy.circuit import Breaker, PoolLimits
+
 WRITE_HIGH_WATER = 256 * 1024  # bytes buffered towards a peer before we stop reading the other
+
+
+class Waiter(Protocol):
+    """A request queued for a connection of a pool (an Envoy pending request)."""
+
+    def on_connection(self, connection: UpstreamConnection) -> None: ...
+    def on_connection_slot(self) -> bool: ...
 
 
 class ResponseSink(Protocol):
@@ -31,15 +42,27 @@ class ResponseSink(Protocol):
 class UpstreamConnection(asyncio.Protocol):
     """One TCP connection to an endpoint; carries one request at a time (HTTP/1.1)."""
 
-    __slots__ = ("closed", "decoder", "pool", "requests", "sink", "transport")
+    __slots__ = ("breaker", "closed", "created", "decoder", "pool", "requests", "sink",
+                 "transport")
 
-    def __init__(self, pool: EndpointPool) -> None:
+    def __init__(self, pool: EndpointPool, *, breaker: Breaker | None = None,
+                 created: float = 0.0) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.decoder = ResponseDecoder()
         self.sink: ResponseSink | None = None
         self.requests = 0
         self.closed = False
+        self.breaker = breaker  # the cluster whose max_connections counts this connection
+        self.created = created
+
+    def reusable(self, limits: PoolLimits, now: float) -> bool:
+        """DestinationRule maxRequestsPerConnection and tcp.maxConnectionDuration allow more."""
+        most = limits.max_requests_per_connection
+        if most and self.requests >= most:
+            return False
+        duration = limits.max_connection_duration
+        return duration is None or now - self.created < duration
 
     # asyncio callbacks -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -66,7 +89,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.pool.forget(self)
+        self.forget()
         sink, self.sink = self.sink, None
         if sink is None:
             return
@@ -108,20 +131,32 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def release(self, *, reusable: bool) -> None:
-        """The exchange is done with this connection: back to the pool, or closed."""
+        """The exchange is done with this connection: to a queued request, idle, or closed."""
         self.sink = None
-        if reusable and not self.closed and not self.pool.closed:
+        pool = self.pool
+        if reusable and not self.closed and not pool.closed:
             self.resume_reading()
-            self.pool.idle.append(self)
+            if pool.waiters:
+                pool.waiters.popleft().on_connection(self)
+            else:
+                pool.idle.append(self)
         else:
             self.close()
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.pool.forget(self)
+            self.forget()
             if self.transport is not None:
                 self.transport.close()
+
+    def forget(self) -> None:
+        """Leave the pool and give the cluster's connection slot back (once)."""
+        self.pool.forget(self)
+        breaker, self.breaker = self.breaker, None
+        if breaker is not None:
+            breaker.connections -= 1
+            self.pool.wake()
 
 
 class EndpointPool:
@@ -138,6 +173,7 @@ class EndpointPool:
         "port",
         "rq_error",
         "rq_total",
+        "waiters",
     )
 
     def __init__(self, address: str, port: int) -> None:
@@ -151,6 +187,7 @@ class EndpointPool:
         self.cx_connect_fail = 0
         self.rq_total = 0
         self.rq_error = 0
+        self.waiters: deque[Waiter] = deque()  # requests queued for a connection
 
     def take_idle(self) -> UpstreamConnection | None:
         """An idle keep-alive connection, most recently used first (it is the least likely to
@@ -162,20 +199,34 @@ class EndpointPool:
                 return connection
         return None
 
-    async def connect(self, *, timeout: float) -> UpstreamConnection:
-        """Open a new connection; raises OSError (refused, unreachable) or TimeoutError."""
+    async def connect(self, *, timeout: float, breaker: Breaker | None = None,
+                      keepalive: TcpKeepalive | None = None) -> UpstreamConnection:
+        """Open a new connection; raises OSError (refused, unreachable) or TimeoutError.
+        `breaker` has counted it already; the connection gives the slot back when it closes."""
         loop = asyncio.get_running_loop()
         self.cx_total += 1
         try:
             async with asyncio.timeout(timeout):
-                _, connection = await loop.create_connection(
-                    lambda: UpstreamConnection(self), self.address, self.port
+                transport, connection = await loop.create_connection(
+                    lambda: UpstreamConnection(self, breaker=breaker, created=loop.time()),
+                    self.address, self.port,
                 )
         except (OSError, TimeoutError):
             self.cx_connect_fail += 1
             raise
+        if keepalive is not None:
+            set_keepalive(transport.get_extra_info("socket"), keepalive)
         self.connections.add(connection)
         return connection
+
+    def wake(self) -> None:
+        """A connection closed: queued requests may open one now (breaker permitting)."""
+        while self.waiters and self.waiters[0].on_connection_slot():
+            self.waiters.popleft()
+
+    def drop_waiter(self, waiter: Waiter) -> None:
+        with contextlib.suppress(ValueError):
+            self.waiters.remove(waiter)
 
     def forget(self, connection: UpstreamConnection) -> None:
         self.connections.discard(connection)
@@ -225,3 +276,16 @@ class Pools:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+
+
+def set_keepalive(sock: socket.socket | None, keepalive: TcpKeepalive) -> None:
+    """DestinationRule tcp.tcpKeepalive: SO_KEEPALIVE with probes, time and interval."""
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if keepalive.probes is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, keepalive.probes)
+    if keepalive.time is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(keepalive.time)))
+    if keepalive.interval is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, int(keepalive.interval)))

@@ -1,0 +1,90 @@
+"""Traffic mirroring (VirtualService `mirror` / `mirrors`): fire-and-forget copies of requests.
+
+Envoy's request mirror policy: the copy goes to the mirror cluster with "-shadow" appended to
+the host of its authority, its response is dropped, and nothing about it — failure, slowness —
+reaches the client's request. Each mirror is drawn on its own `mirrorPercentage` (absent: 100).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from remora.proxy.events import Data, EndOfMessage, ProtocolError, RequestHead, ResponseHead
+from remora.proxy.forwarding import upstream_request_headers
+from remora.proxy.http1_encode import encode_request_head
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from remora.mesh.snapshot import MirrorTarget
+    from remora.proxy.clusters import ClusterState, ClusterTable
+    from remora.proxy.runtime import ProxyRuntime
+
+MIRROR_TIMEOUT = 10.0  # a mirror that takes longer is dropped (its connection closed)
+
+
+def shadow_authority(authority: str) -> str:
+    """Envoy appends "-shadow" to the host, keeping the port: "a:80" → "a-shadow:80"."""
+    host, sep, port = authority.rpartition(":")
+    if sep and port.isdigit():
+        return f"{host}-shadow:{port}"
+    return f"{authority}-shadow"
+
+
+def send_mirrors(runtime: ProxyRuntime, tables: ClusterTable, mirrors: Sequence[MirrorTarget],
+                 *, head: RequestHead, path: str, authority: str, client_ip: str,
+                 scheme: str) -> None:
+    rng = runtime.rng
+    for target in mirrors:
+        if target.percentage < 100 and rng.random() * 100 >= target.percentage:
+            continue
+        state = tables.states.get(target.cluster)
+        if state is None:
+            continue
+        host = state.pick(rng=rng, key=None)
+        if host is None:
+            continue
+        headers, _ = upstream_request_headers(
+            head.headers, authority=shadow_authority(authority), client_ip=client_ip,
+            scheme=scheme, request_id_factory=runtime.request_id,
+        )
+        data = encode_request_head(head.method, path, headers)
+        runtime.spawn(mirror_once(state, host, data, method=head.method))
+
+
+class _Discard:
+    """Reads a mirrored response to its end and drops it."""
+
+    def __init__(self) -> None:
+        self.done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def on_response_events(self, events: list[ResponseHead | Data | EndOfMessage]) -> None:
+        keep = next((e.keep_alive for e in events if isinstance(e, ResponseHead)), True)
+        if isinstance(events[-1], EndOfMessage) and not self.done.done():
+            self.done.set_result(keep)
+
+    def on_upstream_error(self, *, error: ProtocolError | None, eof: bool) -> None:
+        if not self.done.done():
+            self.done.set_result(False)
+
+    def on_upstream_writable(self, writable: bool) -> None:
+        pass
+
+
+async def mirror_once(state: ClusterState, host: int, data: bytes, *, method: str) -> None:
+    pool = state.pools[host]
+    connection = pool.take_idle()
+    try:
+        if connection is None:
+            connection = await pool.connect(timeout=state.limits.connect_timeout)
+    except (OSError, TimeoutError):
+        return  # a mirror failure is nobody's business
+    sink = _Discard()
+    connection.start(sink, method=method)
+    connection.write(data)
+    try:
+        reusable = await asyncio.wait_for(sink.done, MIRROR_TIMEOUT)
+    except TimeoutError:
+        reusable = False
+    connection.release(reusable=reusable)
