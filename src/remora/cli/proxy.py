@@ -50,6 +50,8 @@ def proxy(
     admin_port: Annotated[int, typer.Option(help="Admin port.")] = 15000,
     health_port: Annotated[int, typer.Option(help="Health port (/healthz/ready).")] = 15021,
     bind: Annotated[str, typer.Option(help="Address the listeners bind.")] = "127.0.0.1",
+    locality: Annotated[str, typer.Option(
+        help="This proxy's region/zone/subzone (locality load balancing).")] = "",
     access_log: Annotated[str | None, typer.Option(
         help="JSON access log: a file, or - for stdout.")] = None,
     drain_timeout: Annotated[float, typer.Option(help="Seconds to finish in-flight requests.")]
@@ -69,6 +71,7 @@ def proxy(
         labels=label_map,
         workload=workload or label_map.get("app", "unknown"),
         app_port=app_port,
+        locality=locality,
     )
     ports = ListenerPorts(outbound=outbound_port, inbound=inbound_port, admin=admin_port,
                           health=health_port)

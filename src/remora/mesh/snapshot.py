@@ -64,6 +64,7 @@ class ProxyIdentity:
     cluster: str = "Kubernetes"
     ip: str = "127.0.0.1"
     app_port: int | None = None
+    locality: str = ""  # "region/zone/subzone" of this proxy (locality load balancing)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", frozen_labels(self.labels))

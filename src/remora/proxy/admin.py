@@ -14,6 +14,7 @@ from remora.proxy.http1 import RequestDecoder, encode_response_head
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from remora.proxy.clusters import ClusterState
     from remora.proxy.runtime import ProxyRuntime
 
 Reply = tuple[int, str, bytes]  # status, content type, body
@@ -31,11 +32,17 @@ def cluster_rows(runtime: ProxyRuntime) -> list[dict[str, Any]]:
     rows = []
     for name, state in runtime.tables.states.items():
         hosts = []
-        for endpoint, pool in zip(state.cluster.endpoints, state.pools, strict=True):
+        detector = state.detector
+        for index, (endpoint, pool) in enumerate(
+            zip(state.cluster.endpoints, state.pools, strict=True)
+        ):
+            ejected = detector is not None and detector.is_ejected(index)
             hosts.append({
                 "address": f"{endpoint.address}:{endpoint.port}",
                 "weight": endpoint.weight,
-                "health_flags": "healthy",
+                # Envoy's /clusters health_flags for a host outlier detection ejected
+                "health_flags": "/failed_outlier_check" if ejected else "healthy",
+                "times_ejected": detector.times_ejected(index) if detector is not None else 0,
                 "locality": endpoint.locality,
                 "labels": dict(endpoint.labels),
                 "cx_active": len(pool.connections),
@@ -46,7 +53,16 @@ def cluster_rows(runtime: ProxyRuntime) -> list[dict[str, Any]]:
                 "rq_total": pool.rq_total,
                 "rq_error": pool.rq_error,
             })
-        rows.append({"name": name, "lb_policy": state.cluster.lb.simple, "hosts": hosts})
+        breaker = state.breaker
+        rows.append({
+            "name": name,
+            "lb_policy": state.cluster.lb.simple,
+            "circuit_breakers": {"cx_open": breaker.connections, "rq_pending": breaker.pending,
+                                 "rq_active": breaker.requests, "rq_retry": breaker.retries,
+                                 "limits": state.limits.to_dict()["thresholds"]},
+            "outlier_detection": detector.config.to_dict() if detector is not None else None,
+            "hosts": hosts,
+        })
     return rows
 
 
@@ -63,6 +79,26 @@ def clusters(runtime: ProxyRuntime, query: str) -> Reply:
                 lines.append(f"{prefix}::{key}::{host[key]}")
             lines.append(f"{prefix}::zone::{host['locality']}")
     return 200, TEXT, ("\n".join(lines) + "\n").encode()
+
+
+def cluster_stats(runtime: ProxyRuntime) -> bytes:
+    """Envoy's cluster gauges and counters as Istio exposes them (envoy_cluster_*), for the
+    clusters with outlier detection or circuit-breaker activity."""
+    gauges: list[tuple[str, str, Callable[[ClusterState], int]]] = [
+        ("envoy_cluster_outlier_detection_ejections_active", "gauge",
+         lambda s: s.detector.ejected if s.detector is not None else 0),
+        ("envoy_cluster_outlier_detection_ejections_enforced_total", "counter",
+         lambda s: s.ejections),
+        ("envoy_cluster_upstream_rq_pending_overflow", "counter", lambda s: s.overflows),
+        ("envoy_cluster_upstream_rq_pending_active", "gauge", lambda s: s.breaker.pending),
+        ("envoy_cluster_upstream_cx_active", "gauge", lambda s: s.breaker.connections),
+    ]
+    lines = []
+    for metric, kind, value in gauges:
+        lines.append(f"# TYPE {metric} {kind}")
+        for name, state in runtime.tables.states.items():
+            lines.append(f'{metric}{{cluster_name="{name}"}} {value(state)}')
+    return ("\n".join(lines) + "\n").encode()
 
 
 def ready(runtime: ProxyRuntime) -> Reply:
@@ -92,7 +128,8 @@ def route(runtime: ProxyRuntime, *, health_only: bool) -> Callable[[RequestHead]
         if path == "/clusters":
             return clusters(runtime, query)
         if path in ("/stats/prometheus", "/metrics"):
-            return 200, "text/plain; version=0.0.4", runtime.metrics.render()
+            return 200, "text/plain; version=0.0.4", runtime.metrics.render() + cluster_stats(
+                runtime)
         return 404, TEXT, b"endpoints: /config_dump /clusters /stats/prometheus /healthz/ready " \
                           b"POST /drain\n"
 

@@ -248,11 +248,9 @@ class UpstreamCall:
         """A response head: forward it, or (retriable status, retries left) try again."""
         self.cancel_try_timer()
         state = self.state
-        detector = state.detector
         now = self.exchange.runtime.loop.time()
-        if detector is not None and detector.record(self.host, status=head.status,
-                                                    local_failure=False, now=now):
-            state.rebalance()
+        if state.detector is not None:
+            state.record(self.host, status=head.status, local_failure=False, now=now)
         if head.status >= 400:
             result = AttemptResult(status=head.status, headers=dict(head.headers))
             if self.retry.retriable(result):
@@ -351,6 +349,8 @@ class UpstreamCall:
             self.start()
 
     def give_up(self, result: AttemptResult, *, exhausted: bool) -> None:
+        if result is OVERFLOW:
+            self.state.overflows += 1
         self.finished = True
         self.release_retry()
         self.exchange.upstream_failed(failure_reply(result, exhausted=exhausted))
@@ -384,8 +384,7 @@ class UpstreamCall:
                     pool.rq_error += 1
         if failure and self.state.detector is not None:
             now = self.exchange.runtime.loop.time()
-            if self.state.detector.record(self.host, status=None, local_failure=True, now=now):
-                self.state.rebalance()
+            self.state.record(self.host, status=None, local_failure=True, now=now)
 
     def release_retry(self) -> None:
         if self.retry_held:

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 from remora.policy.circuit import Breaker, PoolLimits
 from remora.policy.fault import FaultPolicy
 from remora.policy.lb import hash_key, make_balancer
+from remora.policy.locality import LocalityPicker, distribute_weights, priorities
 from remora.policy.outlier import OutlierConfig, OutlierDetector
 from remora.policy.retry import RetryPolicy
 
@@ -18,8 +19,9 @@ if TYPE_CHECKING:
     import random
     from collections.abc import Mapping
 
-    from remora.mesh.snapshot import Cluster, RouteAction, Snapshot
+    from remora.mesh.snapshot import Cluster, ProxyIdentity, RouteAction, Snapshot
     from remora.policy.lb import Balancer, HashPolicy
+    from remora.policy.locality import LevelPlan
     from remora.policy.match import RequestAttributes
     from remora.proxy.upstream import EndpointPool, Pools
 
@@ -27,10 +29,11 @@ if TYPE_CHECKING:
 class ClusterState:
     """A cluster of the snapshot with its pools; built once per snapshot, shared by requests."""
 
-    __slots__ = ("balancer", "breaker", "cluster", "detector", "hash_policy", "hosts",
-                 "least_request", "limits", "next_sweep", "pools")
+    __slots__ = ("balancer", "breaker", "cluster", "detector", "ejections", "hash_policy",
+                 "hosts", "least_request", "level_balancers", "limits", "next_sweep", "overflows",
+                 "picker", "plan", "pools", "weights")
 
-    def __init__(self, cluster: Cluster, pools: Pools) -> None:
+    def __init__(self, cluster: Cluster, pools: Pools, identity: ProxyIdentity) -> None:
         self.cluster = cluster
         self.pools: list[EndpointPool] = [pools.get(e.address, e.port) for e in cluster.endpoints]
         policy = cluster.traffic_policy
@@ -42,24 +45,68 @@ class ClusterState:
             if outlier is not None and cluster.endpoints else None
         )
         self.next_sweep = 0.0
+        self.ejections = 0  # ejections made (for metrics)
+        self.overflows = 0  # requests refused by the circuit breakers (UO)
         self.hash_policy: HashPolicy | None = cluster.lb.hash
         self.least_request = cluster.lb.simple == "LEAST_REQUEST" and self.hash_policy is None
+        self.weights = [e.weight for e in cluster.endpoints]
+        self.picker: LocalityPicker | None = None
+        self.locality(identity, outlier_min_health=outlier.min_health_percent if outlier else 0)
         self.hosts: list[int] = []  # endpoint indexes the balancer chooses among
         self.balancer: Balancer | None = None
+        self.plan: LevelPlan | None = None
+        self.level_balancers: dict[tuple[int, ...], Balancer] = {}
         self.rebalance()
 
-    def rebalance(self) -> None:
-        """Balance over the usable hosts (outlier detection may have ejected some)."""
+    def locality(self, identity: ProxyIdentity, *, outlier_min_health: float) -> None:
+        """Locality load balancing as Istio enables it: `distribute` weights, and priority
+        levels (failover, failoverPriority) only when outlier detection is on."""
         endpoints = self.cluster.endpoints
-        usable = self.detector.usable() if self.detector is not None else range(len(endpoints))
-        self.hosts = hosts = [i for i in usable if endpoints[i].weight > 0]
-        self.balancer = (
-            make_balancer(
-                self.cluster.lb,
-                [endpoints[i].weight for i in hosts],
-                keys=[f"{endpoints[i].address}:{endpoints[i].port}" for i in hosts],  # as Envoy
-            )
-            if hosts else None
+        localities = [e.locality for e in endpoints]
+        if not identity.locality or not any(localities):
+            return
+        policy = self.cluster.traffic_policy
+        balancer = policy.load_balancer if policy is not None else None
+        setting = balancer.locality_lb_setting if balancer is not None else None
+        if setting is not None and setting.distribute:
+            shares = distribute_weights(localities, proxy=identity.locality,
+                                        distribute=setting.distribute, weights=self.weights)
+            if shares is not None:
+                self.weights = [max(0, round(share * 1000)) for share in shares]
+        levels = priorities(
+            localities, proxy=identity.locality, setting=setting,
+            labels=[e.labels for e in endpoints], proxy_labels=identity.labels,
+            outlier_detection=self.detector is not None,
+        )
+        if max(levels, default=0) > 0:
+            self.picker = LocalityPicker(levels, panic_threshold=outlier_min_health)
+
+    def rebalance(self) -> None:
+        """Balance over the usable hosts (outlier detection may have ejected some), per
+        priority level when locality failover is on."""
+        detector = self.detector
+        if self.picker is not None:
+            healthy = detector.healthy() if detector is not None else [True] * len(self.weights)
+            self.plan = plan = self.picker.plan(healthy)
+            self.level_balancers = {}
+            for level in plan.hosts:
+                balancer = self.balancer_for(list(level))
+                if balancer is not None:
+                    self.level_balancers[level] = balancer
+            return
+        usable = detector.usable() if detector is not None else range(len(self.weights))
+        self.hosts = hosts = [i for i in usable if self.weights[i] > 0]
+        self.balancer = self.balancer_for(hosts)
+
+    def balancer_for(self, hosts: list[int]) -> Balancer | None:
+        endpoints = self.cluster.endpoints
+        hosts = [i for i in hosts if self.weights[i] > 0]
+        if not hosts:
+            return None
+        return make_balancer(
+            self.cluster.lb,
+            [self.weights[i] for i in hosts],
+            keys=[f"{endpoints[i].address}:{endpoints[i].port}" for i in hosts],  # as Envoy
         )
 
     def pick(self, *, rng: random.Random, key: int | None, avoid: set[int] | None = None,
@@ -67,10 +114,16 @@ class ClusterState:
         """Endpoint index for a try, None when no host is usable. With `avoid` (hosts tried
         already, Envoy's previous_hosts retry predicate) up to `attempts` picks look for another
         host; the last pick stands if none is found."""
-        balancer = self.balancer
+        plan = self.plan
+        if plan is None:
+            balancer = self.balancer
+            hosts = self.hosts
+        else:
+            level = plan.pick_level(rng)
+            balancer = self.level_balancers.get(level)
+            hosts = [i for i in level if self.weights[i] > 0]
         if balancer is None:
             return None
-        hosts = self.hosts
         pools = self.pools
         active = [pools[i].active for i in hosts] if self.least_request else ()
         host = hosts[balancer.pick(rng=rng, active=active, hash_key=key)]
@@ -80,6 +133,14 @@ class ClusterState:
                     break
                 host = hosts[balancer.pick(rng=rng, active=active, hash_key=None)]
         return host
+
+    def record(self, host: int, *, status: int | None, local_failure: bool, now: float) -> None:
+        """Tell outlier detection how a try went; an ejection changes the balanced hosts."""
+        detector = self.detector
+        if detector is not None and detector.record(host, status=status,
+                                                    local_failure=local_failure, now=now):
+            self.ejections += 1
+            self.rebalance()
 
     def sweep(self, now: float) -> None:
         """Outlier detection's interval timer: un-eject hosts whose time is up."""
@@ -159,7 +220,10 @@ class ClusterTable:
 
     def __init__(self, snapshot: Snapshot, pools: Pools) -> None:
         self.snapshot = snapshot
-        self.states = {name: ClusterState(c, pools) for name, c in snapshot.clusters.items()}
+        self.states = {
+            name: ClusterState(c, pools, snapshot.identity)
+            for name, c in snapshot.clusters.items()
+        }
         self._routes: dict[tuple[int, bool], RoutePolicies] = {}
 
     def policies(self, action: RouteAction, *, consistent_hash: bool) -> RoutePolicies:
