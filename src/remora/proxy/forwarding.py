@@ -16,6 +16,9 @@ _HOP_BY_HOP: Final = frozenset({
 })
 
 
+_CONNECTION_OPTIONS: Final = frozenset({"keep-alive", "close"})
+
+
 def strip_hop_by_hop(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """A new list without hop-by-hop headers nor the ones `Connection` names (RFC 9110 §7.6.1).
 
@@ -27,8 +30,9 @@ def strip_hop_by_hop(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]
     keep_te = False
     for name, value in headers:
         if name == "connection":
-            listed = {t.strip().lower() for t in value.split(",")}
-            drop = drop | listed
+            lowered = value.lower()
+            if lowered not in _CONNECTION_OPTIONS:  # "keep-alive"/"close" name no other header
+                drop = drop | {t.strip() for t in lowered.split(",")}
         elif name == "te" and "trailers" in {t.split(";")[0].strip().lower()
                                                for t in value.split(",")}:
             keep_te = True
