@@ -51,7 +51,7 @@ apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: backend, namespace: default}}
 spec:
-  host: backend
+  host: backend{traffic_policy}
   subsets:
   - {{name: v1, labels: {{version: v1}}}}
   - {{name: v2, labels: {{version: v2}}}}
@@ -71,7 +71,7 @@ spec:
   - name: legacy-regex
     match: [{{uri: {{regex: "/legacy/[0-9]+/.*"}}}}]
     route: [{{destination: {{host: backend, subset: v1}}}}]
-  - name: default
+  - name: default{route_policy}
     route:
     - {{destination: {{host: backend, subset: v1}}, weight: 90}}
     - {{destination: {{host: backend, subset: v2}}, weight: 10}}
@@ -105,11 +105,29 @@ class RemoraProxy:
             return sum(1 for _ in log)
 
 
-def start(workdir: Path, *, upstream: int) -> RemoraProxy:
-    """Write the mesh config and start `remora proxy` (sidecar, 1 process); wait until ready."""
+# (e): the same mesh with the resilience settings of issue 4 on the cluster and the route.
+_TRAFFIC_POLICY = """
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1000, connectTimeout: 1s}
+      http: {http1MaxPendingRequests: 1000, maxRetries: 100}
+    outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s,
+                       maxEjectionPercent: 50}"""
+_ROUTE_POLICY = """
+    timeout: 10s
+    retries: {attempts: 3, perTryTimeout: 2s, retryOn: "5xx,reset,connect-failure"}"""
+
+
+def start(workdir: Path, *, upstream: int, resilience: bool = False) -> RemoraProxy:
+    """Write the mesh config and start `remora proxy` (sidecar, 1 process); wait until ready.
+    `resilience`: with connectionPool, outlierDetection, a route timeout and retries."""
     config = workdir / "config"
     config.mkdir(parents=True)
-    (config / "mesh.yaml").write_text(_CONFIG.format(service_port=SERVICE_PORT, upstream=upstream))
+    (config / "mesh.yaml").write_text(_CONFIG.format(
+        service_port=SERVICE_PORT, upstream=upstream,
+        traffic_policy=_TRAFFIC_POLICY if resilience else "",
+        route_policy=_ROUTE_POLICY if resilience else "",
+    ))
     port, inbound, admin, health = (free_port() for _ in range(4))
     access_log = workdir / "access.log"
     argv = [str(REMORA), "proxy", "-f", str(config), "--mode", "sidecar",

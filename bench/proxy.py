@@ -1,12 +1,14 @@
 """Benchmark: the Remora sidecar proxy against nginx, on 127.0.0.1, in one run.
 
-Four targets, all answering with the same fixed 1 KiB body:
+Five targets, all answering with the same fixed 1 KiB body:
   (a) nginx returning the body itself (the upstream of b and c),
   (b) nginx as a reverse proxy in front of (a): 1 worker, upstream keepalive,
   (c) `remora proxy` (sidecar, 1 process) in front of (a) with a VirtualService of three match
       rules and a 90/10 subset split, metrics on, JSON access log to a file,
   (d) a uvloop byte relay with no HTTP logic (bench/_relay.py): the ceiling of any Python
-      proxy on this event loop and machine (throughput only; relay_ratio_vs_nginx).
+      proxy on this event loop and machine (throughput only; relay_ratio_vs_nginx),
+  (e) (c) with connectionPool, outlierDetection, a route timeout and retries configured
+      (throughput only; throughput_ratio_vs_nginx_resilience).
 Throughput: wrk (1 thread, 32 connections) at saturation, a/b/c alternating for several rounds,
 medians; throughput_ratio_vs_nginx = rps(c) / rps(b). Latency: a constant 1,000 req/s over 4
 keep-alive connections (Istio's published setup) against a, b and c, open loop, measured from
@@ -213,10 +215,12 @@ def build_report(
         report["cpu_s_per_1000_req"] = round(
             c.latency_cpu_s / len(c.latency.latencies_ms) * 1000, 4
         )
-    for name in ("a", "b", "c", "d"):
+    for name in ("a", "b", "c", "d", "e"):
         report[f"rps_{name}"] = round(rps[name], 1) if rps.get(name) else None
     if rps.get("d") and rps.get("b"):  # the ceiling: a relay with no HTTP logic at all
         report["relay_ratio_vs_nginx"] = round(rps["d"] / rps["b"], 3)
+    if rps.get("e") and rps.get("b"):  # issue 4: the same with retries, pools, outliers on
+        report["throughput_ratio_vs_nginx_resilience"] = round(rps["e"] / rps["b"], 3)
     report["rps_rounds"] = {name: [round(r) for r in t.rps] for name, t in targets.items()}
     for name in ("a", "b", "c"):
         report[f"latency_{name}_ms"] = lat.get(name)
@@ -254,7 +258,7 @@ def print_table(report: dict[str, Any]) -> None:
         goal = f"{target[0]} {target[1]}" if target else ""
         table.add_row(key, shown, goal, ANCHORS.get(key, ""))
     for name, label in (("a", "nginx direct"), ("b", "nginx proxy"), ("c", "remora proxy"),
-                        ("d", "uvloop relay (no HTTP)")):
+                        ("d", "uvloop relay (no HTTP)"), ("e", "remora + resilience")):
         rps = report.get(f"rps_{name}")
         lat = report.get(f"latency_{name}_ms") or {}
         detail = " / ".join(f"{lat[k]:.3f}" for k in ("p50", "p90", "p99") if k in lat)
@@ -298,13 +302,16 @@ def run(plan: Plan) -> dict[str, Any]:
                 log(f"remora proxy: {error}")
             port_d = free_port()
             targets["d"] = Target("d", port_d, _relay.start(workdir / "d", port_d, upstream=port_a))
+            if proxy is not None:
+                resilient = _remora.start(workdir / "e", upstream=port_a, resilience=True)
+                targets["e"] = Target("e", resilient.port, resilient.service)
             for target in targets.values():
                 check_answers(target)
             started = time.monotonic()
             log(f"throughput: wrk -t1 -c{WRK_CONNECTIONS}, {plan.rounds} rounds")
             measure_throughput(list(targets.values()), plan)
             log(f"latency: {RATE:.0f} req/s over {LATENCY_CONNECTIONS} connections")
-            measure_latency([t for name, t in targets.items() if name != "d"], plan)
+            measure_latency([t for name, t in targets.items() if name in "abc"], plan)
             log(f"measured in {time.monotonic() - started:.0f} s")
             if proxy is not None:
                 observed["remora_metrics_requests"] = proxy.requests_counted()
