@@ -268,9 +268,11 @@ class UpstreamCall:
 
     def complete(self, end: EndOfMessage) -> None:
         connection = self.connection
+        now = self.exchange.runtime.loop.time()
+        limits = self.state.limits
         reusable = (self.body_done and self.keep_alive and connection is not None
-                    and connection.reusable(self.state.limits, self.exchange.runtime.loop.time()))
-        self.end_try(reusable=reusable)
+                    and connection.reusable(limits, now))
+        self.end_try(reusable=reusable, idle_until=now + limits.idle_timeout)
         self.finished = True
         self.release_retry()
 
@@ -364,12 +366,13 @@ class UpstreamCall:
         self.release_retry()
 
     # bookkeeping -------------------------------------------------------------------------------
-    def end_try(self, *, reusable: bool, failure: bool = False) -> None:
+    def end_try(self, *, reusable: bool, failure: bool = False,
+                idle_until: float = float("inf")) -> None:
         """Give back what this try holds: connection, queue place, breaker slots, timer."""
         self.cancel_try_timer()
         connection, self.connection = self.connection, None
         if connection is not None:
-            connection.release(reusable=reusable)
+            connection.release(reusable=reusable, idle_until=idle_until)
         pool = self.pool
         if self.waiting and pool is not None:
             self.waiting = False

@@ -186,10 +186,13 @@ class ProxyRuntime:
                     connection.close()
 
     async def sweep_outliers(self) -> None:
-        """Outlier detection's interval timers (each cluster keeps its own due time)."""
+        """Outlier detection's interval timers (each cluster keeps its own due time), and the
+        upstream connections idle past their cluster's idleTimeout."""
         while True:
             await asyncio.sleep(0.25)
-            self.tables.sweep(self.loop.time())
+            now = self.loop.time()
+            self.tables.sweep(now)
+            self.pools.close_expired(now)
 
     async def flush_access_log(self) -> None:
         while True:

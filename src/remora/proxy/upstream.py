@@ -42,8 +42,8 @@ class ResponseSink(Protocol):
 class UpstreamConnection(asyncio.Protocol):
     """One TCP connection to an endpoint; carries one request at a time (HTTP/1.1)."""
 
-    __slots__ = ("breaker", "closed", "created", "decoder", "pool", "requests", "sink",
-                 "transport")
+    __slots__ = ("breaker", "closed", "created", "decoder", "idle_until", "pool", "requests",
+                 "sink", "transport")
 
     def __init__(self, pool: EndpointPool, *, breaker: Breaker | None = None,
                  created: float = 0.0) -> None:
@@ -55,6 +55,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.breaker = breaker  # the cluster whose max_connections counts this connection
         self.created = created
+        self.idle_until = float("inf")  # connectionPool idleTimeout: closed if idle past this
 
     def reusable(self, limits: PoolLimits, now: float) -> bool:
         """DestinationRule maxRequestsPerConnection and tcp.maxConnectionDuration allow more."""
@@ -130,8 +131,9 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
 
-    def release(self, *, reusable: bool) -> None:
-        """The exchange is done with this connection: to a queued request, idle, or closed."""
+    def release(self, *, reusable: bool, idle_until: float = float("inf")) -> None:
+        """The exchange is done with this connection: to a queued request, idle, or closed.
+        An idle connection is closed once `idle_until` passes (DestinationRule idleTimeout)."""
         self.sink = None
         pool = self.pool
         if reusable and not self.closed and not pool.closed:
@@ -139,6 +141,7 @@ class UpstreamConnection(asyncio.Protocol):
             if pool.waiters:
                 pool.waiters.popleft().on_connection(self)
             else:
+                self.idle_until = idle_until
                 pool.idle.append(self)
         else:
             self.close()
@@ -243,6 +246,11 @@ class EndpointPool:
         while self.idle:
             self.idle.pop().close()
 
+    def close_expired(self, now: float) -> None:
+        """Close the idle connections whose idle timeout has passed."""
+        for connection in [c for c in self.idle if c.idle_until <= now]:
+            connection.close()
+
     def retire(self) -> None:
         """The endpoint left the configuration: close idle connections now; busy ones finish
         the request they carry (it started on the old snapshot) and close when released."""
@@ -271,6 +279,11 @@ class Pools:
     def close_idle(self) -> None:
         for pool in self._pools.values():
             pool.close_idle()
+
+    def close_expired(self, now: float) -> None:
+        for pool in self._pools.values():
+            if pool.idle:
+                pool.close_expired(now)
 
     def close(self) -> None:
         for pool in self._pools.values():
