@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -77,11 +78,21 @@ class EchoHandler(BaseHTTPRequestHandler):
         return joined
 
     def handle_any(self) -> None:
-        self.server.hits += 1
+        server = self.server
+        with server.lock:
+            server.hits += 1
+            server.paths[self.path] += 1
+            seen = server.paths[self.path]
+            server.headers[self.path] = self._joined_headers()
         url = urlsplit(self.path)
         received = self._body_length()
         parts = url.path.strip("/").split("/")
-        if self._handle_framing(parts):
+        if server.stall:
+            time.sleep(server.stall)
+        if server.fail_status is not None:
+            self._send_plain(server.fail_status)
+            return
+        if self._handle_script(parts, seen) or self._handle_framing(parts):
             return
         if parts[0] == "bytes" and len(parts) > 1:
             size = int(parts[1])
@@ -121,6 +132,30 @@ class EchoHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def _send_plain(self, status: int) -> None:
+        body = f"{self.server.name} {status}".encode()
+        self.send_response(status)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", str(len(body)))
+        self.send_header("x-upstream", self.server.name)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle_script(self, parts: list[str], seen: int) -> bool:
+        """Failures a test controls, counted per exact path (query included, so a test makes its
+        own counter with a unique query): /flaky/N/S answers status S to the first N requests,
+        then 200; /stall/N/SEC sleeps SEC seconds on the first N requests, then answers 200."""
+        if len(parts) < 3 or parts[0] not in ("flaky", "stall"):
+            return False
+        first = int(parts[1])
+        if parts[0] == "flaky":
+            self._send_plain(int(parts[2]) if seen <= first else 200)
+            return True
+        if seen <= first:
+            time.sleep(float(parts[2]))
+        self._send_plain(200)
+        return True
 
     def _handle_framing(self, parts: list[str]) -> bool:
         """/empty/N answers N with no body at all (204, 304); /chunked/N streams N bytes in
@@ -162,10 +197,20 @@ class EchoServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), EchoHandler)
         self.name = name
         self.hits = 0
+        self.lock = threading.Lock()
+        self.paths: Counter[str] = Counter()  # requests per exact path (query included)
+        self.headers: dict[str, dict[str, str]] = {}  # the last request's headers, per path
+        self.fail_status: int | None = None  # set: every request gets this status
+        self.stall = 0.0  # seconds every request waits before it is answered
 
     @property
     def port(self) -> int:
         return int(self.server_address[1])
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A proxy that gave up on a try (timeout, overflow) closes mid-answer: not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
@@ -177,8 +222,12 @@ def echo_servers(*names: str) -> Iterator[dict[str, EchoServer]]:
     try:
         yield servers
     finally:
+        stops = [threading.Thread(target=s.shutdown) for s in servers.values()]
+        for stop in stops:  # each shutdown waits up to 0.5 s for its poll loop: all at once
+            stop.start()
+        for stop in stops:
+            stop.join()
         for server in servers.values():
-            server.shutdown()
             server.server_close()
 
 
@@ -393,3 +442,224 @@ def cluster_hosts(proxy: Proxy) -> dict[str, list[dict[str, object]]]:
     """/clusters?format=json as {cluster name: hosts}."""
     rows = httpx.get(f"{proxy.admin_url}/clusters?format=json", timeout=5).json()
     return {row["name"]: row["hosts"] for row in rows["cluster_statuses"]}
+
+
+# chaos: upstream processes to SIGKILL and restart, a steady keep-alive load ----------------------
+# A separate process (so SIGKILL is real) that starts in ~0.1 s: only http.server is imported, and
+# each response leaves in one write, so a kill never cuts a response halfway through.
+UPSTREAM_SCRIPT = """\
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+NAME = sys.argv[2].encode()
+HEAD = b"HTTP/1.1 200 OK\\r\\ncontent-type: text/plain\\r\\ncontent-length: %d\\r\\n\\r\\n"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.wfile.write(HEAD % len(NAME) + NAME)
+
+
+ThreadingHTTPServer.daemon_threads = True
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+print("ready", flush=True)
+server.serve_forever()
+"""
+
+
+class UpstreamProcess:
+    """An upstream in its own process on a fixed port, killed with SIGKILL and restarted there."""
+
+    def __init__(self, name: str, port: int | None = None) -> None:
+        self.name = name
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            process = subprocess.Popen(
+                [sys.executable, "-c", UPSTREAM_SCRIPT, str(self.port), self.name],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            )
+            assert process.stdout is not None
+            if process.stdout.readline() == b"ready\n":
+                self.process = process
+                return
+            process.wait()  # it could not bind (yet): try again
+            if time.monotonic() > deadline:
+                raise AssertionError(f"upstream {self.name} cannot listen on {self.port}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+
+    def __enter__(self) -> UpstreamProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+@contextlib.contextmanager
+def killing(victim: UpstreamProcess, *, down: float, up: float) -> Iterator[list[int]]:
+    """While the block runs: SIGKILL `victim`, leave it dead `down` seconds, restart it on its
+    port, let it live `up` seconds, and again. Yields [kills so far]."""
+    stop = threading.Event()
+    kills = [0]
+
+    def run() -> None:
+        while not stop.wait(up):
+            victim.kill()
+            kills[0] += 1
+            stop.wait(down)
+            victim.start()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield kills
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+
+
+@dataclass
+class LoadResult:
+    """What a steady load saw: per-request latency (s) and every failure with its cause."""
+
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def success_rate(self) -> float:
+        return 1 - len(self.failures) / self.requests if self.requests else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return 0.0
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] * 1000
+
+    def summary(self) -> dict[str, float | int]:
+        return {
+            "requests": self.requests,
+            "failures": len(self.failures),
+            "success_rate": round(self.success_rate, 6),
+            "p50_ms": round(self.percentile_ms(50), 2),
+            "p99_ms": round(self.percentile_ms(99), 2),
+            "max_ms": round(max(self.latencies, default=0.0) * 1000, 2),
+        }
+
+
+def steady_load(port: int, *, host: str, path: str, clients: int, rate: float, seconds: float,
+                timeout: float = 10.0) -> LoadResult:
+    """`clients` keep-alive connections sending GET `path` at `rate` requests/s in total (each
+    on its own schedule) for `seconds`; a non-200 or a broken connection is a failure."""
+    import http.client  # noqa: PLC0415 - only the chaos tests need it
+
+    result = LoadResult()
+    start = time.monotonic()
+    end = start + seconds
+    gap = clients / rate
+
+    def client(index: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        due = start + gap * index / clients
+        while due < end:
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            due += gap
+            sent = time.monotonic()
+            failure = None
+            try:
+                connection.request("GET", path, headers={"host": host})
+                response = connection.getresponse()
+                body = response.read()
+                if response.status != 200:
+                    failure = f"{response.status} {body[:80]!r}"
+            except (OSError, http.client.HTTPException) as error:
+                failure = repr(error)
+                connection.close()
+            with result.lock:
+                result.latencies.append(time.monotonic() - sent)
+                if failure is not None:
+                    result.failures.append(failure)
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + timeout + 5)
+    return result
+
+
+# The chaos scenario (tests/integration/test_proxy_chaos.py and bench/chaos.py): three instances
+# behind a route with a timeout and retries, outlier detection on, one instance killed again and
+# again.
+CHAOS_ROUTE_TIMEOUT = 3.0
+CHAOS_RULES = f"""\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: chaos}}
+spec:
+  hosts: [chaos]
+  http:
+  - timeout: {CHAOS_ROUTE_TIMEOUT}s
+    retries: {{attempts: 3, retryOn: "5xx,reset,connect-failure", perTryTimeout: 1s}}
+    route: [{{destination: {{host: chaos}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: chaos}}
+spec:
+  host: chaos
+  trafficPolicy:
+    outlierDetection:
+      consecutive5xxErrors: 3
+      interval: 1s
+      baseEjectionTime: 2s
+      maxEjectionPercent: 50
+"""
+
+
+@dataclass
+class ChaosRun:
+    load: LoadResult
+    kills: int
+
+
+def chaos_run(tmp: Path, *, seconds: float, clients: int = 4, rate: float = 300.0,
+              down: float = 0.3, up: float = 0.5) -> ChaosRun:
+    """Three upstream processes behind a `remora proxy`; `instance 0` is SIGKILLed and restarted
+    (dead `down` s, alive `up` s) while `clients` keep-alive clients send `rate` req/s in all."""
+    config = tmp / "chaos-config"
+    config.mkdir(exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        instances = [stack.enter_context(UpstreamProcess(f"chaos-{i}")) for i in range(3)]
+        endpoints: list[tuple[int, dict[str, str]]] = [(u.port, {}) for u in instances]
+        (config / "chaos.yaml").write_text(
+            service_yaml("chaos", 8000, endpoints) + "---\n" + CHAOS_RULES)
+        proxy = stack.enter_context(run_proxy(config, tmp=tmp))
+        with killing(instances[0], down=down, up=up) as kills:
+            load = steady_load(proxy.outbound, host="chaos:8000", path="/", clients=clients,
+                               rate=rate, seconds=seconds, timeout=CHAOS_ROUTE_TIMEOUT + 5)
+        return ChaosRun(load, kills[0])
