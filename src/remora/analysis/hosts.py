@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-CLUSTER_DOMAIN = "svc.cluster.local"
+from remora.api.networking.names import to_fqdn
+
 EXPORT_ALL = "*"
 EXPORT_LOCAL = "."
 MESH_GATEWAY = "mesh"
@@ -20,31 +21,10 @@ ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace's default
 _SERVICE_FQDN = re.compile(r"^(.+)\.(.+)\.svc\.cluster\.local$")
 
 
-def to_fqdn(host: str, namespace: str) -> str:
-    """ "reviews" in ns default -> "reviews.default.svc.cluster.local"; others unchanged."""
-    if host.startswith("*") or "." in host:
-        return host
-    return f"{host}.{namespace}.{CLUSTER_DOMAIN}"
-
-
 def service_of(fqdn: str) -> tuple[str, str] | None:
     """ "reviews.default.svc.cluster.local" -> ("default", "reviews"); None if not that form."""
     found = _SERVICE_FQDN.match(fqdn)
     return (found.group(2), found.group(1)) if found else None
-
-
-def host_matches(a: str, b: str) -> bool:
-    """Istio's host.Name.Matches: the two names (either may be a wildcard) overlap."""
-    a_wild, b_wild = a.startswith("*"), b.startswith("*")
-    if a_wild and not b:
-        return True
-    if a_wild and b_wild:
-        return b[1:].endswith(a[1:]) if len(a) < len(b) else a[1:].endswith(b[1:])
-    if a_wild:
-        return b.endswith(a[1:])
-    if b_wild:
-        return a.endswith(b[1:])
-    return a == b
 
 
 def exports_to_all(export_to: Sequence[str]) -> bool:

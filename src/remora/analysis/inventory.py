@@ -18,7 +18,6 @@ from remora.analysis.hosts import (
     ServiceInfo,
     ServiceRegistry,
     export_scopes,
-    to_fqdn,
 )
 from remora.analysis.models import (
     Deployment,
@@ -28,6 +27,7 @@ from remora.analysis.models import (
     StatefulSet,
     WorkloadEntry,
 )
+from remora.api.networking.names import to_fqdn
 from remora.api.resource import Resource
 
 EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"

@@ -23,12 +23,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from remora.api.kube.core import Secret, Service
+from remora.api.networking.names import to_fqdn
 from remora.api.networking.shared import Destination
 from remora.api.networking.virtual_service import VirtualService
 from remora.api.resource import Resource
 from remora.mesh.endpoints import EndpointIndex, subset_endpoints
 from remora.mesh.gateway import exposed_hosts, listener_tls, selected_servers, server_problem
-from remora.mesh.hosts import MeshService, Registry, labels_subset, to_fqdn
+from remora.mesh.hosts import MeshService, Registry, labels_subset
 from remora.mesh.routes import RouteBuilder, Rule, VirtualServices, default_route
 from remora.mesh.snapshot import (
     Cluster,

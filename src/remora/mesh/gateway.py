@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 from remora.api.kube.core import Secret
 from remora.api.networking.gateway import Gateway, Server, ServerTLSSettings
+from remora.api.networking.names import host_matches, host_subset_of
 from remora.api.networking.virtual_service import VirtualService
 from remora.api.resource import Resource
-from remora.mesh.hosts import host_matches, host_subset_of, labels_subset
+from remora.mesh.hosts import labels_subset
 from remora.mesh.routes import VirtualServices, oldest_first
 from remora.mesh.snapshot import ListenerTls, ProxyIdentity
 

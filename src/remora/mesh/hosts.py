@@ -14,44 +14,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from remora.api.kube.core import Service
+from remora.api.networking.names import host_subset_of, to_fqdn
 from remora.api.networking.service_entry import ServiceEntry
 from remora.api.resource import Resource
 
-CLUSTER_SUFFIX = "svc.cluster.local"
 ROOT_NAMESPACE = "istio-system"  # meshConfig.rootNamespace's default
 EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
 # Protocols (Service appProtocol / port-name prefix, ServiceEntry protocol) that are not HTTP.
 _NOT_HTTP = frozenset({"tcp", "tls", "https", "mongo", "redis", "mysql", "udp", "sctp"})
-
-
-def to_fqdn(host: str, namespace: str) -> str:
-    """`reviews` named in `default` -> `reviews.default.svc.cluster.local`; others unchanged."""
-    if host.startswith("*") or "." in host:
-        return host
-    return f"{host}.{namespace}.{CLUSTER_SUFFIX}"
-
-
-def host_matches(a: str, b: str) -> bool:
-    """Istio host.Name.Matches: equal, or one wildcard covers the other."""
-    if a == "*" or b == "*":
-        return True
-    wild_a, wild_b = a.startswith("*"), b.startswith("*")
-    if wild_a and wild_b:
-        return a[1:].endswith(b[1:]) or b[1:].endswith(a[1:])
-    if wild_a:
-        return b.endswith(a[1:])
-    if wild_b:
-        return a.endswith(b[1:])
-    return a == b
-
-
-def host_subset_of(a: str, b: str) -> bool:
-    """Istio host.Name.SubsetOf: every name `a` matches, `b` matches too."""
-    if b == "*":
-        return True
-    if b.startswith("*"):
-        return a[1:].endswith(b[1:]) if a.startswith("*") else a.endswith(b[1:])
-    return a == b
 
 
 def visible(export_to: Sequence[str], *, owner_namespace: str, namespace: str) -> bool:

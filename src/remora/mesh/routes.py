@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from remora.api.networking.http_route import HTTPMatchRequest, HTTPRoute
+from remora.api.networking.names import to_fqdn
 from remora.api.networking.shared import Destination, Headers
 from remora.api.networking.virtual_service import MESH_GATEWAY, VirtualService
 from remora.api.resource import Resource
 from remora.mesh.delegate import merge_rule
-from remora.mesh.hosts import labels_subset, to_fqdn, visible
+from remora.mesh.hosts import labels_subset, visible
 from remora.mesh.snapshot import (
     MirrorTarget,
     ProxyIdentity,

@@ -20,9 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from remora.api.networking.destination_rule import DestinationRule, Subset
+from remora.api.networking.names import host_subset_of, to_fqdn
 from remora.api.networking.traffic_policy import TrafficPolicy
 from remora.api.resource import Resource
-from remora.mesh.hosts import ROOT_NAMESPACE, host_subset_of, labels_subset, to_fqdn, visible
+from remora.mesh.hosts import ROOT_NAMESPACE, labels_subset, visible
 from remora.mesh.snapshot import ProxyIdentity
 
 _REPLACED = ("connection_pool", "load_balancer", "outlier_detection", "tls")

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from remora.analysis.context import Context
-from remora.analysis.hosts import host_matches, to_fqdn
 from remora.analysis.messages import (
     REFERENCED_RESOURCE_NOT_FOUND,
     VIRTUAL_SERVICE_DESTINATION_PORT_SELECTOR_REQUIRED,
@@ -22,6 +21,7 @@ from remora.analysis.messages import (
 )
 from remora.analysis.models import DestinationRule, VirtualService
 from remora.analysis.virtualservice.walk import Located, mirror_destinations, route_destinations
+from remora.api.networking.names import host_matches, to_fqdn
 
 
 def check_hosts(ctx: Context) -> None:

@@ -9,7 +9,7 @@ IST0132 -- also when the Gateway is missing, as istioctl reports both.
 from __future__ import annotations
 
 from remora.analysis.context import Context
-from remora.analysis.hosts import MESH_GATEWAY, host_matches, split_namespaced_name
+from remora.analysis.hosts import MESH_GATEWAY, split_namespaced_name
 from remora.analysis.messages import (
     REFERENCED_RESOURCE_NOT_FOUND,
     VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY,
@@ -17,6 +17,7 @@ from remora.analysis.messages import (
     go_quote,
 )
 from remora.analysis.models import Gateway, VirtualService
+from remora.api.networking.names import host_matches
 
 
 def check(ctx: Context) -> None:

@@ -10,9 +10,10 @@ VirtualService is reported once, naming all the conflicting ones.
 from __future__ import annotations
 
 from remora.analysis.context import Context
-from remora.analysis.hosts import EXPORT_ALL, MESH_GATEWAY, export_scopes, host_matches, to_fqdn
+from remora.analysis.hosts import EXPORT_ALL, MESH_GATEWAY, export_scopes
 from remora.analysis.messages import CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS
 from remora.analysis.models import VirtualService
+from remora.api.networking.names import host_matches, to_fqdn
 
 
 def check(ctx: Context) -> None:

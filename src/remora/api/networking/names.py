@@ -129,6 +129,17 @@ def _check_host_part(name: str, *, gateway: bool) -> str | None:
     return check_partial_wildcard(name)
 
 
+CLUSTER_SUFFIX = "svc.cluster.local"
+
+
+def to_fqdn(host: str, namespace: str) -> str:
+    """`reviews` named in `default` -> `reviews.default.svc.cluster.local`; others unchanged
+    (Istio resolves a short name in the namespace of the resource that names it)."""
+    if host.startswith("*") or "." in host:
+        return host
+    return f"{host}.{namespace}.{CLUSTER_SUFFIX}"
+
+
 def host_matches(a: str, b: str) -> bool:
     """Istio host.Name.Matches: equal, or one wildcard covers the other."""
     if a == "*" or b == "*":
