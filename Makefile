@@ -25,6 +25,7 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/analyze.py
 	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/chaos.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache

@@ -449,9 +449,11 @@ def cluster_hosts(proxy: Proxy) -> dict[str, list[dict[str, object]]]:
 # each response leaves in one write, so a kill never cuts a response halfway through.
 UPSTREAM_SCRIPT = """\
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 NAME = sys.argv[2].encode()
+SERVICE_TIME = float(sys.argv[3])
 HEAD = b"HTTP/1.1 200 OK\\r\\ncontent-type: text/plain\\r\\ncontent-length: %d\\r\\n\\r\\n"
 
 
@@ -462,6 +464,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        time.sleep(SERVICE_TIME)
         self.wfile.write(HEAD % len(NAME) + NAME)
 
 
@@ -475,16 +478,18 @@ server.serve_forever()
 class UpstreamProcess:
     """An upstream in its own process on a fixed port, killed with SIGKILL and restarted there."""
 
-    def __init__(self, name: str, port: int | None = None) -> None:
+    def __init__(self, name: str, port: int | None = None, *, service_time: float = 0.0) -> None:
         self.name = name
         self.port = port or free_port()
+        self.service_time = service_time  # seconds each request takes
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             process = subprocess.Popen(
-                [sys.executable, "-c", UPSTREAM_SCRIPT, str(self.port), self.name],
+                [sys.executable, "-c", UPSTREAM_SCRIPT, str(self.port), self.name,
+                 str(self.service_time)],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             )
             assert process.stdout is not None
@@ -616,6 +621,7 @@ def steady_load(port: int, *, host: str, path: str, clients: int, rate: float, s
 # behind a route with a timeout and retries, outlier detection on, one instance killed again and
 # again.
 CHAOS_ROUTE_TIMEOUT = 3.0
+CHAOS_CLUSTER = "outbound|8000||chaos.default.svc.cluster.local"
 CHAOS_RULES = f"""\
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -645,16 +651,26 @@ spec:
 class ChaosRun:
     load: LoadResult
     kills: int
+    victim_errors: int  # failed tries on the killed instance (/clusters rq_error)
+    victim_connect_failures: int  # /clusters cx_connect_fail
+    ejections: int  # envoy_cluster_outlier_detection_ejections_enforced_total
+
+    def summary(self) -> dict[str, float | int]:
+        return {**self.load.summary(), "kills": self.kills, "victim_errors": self.victim_errors,
+                "victim_connect_failures": self.victim_connect_failures,
+                "ejections": self.ejections}
 
 
 def chaos_run(tmp: Path, *, seconds: float, clients: int = 4, rate: float = 300.0,
-              down: float = 0.3, up: float = 0.5) -> ChaosRun:
-    """Three upstream processes behind a `remora proxy`; `instance 0` is SIGKILLed and restarted
-    (dead `down` s, alive `up` s) while `clients` keep-alive clients send `rate` req/s in all."""
+              down: float = 0.3, up: float = 0.5, service_time: float = 0.01) -> ChaosRun:
+    """Three upstream processes (each request takes `service_time` s, so some are in flight
+    when the kill comes) behind a `remora proxy`; instance 0 is SIGKILLed and restarted (dead
+    `down` s, alive `up` s) while `clients` keep-alive clients send `rate` req/s in all."""
     config = tmp / "chaos-config"
     config.mkdir(exist_ok=True)
     with contextlib.ExitStack() as stack:
-        instances = [stack.enter_context(UpstreamProcess(f"chaos-{i}")) for i in range(3)]
+        instances = [stack.enter_context(UpstreamProcess(f"chaos-{i}", service_time=service_time))
+                     for i in range(3)]
         endpoints: list[tuple[int, dict[str, str]]] = [(u.port, {}) for u in instances]
         (config / "chaos.yaml").write_text(
             service_yaml("chaos", 8000, endpoints) + "---\n" + CHAOS_RULES)
@@ -662,4 +678,11 @@ def chaos_run(tmp: Path, *, seconds: float, clients: int = 4, rate: float = 300.
         with killing(instances[0], down=down, up=up) as kills:
             load = steady_load(proxy.outbound, host="chaos:8000", path="/", clients=clients,
                                rate=rate, seconds=seconds, timeout=CHAOS_ROUTE_TIMEOUT + 5)
-        return ChaosRun(load, kills[0])
+        victim = next(row for row in cluster_hosts(proxy)[CHAOS_CLUSTER]
+                      if row["address"] == f"127.0.0.1:{instances[0].port}")
+        metrics = httpx.get(f"{proxy.admin_url}/stats/prometheus", timeout=5).text
+        ejections = sum(int(float(line.rsplit(" ", 1)[1])) for line in metrics.splitlines()
+                        if line.startswith("envoy_cluster_outlier_detection_ejections_enforced"))
+        return ChaosRun(load, kills[0], victim_errors=int(str(victim["rq_error"])),
+                        victim_connect_failures=int(str(victim["cx_connect_fail"])),
+                        ejections=ejections)
