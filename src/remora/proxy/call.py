@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 REPLAY_LIMIT = 1024 * 1024  # request body kept for retries (Envoy: per-request buffer limit)
 UPSTREAM_RESET = "upstream connect error or disconnect/reset before headers. reset reason: "
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 ResponseEvent = ResponseHead | Data | EndOfMessage
 
@@ -294,9 +295,10 @@ class UpstreamCall:
                 502, ResponseFlag.UPE, (UPSTREAM_RESET + "protocol error").encode(),
                 details="upstream_reset_before_response_started{protocol_error}"))
             return
-        if self.reused and self.replay is not None:
-            # A pooled connection the upstream had just closed: the same try on a fresh one
-            # (not a retry: the request never reached the application).
+        if self.reused and self.replay is not None and self.method in IDEMPOTENT:
+            # A pooled connection the upstream had just closed: the same try on a fresh one,
+            # not counted as a retry. The request may have reached the application, so only an
+            # idempotent one (RFC 9110 §9.2.2: a proxy MUST NOT retry others on its own).
             self.end_try(reusable=False)
             self.tried.discard(self.host)
             self.start()
