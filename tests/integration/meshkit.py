@@ -145,10 +145,16 @@ class EchoHandler(BaseHTTPRequestHandler):
     def _handle_script(self, parts: list[str], seen: int) -> bool:
         """Failures a test controls, counted per exact path (query included, so a test makes its
         own counter with a unique query): /flaky/N/S answers status S to the first N requests,
-        then 200; /stall/N/SEC sleeps SEC seconds on the first N requests, then answers 200."""
-        if len(parts) < 3 or parts[0] not in ("flaky", "stall"):
+        then 200; /stall/N/SEC sleeps SEC seconds on the first N requests, then answers 200;
+        /drop/N closes the connection without an answer on the first N requests."""
+        if len(parts) < 2 or parts[0] not in ("flaky", "stall", "drop"):
             return False
         first = int(parts[1])
+        if parts[0] == "drop":
+            if seen > first:
+                self._send_plain(200)
+            self.close_connection = seen <= first
+            return True
         if parts[0] == "flaky":
             self._send_plain(int(parts[2]) if seen <= first else 200)
             return True

@@ -457,3 +457,18 @@ def test_mirror_percentage_zero_sends_no_copy(mesh: Mesh) -> None:
     shadow = mesh.servers["shadow"]
     wait_for(lambda: shadow.paths[barrier] == 1, timeout=5, message="the mirrored barrier")
     assert not [p for p in shadow.paths if tag in p and p != barrier]
+
+
+def test_request_lost_on_a_reused_connection_is_a_reset_not_a_replay(mesh: Mesh) -> None:
+    """A POST sent on a pooled keep-alive connection whose upstream closes it without answering:
+    the request may have reached the application, so it is not sent again behind the retry
+    policy's back (RFC 9110 §9.2.2: a proxy MUST NOT automatically retry non-idempotent
+    requests). Istio's default policy does not retry a reset: Envoy answers 503, flag UC."""
+    path, rid = f"/drop/1?id={unique()}", unique()
+    with httpx.Client(headers={"host": f"retries:{PORT}"}) as client:
+        assert client.get(f"{mesh.proxy.url}/?warm").status_code == 200  # a pooled connection
+        response = client.post(f"{mesh.proxy.url}{path}", content=b"order #1",
+                               headers={"x-request-id": rid})
+    assert response.status_code == 503
+    assert mesh.servers["retries"].paths[path] == 1
+    assert mesh.flags(rid) == {"UC"}
