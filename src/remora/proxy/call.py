@@ -47,6 +47,8 @@ _REPLIES = {
 def failure_reply(result: AttemptResult, *, exhausted: bool) -> LocalReply:
     status, flag, body, details = _REPLIES[result]
     reply = LocalReply(status, flag, body.encode(), details=details)
+    if result is OVERFLOW:  # Envoy router: set when a circuit breaker dropped the request
+        reply.headers = [("x-envoy-overloaded", "true")]
     if exhausted:
         reply.extra_flags = (ResponseFlag.URX,)
     return reply
