@@ -311,10 +311,13 @@ def test_default_policy_retries_connect_failure_then_uf_urx(mesh: Mesh) -> None:
 # circuit breaking (DestinationRule connectionPool; Envoy circuit breakers) ------------------------
 def concurrent_gets(mesh: Mesh, service: str, path: str, *, clients: int
                     ) -> list[tuple[int, float, str]]:
-    """`clients` simultaneous requests: (status, seconds, request id) each."""
+    """`clients` simultaneous requests: (status, seconds, request id) each; a 503 carries
+    x-envoy-overloaded only when a circuit breaker dropped it (then as "true")."""
     def one(index: int) -> tuple[int, float, str]:
         rid = unique()
         response, took = timed(lambda: mesh.get(service, f"{path}?c={index}", request_id=rid))
+        overloaded = response.headers.get("x-envoy-overloaded")
+        assert overloaded == ("true" if response.status_code == 503 else None)
         return response.status_code, took, rid
 
     with ThreadPoolExecutor(clients) as pool:
@@ -324,7 +327,8 @@ def concurrent_gets(mesh: Mesh, service: str, path: str, *, clients: int
 def test_overflow_is_an_immediate_503_uo(mesh: Mesh) -> None:
     """tcp.maxConnections 1 and http.http1MaxPendingRequests 1, five concurrent 1 s requests:
     one is served, one waits for the connection, the rest overflow the pending queue - Envoy
-    answers them 503 with flag UO at once instead of queueing them."""
+    answers them 503 with flag UO and x-envoy-overloaded: true (router filter docs) at once
+    instead of queueing them."""
     results = concurrent_gets(mesh, "breaker", "/slow/1", clients=5)
     served = [r for r in results if r[0] == 200]
     overflowed = [r for r in results if r[0] == 503]
