@@ -10,6 +10,7 @@ declare -A DEB_PACKAGES=(
   [nginx-light]="command -v nginx || test -x /usr/sbin/nginx"
   [wrk]="command -v wrk"
   [curl]="command -v curl"
+  [etcd-server]="command -v etcd || test -x /usr/bin/etcd"
 )
 
 missing=()

@@ -1,0 +1,1 @@
+"""The service registry: services, instances, health and leases, over a pluggable store."""
