@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import _remora
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
-from remora.proxy.config import ConfigSource
+from remora.proxy.config import FileSource
 from remora.proxy.runtime import ProxyOptions, ProxyRuntime
 from remora.proxy.server import DownstreamConnection
 from remora.proxy.upstream import UpstreamConnection
@@ -77,13 +77,14 @@ async def measure(requests: int, *, profile: bool, access_log: bool) -> float:
     config = workdir / "config"
     config.mkdir()
     (config / "mesh.yaml").write_text(
-        _remora._CONFIG.format(service_port=_remora.SERVICE_PORT, upstream=UPSTREAM_PORT)
+        _remora._CONFIG.format(service_port=_remora.SERVICE_PORT, upstream=UPSTREAM_PORT,
+                               traffic_policy="", route_policy="")
     )
     identity = ProxyIdentity(mode="sidecar", labels={"app": "client", "version": "v1"},
                              workload="client")
-    source = ConfigSource([str(config)], identity=identity, ports=ListenerPorts())
+    source = FileSource([str(config)], identity=identity, ports=ListenerPorts())
     log = str(workdir / "access.log") if access_log else None
-    runtime = ProxyRuntime(source, ProxyOptions(access_log=log))
+    runtime = ProxyRuntime(source, ProxyOptions(access_log=log), await source.first())
     listener = next(x for x in runtime.snapshot.listeners if x.direction == "outbound")
     downstream = DownstreamConnection(runtime, listener, scheme="http")
     downstream.connection_made(MemoryTransport())  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
-from remora.proxy.config import ConfigSource
+from remora.proxy.config import FileSource
 from remora.proxy.process import run
 from remora.proxy.runtime import ProxyOptions
 
@@ -77,5 +77,5 @@ def proxy(
                           health=health_port)
     options = ProxyOptions(bind=bind, access_log=access_log, drain_timeout=drain_timeout,
                            idle_timeout=idle_timeout, headers_timeout=headers_timeout)
-    run(ConfigSource(filename, identity=identity, ports=ports), options,
+    run(FileSource(filename, identity=identity, ports=ports), options,
         admin_port=admin_port, health_port=health_port)

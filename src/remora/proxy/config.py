@@ -1,43 +1,84 @@
-"""Where a proxy's snapshot comes from when it runs from files: load, validate, compile.
+"""Where a proxy's snapshot comes from: files it reads itself, or a control plane's push.
 
-The control plane will feed the same `Snapshot` later; until then the proxy reads YAML itself,
-refuses a config with any issue (keeping the one it runs), and notices file changes.
+Either way a `SnapshotSource` gives the first snapshot, then follows changes and hands each new
+snapshot to the runtime; a config with any issue is refused and the running one stays.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 import os
 import ssl
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from remora.api.loader import YAML_SUFFIXES, load_paths
 from remora.errors import RemoraError
 from remora.mesh.compile import compile_snapshot
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from remora.mesh.snapshot import Listener, ListenerPorts, ProxyIdentity, Snapshot
+
+
+log = logging.getLogger("remora.proxy")
 
 
 class InvalidConfigError(RemoraError):
     """The configuration has issues; the message lists them (file:line: resource: path: msg)."""
 
 
-class ConfigSource:
-    """Static configuration from files and directories, recompiled on demand."""
+class SnapshotSource(Protocol):
+    """What feeds a proxy its configuration."""
+
+    async def first(self) -> Snapshot:
+        """The snapshot to start with (InvalidConfigError / RemoraError when there is none)."""
+        ...
+
+    async def follow(self, apply: Callable[[Snapshot], None]) -> None:
+        """Run until cancelled, calling `apply` with each new valid snapshot."""
+        ...
+
+    def reload(self) -> Snapshot | None:
+        """SIGHUP: a fresh snapshot now, or None when this source has nothing to reread."""
+        ...
+
+
+class FileSource:
+    """Static configuration from files and directories, recompiled when they change."""
 
     def __init__(
-        self, paths: Sequence[str], *, identity: ProxyIdentity, ports: ListenerPorts
+        self, paths: Sequence[str], *, identity: ProxyIdentity, ports: ListenerPorts,
+        interval: float = 1.0,
     ) -> None:
         self.paths = list(paths)
         self.identity = identity
         self.ports = ports
+        self.interval = interval
         self._versions = itertools.count(1)
         self._signature = self._files_signature()
+
+    async def first(self) -> Snapshot:
+        return self.load()
+
+    def reload(self) -> Snapshot | None:
+        return self.load()
+
+    async def follow(self, apply: Callable[[Snapshot], None]) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            if not self.changed():
+                continue
+            try:
+                snapshot = self.load()
+            except RemoraError as exc:
+                log.error("config rejected, keeping the running one: %s", exc)
+                continue
+            apply(snapshot)
 
     def load(self) -> Snapshot:
         """Compile the files as they are now; InvalidConfigError when any resource is invalid."""
@@ -72,29 +113,29 @@ class ConfigSource:
                 entries.append((str(file), stat.st_mtime_ns, stat.st_size))
         return tuple(entries)
 
-    @staticmethod
-    def tls_context(listener: Listener) -> ssl.SSLContext | None:
-        """A server TLS context for a gateway listener with SIMPLE TLS, None for plain HTTP."""
-        tls = listener.tls
-        if tls is None:
-            return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.set_alpn_protocols(["http/1.1"])
-        if tls.cert_path and tls.key_path:
-            try:
-                context.load_cert_chain(tls.cert_path, tls.key_path)
-            except (OSError, ssl.SSLError) as exc:
-                raise InvalidConfigError(f"listener {listener.name}: certificate: {exc}") from exc
-            return context
-        # PEM from a Secret: the ssl module loads chains from files only
-        with tempfile.TemporaryDirectory() as folder:
-            cert = os.path.join(folder, "tls.crt")
-            key = os.path.join(folder, "tls.key")
-            Path(cert).write_bytes(tls.cert_pem or b"")
-            Path(key).write_bytes(tls.key_pem or b"")
-            os.chmod(key, 0o600)
-            try:
-                context.load_cert_chain(cert, key)
-            except (OSError, ssl.SSLError) as exc:
-                raise InvalidConfigError(f"listener {listener.name}: certificate: {exc}") from exc
+
+def tls_context(listener: Listener) -> ssl.SSLContext | None:
+    """A server TLS context for a gateway listener with SIMPLE TLS, None for plain HTTP."""
+    tls = listener.tls
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.set_alpn_protocols(["http/1.1"])
+    if tls.cert_path and tls.key_path:
+        try:
+            context.load_cert_chain(tls.cert_path, tls.key_path)
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidConfigError(f"listener {listener.name}: certificate: {exc}") from exc
         return context
+    # PEM from a Secret: the ssl module loads chains from files only
+    with tempfile.TemporaryDirectory() as folder:
+        cert = os.path.join(folder, "tls.crt")
+        key = os.path.join(folder, "tls.key")
+        Path(cert).write_bytes(tls.cert_pem or b"")
+        Path(key).write_bytes(tls.key_pem or b"")
+        os.chmod(key, 0o600)
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidConfigError(f"listener {listener.name}: certificate: {exc}") from exc
+    return context

@@ -9,7 +9,7 @@ import uvloop
 from remora.errors import RemoraError
 from remora.gcpause import settle_heap
 from remora.proxy.admin import serve_admin
-from remora.proxy.config import ConfigSource
+from remora.proxy.config import SnapshotSource
 from remora.proxy.runtime import ProxyOptions, ProxyRuntime
 
 log = logging.getLogger("remora.proxy")
@@ -19,9 +19,10 @@ class ListenError(RemoraError):
     """A port the proxy needs is taken or not allowed."""
 
 
-async def serve(source: ConfigSource, options: ProxyOptions, *, admin_port: int,
+async def serve(source: SnapshotSource, options: ProxyOptions, *, admin_port: int,
                 health_port: int) -> None:
-    runtime = ProxyRuntime(source, options)
+    snapshot = await source.first()  # the first config must be valid: nothing to fall back to
+    runtime = ProxyRuntime(source, options, snapshot)
     try:
         await runtime.start()
         admin = await serve_admin(runtime, port=admin_port, health_only=False)
@@ -38,6 +39,8 @@ async def serve(source: ConfigSource, options: ProxyOptions, *, admin_port: int,
     log.info("remora proxy drained and stopped")
 
 
-def run(source: ConfigSource, options: ProxyOptions, *, admin_port: int, health_port: int) -> None:
+def run(
+    source: SnapshotSource, options: ProxyOptions, *, admin_port: int, health_port: int
+) -> None:
     """Block until the proxy stops (SIGTERM, SIGINT or POST /drain)."""
     uvloop.run(serve(source, options, admin_port=admin_port, health_port=health_port))

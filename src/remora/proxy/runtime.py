@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from remora.gcpause import settle_heap
 from remora.policy.flags import ResponseFlag
 from remora.proxy.clusters import ClusterTable
+from remora.proxy.config import tls_context
 from remora.proxy.server import DownstreamConnection
 from remora.proxy.upstream import Pools
 from remora.telemetry.accesslog import AccessLog
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from remora.mesh.snapshot import Listener, Snapshot
-    from remora.proxy.config import ConfigSource
+    from remora.proxy.config import SnapshotSource
     from remora.proxy.events import ProtocolError
     from remora.proxy.exchange import Exchange
 
@@ -46,14 +47,13 @@ class ProxyOptions:
     idle_timeout: float = 300.0  # keep-alive connections with no request in flight
     drain_timeout: float = 5.0  # Istio's terminationDrainDuration
     max_header_bytes: int = 60 * 1024  # Envoy's max_request_headers_kb default
-    watch_interval: float = 1.0  # config files are checked for changes this often
     extra: dict[str, str] = field(default_factory=dict)
 
 
 class ProxyRuntime:
     """Everything one proxy process shares between its connections."""
 
-    def __init__(self, source: ConfigSource, options: ProxyOptions) -> None:
+    def __init__(self, source: SnapshotSource, options: ProxyOptions, snapshot: Snapshot) -> None:
         self.source = source
         self.options = options
         self.connect_timeout = options.connect_timeout
@@ -68,7 +68,6 @@ class ProxyRuntime:
         self.draining = False
         self.ready = False
         self.stopped = asyncio.Event()
-        snapshot = source.load()  # the first config must be valid: nothing to fall back to
         self.tables = ClusterTable(snapshot, self.pools)
         from remora.proxy.observe import Observer  # noqa: PLC0415 - needs metrics built first
 
@@ -120,7 +119,7 @@ class ProxyRuntime:
         for port, listener in wanted.items():
             if port in self.servers:
                 continue
-            context = self.source.tls_context(listener)
+            context = tls_context(listener)
             self.servers[port] = await self.loop.create_server(
                 self.protocol_factory(listener, context),
                 self.options.bind,
@@ -146,12 +145,17 @@ class ProxyRuntime:
 
     # config swaps ------------------------------------------------------------------------------
     def reload(self) -> None:
-        """SIGHUP or a file change: recompile; keep the old snapshot if the new one is bad."""
+        """SIGHUP: recompile now; keep the old snapshot if the new one is bad."""
         try:
-            snapshot = self.source.load()
+            snapshot = self.source.reload()
         except Exception as exc:
             log.error("config rejected, keeping version %s: %s", self.snapshot.version, exc)
             return
+        if snapshot is not None:
+            self.apply(snapshot)
+
+    def apply(self, snapshot: Snapshot) -> None:
+        """A new valid snapshot from the source: swap it in."""
         self.swap(snapshot)
         settle_heap()
 
@@ -163,10 +167,7 @@ class ProxyRuntime:
         log.info("config version %s applied", snapshot.version)
 
     async def watch(self) -> None:
-        while not self.draining:
-            await asyncio.sleep(self.options.watch_interval)
-            if self.source.changed():
-                self.reload()
+        await self.source.follow(self.apply)
 
     # timeouts and flushing ---------------------------------------------------------------------
     async def sweep(self) -> None:
