@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
-from remora.proxy.config import FileSource
+from remora.proxy.config import FileSource, SnapshotSource
+from remora.proxy.discovery import RemoteSource
 from remora.proxy.process import run
 from remora.proxy.runtime import ProxyOptions
 
@@ -35,8 +36,10 @@ def register(app: typer.Typer) -> None:
 
 
 def proxy(
-    filename: Annotated[list[str], typer.Option(
-        "-f", "--filename", help="Config file or directory (recursive). Repeatable.")],
+    filename: Annotated[list[str] | None, typer.Option(
+        "-f", "--filename", help="Config file or directory (recursive). Repeatable.")] = None,
+    controlplane: Annotated[str | None, typer.Option(
+        help="Control plane URL(s), comma-separated: get config pushed instead of -f.")] = None,
     mode: Annotated[Mode, typer.Option(help="sidecar or gateway.")] = Mode.SIDECAR,
     namespace: Annotated[str, typer.Option("-n", "--namespace",
                                            help="This proxy's namespace.")] = "default",
@@ -63,6 +66,8 @@ def proxy(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run a proxy: sidecar (outbound 15001, inbound 15006) or gateway (Gateway servers)."""
+    if bool(filename) == bool(controlplane):
+        raise typer.BadParameter("give either -f FILE|DIR or --controlplane URL[,URL]")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     label_map = parse_labels(labels)
     identity = ProxyIdentity(
@@ -77,5 +82,11 @@ def proxy(
                           health=health_port)
     options = ProxyOptions(bind=bind, access_log=access_log, drain_timeout=drain_timeout,
                            idle_timeout=idle_timeout, headers_timeout=headers_timeout)
-    run(FileSource(filename, identity=identity, ports=ports), options,
+    source: SnapshotSource
+    if controlplane:
+        urls = [url.strip() for url in controlplane.split(",") if url.strip()]
+        source = RemoteSource(urls, identity=identity, ports=ports)
+    else:
+        source = FileSource(filename or [], identity=identity, ports=ports)
+    run(source, options,
         admin_port=admin_port, health_port=health_port)

@@ -1,0 +1,175 @@
+"""A proxy fed by the control plane: `remora proxy --controlplane URL[,URL...]`.
+
+As with xDS, the proxy opens a stream with its identity (node), receives versioned snapshots of
+the configuration that concerns it, compiles each, and answers ACK (applied) or NACK (with the
+error; the previous snapshot keeps serving). When the control plane is unreachable the proxy
+keeps its last good snapshot and reconnects with jittered exponential back-off, cycling through
+every address it was given.
+
+Wire format (HTTP/1.1, NDJSON): `POST /api/remora/v1/discovery` with `{"node": {...}}` answers a
+stream of lines `{"type": "snapshot", "version": V, "documents": [...]}` and
+`{"type": "ping"}`; `POST /api/remora/v1/discovery/ack` takes
+`{"node": ID, "version": V, "error": null | "..."}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from remora.api.errors import ConfigError
+from remora.api.loader import parse_resource
+from remora.errors import RemoraError
+from remora.mesh.compile import compile_snapshot
+from remora.proxy.config import InvalidConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from remora.mesh.snapshot import ListenerPorts, ProxyIdentity, Snapshot
+
+log = logging.getLogger("remora.proxy")
+
+DISCOVERY = "/api/remora/v1/discovery"
+ACK = "/api/remora/v1/discovery/ack"
+BACKOFF_BASE = 0.25  # seconds; doubles per failed attempt up to BACKOFF_MAX, fully jittered
+BACKOFF_MAX = 8.0
+
+
+class ControlPlaneUnavailableError(RemoraError):
+    """No control plane answered with a valid first snapshot in time."""
+
+
+def node_id(identity: ProxyIdentity) -> str:
+    """Envoy-style node id: `sidecar~127.0.0.1~reviews-v1-12345.default~default.svc`."""
+    return (f"{identity.mode}~{identity.ip}~{identity.workload}-{os.getpid()}."
+            f"{identity.namespace}~{identity.namespace}.svc.cluster.local")
+
+
+def node_document(identity: ProxyIdentity) -> dict[str, Any]:
+    return {
+        "id": node_id(identity),
+        "mode": identity.mode,
+        "namespace": identity.namespace,
+        "labels": dict(identity.labels),
+        "workload": identity.workload,
+        "serviceAccount": identity.service_account,
+        "ip": identity.ip,
+        "appPort": identity.app_port,
+        "locality": identity.locality,
+    }
+
+
+def compile_documents(documents: Sequence[dict[str, Any]], *, version: str,
+                      identity: ProxyIdentity, ports: ListenerPorts) -> Snapshot:
+    """The pushed documents as a snapshot; InvalidConfigError lists what is wrong."""
+    resources = []
+    problems: list[str] = []
+    for document in documents:
+        try:
+            resources.append(parse_resource(document))
+        except ConfigError as exc:
+            problems.extend(str(issue) for issue in exc.issues)
+    if problems:
+        raise InvalidConfigError("\n".join(problems))
+    return compile_snapshot(resources, identity, version=version, listener_ports=ports)
+
+
+class RemoteSource:
+    """Snapshots pushed by one of several control planes."""
+
+    def __init__(self, urls: Sequence[str], *, identity: ProxyIdentity, ports: ListenerPorts,
+                 first_timeout: float = 30.0, rng: random.Random | None = None) -> None:
+        if not urls:
+            raise RemoraError("--controlplane needs at least one URL")
+        self.urls = [url.rstrip("/") for url in urls]
+        self.identity = identity
+        self.ports = ports
+        self.first_timeout = first_timeout
+        self.rng = rng or random.Random()
+        self.node = node_document(identity)
+        self.version = ""  # the last applied version
+        self._first: asyncio.Future[Snapshot] | None = None
+        self._apply: Callable[[Snapshot], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+
+    async def first(self) -> Snapshot:
+        loop = asyncio.get_running_loop()
+        self._first = loop.create_future()
+        self._task = loop.create_task(self._run())
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._first), self.first_timeout)
+        except TimeoutError:
+            self._task.cancel()
+            raise ControlPlaneUnavailableError(
+                f"no snapshot from {', '.join(self.urls)} in {self.first_timeout:g} s"
+            ) from None
+
+    async def follow(self, apply: Callable[[Snapshot], None]) -> None:
+        self._apply = apply
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        try:
+            await asyncio.shield(self._task)
+        finally:
+            self._task.cancel()
+            await self._client.aclose()
+
+    def reload(self) -> Snapshot | None:
+        return None  # the control plane pushes; nothing to reread
+
+    async def _run(self) -> None:
+        """Stream from one control plane after another, backing off between failures."""
+        failures = 0
+        index = 0
+        while True:
+            url = self.urls[index % len(self.urls)]
+            try:
+                await self._stream(url)
+                failures = 0  # a stream that ended cleanly: reconnect at once
+            except (httpx.HTTPError, OSError, ValueError) as exc:
+                failures += 1
+                index += 1
+                delay = self.rng.random() * min(BACKOFF_MAX, BACKOFF_BASE * 2 ** failures)
+                log.warning("control plane %s: %s; retrying in %.2f s", url, exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _stream(self, url: str) -> None:
+        body = {"node": self.node, "version": self.version}
+        async with self._client.stream("POST", url + DISCOVERY, json=body) as response:
+            response.raise_for_status()
+            log.info("connected to control plane %s", url)
+            async for line in response.aiter_lines():
+                if not line.strip():
+                    continue
+                message = json.loads(line)
+                if message.get("type") == "snapshot":
+                    await self._receive(url, message)
+
+    async def _receive(self, url: str, message: dict[str, Any]) -> None:
+        version = str(message.get("version", ""))
+        error: str | None = None
+        try:
+            snapshot = compile_documents(message.get("documents") or [], version=version,
+                                         identity=self.identity, ports=self.ports)
+        except RemoraError as exc:
+            error = str(exc)
+            log.error("NACK version %s, keeping %s: %s", version, self.version or "none", error)
+        else:
+            self.version = version
+            first = self._first
+            if first is not None and not first.done():
+                first.set_result(snapshot)
+            elif self._apply is not None:
+                self._apply(snapshot)
+            log.info("ACK version %s", version)
+        await self._client.post(url + ACK, json={
+            "node": self.node["id"], "version": version, "error": error,
+        })
