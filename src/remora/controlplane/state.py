@@ -1,0 +1,37 @@
+"""The control plane's state: one store and the services built over it, shared by every router."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from remora.controlplane.resources import ResourceStore
+from remora.registry.store.base import Store
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ControlPlane:
+    """What the HTTP API serves. `registry` and `configs` are filled by their owners (the
+    service registry and the config center) when the control plane runs them."""
+
+    store: Store
+    resources: ResourceStore
+    clock: Callable[[], datetime] = utcnow
+    registry: Any = None  # remora.registry.service.Registry
+    configs: Any = None  # remora.registry.configs.ConfigCenter
+
+    @classmethod
+    async def open(cls, store: Store, *, clock: Callable[[], datetime] = utcnow) -> ControlPlane:
+        """The state over `store`, with the built-in namespaces present."""
+        resources = ResourceStore(store, clock=clock)
+        await resources.ensure_namespaces()
+        return cls(store=store, resources=resources, clock=clock)
+
+    async def close(self) -> None:
+        await self.store.close()
