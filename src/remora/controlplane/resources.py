@@ -71,31 +71,31 @@ class ResourceError(RemoraError):
         self.causes = list(causes)
 
 
-class BadRequest(ResourceError):
+class BadRequestError(ResourceError):
     code, reason = 400, "BadRequest"
 
 
-class Forbidden(ResourceError):
+class ForbiddenError(ResourceError):
     code, reason = 403, "Forbidden"
 
 
-class NotFound(ResourceError):
+class NotFoundError(ResourceError):
     code, reason = 404, "NotFound"
 
 
-class Conflict(ResourceError):
+class ResourceConflictError(ResourceError):
     code, reason = 409, "Conflict"
 
 
-class AlreadyExists(ResourceError):
+class AlreadyExistsError(ResourceError):
     code, reason = 409, "AlreadyExists"
 
 
-class Expired(ResourceError):
+class ExpiredError(ResourceError):
     code, reason = 410, "Expired"
 
 
-class Invalid(ResourceError):
+class InvalidError(ResourceError):
     code, reason = 422, "Invalid"
 
 
@@ -148,9 +148,9 @@ class WatchEvent:
 
 def validate(document: Any, *, namespace: str = DEFAULT_NAMESPACE) -> Validated:
     """Check one document against the config model and the single-object analyzers; Invalid
-    (every field path and message) or NotFound (a kind Remora does not serve)."""
+    (every field path and message) or NotFoundError (a kind Remora does not serve)."""
     if not isinstance(document, dict):
-        raise Invalid("the object must be a mapping with apiVersion, kind and metadata",
+        raise InvalidError("the object must be a mapping with apiVersion, kind and metadata",
                       causes=[Cause("", f"got {type(document).__name__}")])
     kind = document.get("kind")
     group = split_api_version(str(document.get("apiVersion", "")))[0]
@@ -159,20 +159,21 @@ def validate(document: Any, *, namespace: str = DEFAULT_NAMESPACE) -> Validated:
         resource = parse_resource(document, namespace=namespace)
     except ConfigError as exc:
         if rtype is None and isinstance(kind, str) and isinstance(document.get("apiVersion"), str):
-            raise NotFound(f"the server could not find the requested resource: kind {kind!r} in "
-                           f"apiVersion {document['apiVersion']!r} is not served") from None
+            raise NotFoundError(f"the server could not find the requested resource: kind "
+                                f"{kind!r} in apiVersion {document['apiVersion']!r} is not "
+                                "served") from None
         causes = [Cause(issue.path, issue.message) for issue in exc.issues]
-        raise Invalid(_invalid_message(document, causes), causes=causes) from None
+        raise InvalidError(_invalid_message(document, causes), causes=causes) from None
     if rtype is None:  # parse_resource only builds served kinds
-        raise NotFound(f"kind {kind!r} is not served")
+        raise NotFoundError(f"kind {kind!r} is not served")
     causes = _name_causes(resource)
     if causes:
-        raise Invalid(_invalid_message(document, causes), causes=causes)
+        raise InvalidError(_invalid_message(document, causes), causes=causes)
     messages = _analyze(resource)
     errors = [m for m in messages if m.type.level is Level.ERROR]
     if errors:
         causes = [Cause("", f"[{m.type.code}] {m.text}") for m in errors]
-        raise Invalid(_invalid_message(document, causes), causes=causes)
+        raise InvalidError(_invalid_message(document, causes), causes=causes)
     warnings = [f"{m.type.level.value} [{m.type.code}] {m.text}" for m in messages]
     return Validated(document, rtype, resource, warnings)
 
@@ -281,8 +282,8 @@ class ResourceStore:
             except ConflictError:
                 continue  # written meanwhile: _merge judges again against what is there now
             return Applied(decode(entry), action, rtype, valid.warnings)
-        raise Conflict(f"{rtype.qualified} {resource.name!r}: the object kept changing while it "
-                       "was being applied; try again")
+        raise ResourceConflictError(f"{rtype.qualified} {resource.name!r}: the object kept "
+                                    "changing while it was being applied; try again")
 
     def _merge(self, valid: Validated, ns: str, current: Entry | None, *, mode: Mode,
                wanted: int | None) -> tuple[dict[str, Any], Action]:
@@ -291,18 +292,17 @@ class ResourceStore:
         label = f'{rtype.plural}.{rtype.group or "core"} "{name}"'
         if current is None:
             if mode is Mode.UPDATE:
-                raise NotFound(f"{label} not found")
+                raise NotFoundError(f"{label} not found")
             if wanted is not None:
-                raise Conflict(f"Operation cannot be fulfilled on {label}: the object has been "
-                               "deleted; resourceVersion should not be set on objects to be "
-                               "created")
+                raise _conflict(label, "has been deleted; resourceVersion should not be set on "
+                                "objects to be created")
         elif mode is Mode.CREATE:
-            raise AlreadyExists(f"{label} already exists")
+            raise AlreadyExistsError(f"{label} already exists")
         elif wanted is not None and wanted != current.modified:
-            raise Conflict(f"Operation cannot be fulfilled on {label}: the object has been "
-                           "modified; please apply your changes to the latest version and try "
-                           "again", causes=[Cause("metadata.resourceVersion",
-                                                  f"is {current.modified}, not {wanted}")])
+            raise _conflict(label, "has been modified; please apply your changes to the latest "
+                            "version and try again",
+                            Cause("metadata.resourceVersion",
+                                  f"is {current.modified}, not {wanted}"))
         obj = {k: v for k, v in valid.document.items() if k != "status"}
         meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in SERVER_FIELDS}
         if rtype.namespaced:
@@ -326,12 +326,12 @@ class ResourceStore:
 
     async def _require_namespace(self, namespace: str) -> None:
         if await self.store.get(key_of(_NAMESPACE, "", namespace)) is None:
-            raise NotFound(f'namespaces "{namespace}" not found')
+            raise NotFoundError(f'namespaces "{namespace}" not found')
 
     async def get(self, rtype: ResourceType, namespace: str, name: str) -> dict[str, Any]:
         entry = await self.store.get(key_of(rtype, namespace if rtype.namespaced else "", name))
         if entry is None:
-            raise NotFound(f'{rtype.plural}.{rtype.group or "core"} "{name}" not found')
+            raise NotFoundError(f'{rtype.plural}.{rtype.group or "core"} "{name}" not found')
         return decode(entry)
 
     async def list(self, rtype: ResourceType, namespace: str | None = None,
@@ -348,16 +348,18 @@ class ResourceStore:
                      resource_version: str | None = None) -> dict[str, Any]:
         """Delete one object (a namespace takes its objects with it); returns its last state."""
         if rtype.kind == "Namespace" and name in BUILTIN_NAMESPACES:
-            raise Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+            raise ForbiddenError(f'namespaces "{name}" is forbidden: this namespace may not be '
+                                 "deleted")
         key = key_of(rtype, namespace if rtype.namespaced else "", name)
         expected = ANY if resource_version is None else _revision(resource_version)
         try:
             entry = await self.store.delete(key, expected=expected)
         except ConflictError:
-            raise Conflict(f'Operation cannot be fulfilled on {rtype.plural} "{name}": the object '
-                           "has been modified") from None
+            label = f'{rtype.plural}.{rtype.group or "core"} "{name}"'
+            raise _conflict(label, "has been modified", Cause(
+                "metadata.resourceVersion", f"is not {resource_version}")) from None
         if entry is None:
-            raise NotFound(f'{rtype.plural}.{rtype.group or "core"} "{name}" not found')
+            raise NotFoundError(f'{rtype.plural}.{rtype.group or "core"} "{name}" not found')
         if rtype.kind == "Namespace":
             await self._delete_namespaced(name)
         return decode(entry)
@@ -391,7 +393,7 @@ class ResourceStore:
                 if selector is None or selector.matches(_labels(obj)):
                     yield WatchEvent(kind, obj)
         except CompactedError:
-            raise Expired(f"too old resource version: {since}") from None
+            raise ExpiredError(f"too old resource version: {since}") from None
 
 
 def _namespace_type() -> ResourceType:
@@ -401,6 +403,12 @@ def _namespace_type() -> ResourceType:
 
 
 _NAMESPACE = _namespace_type()
+
+
+def _conflict(label: str, what: str, *causes: Cause) -> ResourceConflictError:
+    """Kubernetes' wording for a failed precondition (apimachinery errors.NewConflict)."""
+    return ResourceConflictError(f"Operation cannot be fulfilled on {label}: the object {what}",
+                                 causes=causes)
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
@@ -418,10 +426,10 @@ def _revision(value: Any) -> int:
     try:
         revision = int(value)
     except (TypeError, ValueError):
-        raise Invalid(f"resourceVersion {value!r} is not valid", causes=[
+        raise InvalidError(f"resourceVersion {value!r} is not valid", causes=[
             Cause("metadata.resourceVersion", "must be an integer string")]) from None
     if revision < 0:
-        raise Invalid(f"resourceVersion {value!r} is not valid",
+        raise InvalidError(f"resourceVersion {value!r} is not valid",
                       causes=[Cause("metadata.resourceVersion", "must not be negative")])
     return revision
 

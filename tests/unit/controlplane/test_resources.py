@@ -2,7 +2,7 @@
 
 Kubernetes' object metadata rules (kubernetes.io/docs/reference/using-api/api-concepts/):
 uid and creationTimestamp are set at create, generation changes with the spec only,
-resourceVersion is opaque and changes on every write; a stale one is a 409 Conflict.
+resourceVersion is opaque and changes on every write; a stale one is a 409 ResourceConflictError.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import pytest
 from remora.controlplane.kindnames import by_kind, lookup
 from remora.controlplane.resources import (
     Action,
-    AlreadyExists,
-    Conflict,
-    Forbidden,
-    Invalid,
+    AlreadyExistsError,
+    ForbiddenError,
+    InvalidError,
     Mode,
-    NotFound,
+    NotFoundError,
+    ResourceConflictError,
     ResourceStore,
 )
 from remora.controlplane.selectors import parse_selector
@@ -114,17 +114,17 @@ async def test_stale_resource_version_conflicts(resources: ResourceStore) -> Non
     first = await resources.apply(vs())
     rv = first.object["metadata"]["resourceVersion"]
     await resources.apply(vs(subset="v2", resourceVersion=rv))  # current: accepted
-    with pytest.raises(Conflict) as caught:
+    with pytest.raises(ResourceConflictError) as caught:
         await resources.apply(vs(subset="v3", resourceVersion=rv))
     assert caught.value.code == 409
     assert caught.value.causes[0].field == "metadata.resourceVersion"
 
 
 async def test_create_and_update_modes(resources: ResourceStore) -> None:
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         await resources.apply(vs(), mode=Mode.UPDATE)
     await resources.apply(vs(), mode=Mode.CREATE)
-    with pytest.raises(AlreadyExists) as caught:
+    with pytest.raises(AlreadyExistsError) as caught:
         await resources.apply(vs(), mode=Mode.CREATE)
     assert caught.value.code == 409
 
@@ -133,7 +133,7 @@ async def test_invalid_carries_every_field_path(resources: ResourceStore) -> Non
     document = vs()
     document["spec"]["http"][0]["route"][0]["weight"] = "heavy"
     document["spec"]["bogus"] = 1
-    with pytest.raises(Invalid) as caught:
+    with pytest.raises(InvalidError) as caught:
         await resources.apply(document)
     fields = {cause.field for cause in caught.value.causes}
     assert {"spec.http[0].route[0].weight", "spec.bogus"} <= fields
@@ -143,15 +143,15 @@ async def test_invalid_carries_every_field_path(resources: ResourceStore) -> Non
 @pytest.mark.parametrize(("name", "namespace"), [("Bad/Name", None), ("ok", "Not OK"), ("", None)])
 async def test_names_must_be_dns_names(resources: ResourceStore, name: str,
                                        namespace: str | None) -> None:
-    with pytest.raises(Invalid):
+    with pytest.raises(InvalidError):
         await resources.apply(vs(name, namespace=namespace))
 
 
 async def test_unknown_kind_and_namespace_are_not_found(resources: ResourceStore) -> None:
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         await resources.apply({"apiVersion": "example.com/v1", "kind": "Widget",
                                "metadata": {"name": "w"}})
-    with pytest.raises(NotFound) as caught:
+    with pytest.raises(NotFoundError) as caught:
         await resources.apply(vs(namespace="nowhere"))
     assert 'namespaces "nowhere" not found' in caught.value.message
 
@@ -181,9 +181,9 @@ async def test_get_list_delete(resources: ResourceStore) -> None:
         assert [o["metadata"]["name"] for o in found] == names, selector
     deleted = await resources.delete(VS, "default", "a")
     assert deleted["metadata"]["name"] == "a"
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         await resources.get(VS, "default", "a")
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         await resources.delete(VS, "default", "a")
 
 
@@ -194,7 +194,7 @@ async def test_deleting_a_namespace_deletes_its_objects(resources: ResourceStore
     await resources.apply(vs("c", namespace="shop"))
     await resources.delete(namespace, "", "shop")
     assert (await resources.list(VS, "shop"))[0] == []
-    with pytest.raises(Forbidden):
+    with pytest.raises(ForbiddenError):
         await resources.delete(namespace, "", "default")
 
 
