@@ -1,0 +1,113 @@
+"""The push loop: a proxy gets its view at once, a change reaches it after the debounce, an
+unchanged view is not sent again, ACK/NACK are recorded (istiod's push, on our wire format)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remora.controlplane.push import PushServer, view_for
+from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
+from remora.proxy.discovery import compile_documents
+from remora.registry.store.sqlite import SqliteStore
+
+pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+NODE = {"id": "sidecar~127.0.0.1~productpage.default", "mode": "sidecar", "namespace": "default",
+        "labels": {"app": "productpage"}}
+
+
+def doc(kind: str, name: str, spec: dict[str, Any], namespace: str = "default",
+        api: str = "networking.istio.io/v1") -> dict[str, Any]:
+    return {"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": namespace},
+            "spec": spec}
+
+
+SERVICE = doc("Service", "reviews", {"selector": {"app": "reviews"},
+                                     "ports": [{"name": "http", "port": 9080}]}, api="v1")
+VS = doc("VirtualService", "reviews", {"hosts": ["reviews"], "http": [
+    {"route": [{"destination": {"host": "reviews"}}]}]})
+
+
+async def put(store: SqliteStore, document: dict[str, Any]) -> None:
+    meta = document["metadata"]
+    await store.put(f"/resources/x/{document['kind']}/{meta['namespace']}/{meta['name']}",
+                    json.dumps(document).encode())
+
+
+async def next_message(stream: AsyncIterator[bytes]) -> dict[str, Any]:
+    while True:
+        message = json.loads(await asyncio.wait_for(anext(stream), 5))
+        if message["type"] != "ping":
+            return message  # type: ignore[no-any-return]
+
+
+async def test_subscriber_gets_its_view_then_each_change(tmp_path: Path) -> None:
+    store = await SqliteStore(tmp_path / "db").open()
+    await put(store, SERVICE)
+    push = PushServer(store, debounce=0.05)
+    await push.start()
+    try:
+        stream = push.subscribe(NODE)
+        first = await next_message(stream)
+        assert [d["kind"] for d in first["documents"]] == ["Service"]
+        await put(store, VS)
+        second = await next_message(stream)
+        assert second["version"] != first["version"]
+        assert {d["kind"] for d in second["documents"]} == {"Service", "VirtualService"}
+        # the documents compile to the snapshot the proxy will run
+        snapshot = compile_documents(second["documents"], version=second["version"],
+                                     identity=ProxyIdentity(mode="sidecar"),
+                                     ports=ListenerPorts())
+        assert snapshot.outbound_table(9080) is not None
+        assert push.ack(NODE["id"], second["version"], None)
+        assert push.status()[0]["acked"] == second["version"]
+        assert push.ack(NODE["id"], "bad", "compile failed")
+        assert push.status()[0]["error"] == "compile failed"
+        assert not push.ack("nobody", "v", None)
+        await stream.aclose()
+        assert push.status() == []
+    finally:
+        await push.close()
+        await store.close()
+
+
+async def test_a_change_that_does_not_concern_the_proxy_is_not_pushed(tmp_path: Path) -> None:
+    store = await SqliteStore(tmp_path / "db").open()
+    push = PushServer(store, debounce=0.05)
+    await push.start()
+    try:
+        stream = push.subscribe(NODE)
+        first = await next_message(stream)
+        # a ConfigMap is not something a proxy compiles: same view, no new version
+        await put(store, doc("ConfigMap", "settings", {}, api="v1") | {"data": {"a": "b"}})
+        await put(store, SERVICE)
+        second = await next_message(stream)
+        assert second["version"] != first["version"]
+        assert [d["kind"] for d in second["documents"]] == ["Service"]
+        await stream.aclose()
+    finally:
+        await push.close()
+        await store.close()
+
+
+def test_gateways_get_their_namespace_secrets_sidecars_none() -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret",
+              "metadata": {"name": "tls", "namespace": "istio-system"}, "data": {}}
+    _, sidecar = view_for(NODE, [secret, VS])
+    assert [d["kind"] for d in sidecar] == ["VirtualService"]
+    _, gateway = view_for({**NODE, "mode": "gateway", "namespace": "istio-system"}, [secret])
+    assert [d["kind"] for d in gateway] == ["Secret"]
+    version_a, _ = view_for(NODE, [VS])
+    version_b, _ = view_for(NODE, [VS])
+    assert version_a == version_b
