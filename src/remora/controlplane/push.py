@@ -16,10 +16,12 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from remora.controlplane.registry_view import registry_documents
+from remora.registry.service import Registry
 from remora.registry.store.base import CompactedError, Store
 
 log = logging.getLogger("remora.controlplane")
@@ -35,7 +37,6 @@ PROXY_KINDS = frozenset({
 })
 
 Documents = list[dict[str, Any]]
-RegistryView = Callable[[], Awaitable[Documents]]
 
 
 @dataclass
@@ -73,10 +74,10 @@ def view_for(node: dict[str, Any], documents: Documents) -> tuple[str, Documents
 class PushServer:
     """Subscribers, the shared view of the configuration, and the debounced recompute."""
 
-    def __init__(self, store: Store, *, registry_view: RegistryView | None = None,
+    def __init__(self, store: Store, *, registry: Registry | None = None,
                  debounce: float = DEBOUNCE) -> None:
         self.store = store
-        self.registry_view = registry_view
+        self.registry = registry
         self.debounce = debounce
         self.subscribers: dict[str, Subscriber] = {}
         self._documents: Documents | None = None
@@ -106,8 +107,12 @@ class PushServer:
         if self._documents is None:
             entries, _ = await self.store.list(RESOURCES)
             documents = [json.loads(entry.value) for entry in entries]
-            if self.registry_view is not None:
-                documents.extend(await self.registry_view())
+            if self.registry is not None:
+                services = {
+                    (doc["metadata"].get("namespace", "default"), doc["metadata"]["name"]): doc
+                    for doc in documents if doc.get("kind") == "Service"
+                }
+                documents.extend(await registry_documents(self.registry, self.store, services))
             self._documents = documents
         return self._documents
 
