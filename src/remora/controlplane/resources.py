@@ -289,7 +289,7 @@ class ResourceStore:
                wanted: int | None) -> tuple[dict[str, Any], Action]:
         """The object to store and what writing it means, given what is stored now."""
         rtype, name = valid.type, valid.resource.name
-        label = f'{rtype.plural}.{rtype.group or "core"} "{name}"'
+        label = _label(rtype, name)
         if current is None:
             if mode is Mode.UPDATE:
                 raise NotFoundError(f"{label} not found")
@@ -331,7 +331,7 @@ class ResourceStore:
     async def get(self, rtype: ResourceType, namespace: str, name: str) -> dict[str, Any]:
         entry = await self.store.get(key_of(rtype, namespace if rtype.namespaced else "", name))
         if entry is None:
-            raise NotFoundError(f'{rtype.plural}.{rtype.group or "core"} "{name}" not found')
+            raise NotFoundError(f"{_label(rtype, name)} not found")
         return decode(entry)
 
     async def list(self, rtype: ResourceType, namespace: str | None = None,
@@ -355,11 +355,10 @@ class ResourceStore:
         try:
             entry = await self.store.delete(key, expected=expected)
         except ConflictError:
-            label = f'{rtype.plural}.{rtype.group or "core"} "{name}"'
-            raise _conflict(label, "has been modified", Cause(
+            raise _conflict(_label(rtype, name), "has been modified", Cause(
                 "metadata.resourceVersion", f"is not {resource_version}")) from None
         if entry is None:
-            raise NotFoundError(f'{rtype.plural}.{rtype.group or "core"} "{name}" not found')
+            raise NotFoundError(f"{_label(rtype, name)} not found")
         if rtype.kind == "Namespace":
             await self._delete_namespaced(name)
         return decode(entry)
@@ -403,6 +402,12 @@ def _namespace_type() -> ResourceType:
 
 
 _NAMESPACE = _namespace_type()
+
+
+def _label(rtype: ResourceType, name: str) -> str:
+    """`virtualservices.networking.istio.io "reviews"`, `services "x"`: the API server's way."""
+    resource = f"{rtype.plural}.{rtype.group}" if rtype.group else rtype.plural
+    return f'{resource} "{name}"'
 
 
 def _conflict(label: str, what: str, *causes: Cause) -> ResourceConflictError:
