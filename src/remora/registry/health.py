@@ -109,7 +109,7 @@ class BeatTracker:
 
     def sweep(self, now: float) -> list[tuple[str, Verdict]]:
         """Instances past a timeout, with their verdict (the caller applies them)."""
-        found = []
+        found: list[tuple[str, Verdict]] = []
         for key, entry in self._beats.items():
             verdict = beat_verdict(last_beat=entry.last, now=now, timing=entry.timing)
             if verdict is not Verdict.ALIVE:
