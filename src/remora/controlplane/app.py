@@ -6,12 +6,13 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import PlainTextResponse
 
 from remora import __version__
-from remora.controlplane import api_resources
+from remora.controlplane import api_resources, nacos
 from remora.controlplane.state import ControlPlane
 from remora.controlplane.status import install_error_handlers
 
 ROUTERS: list[APIRouter] = [
     api_resources.router,
+    nacos.router,
 ]
 """Each API's router, included in this order (one line per API)."""
 

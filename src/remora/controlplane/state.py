@@ -29,9 +29,19 @@ class ControlPlane:
     @classmethod
     async def open(cls, store: Store, *, clock: Callable[[], datetime] = utcnow) -> ControlPlane:
         """The state over `store`, with the built-in namespaces present."""
+        from remora.registry.configs import ConfigCenter  # noqa: PLC0415 (one edit per owner)
+        from remora.registry.service import Registry  # noqa: PLC0415
+
         resources = ResourceStore(store, clock=clock)
         await resources.ensure_namespaces()
-        return cls(store=store, resources=resources, clock=clock)
+        registry, configs = Registry(store), ConfigCenter(store)
+        await registry.start()
+        await configs.start()
+        return cls(store=store, resources=resources, clock=clock, registry=registry,
+                   configs=configs)
 
     async def close(self) -> None:
+        for part in (self.registry, self.configs):
+            if part is not None:
+                await part.close()
         await self.store.close()
