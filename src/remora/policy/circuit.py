@@ -66,6 +66,11 @@ class PoolLimits:
             tcp_keepalive=tcp.tcp_keepalive if tcp else None,
         )
 
+    def idle_deadline(self, now: float) -> float:
+        """When a connection released idle at `now` is closed; idleTimeout 0 disables the
+        timeout (istio.io ConnectionPoolSettings: "Setting this timeout to 0 will disable")."""
+        return now + self.idle_timeout if self.idle_timeout > 0 else float("inf")
+
     def to_dict(self) -> dict[str, Any]:
         """Envoy's circuit_breakers thresholds plus the pool options, for /config_dump."""
         return {

@@ -275,7 +275,7 @@ class UpstreamCall:
         limits = self.state.limits
         reusable = (self.body_done and self.keep_alive and connection is not None
                     and connection.reusable(limits, now))
-        self.end_try(reusable=reusable, idle_until=now + limits.idle_timeout)
+        self.end_try(reusable=reusable, idle_until=limits.idle_deadline(now))
         self.finished = True
         self.release_retry()
 

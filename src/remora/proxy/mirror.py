@@ -87,4 +87,5 @@ async def mirror_once(state: ClusterState, host: int, data: bytes, *, method: st
         reusable = await asyncio.wait_for(sink.done, MIRROR_TIMEOUT)
     except TimeoutError:
         reusable = False
-    connection.release(reusable=reusable)
+    now = asyncio.get_running_loop().time()
+    connection.release(reusable=reusable, idle_until=state.limits.idle_deadline(now))
