@@ -1,0 +1,1 @@
+"""Registry, config center and Nacos API tests."""
