@@ -94,8 +94,11 @@ class SqliteStore:
         self._clock = clock
         self._history = history
         self._db: sqlite3.Connection | None = None
-        self._revision = 0
+        self._revision = 0  # of the last staged write
+        self._durable = 0  # of the last committed one: what watchers may see
         self._compacted = 0
+        self._batch: asyncio.Future[None] | None = None
+        self._unpublished: Events = []
         self._leases: dict[int, tuple[float, float]] = {}  # id -> (ttl, expires)
         self._watch_buffer = watch_buffer
         self._watchers: weakref.WeakSet[Watcher] = weakref.WeakSet()
@@ -119,11 +122,8 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from exc
         self._db = db
-        meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
-        self._revision, self._compacted = meta["revision"], meta["compacted"]
-        now = self._clock()
-        self._leases = {lid: (ttl, now + ttl)
-                        for lid, ttl in db.execute("SELECT id, ttl FROM leases")}
+        self._leases = {}
+        self._load()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
         return self
 
@@ -133,6 +133,8 @@ class SqliteStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        if self._db is not None:
+            self._flush()
         for watcher in list(self._watchers):
             watcher.end()
         self._watchers.clear()
@@ -154,18 +156,78 @@ class SqliteStore:
         return self._db
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _staged(self) -> Iterator[sqlite3.Connection]:
+        """Statements of one write, added to the open batch transaction (see _commit)."""
         db = self.db
         try:
-            db.execute("BEGIN")
+            if not db.in_transaction:
+                db.execute("BEGIN")
             yield db
-            db.execute("COMMIT")
-        except BaseException as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{self.path}: {exc}") from exc
-            raise
+        except sqlite3.Error as exc:
+            self._abort(exc)
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    async def _commit(self, events: Events) -> None:
+        """Return once the batch holding this write is committed. Every write staged in one
+        event-loop iteration shares one COMMIT (group commit), which is most of a write's cost."""
+        self._unpublished.extend(events)
+        if self._batch is None:
+            loop = asyncio.get_running_loop()
+            self._batch = loop.create_future()
+            loop.call_soon(self._flush)
+        await asyncio.shield(self._batch)
+
+    def _flush(self) -> None:
+        """COMMIT the batch, wake its writers, publish its events to the watchers."""
+        batch, events = self._batch, self._unpublished
+        self._batch, self._unpublished = None, []
+        if batch is None:
+            return
+        try:
+            if self._db is not None and self._db.in_transaction:
+                self._db.execute("UPDATE meta SET value = ? WHERE name = 'revision'",
+                                 (self._revision,))
+                self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._abort(exc)
+            batch.set_exception(StoreError(f"{self.path}: commit failed: {exc}"))
+            return
+        batch.set_result(None)
+        self._durable = self._revision
+        if self._durable - self._compacted > self._history + max(1, self._history // 10):
+            self._compact_now(self._durable - self._history)
+        for watcher in list(self._watchers):
+            watcher.publish(events)
+
+    def _compact_now(self, upto: int) -> None:
+        try:
+            self._compact_to(upto)
+            self.db.execute("COMMIT")
+        except StoreError:
+            log.exception("%s: compaction failed; history kept", self.path)
+        except sqlite3.Error as exc:
+            self._abort(exc)
+
+    def _abort(self, exc: sqlite3.Error) -> None:
+        """A statement or COMMIT failed: the whole batch rolls back; memory follows the file."""
+        log.error("%s: write failed, batch rolled back: %s", self.path, exc)
+        db = self.db
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        if self._batch is not None:
+            self._batch.set_exception(StoreError(f"{self.path}: batch rolled back: {exc}"))
+        self._batch, self._unpublished = None, []
+        self._load()
+
+    def _load(self) -> None:
+        """Revision, compaction point and leases as the file has them (on open, after abort)."""
+        db = self.db
+        meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+        self._revision = self._durable = meta["revision"]
+        self._compacted = meta["compacted"]
+        now = self._clock()
+        self._leases = {lid: self._leases.get(lid, (ttl, now + ttl))
+                        for lid, ttl in db.execute("SELECT id, ttl FROM leases")}
 
     # reads
 
@@ -213,31 +275,21 @@ class SqliteStore:
 
     def _record(self, db: sqlite3.Connection, kind: EventType, entry: Entry,
                 revision: int) -> Event:
-        """Append the event at `revision` and move meta to it (inside the caller's txn)."""
+        """Append the event at `revision` (meta follows once per batch, in _flush)."""
         db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    (revision, kind.value, entry.key, entry.value, entry.created,
                     entry.modified, entry.version, entry.lease))
-        db.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (revision,))
         return Event(type=kind, entry=entry, revision=revision)
-
-    def _committed(self, events: Events) -> None:
-        """After COMMIT: advance the in-memory revision, compact, tell the watchers."""
-        if not events:
-            return
-        self._revision = events[-1].revision
-        if self._revision - self._compacted > self._history + max(1, self._history // 10):
-            self._compact_to(self._revision - self._history)
-        for watcher in list(self._watchers):
-            watcher.publish(events)
 
     async def compact(self, revision: int) -> None:
         """Drop the history up to `revision` (as etcd's Compact): watches from before it fail."""
         self._compact_to(min(revision, self._revision))
+        await self._commit([])
 
     def _compact_to(self, upto: int) -> None:
         if upto <= self._compacted:
             return
-        with self._transaction() as db:
+        with self._staged() as db:
             db.execute("DELETE FROM events WHERE revision <= ?", (upto,))
             db.execute("UPDATE meta SET value = ? WHERE name = 'compacted'", (upto,))
         self._compacted = upto
@@ -252,11 +304,12 @@ class SqliteStore:
         entry = Entry(key=key, value=bytes(value), modified=revision, lease=lease,
                       created=revision if current is None else current.created,
                       version=1 if current is None else current.version + 1)
-        with self._transaction() as db:
+        with self._staged() as db:
             db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?, ?, ?)",
                        (key, entry.value, entry.created, revision, entry.version, lease))
             event = self._record(db, EventType.PUT, entry, revision)
-        self._committed([event])
+        self._revision = revision
+        await self._commit([event])
         return entry
 
     async def delete(self, key: str, *, expected: int = ANY) -> Entry | None:
@@ -264,17 +317,19 @@ class SqliteStore:
         self._check(key, expected, current)
         if current is None:
             return None
-        self._committed(self._delete_entries([current]))
+        await self._commit(self._delete_entries([current]))
         return current
 
     def _delete_entries(self, entries: Entries, *, leases: tuple[int, ...] = ()) -> Events:
-        """Delete `entries` (one revision each) and the lease rows `leases`, in one txn."""
+        """Stage deleting `entries` (one revision each) and the lease rows `leases`."""
         events: Events = []
-        with self._transaction() as db:
+        with self._staged() as db:
             for revision, entry in enumerate(entries, start=self._revision + 1):
                 db.execute("DELETE FROM kv WHERE key = ?", (entry.key,))
                 events.append(self._record(db, EventType.DELETE, entry, revision))
             db.executemany("DELETE FROM leases WHERE id = ?", [(lid,) for lid in leases])
+        if events:
+            self._revision = events[-1].revision
         return events
 
     # leases
@@ -283,17 +338,18 @@ class SqliteStore:
         if ttl <= 0:
             raise StoreError(f"lease ttl must be positive, got {ttl}")
         now = self._clock()
-        with self._transaction() as db:
+        with self._staged() as db:
             cursor = db.execute("INSERT INTO leases (ttl, expires) VALUES (?, ?)",
                                 (ttl, now + ttl))
         lease = cursor.lastrowid
         assert lease is not None
+        await self._commit([])
         self._leases[lease] = (ttl, now + ttl)
         return lease
 
     async def keep_alive(self, lease: int) -> bool:
         now = self._clock()
-        self._expire(now)
+        await self._expire(now)
         held = self._leases.get(lease)
         if held is None:
             return False
@@ -301,27 +357,27 @@ class SqliteStore:
         return True
 
     async def revoke(self, lease: int) -> None:
-        self._end_leases((lease,))
+        await self._end_leases((lease,))
 
-    def _end_leases(self, leases: tuple[int, ...]) -> None:
+    async def _end_leases(self, leases: tuple[int, ...]) -> None:
         """Forget `leases` and delete their keys (DELETE events)."""
+        rows: list[tuple[Any, ...]] = []
         for lid in leases:
             self._leases.pop(lid, None)
-        marks = ", ".join("?" * len(leases))
-        rows = self.db.execute(
-            f"SELECT {_ENTRY} FROM kv WHERE lease IN ({marks}) ORDER BY key", leases).fetchall()
-        self._committed(self._delete_entries([_entry(row) for row in rows], leases=leases))
+            rows += self.db.execute(f"SELECT {_ENTRY} FROM kv WHERE lease = ?", (lid,))
+        entries = sorted((_entry(row) for row in rows), key=lambda entry: entry.key)
+        await self._commit(self._delete_entries(entries, leases=leases))
 
-    def _expire(self, now: float) -> int:
+    async def _expire(self, now: float) -> int:
         """End every lease whose expiry has passed; how many ended."""
         expired = tuple(lid for lid, (_, expires) in self._leases.items() if expires <= now)
         if expired:
-            self._end_leases(expired)
+            await self._end_leases(expired)
         return len(expired)
 
     async def sweep(self) -> int:
         """One pass of the lease sweeper at the store clock's now (tests drive this directly)."""
-        return self._expire(self._clock())
+        return await self._expire(self._clock())
 
     def _sweep_period(self) -> float:
         shortest = min((ttl for ttl, _ in self._leases.values()), default=3.0)
@@ -383,10 +439,10 @@ class Watcher:
 
     def _catch_up(self) -> None:
         store = self._store
-        upto = store._revision
+        upto = store._durable
         events = store.history(self._prefix, after=self._cursor, upto=upto, limit=_CHUNK)
         self._pending.extend(events)
-        if len(events) < _CHUNK:
+        if len(events) < _CHUNK:  # caught up: live events from here on
             self._cursor = max(self._cursor, upto)  # a `since` ahead of the store stays
             self._queue = store._go_live(self)
         else:
