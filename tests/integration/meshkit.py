@@ -292,11 +292,13 @@ class Proxy:
 
 @contextlib.contextmanager
 def run_proxy(config: Path, *args: str, tmp: Path, ready_timeout: float = 15.0,
-              expect_ready: bool = True) -> Iterator[Proxy]:
+              expect_ready: bool = True, controlplane: str | None = None) -> Iterator[Proxy]:
+    """A proxy on `config` files, or fed by `controlplane` (a URL) when given."""
     ports = {name: free_port() for name in ("outbound", "inbound", "admin", "health")}
     stderr_path = tmp / f"proxy-{ports['admin']}.log"
+    source = ["--controlplane", controlplane] if controlplane else ["-f", str(config)]
     command = [
-        *REMORA, "proxy", "-f", str(config),
+        *REMORA, "proxy", *source,
         "--outbound-port", str(ports["outbound"]), "--inbound-port", str(ports["inbound"]),
         "--admin-port", str(ports["admin"]), "--health-port", str(ports["health"]), *args,
     ]
@@ -310,6 +312,53 @@ def run_proxy(config: Path, *args: str, tmp: Path, ready_timeout: float = 15.0,
         yield proxy
     finally:
         proxy.stop()
+
+
+@dataclass
+class ControlPlaneProcess:
+    """A `remora controlplane` subprocess with its state in a temp dir."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def apply(self, path: Path) -> None:
+        done = subprocess.run([*REMORA, "apply", "-f", str(path), "--server", self.url],
+                              capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def run_controlplane(tmp: Path, *, port: int | None = None) -> Iterator[ControlPlaneProcess]:
+    port = port or free_port()
+    log = tmp / f"controlplane-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*REMORA, "controlplane", "--listen", f"127.0.0.1:{port}",
+             "--data-dir", str(tmp / "cp-data")],
+            stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    plane = ControlPlaneProcess(f"http://127.0.0.1:{port}", process, log)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"controlplane exited:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{plane.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"controlplane not ready:\n{log.read_text()}")
+            time.sleep(0.05)
+        yield plane
+    finally:
+        plane.stop()
 
 
 def wait_ready(proxy: Proxy, timeout: float) -> None:

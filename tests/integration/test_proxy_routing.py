@@ -1,6 +1,9 @@
 """End to end: a sidecar proxy routes real requests as Istio's VirtualService and
 DestinationRule say (istio.io reference: virtual-service, destination-rule), with real upstreams,
-httpx and curl as clients, on 127.0.0.1."""
+httpx and curl as clients, on 127.0.0.1.
+
+Every case runs twice: with the config read from files, and with the same config applied to a
+control plane that pushes it to the proxy — the two must route exactly alike."""
 
 from __future__ import annotations
 
@@ -15,7 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.meshkit import EchoServer, Proxy, echo_servers, run_proxy, service_yaml
+from tests.integration.meshkit import (
+    EchoServer,
+    Proxy,
+    echo_servers,
+    run_controlplane,
+    run_proxy,
+    service_yaml,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -142,9 +152,9 @@ def upstreams() -> Iterator[dict[str, EchoServer]]:
         yield servers
 
 
-@pytest.fixture(scope="module")
-def proxy(upstreams: dict[str, EchoServer], tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[Proxy]:
+@pytest.fixture(scope="module", params=["files", "controlplane"])
+def proxy(request: pytest.FixtureRequest, upstreams: dict[str, EchoServer],
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     tmp = tmp_path_factory.mktemp("routing")
     config = tmp / "config"
     config.mkdir()
@@ -156,9 +166,15 @@ def proxy(upstreams: dict[str, EchoServer], tmp_path_factory: pytest.TempPathFac
         service_yaml("rr", 8000, [(port[s], {}) for s in ("rr1", "rr2", "rr3")]),
     ]))
     (config / "routes.yaml").write_text(ROUTES)
-    with run_proxy(config, "--access-log", str(tmp / "access.log"), "--labels",
-                   "app=productpage,version=v1", tmp=tmp) as running:
-        yield running
+    args = ("--access-log", str(tmp / "access.log"), "--labels", "app=productpage,version=v1")
+    if request.param == "files":
+        with run_proxy(config, *args, tmp=tmp) as running:
+            yield running
+        return
+    with run_controlplane(tmp) as plane:
+        plane.apply(config)
+        with run_proxy(config, *args, tmp=tmp, controlplane=plane.url) as running:
+            yield running
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,14 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import PlainTextResponse
 
 from remora import __version__
-from remora.controlplane import api_resources, nacos
+from remora.controlplane import api_push, api_resources, nacos
 from remora.controlplane.state import ControlPlane
 from remora.controlplane.status import install_error_handlers
 
 ROUTERS: list[APIRouter] = [
     api_resources.router,
     nacos.router,
+    api_push.router,
 ]
 """Each API's router, included in this order (one line per API)."""
 

@@ -25,6 +25,7 @@ class ControlPlane:
     clock: Callable[[], datetime] = utcnow
     registry: Any = None  # remora.registry.service.Registry
     configs: Any = None  # remora.registry.configs.ConfigCenter
+    push: Any = None  # remora.controlplane.push.PushServer
 
     @classmethod
     async def open(cls, store: Store, *, clock: Callable[[], datetime] = utcnow) -> ControlPlane:
@@ -37,11 +38,15 @@ class ControlPlane:
         registry, configs = Registry(store), ConfigCenter(store)
         await registry.start()
         await configs.start()
+        from remora.controlplane.push import PushServer  # noqa: PLC0415
+
+        push = PushServer(store, registry=registry)
+        await push.start()
         return cls(store=store, resources=resources, clock=clock, registry=registry,
-                   configs=configs)
+                   configs=configs, push=push)
 
     async def close(self) -> None:
-        for part in (self.registry, self.configs):
+        for part in (self.push, self.registry, self.configs):
             if part is not None:
                 await part.close()
         await self.store.close()
