@@ -177,6 +177,23 @@ def test_delete_only_at_the_revision_read(within: Callable[[Scenario], None]) ->
     within(scenario)
 
 
+def test_concurrent_writers(within: Callable[[Scenario], None]) -> None:
+    async def scenario(h: Harness) -> None:
+        s = h.store
+        watch = s.watch("/c/")
+        creates = await asyncio.gather(*(s.put("/c/one", str(i).encode(), expected=ABSENT)
+                                         for i in range(20)), return_exceptions=True)
+        assert sum(isinstance(r, Entry) for r in creates) == 1
+        assert all(isinstance(r, (Entry, ConflictError)) for r in creates)
+        written = await asyncio.gather(*(s.put(f"/c/{i:02}", b"x") for i in range(50)))
+        assert sorted(e.modified for e in written) == [e.modified for e in written]
+        events = await take(watch, 51)
+        assert [e.revision for e in events[1:]] == [e.modified for e in written]
+        assert len((await s.list("/c/"))[0]) == 51
+
+    within(scenario)
+
+
 # list
 
 
