@@ -48,7 +48,8 @@ def test_register_creates_the_service_and_lists_the_instance(world: Run) -> None
     async def scenario(w: World) -> None:
         await w.registry.register(orders(metadata={"version": "v1"}))
         found = listing(w)
-        assert [i.instance_id for i in found.hosts] == ["10.0.0.1#8080#DEFAULT#DEFAULT_GROUP@@orders"]
+        ids = [i.instance_id for i in found.hosts]
+        assert ids == ["10.0.0.1#8080#DEFAULT#DEFAULT_GROUP@@orders"]
         assert found.known and not found.reach_protection_threshold
         svc = w.registry.get_service(namespace="public", group="DEFAULT_GROUP", name="orders")
         assert svc == Service(name="orders")

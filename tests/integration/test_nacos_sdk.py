@@ -1,0 +1,206 @@
+"""The real nacos-sdk-python (0.1.x, Nacos v1 HTTP API) against `remora controlplane`.
+
+What the client does, read from its source (nacos/client.py): every naming call puts its
+parameters in the query string (booleans as "True"/"False", an unset cluster as "None");
+add_naming_instance(heartbeat_interval=) starts a thread calling PUT /ns/instance/beat with a
+`beat` JSON; subscribe() polls /ns/instance/list and diffs instances by instanceId and
+str(instance); add_config_watcher long-polls POST /cs/configs/listener with the
+`Listening-Configs` form field (dataId^2group^2md5^2tenant^1) and Long-Pulling-Timeout, then
+GETs /cs/configs for each key the answer names.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+nacos = pytest.importorskip("nacos")
+from nacos.listener import SubscribeListener  # noqa: E402
+
+WAIT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def eventually(check: Callable[[], Any], *, timeout: float = WAIT) -> Any:
+    """Poll `check` until it returns something truthy (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            assert result, f"not true within {timeout} s"
+            return result
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    """A `remora controlplane` process on a free port; stopped (and reaped) afterwards."""
+    port = free_port()
+    remora = Path(sys.executable).with_name("remora")
+    proc = subprocess.Popen(
+        [str(remora), "controlplane", "--listen", f"127.0.0.1:{port}",
+         "--data-dir", str(tmp_path / "data"), "--drain-timeout", "1", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    address = f"127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        try:
+            with urllib.request.urlopen(f"http://{address}/healthz", timeout=1) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    try:
+        eventually(up)
+        yield address
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture
+def client_factory(server: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """NacosClients on the server, their files under tmp_path, their threads stopped after."""
+    made: list[Any] = []
+
+    def make(namespace: str = "") -> Any:
+        client = nacos.NacosClient(server, namespace=namespace, logDir=str(tmp_path / "logs"))
+        client.set_options(snapshot_base=str(tmp_path / f"snapshot{len(made)}"),
+                           failover_base=str(tmp_path / f"failover{len(made)}"))
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.stop_subscribe()
+        for task in client.heartbeats.values():
+            task.stop()
+        if client.process_mgr is not None:
+            client.process_mgr.shutdown()
+
+
+def hosts(client: Any, service: str, **kwargs: Any) -> dict[int, dict[str, Any]]:
+    answer = client.list_naming_instance(service, **kwargs)
+    return {host["port"]: host for host in answer["hosts"]}
+
+
+def test_register_list_beat_and_deregister(client_factory: Callable[..., Any]) -> None:
+    client = client_factory()
+    assert client.add_naming_instance("orders", "10.0.0.1", 8080, metadata={"version": "v1"},
+                                      weight=2.0)
+    answer = client.list_naming_instance("orders", healthy_only=True)
+    assert answer["name"] == "DEFAULT_GROUP@@orders" and answer["groupName"] == "DEFAULT_GROUP"
+    assert answer["reachProtectionThreshold"] is False
+    (host,) = answer["hosts"]
+    assert host["instanceId"] == "10.0.0.1#8080#DEFAULT#DEFAULT_GROUP@@orders"
+    assert (host["ip"], host["weight"], host["healthy"], host["enabled"], host["ephemeral"]) \
+        == ("10.0.0.1", 2.0, True, True, True)
+    assert host["metadata"] == {"version": "v1"} and host["clusterName"] == "DEFAULT"
+    assert (host["instanceHeartBeatInterval"], host["instanceHeartBeatTimeOut"],
+            host["ipDeleteTimeout"]) == (5000, 15000, 30000)
+
+    beat = client.send_heartbeat("orders", "10.0.0.1", 8080)
+    assert beat["code"] == 10200 and beat["clientBeatInterval"] == 5000
+    # a beat for an instance the server does not know carries its data: registered again
+    beat = client.send_heartbeat("orders", "10.0.0.2", 8080, metadata={"version": "v2"})
+    assert beat["code"] == 10200
+    listed = client.list_naming_instance("orders")["hosts"]
+    assert {(h["ip"], h["metadata"].get("version")) for h in listed} \
+        == {("10.0.0.1", "v1"), ("10.0.0.2", "v2")}
+
+    assert client.modify_naming_instance("orders", "10.0.0.1", 8080, weight=7.0, enable=False)
+    assert [h["ip"] for h in client.list_naming_instance("orders")["hosts"]] == ["10.0.0.2"]
+    detail = client.get_naming_instance("orders", "10.0.0.1", 8080)
+    assert detail["weight"] == 7.0
+
+    assert client.remove_naming_instance("orders", "10.0.0.1", 8080)
+    assert client.remove_naming_instance("orders", "10.0.0.2", 8080)
+    assert client.list_naming_instance("orders")["hosts"] == []
+
+
+def test_beats_keep_an_instance_healthy_silence_makes_it_unhealthy_then_gone(
+        client_factory: Callable[..., Any]) -> None:
+    client = client_factory()
+    fast = {"preserved.heart.beat.interval": "500", "preserved.heart.beat.timeout": "1500",
+            "preserved.ip.delete.timeout": "3000"}
+    # the client's own beat thread, every 0.3 s
+    assert client.add_naming_instance("pay", "10.0.0.1", 1, metadata=fast, heartbeat_interval=0.3)
+    assert client.add_naming_instance("pay", "10.0.0.1", 2, metadata=fast)  # never beats
+    assert client.add_naming_instance("pay", "10.0.0.1", 3, metadata=fast)  # never beats
+    eventually(lambda: sorted(hosts(client, "pay", healthy_only=True)) == [1])
+    eventually(lambda: sorted(hosts(client, "pay")) == [1])
+    assert hosts(client, "pay")[1]["healthy"] is True
+
+
+def test_subscribe_notifies_added_modified_deleted(client_factory: Callable[..., Any]) -> None:
+    client = client_factory()
+    client.add_naming_instance("cart", "10.0.0.1", 80)
+    events: queue.Queue[tuple[str, int, float]] = queue.Queue()
+
+    def on_change(event: str, instance: Any) -> None:
+        events.put((event, instance.instance["port"], instance.instance["weight"]))
+
+    client.subscribe([SubscribeListener(on_change, "test")], 0.2, service_name="cart")
+    time.sleep(0.5)  # the first poll only fills the client's cache (no event, by design)
+    client.add_naming_instance("cart", "10.0.0.1", 81)
+    assert events.get(timeout=WAIT) == ("ADDED", 81, 1.0)
+    client.modify_naming_instance("cart", "10.0.0.1", 81, weight=3.0)
+    assert events.get(timeout=WAIT) == ("MODIFIED", 81, 3.0)
+    client.remove_naming_instance("cart", "10.0.0.1", 81)
+    assert events.get(timeout=WAIT) == ("DELETED", 81, 3.0)
+
+
+@pytest.mark.parametrize("namespace", ["", "dev"])
+def test_config_publish_get_listen_remove(client_factory: Callable[..., Any],
+                                         namespace: str) -> None:
+    client = client_factory(namespace)
+    assert client.get_config("app.yaml", "DEFAULT_GROUP", no_snapshot=True) is None
+    assert client.publish_config("app.yaml", "DEFAULT_GROUP", "replicas: 1", config_type="yaml")
+    assert client.get_config("app.yaml", "DEFAULT_GROUP") == "replicas: 1"
+
+    seen: queue.Queue[str | None] = queue.Queue()
+    client.add_config_watcher("app.yaml", "DEFAULT_GROUP", lambda args: seen.put(args["content"]))
+    assert client.publish_config("app.yaml", "DEFAULT_GROUP", "replicas: 2")
+    assert seen.get(timeout=WAIT) == "replicas: 2"
+    assert client.publish_config("app.yaml", "DEFAULT_GROUP", "replicas: 3")
+    assert seen.get(timeout=WAIT) == "replicas: 3"
+
+    page = client.get_configs(no_snapshot=True)
+    assert [(i["dataId"], i["content"]) for i in page["pageItems"]] == [("app.yaml", "replicas: 3")]
+    assert client.remove_config("app.yaml", "DEFAULT_GROUP")
+    assert client.get_config("app.yaml", "DEFAULT_GROUP", no_snapshot=True) is None
+    assert seen.get(timeout=WAIT) is None  # a deleted config notifies with no content
+
+
+def test_wrong_calls_get_nacos_style_400s(server: str) -> None:
+    request = urllib.request.Request(f"http://{server}/nacos/v1/ns/instance?ip=1.1.1.1&port=1",
+                                     method="POST")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=5)
+    assert caught.value.code == 400
+    assert caught.value.read() == b"caused: Param 'serviceName' is required.;"
+
+
+if os.environ.get("REMORA_SKIP_NACOS_SDK"):
+    pytestmark = pytest.mark.skip("REMORA_SKIP_NACOS_SDK set")
