@@ -1,9 +1,10 @@
 """The embedded store: base.Store on one SQLite file (WAL), the default for a single control plane.
 
 Theory of operation. One connection, used only from the event-loop thread: every method runs its
-SQL synchronously without awaiting, so each read-check-write is atomic with respect to every
-other coroutine (no locks). A write is one transaction — the key row, its event row, the
-`meta.revision` row — committed before the method returns. With journal_mode=WAL and
+SQL synchronously before its first await, so each read-check-write is atomic with respect to
+every other coroutine (no locks). A write stages its key row and event row in the open
+transaction; the writes of one event-loop iteration share one COMMIT (group commit, with one
+`meta.revision` update), and a write returns only after that COMMIT. With journal_mode=WAL and
 synchronous=NORMAL a commit is a write() of the WAL frames into the OS, not an fsync, so an
 acknowledged write survives the process being killed (kill -9) but may roll back on power loss:
 "Transactions are durable across application crashes regardless of the synchronous setting or
@@ -11,10 +12,11 @@ journal mode ... A transaction committed in WAL mode with synchronous=NORMAL mig
 following a power loss or system crash" (https://www.sqlite.org/pragma.html#pragma_synchronous).
 locking_mode=EXCLUSIVE keeps a second process off the same file: the revision lives in memory too.
 
-`events` keeps the last `history` revisions for watches; a watch registers its queue at once and
-replays from the table, so nothing falls between history and live. Lease expiries live in memory
-(a keep-alive is a heartbeat, not a write) and are re-based to now + ttl when the store opens, as
-etcd's lessor does when a member becomes leader (`Promote` refreshes every lease).
+`events` keeps the last `history` revisions for watches; a watch reads the table from its
+revision up to the last commit and only then takes live events, so nothing falls between.
+Lease expiries live in memory (a keep-alive is a heartbeat, not a write) and are re-based to
+now + ttl when the store opens, as etcd's lessor does when a member becomes leader (`Promote`
+refreshes every lease).
 """
 
 from __future__ import annotations
