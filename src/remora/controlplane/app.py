@@ -11,9 +11,9 @@ from remora.controlplane.state import ControlPlane
 from remora.controlplane.status import install_error_handlers
 
 ROUTERS: list[APIRouter] = [
+    api_push.router,  # before api_resources: /api/{version}/{plural} would take /api/remora/v1
     api_resources.router,
     nacos.router,
-    api_push.router,
 ]
 """Each API's router, included in this order (one line per API)."""
 
