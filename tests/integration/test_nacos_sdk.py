@@ -11,7 +11,6 @@ GETs /cs/configs for each key the answer names.
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import socket
@@ -200,7 +199,3 @@ def test_wrong_calls_get_nacos_style_400s(server: str) -> None:
         urllib.request.urlopen(request, timeout=5)
     assert caught.value.code == 400
     assert caught.value.read() == b"caused: Param 'serviceName' is required.;"
-
-
-if os.environ.get("REMORA_SKIP_NACOS_SDK"):
-    pytestmark = pytest.mark.skip("REMORA_SKIP_NACOS_SDK set")
