@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from remora import __version__
-from remora.cli import analyze, proxy
+from remora.cli import analyze, controlplane, kubectl, proxy
 from remora.errors import RemoraError
 
 EXIT_UNKNOWN_ERROR = 1
@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 analyze.register(app)
 proxy.register(app)
+controlplane.register(app)
+kubectl.register(app)
 
 
 @app.command()

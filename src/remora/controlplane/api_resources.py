@@ -12,7 +12,7 @@ Analyzer warnings travel as `Warning: 299 - "..."` headers, as the API server se
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -66,12 +66,20 @@ def _type(group: str, version: str, plural: str) -> ResourceType:
     return rtype
 
 
-def _group_type(group: str, version: str, plural: str) -> ResourceType:
-    return _type(group, version, plural)
+class Target(NamedTuple):
+    """The type a path names and the version it asks for."""
+
+    rtype: ResourceType
+    version: str
 
 
-def _core_type(version: str, plural: str) -> ResourceType:
-    return _type("", version, plural)
+def _group_target(group: str, version: str, plural: str) -> Target:
+    return Target(_type(group, version, plural), version)
+
+
+def _core_target(plural: str) -> Target:
+    """/api/v1 only: the core group has one version, and /api/remora/... is Remora's own."""
+    return Target(_type("", "v1", plural), "v1")
 
 
 def _as_version(obj: dict[str, Any], rtype: ResourceType, version: str) -> dict[str, Any]:
@@ -94,40 +102,44 @@ def _cluster_wide() -> str | None:
     return None
 
 
-def _routes(prefix: str, resolve: Callable[..., ResourceType],
+def _routes(prefix: str, resolve: Callable[..., Target],
             scope: Callable[..., str | None]) -> None:
     """Register the handlers under `prefix` (with {group} for /apis, without for /api);
     `scope` gives the {namespace} of the path, or None for the cluster-wide paths."""
-    Type = Annotated[ResourceType, Depends(resolve)]  # noqa: N806 (type aliases)
+    Path = Annotated[Target, Depends(resolve)]  # noqa: N806 (type aliases)
     Scope = Annotated[str | None, Depends(scope)]  # noqa: N806
 
-    async def list_(*, rtype: Type, version: str, namespace: Scope, resources: Resources,
+    async def list_(*, target: Path, namespace: Scope, resources: Resources,
                     label_selector: Selector = None, watch: Watch = False,
                     resource_version: Version = None, timeout: Timeout = None) -> Response:
         """List or watch a kind's objects (across namespaces on the cluster-wide path)."""
+        rtype, version = target
         if namespace is not None:
             _check_scope(rtype, namespace)
         return await _list(resources, rtype, version, namespace, label_selector=label_selector,
                            watch=watch, resource_version=resource_version, timeout=timeout)
 
-    async def create(*, request: Request, rtype: Type, version: str, namespace: Scope,
+    async def create(*, request: Request, target: Path, namespace: Scope,
                      resources: Resources) -> JSONResponse:
         """Create one object (409 AlreadyExists when it does)."""
+        rtype, version = target
         document = await _one_document(request, rtype, namespace=_check_scope(rtype, namespace))
         applied = await resources.apply(document, mode=Mode.CREATE,
                                         namespace=namespace or DEFAULT_NAMESPACE)
         return JSONResponse(_as_version(applied.object, rtype, version), status_code=201,
                             headers=_warnings(applied))
 
-    async def get(*, rtype: Type, version: str, namespace: Scope, name: str,
+    async def get(*, target: Path, namespace: Scope, name: str,
                   resources: Resources) -> dict[str, Any]:
         """Read one object."""
+        rtype, version = target
         obj = await resources.get(rtype, _check_scope(rtype, namespace), name)
         return _as_version(obj, rtype, version)
 
-    async def replace(*, request: Request, rtype: Type, version: str, namespace: Scope, name: str,
+    async def replace(*, request: Request, target: Path, namespace: Scope, name: str,
                       resources: Resources) -> JSONResponse:
         """Replace an existing object (404 when absent; 409 on a stale resourceVersion)."""
+        rtype, version = target
         document = await _one_document(request, rtype, namespace=_check_scope(rtype, namespace),
                                        name=name)
         applied = await resources.apply(document, mode=Mode.UPDATE,
@@ -135,9 +147,10 @@ def _routes(prefix: str, resolve: Callable[..., ResourceType],
         return JSONResponse(_as_version(applied.object, rtype, version),
                             headers=_warnings(applied))
 
-    async def delete(*, rtype: Type, version: str, namespace: Scope, name: str,
+    async def delete(*, target: Path, namespace: Scope, name: str,
                      resources: Resources) -> dict[str, Any]:
         """Delete one object; answers with its last state."""
+        rtype, version = target
         obj = await resources.delete(rtype, _check_scope(rtype, namespace), name)
         return _as_version(obj, rtype, version)
 
@@ -272,7 +285,6 @@ def _flatten(documents: list[Any]) -> list[Any]:
     return out
 
 
-# After /api/remora/apply, which /api/{version}/{plural} would otherwise take.
-for _prefix, _resolve in (("/apis/{group}/{version}", _group_type), ("/api/{version}", _core_type)):
+for _prefix, _resolve in (("/apis/{group}/{version}", _group_target), ("/api/v1", _core_target)):
     for _scope in (_cluster_wide, _in_namespace):
         _routes(_prefix, _resolve, _scope)

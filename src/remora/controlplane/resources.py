@@ -174,7 +174,7 @@ def validate(document: Any, *, namespace: str = DEFAULT_NAMESPACE) -> Validated:
     if errors:
         causes = [Cause("", f"[{m.type.code}] {m.text}") for m in errors]
         raise InvalidError(_invalid_message(document, causes), causes=causes)
-    warnings = [f"{m.type.level.value} [{m.type.code}] {m.text}" for m in messages]
+    warnings = [f"[{m.type.code}] {m.text}" for m in messages]
     return Validated(document, rtype, resource, warnings)
 
 

@@ -1,0 +1,31 @@
+"""`remora controlplane` (alias `remora server`): run the control plane's HTTP API."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from remora.controlplane.server import DEFAULT_LISTEN, ServerOptions, run
+
+
+def register(app: typer.Typer) -> None:
+    app.command("controlplane")(controlplane)
+    app.command("server", help="Alias of `remora controlplane`.")(controlplane)
+
+
+def controlplane(
+    listen: Annotated[str, typer.Option(help="HOST:PORT to serve the API on.")] = DEFAULT_LISTEN,
+    data_dir: Annotated[Path, typer.Option(help="Where the state is kept.")] = Path(".remora"),
+    store: Annotated[str, typer.Option(
+        help="sqlite (data-dir/remora.db) or etcd://HOST:PORT,...")] = "sqlite",
+    drain_timeout: Annotated[int, typer.Option(
+        help="Seconds to finish in-flight requests on SIGTERM.")] = 5,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Run the control plane: resources, registry and config center behind one HTTP API."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    run(ServerOptions(listen=listen, data_dir=data_dir, store=store, log_level=log_level,
+                      drain_timeout=drain_timeout))

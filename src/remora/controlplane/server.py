@@ -1,0 +1,105 @@
+"""Run the control plane: open the store, serve the HTTP API with uvicorn (uvloop, httptools).
+
+The listening socket is bound here, before uvicorn starts, so a port already in use is one
+clear error instead of a log line and an exit from inside the server. SIGTERM and SIGINT
+drain in-flight requests (uvicorn's graceful shutdown), then the store is closed.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+import uvloop
+
+from remora.controlplane.app import create_app
+from remora.controlplane.state import ControlPlane
+from remora.errors import RemoraError
+from remora.registry.store import open_store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:8848"
+"""Nacos' port, so Nacos clients find the control plane where they expect it."""
+
+
+class ListenError(RemoraError):
+    """The address to listen on is malformed or cannot be bound."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    listen: str = DEFAULT_LISTEN
+    data_dir: Path = Path(".remora")
+    store: str = "sqlite"
+    log_level: str = "info"
+    drain_timeout: int = 5
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`127.0.0.1:8848`, `[::1]:8848`, `:8848` (all interfaces) -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ListenError(f"--listen {text!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A bound (not yet listening) TCP socket; ListenError with the reason when it cannot be."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hint = " (another process is using it; choose another with --listen)" \
+            if exc.errno == errno.EADDRINUSE else ""
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+    return sock
+
+
+def run(options: ServerOptions) -> None:
+    """Serve until SIGTERM/SIGINT; raises ListenError or StoreError before serving."""
+    host, port = parse_listen(options.listen)
+    sock = bind(host, port)
+    try:
+        uvloop.run(_serve(options, sock))
+    finally:
+        sock.close()
+
+
+async def _serve(options: ServerOptions, sock: socket.socket) -> None:
+    store = await open_store(options.store, data_dir=options.data_dir)
+    state = await ControlPlane.open(store)
+    try:
+        config = uvicorn.Config(
+            create_app(state), loop="none", http="httptools", lifespan="off",
+            log_level=options.log_level, access_log=options.log_level == "debug",
+            timeout_graceful_shutdown=options.drain_timeout,
+        )
+        server = uvicorn.Server(config)
+        # uvicorn re-raises the signal it stopped on once it has drained; by then the work is
+        # done, so the signal must not kill the process before the store is closed.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _drained)
+        name = sock.getsockname()
+        log.info("remora controlplane on http://%s:%d (store %s, data %s)", name[0], name[1],
+                 options.store, options.data_dir)
+        await server.serve(sockets=[sock])
+    finally:
+        await state.close()
+
+
+def _drained(signum: int, frame: object) -> None:
+    """The stop signal again, after uvicorn's graceful shutdown: nothing left but to return."""
