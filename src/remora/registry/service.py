@@ -190,6 +190,7 @@ class Registry:
         key = instance.key
         if not instance.ephemeral:
             await self._write(instance, lease=None)
+            self._beats.forget(key)  # it may have been ephemeral: beats no longer judge it
             self._checks[key] = CheckState(healthy=instance.healthy)
             return instance
         timing = beat_timing(instance.metadata)
