@@ -1,4 +1,4 @@
-"""base.Store on an etcd v3 cluster (through aetcd's gRPC stubs), for several control-plane replicas.
+"""base.Store on an etcd v3 cluster (through aetcd's gRPC stubs), for control-plane replicas.
 
 The Store interface is etcd's own model, so most methods are one RPC: a conditional write is a
 Txn comparing the key's mod_revision (create_revision = 0 for "absent") whose failure branch reads
@@ -31,7 +31,6 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from aetcd import rpc
-from grpc import aio
 from aetcd.utils import prefix_range_end
 
 from remora.registry.store.base import (
@@ -48,6 +47,7 @@ from remora.registry.store.base import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Entries = list[Entry]
 
 TIMEOUT = 5.0
 """Seconds one RPC may take before the store tries the next member."""
@@ -81,7 +81,7 @@ class _Stubs:
     watch: Any
 
 
-class _Uncertain(StoreError):
+class _UncertainError(StoreError):
     """A write's request was sent but no answer came back: it may or may not have happened."""
 
 
@@ -160,7 +160,7 @@ class EtcdStore:
 
     async def _call(self, call: Callable[[_Stubs], Awaitable[T]], *, retry: bool) -> T:
         """Run `call` on the current member, failing over on connection errors. `retry`: the
-        call is safe to repeat; otherwise a failure after sending raises _Uncertain."""
+        call is safe to repeat; otherwise a failure after sending raises _UncertainError."""
         attempts = 0
         while True:
             stubs = self._connect()
@@ -173,7 +173,7 @@ class EtcdStore:
                 attempts += 1
                 sent = not any(text in (exc.details() or "").lower() for text in _NOT_SENT)
                 if sent and not retry:
-                    raise _Uncertain(f"etcd: {exc.details()}") from exc
+                    raise _UncertainError(f"etcd: {exc.details()}") from exc
                 if attempts >= 3 * len(self.endpoints):
                     raise StoreError(f"etcd unreachable at {self.endpoints}: {exc.details()}"
                                      ) from exc
@@ -204,34 +204,34 @@ class EtcdStore:
 
     async def _get(self, key: str, *, revision: int = 0) -> Entry | None:
         request = rpc.RangeRequest(key=self._key(key), revision=revision)
-        response = await self._call(lambda s: s.kv.Range(request, timeout=self._timeout),
-                                    retry=True)
+        response = await self._call(self._ranger(request), retry=True)
         self._seen(response.header)
         return self._entry(response.kvs[0]) if response.kvs else None
 
-    async def list(self, prefix: str) -> tuple[list[Entry], int]:
+    async def list(self, prefix: str) -> tuple[Entries, int]:
         start, end = self._range(prefix)
-        entries: list[Entry] = []
+        entries: Entries = []
         revision = 0
         while True:
             request = rpc.RangeRequest(key=start, range_end=end, limit=PAGE, revision=revision)
-            response = await self._call(lambda s, r=request: s.kv.Range(r, timeout=self._timeout),
-                                        retry=True)
+            response = await self._call(self._ranger(request), retry=True)
             revision = revision or self._seen(response.header)
             entries.extend(self._entry(kv) for kv in response.kvs)
             if not response.more or not response.kvs:
                 return entries, revision
             start = response.kvs[-1].key + b"\0"
 
+    def _ranger(self, request: Any) -> Callable[[_Stubs], Awaitable[Any]]:
+        return lambda stubs: stubs.kv.Range(request, timeout=self._timeout)
+
     async def revision(self) -> int:
         request = rpc.RangeRequest(key=self._root or b"/", count_only=True)
-        response = await self._call(lambda s: s.kv.Range(request, timeout=self._timeout),
-                                    retry=True)
+        response = await self._call(self._ranger(request), retry=True)
         return self._seen(response.header)
 
     # writes
 
-    def _compare(self, key: bytes, expected: int) -> list[Any]:
+    def _compare(self, key: bytes, expected: int) -> Sequence[Any]:
         if expected == ANY:
             return []
         if expected == ABSENT:
@@ -261,7 +261,7 @@ class EtcdStore:
                                                       lease=lease or 0, prev_kv=True))
         try:
             header, result = await self._txn(key, expected, op)
-        except _Uncertain:
+        except _UncertainError:
             current = await self.get(key)
             if (current is not None and current.modified > before and current.value == value
                     and current.lease == lease):
@@ -282,7 +282,7 @@ class EtcdStore:
                                                                         prev_kv=True))
         try:
             _, result = await self._txn(key, expected, op)
-        except _Uncertain:
+        except _UncertainError:
             if await self.get(key) is None:  # gone: it held what it held before we asked
                 held = await self._get(key, revision=before) if before else None
                 if expected in (ANY, ABSENT) or (held is not None and held.modified == expected):
@@ -403,7 +403,7 @@ class EtcdWatch:
     async def _receive(self) -> None:
         """Read one response: buffer its events and move the cursor past them."""
         response = await self._call.read()
-        if response is aio.EOF:  # the member ended the stream: resume on the next one
+        if not isinstance(response, rpc.WatchResponse):  # EOF: resume on the next member
             self._drop(failover=True)
             return
         if response.compact_revision:
