@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remora.controlplane.registry_view import registry_documents
+from remora.mesh.wire import PING_LINE, View, document_key, encode_document
 from remora.registry.service import Registry
 from remora.registry.store.base import CompactedError, Store
 
@@ -37,6 +37,8 @@ PROXY_KINDS = frozenset({
 })
 
 Documents = list[dict[str, Any]]
+Entry = tuple[str, bytes, str, str]  # key, canonical JSON, kind, namespace
+ViewKey = tuple[str, str]  # ("sidecar", "") or ("gateway", namespace): who sees the same view
 
 
 @dataclass
@@ -44,7 +46,7 @@ class Subscriber:
     """One connected proxy."""
 
     node: dict[str, Any]
-    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
     sent: str = ""  # version of the last view sent
     acked: str = ""  # version it applied
     nacked: str = ""  # version it refused, with the error
@@ -55,20 +57,22 @@ class Subscriber:
     def id(self) -> str:
         return str(self.node.get("id", "?"))
 
+    @property
+    def view_key(self) -> ViewKey:
+        if self.node.get("mode") == "gateway":
+            return ("gateway", str(self.node.get("namespace", "default")))
+        return ("sidecar", "")
 
-def view_for(node: dict[str, Any], documents: Documents) -> tuple[str, Documents]:
-    """The documents a proxy needs, and their version: the kinds it compiles, plus the TLS
-    Secrets of its own namespace when it is a gateway (credentialName)."""
-    namespace = node.get("namespace", "default")
-    gateway = node.get("mode") == "gateway"
-    chosen = [
-        doc for doc in documents
-        if doc.get("kind") in PROXY_KINDS
-        or (gateway and doc.get("kind") == "Secret"
-            and doc.get("metadata", {}).get("namespace", "default") == namespace)
-    ]
-    digest = hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()
-    return digest[:16], chosen
+
+def select(view_key: ViewKey, entries: list[Entry]) -> View:
+    """The view for proxies of `view_key`: the kinds a proxy compiles, plus the TLS Secrets of
+    its own namespace for a gateway (credentialName)."""
+    mode, namespace = view_key
+    return View.build(
+        (key, data) for key, data, kind, doc_namespace in entries
+        if kind in PROXY_KINDS or (mode == "gateway" and kind == "Secret"
+                                   and doc_namespace == namespace)
+    )
 
 
 class PushServer:
@@ -80,7 +84,8 @@ class PushServer:
         self.registry = registry
         self.debounce = debounce
         self.subscribers: dict[str, Subscriber] = {}
-        self._documents: Documents | None = None
+        self._entries: list[Entry] | None = None
+        self._views: dict[ViewKey, View] = {}
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -101,31 +106,41 @@ class PushServer:
                 await task
 
     # the view ----------------------------------------------------------------------------------
-    async def documents(self) -> Documents:
-        """Every resource a proxy may need plus the registry's endpoints (cached until a
-        change)."""
-        if self._documents is None:
-            entries, _ = await self.store.list(RESOURCES)
-            documents = [json.loads(entry.value) for entry in entries]
+    async def entries(self) -> list[Entry]:
+        """Every resource a proxy may need plus the registry's endpoints, each encoded once
+        (cached until a change)."""
+        if self._entries is None:
+            stored, _ = await self.store.list(RESOURCES)
+            documents = [json.loads(entry.value) for entry in stored]
             if self.registry is not None:
                 services = {
                     (doc["metadata"].get("namespace", "default"), doc["metadata"]["name"]): doc
                     for doc in documents if doc.get("kind") == "Service"
                 }
                 documents.extend(await registry_documents(self.registry, self.store, services))
-            self._documents = documents
-        return self._documents
+            self._entries = [
+                (document_key(doc), encode_document(doc), str(doc.get("kind")),
+                 str(doc.get("metadata", {}).get("namespace", "default")))
+                for doc in documents
+            ]
+        return self._entries
+
+    async def view(self, view_key: ViewKey) -> View:
+        found = self._views.get(view_key)
+        if found is None:
+            found = self._views[view_key] = select(view_key, await self.entries())
+        return found
 
     async def _watch(self, prefix: str, since: int) -> None:
         while True:
             try:
                 async for _ in self.store.watch(prefix, since=since):
-                    self._documents = None
+                    self._entries = None
                     self._dirty.set()
                 return
             except CompactedError:
                 since = await self.store.revision()  # resync: recompute from scratch
-                self._documents = None
+                self._entries = None
                 self._dirty.set()
 
     async def _pusher(self) -> None:
@@ -140,17 +155,27 @@ class PushServer:
             await self.push_all()
 
     async def push_all(self) -> None:
-        documents = await self.documents()
+        """Recompute the views in use; send each subscriber a delta from the view it has, or
+        the whole view when it has another one (each line built once per view)."""
+        entries = await self.entries()
+        old = self._views
+        new = {key: select(key, entries) for key in {s.view_key for s in self.subscribers.values()}}
+        self._views = new
+        deltas: dict[ViewKey, bytes] = {}
         for subscriber in list(self.subscribers.values()):
-            self._offer(subscriber, documents)
-
-    def _offer(self, subscriber: Subscriber, documents: Documents) -> None:
-        version, chosen = view_for(subscriber.node, documents)
-        if version != subscriber.sent:
-            subscriber.sent = version
-            subscriber.queue.put_nowait(
-                {"type": "snapshot", "version": version, "documents": chosen}
-            )
+            key = subscriber.view_key
+            view = new[key]
+            if view.version == subscriber.sent:
+                continue
+            base = old.get(key)
+            if base is not None and base.version == subscriber.sent:
+                if key not in deltas:
+                    deltas[key] = view.delta_line(base)
+                line = deltas[key]
+            else:
+                line = view.snapshot_line()
+            subscriber.sent = view.version
+            subscriber.queue.put_nowait(line)
 
     # the stream --------------------------------------------------------------------------------
     async def subscribe(self, node: dict[str, Any]) -> AsyncIterator[bytes]:
@@ -160,14 +185,15 @@ class PushServer:
         if previous is not None:  # a reconnect: the new stream replaces the old one
             subscriber.acked = previous.acked
         self.subscribers[subscriber.id] = subscriber
-        self._offer(subscriber, await self.documents())
+        view = await self.view(subscriber.view_key)
+        subscriber.sent = view.version
+        subscriber.queue.put_nowait(view.snapshot_line())
         try:
             while True:
                 try:
-                    message = await asyncio.wait_for(subscriber.queue.get(), PING_INTERVAL)
+                    yield await asyncio.wait_for(subscriber.queue.get(), PING_INTERVAL)
                 except TimeoutError:
-                    message = {"type": "ping"}
-                yield (json.dumps(message) + "\n").encode()
+                    yield PING_LINE
         finally:
             if self.subscribers.get(subscriber.id) is subscriber:
                 del self.subscribers[subscriber.id]

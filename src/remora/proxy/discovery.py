@@ -6,10 +6,9 @@ error; the previous snapshot keeps serving). When the control plane is unreachab
 keeps its last good snapshot and reconnects with jittered exponential back-off, cycling through
 every address it was given.
 
-Wire format (HTTP/1.1, NDJSON): `POST /api/remora/v1/discovery` with `{"node": {...}}` answers a
-stream of lines `{"type": "snapshot", "version": V, "documents": [...]}` and
-`{"type": "ping"}`; `POST /api/remora/v1/discovery/ack` takes
-`{"node": ID, "version": V, "error": null | "..."}`.
+Wire format: remora.mesh.wire (snapshots, deltas on the last received view, pings) on
+`POST /api/remora/v1/discovery` with `{"node": {...}}`; `POST /api/remora/v1/discovery/ack`
+takes `{"node": ID, "version": V, "error": null | "..."}`.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from remora.api.errors import ConfigError
 from remora.api.loader import parse_resource
 from remora.errors import RemoraError
 from remora.mesh.compile import compile_snapshot
+from remora.mesh.wire import ACK_PATH, DISCOVERY_PATH, Document, apply_message
 from remora.proxy.config import InvalidConfigError
 
 if TYPE_CHECKING:
@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("remora.proxy")
 
-DISCOVERY = "/api/remora/v1/discovery"
-ACK = "/api/remora/v1/discovery/ack"
 BACKOFF_BASE = 0.25  # seconds; doubles per failed attempt up to BACKOFF_MAX, fully jittered
 BACKOFF_MAX = 8.0
 
@@ -95,6 +93,8 @@ class RemoteSource:
         self.rng = rng or random.Random()
         self.node = node_document(identity)
         self.version = ""  # the last applied version
+        self.received = ""  # the last received version (a NACKed one included)
+        self.documents: dict[str, Document] = {}
         self._first: asyncio.Future[Snapshot] | None = None
         self._apply: Callable[[Snapshot], None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -142,22 +142,23 @@ class RemoteSource:
                 await asyncio.sleep(delay)
 
     async def _stream(self, url: str) -> None:
+        self.received = ""  # a new stream starts with a snapshot
         body = {"node": self.node, "version": self.version}
-        async with self._client.stream("POST", url + DISCOVERY, json=body) as response:
+        async with self._client.stream("POST", url + DISCOVERY_PATH, json=body) as response:
             response.raise_for_status()
             log.info("connected to control plane %s", url)
             async for line in response.aiter_lines():
                 if not line.strip():
                     continue
-                message = json.loads(line)
-                if message.get("type") == "snapshot":
-                    await self._receive(url, message)
+                applied = apply_message(self.documents, self.received, json.loads(line))
+                if applied is not None:  # WireError (a ValueError) reconnects for a snapshot
+                    self.documents, self.received = applied
+                    await self._receive(url, self.received)
 
-    async def _receive(self, url: str, message: dict[str, Any]) -> None:
-        version = str(message.get("version", ""))
+    async def _receive(self, url: str, version: str) -> None:
         error: str | None = None
         try:
-            snapshot = compile_documents(message.get("documents") or [], version=version,
+            snapshot = compile_documents(list(self.documents.values()), version=version,
                                          identity=self.identity, ports=self.ports)
         except RemoraError as exc:
             error = str(exc)
@@ -170,6 +171,6 @@ class RemoteSource:
             elif self._apply is not None:
                 self._apply(snapshot)
             log.info("ACK version %s", version)
-        await self._client.post(url + ACK, json={
+        await self._client.post(url + ACK_PATH, json={
             "node": self.node["id"], "version": version, "error": error,
         })

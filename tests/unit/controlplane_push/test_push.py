@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from remora.controlplane.push import PushServer, view_for
+from remora.controlplane.push import PushServer, select
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
+from remora.mesh.wire import apply_message, document_key, encode_document
 from remora.proxy.discovery import compile_documents
 from remora.registry.store.sqlite import SqliteStore
 
@@ -60,13 +61,20 @@ async def test_subscriber_gets_its_view_then_each_change(tmp_path: Path) -> None
     try:
         stream = push.subscribe(NODE)
         first = await next_message(stream)
+        assert first["type"] == "snapshot"
         assert [d["kind"] for d in first["documents"]] == ["Service"]
+        documents, received = apply_message({}, "", first) or ({}, "")
         await put(store, VS)
         second = await next_message(stream)
-        assert second["version"] != first["version"]
-        assert {d["kind"] for d in second["documents"]} == {"Service", "VirtualService"}
+        # only what changed travels: a delta on the view the proxy has
+        assert second["type"] == "delta"
+        assert second["base"] == first["version"]
+        assert [d["kind"] for d in second["put"]] == ["VirtualService"]
+        documents, received = apply_message(documents, received, second) or ({}, "")
+        assert received == second["version"] != first["version"]
+        assert {d["kind"] for d in documents.values()} == {"Service", "VirtualService"}
         # the documents compile to the snapshot the proxy will run
-        snapshot = compile_documents(second["documents"], version=second["version"],
+        snapshot = compile_documents(list(documents.values()), version=received,
                                      identity=ProxyIdentity(mode="sidecar"),
                                      ports=ListenerPorts())
         assert snapshot.outbound_table(9080) is not None
@@ -94,20 +102,25 @@ async def test_a_change_that_does_not_concern_the_proxy_is_not_pushed(tmp_path: 
         await put(store, SERVICE)
         second = await next_message(stream)
         assert second["version"] != first["version"]
-        assert [d["kind"] for d in second["documents"]] == ["Service"]
+        assert [d["kind"] for d in second["put"]] == ["Service"]
+        assert second["delete"] == []
         await stream.aclose()
     finally:
         await push.close()
         await store.close()
 
 
+def entry(document: dict[str, Any]) -> tuple[str, bytes, str, str]:
+    return (document_key(document), encode_document(document), document["kind"],
+            document["metadata"]["namespace"])
+
+
 def test_gateways_get_their_namespace_secrets_sidecars_none() -> None:
     secret = {"apiVersion": "v1", "kind": "Secret",
               "metadata": {"name": "tls", "namespace": "istio-system"}, "data": {}}
-    _, sidecar = view_for(NODE, [secret, VS])
-    assert [d["kind"] for d in sidecar] == ["VirtualService"]
-    _, gateway = view_for({**NODE, "mode": "gateway", "namespace": "istio-system"}, [secret])
-    assert [d["kind"] for d in gateway] == ["Secret"]
-    version_a, _ = view_for(NODE, [VS])
-    version_b, _ = view_for(NODE, [VS])
-    assert version_a == version_b
+    sidecar = select(("sidecar", ""), [entry(secret), entry(VS)])
+    assert list(sidecar.documents) == ["VirtualService/default/reviews"]
+    gateway = select(("gateway", "istio-system"), [entry(secret)])
+    assert list(gateway.documents) == ["Secret/istio-system/tls"]
+    # the version is the content: equal views, equal versions (on any replica)
+    assert select(("sidecar", ""), [entry(VS)]).version == sidecar.version

@@ -1,0 +1,236 @@
+"""Benchmark: the control plane — registrations, list queries, and push latency to proxies.
+
+Starts `remora controlplane` (SQLite store in a temp dir, one process) on 127.0.0.1 and drives
+it over HTTP as clients would:
+  - register_per_s: 10,000 ephemeral instances through the Nacos v1 API (POST
+    /nacos/v1/ns/instance), 64 requests in flight, over 100 services;
+  - list_per_s: GET /nacos/v1/ns/instance/list?healthyOnly=true for those services, 64 in
+    flight, for a fixed time;
+  - push_p50_ms / push_p99_ms: 100 lightweight proxy subscribers on the push stream, one
+    VirtualService change applied, time until each subscriber has received the new version
+    and ACKed it.
+Anchors: Nacos 1.0 on three 16-core nodes ≈ 13,000 registrations/s, ≈ 15,600 queries/s;
+Nacos config publish → listener 35–183 ms. Targets on 2 cores with SQLite: ≥ 5,000
+registrations/s, ≥ 10,000 list queries/s, push p99 ≤ 100 ms to 100 proxies.
+
+    .venv/bin/python bench/controlplane.py [--instances N] [--proxies N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from _http import Connection
+from _procs import Service, free_port, usage, wait_for_http
+
+REMORA = Path(sys.executable).with_name("remora")
+CONCURRENCY = 64
+SERVICES = 100
+LIST_SECONDS = 5.0
+TARGETS = {"register_per_s": 5000, "list_per_s": 10000, "push_p99_ms": 100}
+
+VS = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: bench, namespace: default}}
+spec:
+  hosts: [bench]
+  http: [{{route: [{{destination: {{host: bench}}}}], timeout: {timeout}s}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: bench, namespace: default}}
+spec:
+  selector: {{app: bench}}
+  ports: [{{name: http, port: 8080}}]
+"""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def check(status: int, body: bytes) -> None:
+    if status >= 300:
+        raise RuntimeError(f"control plane answered {status}: {body[:200]!r}")
+
+
+async def pooled(port: int, count: int, job: Any) -> float:
+    """Run `await job(connection, i)` for i in range(count) over CONCURRENCY keep-alive
+    connections; seconds taken."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        connection = await Connection.open("127.0.0.1", port)
+        try:
+            while not queue.empty():
+                await job(connection, queue.get_nowait())
+        finally:
+            connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return time.perf_counter() - started
+
+
+async def register(port: int, instances: int) -> float:
+    async def one(connection: Connection, i: int) -> None:
+        check(*await connection.request("POST", "/nacos/v1/ns/instance", params={
+            "serviceName": f"svc-{i % SERVICES}", "ip": f"10.{i // 65536 % 256}."
+            f"{i // 256 % 256}.{i % 256}", "port": 8080, "ephemeral": "true",
+            "metadata": json.dumps({"version": f"v{i % 3}"}),
+        }))
+
+    return instances / await pooled(port, instances, one)
+
+
+async def list_queries(port: int) -> float:
+    deadline = time.perf_counter() + LIST_SECONDS
+    done = 0
+
+    async def one(connection: Connection, i: int) -> None:
+        nonlocal done
+        if time.perf_counter() < deadline:
+            check(*await connection.request("GET", "/nacos/v1/ns/instance/list", params={
+                "serviceName": f"svc-{i % SERVICES}", "healthyOnly": "true"}))
+            done += 1
+
+    seconds = await pooled(port, 10_000_000, one)
+    return done / seconds
+
+
+async def subscriber(client: httpx.AsyncClient, index: int, versions: dict[int, str],
+                     seen: dict[int, asyncio.Queue[tuple[str, float]]]) -> None:
+    node = {"id": f"sidecar~127.0.0.1~bench-{index}.default~default.svc.cluster.local",
+            "mode": "sidecar", "namespace": "default", "labels": {"app": f"client-{index}"}}
+    async with client.stream("POST", "/api/remora/v1/discovery", json={"node": node}) as stream:
+        async for line in stream.aiter_lines():
+            message = json.loads(line) if line.strip() else {}
+            if message.get("type") != "snapshot":
+                continue
+            await client.post("/api/remora/v1/discovery/ack",
+                              json={"node": node["id"], "version": message["version"]})
+            versions[index] = message["version"]
+            seen[index].put_nowait((message["version"], time.perf_counter()))
+
+
+async def push(client: httpx.AsyncClient, proxies: int) -> list[float]:
+    """Milliseconds from the change's apply to each subscriber's ACK of the new version."""
+    await client.post("/api/remora/apply", content=VS.format(timeout=1),
+                      headers={"content-type": "application/yaml"})
+    versions: dict[int, str] = {}
+    seen = {i: asyncio.Queue[tuple[str, float]]() for i in range(proxies)}
+    tasks = [asyncio.create_task(subscriber(client, i, versions, seen)) for i in range(proxies)]
+    try:
+        for i in range(proxies):  # everyone has the first view
+            await asyncio.wait_for(seen[i].get(), 30)
+        before = dict(versions)
+        started = time.perf_counter()
+        response = await client.post("/api/remora/apply", content=VS.format(timeout=2),
+                                     headers={"content-type": "application/yaml"})
+        response.raise_for_status()
+        latencies = []
+        for i in range(proxies):
+            while True:
+                version, at = await asyncio.wait_for(seen[i].get(), 30)
+                if version != before[i]:
+                    latencies.append((at - started) * 1000)
+                    break
+        return latencies
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+async def measure(url: str, port: int, *, instances: int, proxies: int) -> dict[str, Any]:
+    log(f"registering {instances:,} instances ...")
+    register_rate = await register(port, instances)
+    log(f"  {register_rate:,.0f} registrations/s")
+    log(f"list queries for {LIST_SECONDS:g} s ...")
+    list_rate = await list_queries(port)
+    log(f"  {list_rate:,.0f} queries/s")
+    limits = httpx.Limits(max_connections=proxies + 8)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        log(f"push to {proxies} subscribers ...")
+        latencies = await push(client, proxies)
+    return {
+        "register_per_s": round(register_rate),
+        "list_per_s": round(list_rate),
+        "push_p50_ms": round(statistics.median(latencies), 1),
+        "push_p99_ms": round(quantile(latencies, 99), 1),
+        "push_max_ms": round(max(latencies), 1),
+    }
+
+
+def run(*, instances: int, proxies: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="remora-cp-bench-") as tmp:
+        port = free_port()
+        argv = [str(REMORA), "controlplane", "--listen", f"127.0.0.1:{port}",
+                "--data-dir", str(Path(tmp) / "data"), "--log-level", "warning"]
+        service = Service("remora controlplane", argv, log=Path(tmp) / "cp.log", cwd=Path(tmp))
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_for_http(f"{url}/healthz", service)
+            report = asyncio.run(measure(url, port, instances=instances, proxies=proxies))
+            report["rss_mb"] = round(usage(service.pid).rss_mb, 1)
+        finally:
+            service.stop()
+    report["store"] = "sqlite"
+    report["settings"] = {"instances": instances, "services": SERVICES, "proxies": proxies,
+                          "concurrency": CONCURRENCY, "list_seconds": LIST_SECONDS}
+    return report
+
+
+def print_table(report: dict[str, Any]) -> None:
+    table = Table(title=f"Remora control plane ({report['store']}, 127.0.0.1)")
+    for column in ("figure", "value", "target"):
+        table.add_column(column)
+    for key in ("register_per_s", "list_per_s", "push_p50_ms", "push_p99_ms", "push_max_ms",
+                "rss_mb"):
+        target = TARGETS.get(key)
+        value = report[key]
+        mark = ""
+        if target is not None:
+            ok = value <= target if key.endswith("_ms") else value >= target
+            mark = " [green]✓[/]" if ok else " [red]✗[/]"
+        goal = "" if target is None else (f"<= {target}" if key.endswith("_ms")
+                                          else f">= {target:,}")
+        table.add_row(key, f"{value:,}{mark}", goal)
+    Console().print(table)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=10_000)
+    parser.add_argument("--proxies", type=int, default=100)
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    args = parser.parse_args()
+    report = run(instances=args.instances, proxies=args.proxies)
+    print_table(report)
+    if args.json:
+        print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

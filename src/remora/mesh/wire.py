@@ -1,0 +1,98 @@
+"""The push wire format shared by the control plane and the proxy (pure: bytes in, bytes out).
+
+NDJSON lines on one HTTP stream per proxy, like an xDS stream:
+  {"type": "snapshot", "version": V, "documents": [...]}        the whole view
+  {"type": "delta", "base": B, "version": V, "put": [...], "delete": [keys]}
+                                                                only what changed since B
+  {"type": "ping"}                                              keeps an idle stream alive
+A delta applies only on top of the view the proxy last received (`base`); a proxy that does not
+have `base` reconnects and gets a snapshot. Versions are content hashes, so an unchanged view is
+never sent twice and two control-plane replicas give the same view the same version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DISCOVERY_PATH = "/api/remora/v1/discovery"
+ACK_PATH = "/api/remora/v1/discovery/ack"
+
+Document = dict[str, Any]
+
+
+class WireError(ValueError):
+    """A message the receiver cannot apply (malformed, or a delta on another base)."""
+
+
+def document_key(document: Mapping[str, Any]) -> str:
+    """What identifies a document in a view: kind/namespace/name."""
+    metadata = document.get("metadata") or {}
+    return f"{document.get('kind')}/{metadata.get('namespace', 'default')}/{metadata.get('name')}"
+
+
+def encode_document(document: Mapping[str, Any]) -> bytes:
+    """Canonical JSON (sorted keys, no spaces): equal documents give equal bytes."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """One proxy view: documents by key, as canonical JSON, and its content version."""
+
+    version: str
+    documents: Mapping[str, bytes]
+
+    @classmethod
+    def build(cls, documents: Iterable[tuple[str, bytes]]) -> View:
+        ordered = dict(sorted(documents))
+        digest = hashlib.sha256()
+        for key, data in ordered.items():
+            digest.update(key.encode())
+            digest.update(b"\0")
+            digest.update(data)
+            digest.update(b"\n")
+        return cls(digest.hexdigest()[:16], ordered)
+
+    def snapshot_line(self) -> bytes:
+        return (b'{"type":"snapshot","version":"' + self.version.encode()
+                + b'","documents":[' + b",".join(self.documents.values()) + b"]}\n")
+
+    def delta_line(self, base: View) -> bytes:
+        """What changed from `base` to this view."""
+        put = [data for key, data in self.documents.items() if base.documents.get(key) != data]
+        delete = [key for key in base.documents if key not in self.documents]
+        return (b'{"type":"delta","base":"' + base.version.encode() + b'","version":"'
+                + self.version.encode() + b'","put":[' + b",".join(put) + b'],"delete":'
+                + json.dumps(delete).encode() + b"}\n")
+
+
+PING_LINE = b'{"type":"ping"}\n'
+
+
+def apply_message(documents: dict[str, Document], received: str,
+                  message: Mapping[str, Any]) -> tuple[dict[str, Document], str] | None:
+    """The documents and version after `message`, given what was last `received`; None for a
+    ping. WireError for a delta whose base is not `received`."""
+    kind = message.get("type")
+    if kind == "ping":
+        return None
+    version = message.get("version")
+    if not isinstance(version, str):
+        raise WireError("message without a version")
+    if kind == "snapshot":
+        items = message.get("documents") or []
+        return {document_key(doc): doc for doc in items}, version
+    if kind == "delta":
+        if message.get("base") != received:
+            raise WireError(f"delta on {message.get('base')!r}, but {received!r} was received")
+        updated = dict(documents)
+        for key in message.get("delete") or []:
+            updated.pop(key, None)
+        for doc in message.get("put") or []:
+            updated[document_key(doc)] = doc
+        return updated, version
+    raise WireError(f"unknown message type {kind!r}")
