@@ -334,13 +334,17 @@ class ControlPlaneProcess:
 
 
 @contextlib.contextmanager
-def run_controlplane(tmp: Path, *, port: int | None = None) -> Iterator[ControlPlaneProcess]:
+def run_controlplane(tmp: Path, *, port: int | None = None,
+                     store: str = "sqlite") -> Iterator[ControlPlaneProcess]:
+    """A control plane on `store` ("sqlite" in tmp/cp-data, or an etcd:// url: then each
+    replica, one per port, keeps its data dir to itself)."""
     port = port or free_port()
     log = tmp / f"controlplane-{port}.log"
+    data = tmp / ("cp-data" if store == "sqlite" else f"cp-data-{port}")
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*REMORA, "controlplane", "--listen", f"127.0.0.1:{port}",
-             "--data-dir", str(tmp / "cp-data")],
+             "--data-dir", str(data), "--store", store],
             stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     plane = ControlPlaneProcess(f"http://127.0.0.1:{port}", process, log)
     try:
