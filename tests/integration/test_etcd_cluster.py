@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from remora.registry.store.base import EventType
+from remora.registry.store.base import ABSENT, EventType
 from remora.registry.store.etcd import EtcdStore
 from tests.etcdkit import EtcdCluster, etcd_cluster
 from tests.integration.meshkit import (
@@ -118,6 +118,31 @@ def test_store_fails_over_and_its_watch_resumes_without_gaps(cluster: EtcdCluste
             got = [await anext(watch) for _ in range(15)]
             assert [e.revision for e in got] == [e.modified for e in written[5:]]
             assert len((await store.list("/k/"))[0]) == 20
+
+    try:
+        run(main())
+    finally:
+        cluster.restart(0)
+
+
+def test_creates_in_flight_when_the_member_dies_are_settled_exactly_once(
+        cluster: EtcdCluster) -> None:
+    """Many create-only-if-absent writes in flight when their member is SIGKILLed: a write whose
+    answer was lost is settled by reading the key (ours → done, absent → sent again), so every
+    create succeeds once — no false conflict, no error, no duplicate."""
+    async def main() -> None:
+        async with EtcdStore(cluster.endpoints, root="/inflight") as store:
+            async def create(i: int) -> int:
+                await asyncio.sleep(i * 0.002)
+                return (await store.put(f"/c/{i:03}", str(i).encode(), expected=ABSENT)).version
+
+            creates = asyncio.gather(*(create(i) for i in range(300)))
+            await asyncio.sleep(0.2)
+            cluster.kill(0)
+            assert await creates == [1] * 300
+            entries, _ = await store.list("/c/")
+            assert [(e.key, e.value, e.version) for e in entries] == [
+                (f"/c/{i:03}", str(i).encode(), 1) for i in range(300)]
 
     try:
         run(main())

@@ -156,7 +156,8 @@ class EtcdStore:
         self._index = (self._index + 1) % len(self.endpoints)
         self._stubs = None
         log.warning("etcd member %s unavailable; moving to %s", stubs.endpoint, self.endpoint)
-        asyncio.get_running_loop().create_task(stubs.channel.close())
+        # calls still in flight there end on their own (closing at once would cancel them)
+        asyncio.get_running_loop().create_task(stubs.channel.close(grace=self._timeout))
 
     async def _call(self, call: Callable[[_Stubs], Awaitable[T]], *, retry: bool) -> T:
         """Run `call` on the current member, failing over on connection errors. `retry`: the
@@ -261,7 +262,8 @@ class EtcdStore:
                                                       lease=lease or 0, prev_kv=True))
         try:
             header, result = await self._txn(key, expected, op)
-        except _UncertainError:
+        except _UncertainError as exc:
+            log.warning("put %s: %s; settling it by reading the key", key, exc)
             current = await self.get(key)
             if (current is not None and current.modified > before and current.value == value
                     and current.lease == lease):
@@ -282,7 +284,8 @@ class EtcdStore:
                                                                         prev_kv=True))
         try:
             _, result = await self._txn(key, expected, op)
-        except _UncertainError:
+        except _UncertainError as exc:
+            log.warning("delete %s: %s; settling it by reading the key", key, exc)
             if await self.get(key) is None:  # gone: it held what it held before we asked
                 held = await self._get(key, revision=before) if before else None
                 if expected in (ANY, ABSENT) or (held is not None and held.modified == expected):
