@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 from remora.proxy.events import Data, EndOfMessage, ResponseHead
@@ -54,6 +55,27 @@ class Connection:
 
     async def post_json(self, path: str, document: object) -> tuple[int, bytes]:
         return await self.request("POST", path, body=json.dumps(document).encode())
+
+    async def stream_lines(self, path: str, document: object) -> AsyncIterator[bytes]:
+        """POST `document` and yield the lines of a streamed (NDJSON) response."""
+        body = json.dumps(document).encode()
+        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: "
+                          f"application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                          + body)
+        self.decoder.start(method="POST")
+        pending = b""
+        while True:
+            data = await self.reader.read(65536)
+            if not data:
+                return
+            for event in self.decoder.feed(data):
+                if isinstance(event, Data):
+                    pending += event.data
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        yield line
+                elif isinstance(event, EndOfMessage):
+                    return
 
     def close(self) -> None:
         self.writer.close()

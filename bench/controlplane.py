@@ -113,28 +113,34 @@ async def list_queries(port: int) -> float:
     return done / seconds
 
 
-async def subscriber(client: httpx.AsyncClient, index: int, versions: dict[int, str],
+async def subscriber(port: int, index: int, versions: dict[int, str],
                      seen: dict[int, asyncio.Queue[tuple[str, float]]]) -> None:
+    """A lightweight proxy: reads its stream, parses each view message, ACKs it."""
     node = {"id": f"sidecar~127.0.0.1~bench-{index}.default~default.svc.cluster.local",
             "mode": "sidecar", "namespace": "default", "labels": {"app": f"client-{index}"}}
-    async with client.stream("POST", "/api/remora/v1/discovery", json={"node": node}) as stream:
-        async for line in stream.aiter_lines():
+    stream = await Connection.open("127.0.0.1", port)
+    acks = await Connection.open("127.0.0.1", port)
+    try:
+        async for line in stream.stream_lines("/api/remora/v1/discovery", {"node": node}):
             message = json.loads(line) if line.strip() else {}
-            if message.get("type") != "snapshot":
+            if message.get("type") not in ("snapshot", "delta"):
                 continue
-            await client.post("/api/remora/v1/discovery/ack",
-                              json={"node": node["id"], "version": message["version"]})
+            check(*await acks.post_json("/api/remora/v1/discovery/ack",
+                                        {"node": node["id"], "version": message["version"]}))
             versions[index] = message["version"]
             seen[index].put_nowait((message["version"], time.perf_counter()))
+    finally:
+        stream.close()
+        acks.close()
 
 
-async def push(client: httpx.AsyncClient, proxies: int) -> list[float]:
+async def push(client: httpx.AsyncClient, port: int, proxies: int) -> list[float]:
     """Milliseconds from the change's apply to each subscriber's ACK of the new version."""
     await client.post("/api/remora/apply", content=VS.format(timeout=1),
                       headers={"content-type": "application/yaml"})
     versions: dict[int, str] = {}
     seen = {i: asyncio.Queue[tuple[str, float]]() for i in range(proxies)}
-    tasks = [asyncio.create_task(subscriber(client, i, versions, seen)) for i in range(proxies)]
+    tasks = [asyncio.create_task(subscriber(port, i, versions, seen)) for i in range(proxies)]
     try:
         for i in range(proxies):  # everyone has the first view
             await asyncio.wait_for(seen[i].get(), 30)
@@ -172,7 +178,7 @@ async def measure(url: str, port: int, *, instances: int, proxies: int) -> dict[
     limits = httpx.Limits(max_connections=proxies + 8)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
         log(f"push to {proxies} subscribers ...")
-        latencies = await push(client, proxies)
+        latencies = await push(client, port, proxies)
     return {
         "register_per_s": round(register_rate),
         "list_per_s": round(list_rate),

@@ -1,8 +1,9 @@
 """Push: each connected proxy gets the configuration that concerns it, versioned, as changes
-happen — the xDS loop of istiod, on the wire format of remora.proxy.discovery.
+happen — the xDS loop of istiod, on the wire format of remora.mesh.wire.
 
-A proxy subscribes with its node (identity). Every change under the store's resource or registry
-prefixes schedules one recompute after a quiet period (istiod debounces pushes by 100 ms); each
+A proxy subscribes with its node (identity). A change under the store's resource or registry
+prefixes is pushed at once after a quiet period, and a burst of changes is coalesced until it
+has been quiet for 100 ms (istiod's debounce); each
 subscriber whose view changed — its version is a hash of its documents — gets the new view on
 its stream. ACKs and NACKs are recorded per proxy, so `GET /api/remora/v1/proxies` shows who runs
 which version and who refused what (a NACKing proxy keeps serving its previous version).
@@ -64,6 +65,14 @@ class Subscriber:
         return ("sidecar", "")
 
 
+def encode(documents: list[dict[str, Any]]) -> list[Entry]:
+    return [
+        (document_key(doc), encode_document(doc), str(doc.get("kind")),
+         str(doc.get("metadata", {}).get("namespace", "default")))
+        for doc in documents
+    ]
+
+
 def select(view_key: ViewKey, entries: list[Entry]) -> View:
     """The view for proxies of `view_key`: the kinds a proxy compiles, plus the TLS Secrets of
     its own namespace for a gateway (credentialName)."""
@@ -85,6 +94,9 @@ class PushServer:
         self.debounce = debounce
         self.subscribers: dict[str, Subscriber] = {}
         self._entries: list[Entry] | None = None
+        self._resources: list[dict[str, Any]] | None = None  # stored resources, decoded
+        self._registry: list[Entry] | None = None  # the registry's documents, encoded
+        self._services: dict[tuple[str, str], dict[str, Any]] = {}
         self._views: dict[ViewKey, View] = {}
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -107,22 +119,27 @@ class PushServer:
 
     # the view ----------------------------------------------------------------------------------
     async def entries(self) -> list[Entry]:
-        """Every resource a proxy may need plus the registry's endpoints, each encoded once
-        (cached until a change)."""
+        """Every resource a proxy may need plus the registry's endpoints, each encoded once.
+        Resources and registry are cached apart: a route change does not re-encode the
+        thousands of endpoints, and an instance change does not re-read the resources."""
         if self._entries is None:
-            stored, _ = await self.store.list(RESOURCES)
-            documents = [json.loads(entry.value) for entry in stored]
-            if self.registry is not None:
-                services = {
-                    (doc["metadata"].get("namespace", "default"), doc["metadata"]["name"]): doc
-                    for doc in documents if doc.get("kind") == "Service"
-                }
-                documents.extend(await registry_documents(self.registry, self.store, services))
-            self._entries = [
-                (document_key(doc), encode_document(doc), str(doc.get("kind")),
-                 str(doc.get("metadata", {}).get("namespace", "default")))
-                for doc in documents
-            ]
+            if self._resources is None:
+                stored, _ = await self.store.list(RESOURCES)
+                self._resources = [json.loads(entry.value) for entry in stored]
+            documents = self._resources
+            services = {
+                (doc["metadata"].get("namespace", "default"), doc["metadata"]["name"]): doc
+                for doc in documents if doc.get("kind") == "Service"
+            }
+            if services != self._services:  # endpoints depend on which Services exist
+                self._services = services
+                self._registry = None
+            if self._registry is None:
+                self._registry = []
+                if self.registry is not None:
+                    self._registry = encode(
+                        await registry_documents(self.registry, self.store, services))
+            self._entries = encode(documents) + self._registry
         return self._entries
 
     async def view(self, view_key: ViewKey) -> View:
@@ -131,28 +148,41 @@ class PushServer:
             found = self._views[view_key] = select(view_key, await self.entries())
         return found
 
+    def _invalidate(self, prefix: str) -> None:
+        self._entries = None
+        if prefix == RESOURCES:
+            self._resources = None
+        else:
+            self._registry = None
+        self._dirty.set()
+
     async def _watch(self, prefix: str, since: int) -> None:
         while True:
             try:
                 async for _ in self.store.watch(prefix, since=since):
-                    self._entries = None
-                    self._dirty.set()
+                    self._invalidate(prefix)
                 return
             except CompactedError:
                 since = await self.store.revision()  # resync: recompute from scratch
-                self._entries = None
-                self._dirty.set()
+                self._invalidate(prefix)
 
     async def _pusher(self) -> None:
-        """Debounce: wait for a quiet period after a change, then push changed views."""
+        """Push a change at once when it comes after a quiet period; coalesce a burst of
+        changes until it has been quiet for `debounce` (istiod's 100 ms), so a storm of
+        registrations costs a few pushes, and a lone route change is not delayed."""
+        loop = asyncio.get_running_loop()
+        last_push = -self.debounce
         while True:
             await self._dirty.wait()
-            while True:
-                self._dirty.clear()
-                await asyncio.sleep(self.debounce)
-                if not self._dirty.is_set():
-                    break
+            if loop.time() - last_push < self.debounce:
+                while True:  # inside a burst: wait for the quiet period
+                    self._dirty.clear()
+                    await asyncio.sleep(self.debounce)
+                    if not self._dirty.is_set():
+                        break
+            self._dirty.clear()
             await self.push_all()
+            last_push = loop.time()
 
     async def push_all(self) -> None:
         """Recompute the views in use; send each subscriber a delta from the view it has, or
