@@ -85,6 +85,10 @@ class _UncertainError(StoreError):
     """A write's request was sent but no answer came back: it may or may not have happened."""
 
 
+class _StreamLostError(Exception):
+    """A long-lived stream to a member broke or stopped answering."""
+
+
 def _error(exc: rpc.AioRpcError) -> StoreError:
     return StoreError(f"etcd: {exc.code().name}: {exc.details()}")
 
@@ -105,6 +109,7 @@ class EtcdStore:
         self._revision = 0  # the newest revision any response has shown us
         self._closed = False
         self._watches: weakref.WeakSet[EtcdWatch] = weakref.WeakSet()
+        self._keepalives: _KeepAlives | None = None
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = TIMEOUT) -> EtcdStore:
@@ -123,6 +128,9 @@ class EtcdStore:
         self._closed = True
         for watch in list(self._watches):
             watch.end()
+        if self._keepalives is not None:
+            self._keepalives.end()
+            self._keepalives = None
         stubs, self._stubs = self._stubs, None
         if stubs is not None:
             await stubs.channel.close()
@@ -167,17 +175,17 @@ class EtcdStore:
             stubs = self._connect()
             try:
                 return await call(stubs)
-            except rpc.AioRpcError as exc:
-                if exc.code() not in _FAILOVER:
+            except (rpc.AioRpcError, _StreamLostError) as exc:
+                if isinstance(exc, rpc.AioRpcError) and exc.code() not in _FAILOVER:
                     raise _error(exc) from exc
                 self._failover(stubs)
                 attempts += 1
-                sent = not any(text in (exc.details() or "").lower() for text in _NOT_SENT)
+                details = exc.details() if isinstance(exc, rpc.AioRpcError) else str(exc)
+                sent = not any(text in (details or "").lower() for text in _NOT_SENT)
                 if sent and not retry:
-                    raise _UncertainError(f"etcd: {exc.details()}") from exc
+                    raise _UncertainError(f"etcd: {details}") from exc
                 if attempts >= 3 * len(self.endpoints):
-                    raise StoreError(f"etcd unreachable at {self.endpoints}: {exc.details()}"
-                                     ) from exc
+                    raise StoreError(f"etcd unreachable at {self.endpoints}: {details}") from exc
                 await asyncio.sleep(min(_MAX_BACKOFF, 0.05 * attempts))
 
     def _seen(self, header: Any) -> int:
@@ -315,17 +323,16 @@ class EtcdStore:
         return int(response.ID)
 
     async def keep_alive(self, lease: int) -> bool:
+        """One request on the member's long-lived LeaseKeepAlive stream (a heartbeat per
+        instance beat: a stream per call would cost a round trip more)."""
         async def refresh(stubs: _Stubs) -> Any:
-            call = stubs.lease.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease)]),
-                                              timeout=self._timeout)
-            try:
-                return await call.read()
-            finally:
-                call.cancel()
+            if self._keepalives is None or self._keepalives.stubs is not stubs:
+                if self._keepalives is not None:
+                    self._keepalives.end()
+                self._keepalives = _KeepAlives(stubs)
+            return await self._keepalives.refresh(lease, timeout=self._timeout)
 
         response = await self._call(refresh, retry=True)
-        if response is None or not hasattr(response, "TTL"):
-            raise StoreError(f"etcd: no keep-alive answer for lease {lease}")
         self._seen(response.header)
         return bool(response.TTL > 0)
 
@@ -350,6 +357,51 @@ class EtcdStore:
         watch = EtcdWatch(self, prefix, since=self._revision if since is None else since)
         self._watches.add(watch)
         return watch
+
+
+class _KeepAlives:
+    """One LeaseKeepAlive stream to one member; answers are matched to requests by lease id."""
+
+    def __init__(self, stubs: _Stubs) -> None:
+        self.stubs = stubs
+        self._requests: asyncio.Queue[int | None] = asyncio.Queue()
+        self._waiting: dict[int, list[asyncio.Future[Any]]] = {}
+        self._call = stubs.lease.LeaseKeepAlive(self._send())
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _send(self) -> AsyncIterator[Any]:
+        while (lease := await self._requests.get()) is not None:
+            yield rpc.LeaseKeepAliveRequest(ID=lease)
+
+    async def refresh(self, lease: int, *, timeout: float) -> Any:
+        if self._reader.done():
+            raise _StreamLostError("keep-alive stream ended")
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(lease, []).append(answer)
+        self._requests.put_nowait(lease)
+        try:
+            return await asyncio.wait_for(asyncio.shield(answer), timeout)
+        except TimeoutError:
+            self.end()
+            raise _StreamLostError(f"no keep-alive answer in {timeout}s") from None
+
+    async def _read(self) -> None:
+        error: BaseException = _StreamLostError("keep-alive stream ended")
+        try:
+            while isinstance(response := await self._call.read(), rpc.LeaseKeepAliveResponse):
+                for answer in self._waiting.pop(response.ID, []):
+                    if not answer.done():
+                        answer.set_result(response)
+        except (rpc.AioRpcError, asyncio.CancelledError) as exc:
+            error = exc if isinstance(exc, rpc.AioRpcError) else error
+        waiting, self._waiting = self._waiting, {}
+        for answer in (a for answers in waiting.values() for a in answers if not a.done()):
+            answer.set_exception(error)
+
+    def end(self) -> None:
+        self._requests.put_nowait(None)
+        self._call.cancel()
+        self._reader.cancel()
 
 
 class EtcdWatch:
