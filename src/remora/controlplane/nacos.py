@@ -241,26 +241,45 @@ async def detail(request: Request) -> Response:
                          "metadata": dict(found.metadata)})
 
 
+_LIST_CACHE: dict[tuple[int, int, str, str, str, str, bool], bytes] = {}
+"""Encoded /instance/list answers by (registry generation, query): lists are read far more
+often than the registry changes, and encoding the hosts was most of a query's cost."""
+
+
 @router.get("/ns/instance/list")
 async def list_instances(request: Request) -> Response:
     params = await _params(request)
     namespace, group, service = params.service()
     clusters = params.optional("clusters")
+    healthy_only = params.flag("healthyOnly", False)
     registry = _registry(request)
+    key = (id(registry), registry.generation, namespace, group, service, clusters,
+           healthy_only)
+    body = _LIST_CACHE.get(key)
+    if body is None:
+        if len(_LIST_CACHE) > 10_000:
+            _LIST_CACHE.clear()  # answers of older generations are never asked for again
+        body = _LIST_CACHE[key] = _list_body(registry, namespace=namespace, group=group,
+                                             service=service, clusters=clusters,
+                                             healthy_only=healthy_only)
+    return Response(body, media_type="application/json")
+
+
+def _list_body(registry: Registry, *, namespace: str, group: str, service: str, clusters: str,
+               healthy_only: bool) -> bytes:
     found = registry.instances(namespace=namespace, group=group, service=service,
-                               clusters=clusters.split(","),
-                               healthy_only=params.flag("healthyOnly", False))
+                               clusters=clusters.split(","), healthy_only=healthy_only)
     hosts = [_host(instance) for instance in found.hosts]
     svc = registry.get_service(namespace=namespace, group=group, name=service)
     checksum = hashlib.md5(json.dumps(hosts, sort_keys=True).encode()).hexdigest()
-    return JSONResponse({
+    return json.dumps({
         "name": grouped(group, service), "groupName": group, "clusters": clusters,
         "cacheMillis": CACHE_MILLIS, "hosts": hosts, "lastRefTime": _now_ms(),
         "checksum": checksum, "allIPs": False,
         "reachProtectionThreshold": found.reach_protection_threshold, "valid": True,
         "dom": grouped(group, service), "useSpecifiedURL": False, "env": "",
         "metadata": dict(svc.metadata) if svc else {},
-    })
+    }).encode()
 
 
 def _beat_info(params: _Params) -> dict[str, Any]:

@@ -121,6 +121,7 @@ class Registry:
         self._beats = BeatTracker()
         self._checks: dict[str, CheckState] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self.generation = 0  # bumped by every change: answers computed earlier are stale
 
     # lifecycle
 
@@ -157,6 +158,7 @@ class Registry:
 
     def _changed(self, key: str, old: _Record | None, new: _Record | None) -> None:
         """Keep the per-service indexes in step with the mirror."""
+        self.generation += 1
         record = new or old
         item = record.item if record else None
         if isinstance(item, Service):
