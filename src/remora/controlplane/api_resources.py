@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from remora.api.resource import DEFAULT_NAMESPACE
@@ -35,8 +36,14 @@ from remora.controlplane.status import error_body, read_documents, status
 
 router = APIRouter(tags=["resources"])
 
+_EXAMPLE = {
+    "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+    "metadata": {"name": "reviews", "namespace": "default"},
+    "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]},
+}
 _BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {"type": "object", "additionalProperties": True}},
+    "application/json": {"schema": {"type": "object", "additionalProperties": True},
+                         "example": _EXAMPLE},
     "application/yaml": {"schema": {"type": "string"}},
 }}}
 _STATUS: dict[int | str, dict[str, Any]] = {code: {"description": text} for code, text in (
@@ -73,11 +80,13 @@ class Target(NamedTuple):
     version: str
 
 
-def _group_target(group: str, version: str, plural: str) -> Target:
+def _group_target(group: Annotated[str, PathParam(examples=["networking.istio.io"])],
+                  version: Annotated[str, PathParam(examples=["v1"])],
+                  plural: Annotated[str, PathParam(examples=["virtualservices"])]) -> Target:
     return Target(_type(group, version, plural), version)
 
 
-def _core_target(plural: str) -> Target:
+def _core_target(plural: Annotated[str, PathParam(examples=["services"])]) -> Target:
     """/api/v1 only: the core group has one version, and /api/remora/... is Remora's own."""
     return Target(_type("", "v1", plural), "v1")
 
@@ -94,7 +103,7 @@ def _warnings(applied: Applied) -> dict[str, str]:
     return {"Warning": ", ".join(f'299 - {json.dumps(w)}' for w in applied.warnings)}
 
 
-def _in_namespace(namespace: str) -> str | None:
+def _in_namespace(namespace: Annotated[str, PathParam(examples=["default"])]) -> str | None:
     return namespace
 
 
