@@ -167,6 +167,32 @@ def test_a_write_through_replica_a_reaches_a_proxy_on_replica_b(
         wait_for(lambda: served(proxy.url) == "v1", timeout=10, message="B pushed its write")
 
 
+def test_an_instance_registered_on_a_is_listed_and_beaten_on_b(
+    replicas: tuple[ControlPlaneProcess, ControlPlaneProcess], cluster: EtcdCluster,
+) -> None:
+    """Nacos v1 API on both replicas: the ephemeral instance registered through A is bound to an
+    etcd lease, B lists it, and B accepts its beats (the lease is the cluster's, not A's)."""
+    a, b = replicas
+    where = {"serviceName": "ratings", "ip": "10.0.0.7", "port": "9080"}
+    assert httpx.post(f"{a.url}/nacos/v1/ns/instance", params=where, timeout=10).text == "ok"
+
+    def hosts() -> list[str]:
+        listed = httpx.get(f"{b.url}/nacos/v1/ns/instance/list",
+                           params={"serviceName": "ratings"}, timeout=10).json()
+        return [f"{host['ip']}:{host['port']}" for host in listed["hosts"]]
+
+    wait_for(lambda: hosts() == ["10.0.0.7:9080"], timeout=10, message="B lists A's instance")
+    beat = httpx.put(f"{b.url}/nacos/v1/ns/instance/beat", params=where, timeout=10).json()
+    assert beat["code"] == 10200, beat
+
+    async def leased() -> None:
+        async with EtcdStore(cluster.endpoints) as store:
+            entries, _ = await store.list("/registry/instances/")
+            assert [e.lease is not None for e in entries if "10.0.0.7:9080" in e.key] == [True]
+
+    run(leased())
+
+
 def test_everything_keeps_working_with_an_etcd_member_killed(
     replicas: tuple[ControlPlaneProcess, ControlPlaneProcess], member_down: int,
     upstreams: dict[str, EchoServer], tmp_path: Path,
