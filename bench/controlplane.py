@@ -39,6 +39,7 @@ REMORA = Path(sys.executable).with_name("remora")
 CONCURRENCY = 64
 SERVICES = 100
 LIST_SECONDS = 5.0
+RECEIVED: dict[int, float] = {}  # when each subscriber last received a view (before its ACK)
 TARGETS = {"register_per_s": 5000, "list_per_s": 10000, "push_p99_ms": 100}
 
 VS = """\
@@ -92,7 +93,11 @@ async def register(port: int, instances: int) -> float:
         check(*await connection.request("POST", "/nacos/v1/ns/instance", params={
             "serviceName": f"svc-{i % SERVICES}", "ip": f"10.{i // 65536 % 256}."
             f"{i // 256 % 256}.{i % 256}", "port": 8080, "ephemeral": "true",
-            "metadata": json.dumps({"version": f"v{i % 3}"}),
+            # ephemeral, as Nacos clients register; long beat timeouts (Nacos's preserved.*
+            # metadata) so that instances without a beating client stay put during the run
+            "metadata": json.dumps({"version": f"v{i % 3}",
+                                    "preserved.heart.beat.timeout": "600000",
+                                    "preserved.ip.delete.timeout": "600000"}),
         }))
 
     return instances / await pooled(port, instances, one)
@@ -125,10 +130,14 @@ async def subscriber(port: int, index: int, versions: dict[int, str],
             message = json.loads(line) if line.strip() else {}
             if message.get("type") not in ("snapshot", "delta"):
                 continue
+            received = time.perf_counter()
             check(*await acks.post_json("/api/remora/v1/discovery/ack",
                                         {"node": node["id"], "version": message["version"]}))
+            RECEIVED[index] = received
             versions[index] = message["version"]
-            seen[index].put_nowait((message["version"], time.perf_counter()))
+            # which change this is: the benchmark's route change sets the timeout to 2s
+            marker = "changed" if b'"timeout":"2s"' in line else message["version"]
+            seen[index].put_nowait((marker, time.perf_counter()))
     finally:
         stream.close()
         acks.close()
@@ -144,18 +153,23 @@ async def push(client: httpx.AsyncClient, port: int, proxies: int) -> list[float
     try:
         for i in range(proxies):  # everyone has the first view
             await asyncio.wait_for(seen[i].get(), 30)
-        before = dict(versions)
+        await asyncio.sleep(0.5)  # a lone change, not the tail of a burst (no debounce wait)
         started = time.perf_counter()
         response = await client.post("/api/remora/apply", content=VS.format(timeout=2),
                                      headers={"content-type": "application/yaml"})
         response.raise_for_status()
-        latencies = []
+        log(f"  apply answered in {(time.perf_counter() - started) * 1000:.1f} ms")
+        latencies: list[float] = []
+        receipts: list[float] = []
         for i in range(proxies):
             while True:
-                version, at = await asyncio.wait_for(seen[i].get(), 30)
-                if version != before[i]:
+                marker, at = await asyncio.wait_for(seen[i].get(), 30)
+                if marker == "changed":
                     latencies.append((at - started) * 1000)
+                    receipts.append((RECEIVED[i] - started) * 1000)
                     break
+        log(f"  received p50 {statistics.median(receipts):.1f} ms, "
+            f"max {max(receipts):.1f} ms; ACKed max {max(latencies):.1f} ms")
         return latencies
     finally:
         for task in tasks:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from remora.controlplane.push import PushServer
@@ -52,11 +53,29 @@ async def discovery(body: DiscoveryRequest, request: Request) -> StreamingRespon
     return StreamingResponse(stream, media_type="application/x-ndjson")
 
 
-@router.post("/discovery/ack", summary="ACK (error null) or NACK a pushed version")
-async def ack(body: Ack, request: Request) -> dict[str, Any]:
-    if not push_server(request).ack(body.node, body.version, body.error):
-        raise HTTPException(404, f"proxy {body.node} is not connected")
-    return {"node": body.node, "version": body.version, "accepted": body.error is None}
+@router.post("/discovery/ack", summary="ACK (error null) or NACK a pushed version",
+             openapi_extra={"requestBody": {"content": {"application/json": {
+                 "schema": Ack.model_json_schema()}}, "required": True}})
+async def ack(request: Request) -> Response:
+    """(Served by controlplane.fastpaths in front of the app; this route documents it.)"""
+    status, body = answer_ack(push_server(request), await request.body())
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def answer_ack(push: PushServer, raw: bytes) -> tuple[int, bytes]:
+    """Status and JSON body for an ACK/NACK. Every proxy ACKs every push, so this is parsed
+    by hand: a validated pydantic body costs several times more per request."""
+    try:
+        body = json.loads(raw)
+        node, version, error = body["node"], body["version"], body.get("error")
+        if not isinstance(node, str) or not isinstance(version, str) or not (
+                error is None or isinstance(error, str)):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return 400, b'{"message":"body must be {node: str, version: str, error: str|null}"}'
+    if not push.ack(node, version, error):
+        return 404, json.dumps({"message": f"proxy {node} is not connected"}).encode()
+    return 200, b'{"accepted":%s}' % (b"true" if error is None else b"false")
 
 
 @router.get("/proxies", summary="Connected proxies with the versions they were sent and run")

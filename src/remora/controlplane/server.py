@@ -18,6 +18,7 @@ import uvicorn
 import uvloop
 
 from remora.controlplane.app import create_app
+from remora.controlplane.fastpaths import FastPaths
 from remora.controlplane.state import ControlPlane
 from remora.errors import RemoraError
 from remora.registry.store import open_store
@@ -84,7 +85,8 @@ async def _serve(options: ServerOptions, sock: socket.socket) -> None:
     state = await ControlPlane.open(store)
     try:
         config = uvicorn.Config(
-            create_app(state), loop="none", http="httptools", lifespan="off",
+            FastPaths(create_app(state), state), loop="none", http="httptools",
+            lifespan="off",
             log_level=options.log_level, access_log=options.log_level == "debug",
             timeout_graceful_shutdown=options.drain_timeout,
         )

@@ -39,6 +39,11 @@ def encode_document(document: Mapping[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
+def _encode_snapshot(version: str, documents: Iterable[bytes]) -> bytes:
+    return (b'{"type":"snapshot","version":"' + version.encode() + b'","documents":['
+            + b",".join(documents) + b"]}\n")
+
+
 @dataclass(frozen=True, slots=True)
 class View:
     """One proxy view: documents by key, as canonical JSON, and its content version."""
@@ -58,8 +63,14 @@ class View:
         return cls(digest.hexdigest()[:16], ordered)
 
     def snapshot_line(self) -> bytes:
-        return (b'{"type":"snapshot","version":"' + self.version.encode()
-                + b'","documents":[' + b",".join(self.documents.values()) + b"]}\n")
+        """The whole view as one line, built once however many proxies get it."""
+        cached = _SNAPSHOTS.get(self.version)
+        if cached is None:
+            if len(_SNAPSHOTS) >= 16:
+                _SNAPSHOTS.clear()
+            cached = _SNAPSHOTS[self.version] = _encode_snapshot(
+                self.version, self.documents.values())
+        return cached
 
     def delta_line(self, base: View) -> bytes:
         """What changed from `base` to this view."""
@@ -70,6 +81,7 @@ class View:
                 + json.dumps(delete).encode() + b"}\n")
 
 
+_SNAPSHOTS: dict[str, bytes] = {}  # recent snapshot lines by version (content hash)
 PING_LINE = b'{"type":"ping"}\n'
 
 
