@@ -66,22 +66,35 @@ class Client:
              body: bytes | None = None, content_type: str = "application/json") -> Any:
         """The decoded JSON answer; ServerError for a failure status, RemoraError when the
         server cannot be reached."""
+        raw = self.call_raw(method, path, params=params, body=body, content_type=content_type)
+        try:
+            return json.loads(raw or b"null")
+        except ValueError as exc:
+            raise RemoraError(f"{self.server} did not answer with JSON: {exc}") from None
+
+    def call_raw(self, method: str, path: str, *, params: dict[str, str] | None = None,
+                 body: bytes | None = None, content_type: str = "application/json",
+                 headers: dict[str, str] | None = None, timeout: float = TIMEOUT) -> bytes:
+        """The answer's bytes (Nacos answers plain text too); errors as `call`."""
         url = self.server.rstrip("/") + path
         if params:
             url += "?" + urllib.parse.urlencode(params)
+        sent = {"Content-Type": content_type} if body else {}
         request = urllib.request.Request(url, data=body, method=method,
-                                         headers={"Content-Type": content_type} if body else {})
+                                         headers={**sent, **(headers or {})})
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-                return json.loads(response.read() or b"null")
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return bytes(response.read())
         except urllib.error.HTTPError as exc:
-            raise ServerError(exc.code, _json_or_none(exc.read())) from None
+            raw = exc.read()
+            body_json = _json_or_none(raw)
+            if body_json is None:  # Nacos: a plain-text reason
+                body_json = {"reason": f"HTTP {exc.code}", "message": raw.decode(errors="replace")}
+            raise ServerError(exc.code, body_json) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise RemoraError(f"cannot reach the control plane at {self.server}: {reason} "
                               "(is `remora controlplane` running? see --server)") from None
-        except ValueError as exc:
-            raise RemoraError(f"{self.server} did not answer with JSON: {exc}") from None
 
 
 def _json_or_none(raw: bytes) -> Any:
