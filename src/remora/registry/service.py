@@ -126,14 +126,11 @@ class Registry:
     # lifecycle
 
     async def start(self, *, background: bool = True) -> None:
-        """Load the registry; ephemeral instances found get a fresh beat deadline (as after
-        a Nacos restart, their clients have one delete timeout to beat again)."""
+        """Load the registry. A replica judges only the beats it receives: instances found in
+        the store (registered before a restart, or through another replica on a shared etcd)
+        are not marked unhealthy here for want of beats; their store lease, which every beat
+        renews on whichever replica gets it, removes them once their clients stop."""
         await self._mirror.start()
-        now = self._clock()
-        for instances in self._instances.values():
-            for key, instance in instances.items():
-                if instance.ephemeral:
-                    self._beats.beat(key, now=now, timing=beat_timing(instance.metadata))
         if background:
             loop = asyncio.get_running_loop()
             self._tasks = [loop.create_task(self._every(self._sweep_interval, self.sweep)),
