@@ -1,0 +1,1 @@
+"""The local runner: workloads as processes with sidecars, probes, restarts and autoscaling."""
