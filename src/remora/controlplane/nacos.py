@@ -145,17 +145,25 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class _NacosRoute(APIRoute):
-    """Turns a RegistryError into Nacos's plain-text 400 (or its own status)."""
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+
+async def answer(handler: Handler, request: Request) -> Response:
+    """Run a handler; a RegistryError becomes Nacos's plain-text 400 (or its own status)."""
+    try:
+        return await handler(request)
+    except RegistryError as exc:
+        return PlainTextResponse(f"caused: {exc};", status_code=exc.status)
+
+
+class _NacosRoute(APIRoute):
+    """Routes whose RegistryErrors are answered as Nacos answers them."""
+
+    def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RegistryError as exc:
-                return PlainTextResponse(f"caused: {exc};", status_code=exc.status)
+            return await answer(handler, request)
 
         return handle
 
