@@ -1,0 +1,200 @@
+"""`remora up | down | status | logs`: run Kubernetes + Istio YAML locally as a mesh.
+
+`up` validates the YAML (file:line issues refuse it), then supervises the control plane, the
+gateways and every pod with its sidecar until Ctrl-C / SIGTERM / `remora down`; with --detach
+it starts that supervisor in the background and returns once everything is ready. The
+supervisor's state directory (--state-dir) is what `status`, `logs` and `down` read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from remora.api.loader import load_paths
+from remora.cli.output import OutputFormat, render
+from remora.errors import RemoraError
+from remora.runner import control
+from remora.runner import spec as specs
+from remora.runner.ports import HOST, port_is_free
+from remora.runner.state import DEFAULT_STATE_DIR, StateDir, alive
+from remora.runner.supervisor import REMORA
+from remora.runner.up import UpOptions, serve
+
+StateDirOption = Annotated[Path, typer.Option(
+    "--state-dir", help="Where pids, ports, logs and data are kept.")]
+FOLLOW_POLL = 0.2
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("down")(down)
+    app.command("status")(status)
+    app.command("logs")(logs)
+
+
+def up(
+    filename: Annotated[list[str], typer.Option(
+        "-f", "--filename", help="YAML file or directory (recursive). Repeatable.")],
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    controlplane_port: Annotated[int, typer.Option(help="The control plane's port.")] = 15080,
+    detach: Annotated[bool, typer.Option(
+        "--detach", "-d", help="Run in the background; return once everything is ready.")]
+    = False,
+    hpa_interval: Annotated[float, typer.Option(
+        help="Seconds between autoscaler runs (Kubernetes: 15).")] = 15.0,
+    timeout: Annotated[float, typer.Option(
+        help="--detach: seconds to wait for everything to be ready.")] = 120.0,
+) -> None:
+    """Run the workloads of the YAML as local processes, each with a sidecar, in one mesh."""
+    loaded = load_paths(filename)
+    loaded.raise_for_issues()
+    state_root = state_dir.resolve()
+    for workload in specs.workloads(loaded.resources):  # refuse what cannot run, before starting
+        specs.instances_for(loaded.resources, workload=workload.key, replicas=1,
+                            state_dir=state_root)
+    state = StateDir(state_root)
+    if (pid := state.running_supervisor()) is not None:
+        raise RemoraError(f"remora up already runs for {state_dir} (pid {pid}): "
+                          "`remora down` first, or use another --state-dir")
+    if not port_is_free(controlplane_port):
+        raise RemoraError(f"port {controlplane_port} is in use: choose --controlplane-port")
+    if detach:
+        argv = [*REMORA, "up", *(a for f in filename for a in ("-f", str(Path(f).resolve()))),
+                "--state-dir", str(state_root), "--controlplane-port", str(controlplane_port),
+                "--hpa-interval", str(hpa_interval)]
+        process = control.spawn_detached(argv, state)
+        shown = control.wait_until_ready(state, process, timeout=timeout)
+        _print_ready(shown)
+        return
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    options = UpOptions(paths=tuple(filename), state=state, controlplane_port=controlplane_port,
+                        hpa_interval=hpa_interval)
+    asyncio.run(serve(loaded.resources, options, say=typer.echo))
+
+
+def _print_ready(status: dict[str, Any]) -> None:
+    typer.echo(f"ready in {status.get('ready_after') or 0:.1f} s: "
+               f"{len(status.get('instances', []))} instances; "
+               f"control plane {status['controlplane']['url']}")
+    for gateway in status.get("gateways", []):
+        for port, local in gateway["listen"].items():
+            mapped = f" (Gateway port {port})" if str(local) != port else ""
+            typer.echo(f"gateway {gateway['name']}: http://{HOST}:{local}{mapped}")
+    typer.echo(f"state: {status['state_dir']}; `remora status`, `remora logs NAME`, "
+               "`remora down`")
+
+
+def down(
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the stop.")] = 120.0,
+) -> None:
+    """Stop everything `remora up` started: apps, sidecars, gateways, control plane."""
+    found = control.stop(StateDir(state_dir.resolve()), timeout=timeout)
+    typer.echo(f"stopped ({found} processes)" if found else f"nothing runs for {state_dir}")
+
+
+def status(
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    output: Annotated[str, typer.Option("-o", "--output", help="table, json or yaml.")]
+    = "table",
+) -> None:
+    """Workloads and instances: ready, restarts, req/s, errors, ports."""
+    state = StateDir(state_dir.resolve())
+    shown = state.read_status()
+    if shown is None:
+        raise RemoraError(f"nothing was started with --state-dir {state_dir}")
+    shown["supervisor"] = state.running_supervisor()
+    for instance in shown.get("instances", []):
+        for role in ("app", "sidecar"):
+            process = instance.get(role) or {}
+            process["alive"] = bool(process.get("pid")) and alive(process)
+    if output != "table":
+        typer.echo(render(shown, OutputFormat(output)), nl=False)
+        return
+    _print_status(shown)
+
+
+def _print_status(shown: dict[str, Any]) -> None:
+    console = Console(width=160, highlight=False)
+    supervisor = shown["supervisor"]
+    console.print(f"phase {shown['phase']}"
+                  + (f" (supervisor pid {supervisor})" if supervisor else " (not running)")
+                  + f"; control plane {shown['controlplane']['url']}")
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "WORKLOAD", "READY", "STATUS", "RESTARTS", "REQ/S", "ERRORS",
+                   "PORTS", "AGE"):
+        table.add_column(column)
+    now = time.time()
+    for item in shown.get("instances", []):
+        ports = item["ports"]
+        apps = ",".join(f"{k}→{v}" for k, v in ports["app"].items())
+        table.add_row(
+            item["name"], f"{item['kind']}/{item['workload']}",
+            "1/1" if item["ready"] else "0/1", item["phase"], str(item["restarts"]),
+            _number(item.get("rps")), _number(item.get("errors")),
+            f"app {apps or '-'} in {ports['inbound']} out {ports['outbound']}",
+            f"{int(now - item['created'])}s")
+    console.print(table)
+    for gateway in shown.get("gateways", []):
+        listen = ", ".join(f"{port}→{local}" for port, local in gateway["listen"].items())
+        console.print(f"{gateway['name']} ({gateway['namespace']}): {listen}")
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def logs(
+    name: Annotated[str, typer.Argument(
+        help="A pod, a workload (all its pods), a gateway or `controlplane`.")],
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing.")] = False,
+    container: Annotated[str, typer.Option(
+        "-c", "--container", help="app or sidecar (the pod's proxy).")] = "app",
+) -> None:
+    """Print a process's output (the app's, or its sidecar's with -c sidecar)."""
+    state = StateDir(state_dir.resolve())
+    files = _log_files(state, name, sidecar=container == "sidecar")
+    prefix = len(files) > 1
+    offsets = {file: 0 for file in files}
+    while True:
+        for file in files:
+            offsets[file] = _print_new(file, offsets[file], f"[{file.stem}] " if prefix else "")
+        if not follow:
+            return
+        time.sleep(FOLLOW_POLL)
+
+
+def _log_files(state: StateDir, name: str, *, sidecar: bool) -> list[Path]:
+    shown = state.read_status() or {}
+    pods = [i["name"] for i in shown.get("instances", [])
+            if name in (i["name"], i["workload"])]
+    stems = [f"{pod}.sidecar" if sidecar else pod for pod in pods] or [name]
+    files = [state.log(stem) for stem in stems if state.log(stem).exists()]
+    if not files:
+        raise RemoraError(f"no logs for {name!r} in {state.logs}")
+    return files
+
+
+def _print_new(file: Path, offset: int, prefix: str) -> int:
+    with file.open("rb") as stream:
+        stream.seek(offset)
+        data = stream.read()
+    if data:
+        text = data.decode(errors="replace")
+        if prefix:
+            text = "".join(prefix + line for line in text.splitlines(keepends=True))
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return offset + len(data)

@@ -1,0 +1,100 @@
+"""The control plane over HTTP, as `remora up` uses it: health, bulk apply, Nacos registrations.
+
+The runner never imports the control plane: it talks to the process it started, as any client
+would (the resource API and the Nacos v1 open API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from remora.errors import RemoraError
+
+DEFAULT_NAMESPACE = "default"
+NACOS_PUBLIC = "public"
+
+
+class ControlPlaneError(RemoraError):
+    """The control plane refused a request or could not be reached."""
+
+
+def nacos_namespace(namespace: str) -> str:
+    """Kubernetes' `default` namespace is Nacos's `public` (registry_view maps it back)."""
+    return NACOS_PUBLIC if namespace == DEFAULT_NAMESPACE else namespace
+
+
+async def wait_http_ok(client: httpx.AsyncClient, url: str, *, timeout: float,
+                       interval: float = 0.05) -> bool:
+    """Poll `url` until it answers 200 or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = await client.get(url, timeout=1.0)
+            if response.status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(interval)
+
+
+class ControlPlaneClient:
+    """Calls to one control plane; every failure becomes a ControlPlaneError with its reason."""
+
+    def __init__(self, url: str, client: httpx.AsyncClient) -> None:
+        self.url = url.rstrip("/")
+        self._client = client
+
+    async def wait_healthy(self, timeout: float) -> bool:
+        return await wait_http_ok(self._client, f"{self.url}/healthz", timeout=timeout)
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._client.request(method, self.url + path, timeout=30.0,
+                                                  **kwargs)
+        except httpx.HTTPError as exc:
+            raise ControlPlaneError(f"control plane {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            raise ControlPlaneError(f"control plane {method} {path}: HTTP "
+                                    f"{response.status_code}: {_reason(response)}")
+        return response
+
+    async def apply(self, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`kubectl apply` of every document; the per-object results."""
+        body = json.dumps({"apiVersion": "v1", "kind": "List", "items": documents})
+        response = await self._call("POST", "/api/remora/apply", content=body,
+                                    headers={"Content-Type": "application/json"})
+        items: list[dict[str, Any]] = response.json().get("items", [])
+        return items
+
+    async def register(self, *, service: str, namespace: str, port: int,
+                       labels: Mapping[str, str], ip: str = "127.0.0.1") -> None:
+        """A persistent instance (the runner owns its lifecycle, no beats)."""
+        await self._call("POST", "/nacos/v1/ns/instance", params={
+            "serviceName": service, "namespaceId": nacos_namespace(namespace), "ip": ip,
+            "port": str(port), "ephemeral": "false", "metadata": json.dumps(dict(labels)),
+        })
+
+    async def deregister(self, *, service: str, namespace: str, port: int,
+                         ip: str = "127.0.0.1") -> None:
+        await self._call("DELETE", "/nacos/v1/ns/instance", params={
+            "serviceName": service, "namespaceId": nacos_namespace(namespace), "ip": ip,
+            "port": str(port), "ephemeral": "false",
+        })
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300]
+    if isinstance(body, dict):
+        return str(body.get("message") or body)[:300]
+    return str(body)[:300]

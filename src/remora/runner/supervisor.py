@@ -1,0 +1,260 @@
+"""One pod run locally: its sidecar, then its app; probes, restarts, readiness.
+
+Theory of operation, per pod (Kubernetes' restartPolicy Always):
+
+1. Start the sidecar (`remora proxy --controlplane ...`) and wait for its /healthz/ready: the
+   app starts only then (Istio's holdApplicationUntilProxyStarts).
+2. Start the app with the pod's env, PORT and http_proxy pointing at the sidecar's outbound
+   listener.
+3. Watch: the app or the sidecar exiting, a startup or liveness probe failing, ends the run;
+   readiness (probe, or the app port accepting when there is none) is reported to the owner,
+   which registers the pod in the registry while it is ready.
+4. Stop the app (SIGTERM, SIGKILL after terminationGracePeriodSeconds), count a restart, wait
+   the CrashLoopBackOff delay and go to 1 (the sidecar is restarted only when it died).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from remora.runner.cpclient import wait_http_ok
+from remora.runner.ports import HOST, PortAllocator
+from remora.runner.process import Child
+from remora.runner.spec import InstanceSpec
+from remora.runner.state import StateDir
+
+REMORA = (sys.executable, "-m", "remora.cli.main")
+SIDECAR_READY_TIMEOUT = 30.0
+SIDECAR_GRACE = 5.0
+_PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy",
+                    "NO_PROXY", "all_proxy", "ALL_PROXY")
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarPorts:
+    """The local ports of a sidecar (or gateway) proxy."""
+
+    outbound: int
+    inbound: int
+    admin: int
+    health: int
+
+    @classmethod
+    def allocate(cls, ports: PortAllocator) -> SidecarPorts:
+        return cls(outbound=ports.take(), inbound=ports.take(), admin=ports.take(),
+                   health=ports.take())
+
+
+@dataclass(frozen=True, slots=True)
+class PodPlan:
+    """Where a pod runs: its spec, local ports, working directory and data directory."""
+
+    spec: InstanceSpec
+    app_ports: dict[int, int]  # containerPort -> local port
+    sidecar: SidecarPorts
+    cwd: Path
+    data_dir: Path
+
+    @property
+    def app_port(self) -> int | None:
+        return next(iter(self.app_ports.values()), None)
+
+
+@dataclass(frozen=True, slots=True)
+class PodEnvironment:
+    """What every pod of a run shares: the state directory and the control plane URL."""
+
+    state: StateDir
+    controlplane: str
+    http: httpx.AsyncClient
+
+
+def sidecar_argv(plan: PodPlan, controlplane: str) -> list[str]:
+    spec, ports = plan.spec, plan.sidecar
+    labels = ",".join(f"{key}={value}" for key, value in spec.labels.items())
+    argv = [*REMORA, "proxy", "--controlplane", controlplane, "--labels", labels,
+            "--workload", spec.workload, "--namespace", spec.namespace,
+            "--outbound-port", str(ports.outbound), "--inbound-port", str(ports.inbound),
+            "--admin-port", str(ports.admin), "--health-port", str(ports.health)]
+    if plan.app_port is not None:
+        argv += ["--app-port", str(plan.app_port)]
+    return argv
+
+
+def app_environment(plan: PodPlan) -> dict[str, str]:
+    """The app's env: ours minus proxy settings, the pod's resolved env, then what the runner
+    decides (PORT and PORT_<NAME>, pod fields, http_proxy to the sidecar, DATA_DIR)."""
+    spec = plan.spec
+    env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARIABLES}
+    env.update(spec.env)
+    proxy = f"http://{HOST}:{plan.sidecar.outbound}"
+    env.update({"POD_NAME": spec.name, "POD_NAMESPACE": spec.namespace, "POD_IP": HOST,
+                "http_proxy": proxy, "HTTP_PROXY": proxy, "no_proxy": "", "NO_PROXY": "",
+                "DATA_DIR": str(plan.data_dir)})
+    if plan.app_port is not None:
+        env["PORT"] = str(plan.app_port)
+    for port in spec.ports:
+        if port.name:
+            env[f"PORT_{port.name.upper().replace('-', '_')}"] = str(
+                plan.app_ports[port.container_port])
+    return env
+
+
+async def port_accepts(port: int, timeout: float = 1.0) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+ReadyHook = Callable[["Pod", bool], Awaitable[None]]
+
+
+@dataclass
+class Pod:
+    """A running pod; `run()` keeps it running until `stop_app()`/`stop_sidecar()`."""
+
+    plan: PodPlan
+    env: PodEnvironment
+    on_ready: ReadyHook
+    on_change: Callable[[], None]
+    sidecar: Child = field(init=False)
+    app: Child = field(init=False)
+    ready: bool = False
+    phase: str = "Pending"
+    restarts: int = 0
+    last_exit: str = ""
+    created: float = field(default_factory=time.time)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        spec, state = self.plan.spec, self.env.state
+        self.sidecar = Child(f"{spec.name} sidecar", sidecar_argv(self.plan, self.env.controlplane),
+                             log=state.log(f"{spec.name}.sidecar"))
+        self.app = Child(spec.name, spec.command, log=state.log(spec.name),
+                         env=app_environment(self.plan), cwd=self.plan.cwd)
+
+    @property
+    def name(self) -> str:
+        return self.plan.spec.name
+
+    async def run(self) -> None:
+        """Start, watch, restart, until told to stop."""
+        self.plan.data_dir.mkdir(parents=True, exist_ok=True)
+        while not self._stopping.is_set():
+            reason = await self._run_once()
+            await self._set_ready(False)
+            if self._stopping.is_set():
+                return
+            await self.app.stop(self.plan.spec.termination_grace)
+            self.restarts += 1
+            self.last_exit = reason
+            self._set_phase("CrashLoopBackOff")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._backoff())
+
+    def _backoff(self) -> float:
+        """Seconds before restart number `restarts` (first restart at once, then 10 s
+        doubling up to 300 s, as the kubelet does)."""
+        if self.restarts <= 1:
+            return 0.0
+        return float(min(300, 10 * 2 ** (self.restarts - 2)))
+
+    async def _run_once(self) -> str:
+        """One life of the app; returns why it ended."""
+        if not self.sidecar.running:
+            self._set_phase("ContainerCreating")
+            await self.sidecar.start()
+            ready = await wait_http_ok(self.env.http,
+                                       f"http://{HOST}:{self.plan.sidecar.health}/healthz/ready",
+                                       timeout=SIDECAR_READY_TIMEOUT)
+            if not ready:
+                await self.sidecar.stop(SIDECAR_GRACE)
+                return "sidecar not ready"
+        await self.app.start()
+        self._set_phase("Running")
+        watchers = {
+            asyncio.create_task(self._exited(self.app, "app")),
+            asyncio.create_task(self._exited(self.sidecar, "sidecar")),
+            asyncio.create_task(self._probe()),
+            asyncio.create_task(self._until_stopped()),
+        }
+        try:
+            done, _ = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
+            return str(next(iter(done)).result())
+        finally:
+            for task in watchers:
+                task.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+
+    async def _exited(self, child: Child, role: str) -> str:
+        code = await child.wait()
+        return f"{role} exited with {code}"
+
+    async def _until_stopped(self) -> str:
+        await self._stopping.wait()
+        return "stopped"
+
+    async def _probe(self) -> str:
+        port = self.plan.app_port
+        while port is not None and not await port_accepts(port):
+            await asyncio.sleep(0.05)
+        await self._set_ready(True)
+        await asyncio.Event().wait()
+        return ""
+
+    async def _set_ready(self, ready: bool) -> None:
+        if ready != self.ready:
+            self.ready = ready
+            await self.on_ready(self, ready)
+            self.on_change()
+
+    def _set_phase(self, phase: str) -> None:
+        self.phase = phase
+        self.on_change()
+
+    async def stop_app(self) -> None:
+        """Leave the registry, then SIGTERM the app (SIGKILL after its grace period)."""
+        self._stopping.set()
+        self._set_phase("Terminating")
+        await self._set_ready(False)
+        await self.app.stop(self.plan.spec.termination_grace)
+
+    async def stop_sidecar(self) -> None:
+        await self.sidecar.stop(SIDECAR_GRACE)
+        self._set_phase("Stopped")
+
+    def status(self) -> dict[str, Any]:
+        spec, plan = self.plan.spec, self.plan
+        return {
+            "name": spec.name, "workload": spec.workload, "kind": spec.kind,
+            "namespace": spec.namespace, "labels": dict(spec.labels), "phase": self.phase,
+            "ready": self.ready, "restarts": self.restarts, "last_exit": self.last_exit,
+            "created": self.created,
+            "ports": {"app": {str(k): v for k, v in plan.app_ports.items()},
+                      "outbound": plan.sidecar.outbound, "inbound": plan.sidecar.inbound,
+                      "admin": plan.sidecar.admin, "health": plan.sidecar.health},
+            "app": _process(self.app), "sidecar": _process(self.sidecar),
+            "log": str(self.app.log), "sidecar_log": str(self.sidecar.log),
+            "data_dir": str(plan.data_dir), "cwd": str(plan.cwd),
+        }
+
+
+def _process(child: Child) -> dict[str, Any]:
+    if not child.running:
+        return {}
+    return {"pid": child.pid, "started": child.start_ticks, "since": child.started_at}

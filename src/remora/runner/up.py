@@ -1,0 +1,337 @@
+"""`remora up`: a whole mesh from Kubernetes + Istio YAML, as local processes.
+
+Process tree (every child in its own process group, output in <state>/logs):
+
+    remora up (the supervisor; this module)
+    ├── remora controlplane --listen 127.0.0.1:<cp> --data-dir <state>/controlplane
+    ├── remora proxy --mode gateway ...        one per distinct Gateway selector
+    └── per pod: remora proxy (sidecar) ...    started and ready first, then
+                 the app (container command)   with PORT, http_proxy=<sidecar outbound>, ...
+
+Start: control plane → apply every document → gateways and pods (all at once) → ready. A pod
+that turns ready is registered, for each Service selecting it, as a persistent Nacos instance
+at its sidecar's inbound port with the pod labels as metadata; the control plane turns it into
+a WorkloadEntry of that Service, so sidecars route to it by Service name. Stop (SIGTERM, SIGINT,
+`remora down`): apps, then sidecars, then gateways, then the control plane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from remora.api.loader import YAML_SUFFIXES
+from remora.api.networking.gateway import Gateway
+from remora.api.resource import DEFAULT_NAMESPACE, Resource
+from remora.api.yamlsource import read_documents
+from remora.errors import RemoraError
+from remora.runner import spec as specs
+from remora.runner.cpclient import ControlPlaneClient, ControlPlaneError, wait_http_ok
+from remora.runner.ports import HOST, PortAllocator
+from remora.runner.process import Child
+from remora.runner.state import StateDir
+from remora.runner.supervisor import (
+    REMORA,
+    SIDECAR_GRACE,
+    Pod,
+    PodEnvironment,
+    PodPlan,
+    SidecarPorts,
+)
+
+log = logging.getLogger("remora.up")
+
+CONTROLPLANE_READY_TIMEOUT = 30.0
+CONTROLPLANE_GRACE = 10.0
+PRIVILEGED_PORT_OFFSET = 8000  # a Gateway server on port 80 listens on 8080, 443 on 8443
+STATUS_INTERVAL = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class UpOptions:
+    """How to run: the YAML, the state directory, the control plane's port."""
+
+    paths: tuple[str, ...]
+    state: StateDir
+    controlplane_port: int = 15080
+    hpa_interval: float = 15.0
+
+
+def yaml_documents(paths: Sequence[str]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every mapping document in the files (directories recursively), with its file."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        files.extend(sorted(p for p in path.rglob("*") if p.is_file()
+                            and p.suffix in YAML_SUFFIXES) if path.is_dir() else [path])
+    return [(file, document.data) for file in files
+            for document in read_documents(file.read_text(encoding="utf-8"), str(file))
+            if isinstance(document.data, dict)]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayPlan:
+    """One gateway proxy: the Gateways it serves and the port each server listens on."""
+
+    name: str
+    namespace: str
+    selector: dict[str, str]
+    gateways: tuple[str, ...]
+    listen: dict[int, int]  # Gateway server port -> local port
+    ports: SidecarPorts
+
+
+def plan_gateways(resources: Sequence[Resource], ports: PortAllocator) -> list[GatewayPlan]:
+    """One gateway proxy per distinct selector (Istio: a gateway workload serves every Gateway
+    that selects it); privileged server ports are mapped to PRIVILEGED_PORT_OFFSET + port."""
+    groups: dict[tuple[tuple[str, str], ...], list[Gateway]] = {}
+    for resource in resources:
+        if isinstance(resource, Gateway):
+            groups.setdefault(tuple(sorted(resource.spec.selector.items())), []).append(resource)
+    plans = []
+    for selector, gateways in groups.items():
+        numbers = sorted({server.port.number for g in gateways for server in g.spec.servers})
+        listen = {n: ports.prefer(PRIVILEGED_PORT_OFFSET + n) if n < 1024 else n
+                  for n in numbers}
+        name = "-".join(v for _, v in selector) or gateways[0].name
+        plans.append(GatewayPlan(name=f"gateway-{name}", namespace=gateways[0].namespace,
+                                 selector=dict(selector),
+                                 gateways=tuple(g.key for g in gateways), listen=listen,
+                                 ports=SidecarPorts.allocate(ports)))
+    return plans
+
+
+def mapped_documents(documents: list[tuple[Path, dict[str, Any]]],
+                     gateways: Sequence[GatewayPlan]) -> list[dict[str, Any]]:
+    """The documents to apply: Gateways with privileged ports get their mapped port instead
+    (the Gateway's server port is the port its proxy listens on)."""
+    listen = {key: plan.listen for plan in gateways for key in plan.gateways}
+    out = []
+    for _, data in documents:
+        meta = data.get("metadata") or {}
+        key = f"{meta.get('namespace') or DEFAULT_NAMESPACE}/{meta.get('name')}"
+        if data.get("kind") != "Gateway" or key not in listen:
+            out.append(data)
+            continue
+        servers = [{**server, "port": {**server["port"],
+                                       "number": listen[key][server["port"]["number"]]}}
+                   for server in data["spec"]["servers"]]
+        out.append({**data, "spec": {**data["spec"], "servers": servers}})
+    return out
+
+
+class Mesh:
+    """Everything one `remora up` runs, started and stopped in order."""
+
+    def __init__(self, resources: Sequence[Resource], documents: list[tuple[Path, dict[str, Any]]],
+                 options: UpOptions, *, say: Callable[[str], None]) -> None:
+        self.resources = list(resources)
+        self.documents = documents
+        self.options = options
+        self.state = options.state
+        self.say = say
+        self.ports = PortAllocator()
+        self.url = f"http://{HOST}:{options.controlplane_port}"
+        self.http = httpx.AsyncClient(trust_env=False)
+        self.client = ControlPlaneClient(self.url, self.http)
+        self.controlplane = Child("controlplane", [
+            *REMORA, "controlplane", "--listen", f"{HOST}:{options.controlplane_port}",
+            "--data-dir", str(self.state.controlplane_data)], log=self.state.log("controlplane"))
+        self.gateways = plan_gateways(self.resources, self.ports)
+        self.gateway_children = [self._gateway_child(plan) for plan in self.gateways]
+        self.pods: list[Pod] = []
+        self.pod_env = PodEnvironment(state=self.state, controlplane=self.url, http=self.http)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.phase = "Starting"
+        self.error = ""
+        self.started = time.time()
+        self.ready_after: float | None = None
+        self._changed = asyncio.Event()
+
+    def _gateway_child(self, plan: GatewayPlan) -> Child:
+        labels = ",".join(f"{k}={v}" for k, v in plan.selector.items())
+        return Child(plan.name, [
+            *REMORA, "proxy", "--mode", "gateway", "--controlplane", self.url, "--labels", labels,
+            "--namespace", plan.namespace, "--workload", plan.name,
+            "--admin-port", str(plan.ports.admin), "--health-port", str(plan.ports.health)],
+            log=self.state.log(plan.name))
+
+    # -- start ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Control plane, resources, gateways and pods; returns once all were started."""
+        for stale in (self.state.controlplane_data, self.state.logs, self.state.root / "data"):
+            shutil.rmtree(stale, ignore_errors=True)
+        self._spawn(self._write_status_forever())
+        await self.controlplane.start()
+        self.changed()
+        if not await self.client.wait_healthy(CONTROLPLANE_READY_TIMEOUT):
+            raise RemoraError(f"the control plane did not answer on {self.url} within "
+                              f"{CONTROLPLANE_READY_TIMEOUT:.0f} s; see {self.controlplane.log}")
+        await self.client.apply(mapped_documents(self.documents, self.gateways))
+        for plan, child in zip(self.gateways, self.gateway_children, strict=True):
+            await child.start()
+            ports = ", ".join(f"{HOST}:{local}" + (f" (Gateway port {port})" if local != port
+                                                   else "") for port, local in plan.listen.items())
+            self.say(f"gateway {plan.name}: {ports}")
+        for workload in specs.workloads(self.resources):
+            self.scale_up(workload.key, workload.replicas)
+        self.changed()
+
+    def scale_up(self, workload: str, count: int) -> None:
+        """Start `count` more pods of `workload` (namespace/name)."""
+        for instance in specs.instances_for(self.resources, workload=workload, replicas=count,
+                                            state_dir=self.state.root):
+            pod = Pod(self._plan(instance), self.pod_env, on_ready=self._registered,
+                      on_change=self.changed)
+            self.pods.append(pod)
+            self._spawn(pod.run())
+
+    def _plan(self, instance: specs.InstanceSpec) -> PodPlan:
+        source = specs.find_workload(self.resources, f"{instance.namespace}/{instance.workload}")
+        where = source.source
+        base = Path(where.file).resolve().parent if where and where.file != "-" else Path.cwd()
+        cwd = base / instance.working_dir if instance.working_dir else base
+        data_dir = Path(instance.data_dir) if instance.data_dir else self.state.scratch(
+            instance.name)
+        return PodPlan(spec=instance, cwd=cwd, data_dir=data_dir.resolve(),
+                       app_ports={p.container_port: self.ports.take() for p in instance.ports},
+                       sidecar=SidecarPorts.allocate(self.ports))
+
+    async def wait_ready(self) -> None:
+        """Until the gateways and every pod are ready (then phase Ready)."""
+        for plan in self.gateways:
+            url = f"http://{HOST}:{plan.ports.health}/healthz/ready"
+            while not await wait_http_ok(self.http, url, timeout=1.0):
+                self._check_alive()
+        while not all(pod.ready for pod in self.pods):
+            self._check_alive()
+            await asyncio.sleep(0.05)
+        self.phase = "Ready"
+        self.ready_after = time.time() - self.started
+        self.changed()
+
+    def _check_alive(self) -> None:
+        for child in (self.controlplane, *self.gateway_children):
+            if not child.running:
+                raise RemoraError(f"{child.name} exited; see {child.log}")
+
+    async def _registered(self, pod: Pod, ready: bool) -> None:
+        """Put a pod in (or take it out of) the registry for each Service selecting it."""
+        spec = pod.plan.spec
+        for service in dict.fromkeys(name for name, _ in spec.services):
+            try:
+                if ready:
+                    await self.client.register(service=service, namespace=spec.namespace,
+                                               port=pod.plan.sidecar.inbound, labels=spec.labels)
+                else:
+                    await self.client.deregister(service=service, namespace=spec.namespace,
+                                                 port=pod.plan.sidecar.inbound)
+            except ControlPlaneError as exc:
+                log.warning("%s: %s", pod.name, exc)
+
+    # -- status --------------------------------------------------------------------------------
+
+    def changed(self) -> None:
+        self._changed.set()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase, "error": self.error, "started": self.started,
+            "ready_after": self.ready_after, "state_dir": str(self.state.root),
+            "controlplane": {"url": self.url, "process": _process(self.controlplane),
+                             "log": str(self.controlplane.log)},
+            "gateways": [
+                {"name": plan.name, "namespace": plan.namespace, "selector": plan.selector,
+                 "gateways": list(plan.gateways), "admin": plan.ports.admin,
+                 "listen": {str(k): v for k, v in plan.listen.items()},
+                 "process": _process(child), "log": str(child.log)}
+                for plan, child in zip(self.gateways, self.gateway_children, strict=True)],
+            "instances": [pod.status() for pod in self.pods],
+        }
+
+    async def _write_status_forever(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            self.state.write_status(self.status())
+            await asyncio.sleep(STATUS_INTERVAL)
+
+    # -- stop ----------------------------------------------------------------------------------
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def stop(self) -> None:
+        """Apps, sidecars, gateways, control plane — each step waiting for the one before."""
+        self.phase = "Stopping"
+        self.changed()
+        await asyncio.gather(*(pod.stop_app() for pod in self.pods))
+        await asyncio.gather(*(pod.stop_sidecar() for pod in self.pods))
+        await asyncio.gather(*(child.stop(SIDECAR_GRACE) for child in self.gateway_children))
+        await self.controlplane.stop(CONTROLPLANE_GRACE)
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.http.aclose()
+        self.phase = "Failed" if self.error else "Stopped"
+        self.state.write_status(self.status())
+
+
+def _process(child: Child) -> dict[str, Any]:
+    if not child.running:
+        return {}
+    return {"pid": child.pid, "started": child.start_ticks, "since": child.started_at}
+
+
+async def serve(resources: Sequence[Resource], options: UpOptions, *,
+                say: Callable[[str], None]) -> None:
+    """Run the mesh until SIGTERM or SIGINT, then stop it in order."""
+    documents = yaml_documents(options.paths)
+    options.state.claim()
+    mesh = Mesh(resources, documents, options, say=say)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    starting = asyncio.create_task(_start(mesh, say))
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done() and not starting.exception():
+            await stopping
+        say("stopping: apps, sidecars, gateways, control plane")
+    finally:
+        for task in (starting, stopping):
+            task.cancel()
+        await asyncio.gather(starting, stopping, return_exceptions=True)
+        await mesh.stop()
+        options.state.release()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    if mesh.error:
+        raise RemoraError(mesh.error)
+
+
+async def _start(mesh: Mesh, say: Callable[[str], None]) -> None:
+    try:
+        await mesh.start()
+        await mesh.wait_ready()
+    except Exception as exc:  # reported as the run's error, then everything is stopped
+        mesh.error = str(exc) if isinstance(exc, RemoraError) else f"{type(exc).__name__}: {exc}"
+        mesh.phase = "Failed"
+        mesh.changed()
+        raise
+    say(f"ready in {mesh.ready_after:.1f} s: {len(mesh.pods)} instances, "
+        f"control plane {mesh.url}")
