@@ -194,8 +194,10 @@ class Connection:
         status, body, got_any = 0, bytearray(), False
         while True:
             data = await self.reader.read(READ_SIZE)
+            if not data and not got_any:
+                raise EOFError("connection closed before a response")
+            got_any = True
             events = self.decoder.feed(data) if data else self.decoder.feed_eof()
-            got_any = got_any or bool(data)
             for event in events:
                 if isinstance(event, ResponseHead) and event.status >= 200:
                     status, self.reusable = event.status, event.keep_alive
@@ -204,7 +206,7 @@ class Connection:
                 elif isinstance(event, EndOfMessage) and status:
                     return status, bytes(body)
             if not data:
-                raise (ConnectionResetError if got_any else EOFError)("connection closed")
+                raise ConnectionResetError("connection closed in the middle of a response")
 
     def close(self) -> None:
         self.writer.close()
