@@ -29,6 +29,7 @@ import httpx
 
 from remora.runner.cpclient import wait_http_ok
 from remora.runner.ports import HOST, PortAllocator
+from remora.runner.probes import PodProbes, Transition, run_probe
 from remora.runner.process import Child
 from remora.runner.spec import InstanceSpec
 from remora.runner.state import StateDir
@@ -193,6 +194,8 @@ class Pod:
             asyncio.create_task(self._probe()),
             asyncio.create_task(self._until_stopped()),
         }
+        if self.plan.spec.readiness is None and self.plan.spec.startup is None:
+            watchers.add(asyncio.create_task(self._ready_when_listening()))
         try:
             done, _ = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
             return str(next(iter(done)).result())
@@ -210,6 +213,27 @@ class Pod:
         return "stopped"
 
     async def _probe(self) -> str:
+        """Run the probes as they fall due; returns when a startup or liveness probe fails."""
+        spec = self.plan.spec
+        probes = PodProbes.start(liveness=spec.liveness, readiness=spec.readiness,
+                                 startup=spec.startup, now=time.monotonic())
+        while (next_at := probes.next_at()) is not None:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            due = probes.due(time.monotonic())
+            results = await asyncio.gather(*(
+                run_probe(state.spec, self.plan.app_ports, env=self.app.env,
+                          cwd=str(self.plan.cwd)) for state in due))
+            for state, ok in zip(due, results, strict=True):
+                transition = probes.record(state.kind, ok, time.monotonic())
+                if transition is Transition.RESTART:
+                    return f"{state.kind} probe failed"
+                if transition in (Transition.READY, Transition.NOT_READY):
+                    await self._set_ready(transition is Transition.READY)
+        await asyncio.Event().wait()
+        return ""
+
+    async def _ready_when_listening(self) -> str:
+        """No readiness or startup probe: ready once the app's port accepts connections."""
         port = self.plan.app_port
         while port is not None and not await port_accepts(port):
             await asyncio.sleep(0.05)

@@ -1,0 +1,250 @@
+"""`remora up` end to end: a two-service mesh behind a gateway as real processes.
+
+Kubernetes semantics checked (kubernetes.io, "Pod Lifecycle": restartPolicy Always restarts a
+container that exits; "Configure Liveness, Readiness and Startup Probes": a pod that fails its
+readiness probe is removed from the Service's endpoints and added back when it passes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from remora.runner import procfs
+from tests.integration.meshkit import REMORA, free_port
+
+APP = textwrap.dedent('''
+    """GET / answers who serves; /call/HOST calls http://HOST/ through http_proxy;
+    /toggle flips /ready between 200 and 503."""
+    import json, os, urllib.request
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    READY = [True]
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            status, out = 200, {"name": os.environ["APP_NAME"], "pod": os.environ["POD_NAME"],
+                                "cwd": os.getcwd(), "data": os.environ["DATA_DIR"]}
+            if self.path.startswith("/call/"):
+                with urllib.request.urlopen("http://" + self.path[6:] + "/", timeout=5) as r:
+                    out["got"] = json.loads(r.read())
+            elif self.path == "/toggle":
+                READY[0] = not READY[0]
+            elif self.path == "/ready" and not READY[0]:
+                status = 503
+            body = json.dumps(out).encode()
+            self.send_response(status)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+''')
+
+MESH = textwrap.dedent('''
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: front}
+    spec:
+      replicas: 1
+      selector: {matchLabels: {app: front}}
+      template:
+        metadata: {labels: {app: front, version: v1}}
+        spec:
+          containers:
+          - name: front
+            image: python:3.11
+            command: [python3, app.py]
+            env: [{name: APP_NAME, value: front}]
+            ports: [{containerPort: 8080}]
+    ---
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: back}
+    spec:
+      replicas: 2
+      selector: {matchLabels: {app: back}}
+      template:
+        metadata: {labels: {app: back, version: v1}}
+        spec:
+          containers:
+          - name: back
+            image: python:3.11
+            command: [python3, app.py]
+            env: [{name: APP_NAME, value: back}]
+            ports: [{containerPort: 9090, name: http}]
+            readinessProbe:
+              httpGet: {path: /ready, port: http}
+              periodSeconds: 1
+              failureThreshold: 1
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: front}
+    spec:
+      selector: {app: front}
+      ports: [{name: http, port: 8080}]
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: back}
+    spec:
+      selector: {app: back}
+      ports: [{name: http, port: 9090, targetPort: http}]
+    ---
+    apiVersion: networking.istio.io/v1
+    kind: Gateway
+    metadata: {name: web}
+    spec:
+      selector: {istio: ingressgateway}
+      servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+    ---
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: front}
+    spec:
+      hosts: ["*"]
+      gateways: [web]
+      http: [{route: [{destination: {host: front, port: {number: 8080}}}]}]
+''')
+
+
+def remora(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*REMORA, *args], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def all_pids(status: dict[str, Any]) -> list[int]:
+    pids = [status["controlplane"]["process"]["pid"]]
+    pids += [g["process"]["pid"] for g in status["gateways"]]
+    for instance in status["instances"]:
+        pids += [instance["app"]["pid"], instance["sidecar"]["pid"]]
+    return pids
+
+
+class Up:
+    """A detached `remora up` in a temporary state directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.mesh = root / "mesh"
+        self.mesh.mkdir()
+        (self.mesh / "app.py").write_text(APP)
+        (self.mesh / "mesh.yaml").write_text(MESH)
+        self.state = root / "state"
+        self.cp_port = free_port()
+        self.http = httpx.Client(trust_env=False, timeout=10)
+
+    def args(self) -> tuple[str, ...]:
+        return ("--state-dir", str(self.state))
+
+    def status(self) -> dict[str, Any]:
+        result = remora("status", "-o", "json", *self.args())
+        assert result.returncode == 0, result.stderr
+        answer: dict[str, Any] = json.loads(result.stdout)
+        return answer
+
+    def pods(self, workload: str) -> list[dict[str, Any]]:
+        return [i for i in self.status()["instances"] if i["workload"] == workload]
+
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.status()['gateways'][0]['listen']['80']}"
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    mesh = Up(tmp_path)
+    yield mesh
+    mesh.http.close()
+    before = mesh.state / "status.json"
+    recorded = json.loads(before.read_text()) if before.exists() else {}
+    remora("down", *mesh.args())
+    for instance in recorded.get("instances", []):  # belt and braces: nothing outlives a test
+        for process in (instance["app"], instance["sidecar"]):
+            if process.get("pid") and procfs.is_alive(process["pid"], process["started"]):
+                os.killpg(process["pid"], signal.SIGKILL)
+
+
+def test_up_serves_restarts_and_down_leaves_nothing(up: Up) -> None:
+    started = remora("up", "-f", str(up.mesh), *up.args(), "--controlplane-port",
+                     str(up.cp_port), "--detach")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "ready in" in started.stdout and "(Gateway port 80)" in started.stdout
+    status = up.status()
+    assert status["phase"] == "Ready"
+    assert [i["ready"] for i in status["instances"]] == [True, True, True]
+
+    # through the gateway (privileged port 80 mapped, printed), then app → sidecar → Service
+    gateway = up.gateway_url()
+    front = up.http.get(gateway + "/").json()
+    assert front["name"] == "front" and front["pod"].startswith("front-")
+    assert front["cwd"] == str(up.mesh)  # cwd: the directory of the YAML file
+    served = {up.http.get(gateway + "/call/back:9090").json()["got"]["pod"] for _ in range(8)}
+    assert served == {pod["name"] for pod in up.pods("back")}
+
+    # the resources are in the control plane: `remora get` works against it
+    got = remora("get", "virtualservices", "--server", f"http://127.0.0.1:{up.cp_port}")
+    assert "front" in got.stdout, got.stderr
+
+    # readiness: out of the Service's endpoints while /ready fails, back in when it passes
+    victim = up.pods("back")[0]
+    app_port = victim["ports"]["app"]["9090"]
+    up.http.get(f"http://127.0.0.1:{app_port}/toggle")
+    wait_for(lambda: not up.pods("back")[0]["ready"], timeout=10, what="not ready")
+
+    def backs(count: int) -> set[str]:
+        return {up.http.get(gateway + "/call/back:9090").json()["got"]["pod"]
+                for _ in range(count)}
+
+    wait_for(lambda: victim["name"] not in backs(4), timeout=10, what="the endpoint removed")
+    assert victim["name"] not in backs(6)
+    up.http.get(f"http://127.0.0.1:{app_port}/toggle")
+    wait_for(lambda: up.pods("back")[0]["ready"], timeout=10, what="ready again")
+
+    # kill -9 an app: restarted (restartPolicy Always), counted, ready again
+    os.kill(victim["app"]["pid"], signal.SIGKILL)
+    restarted = wait_for(
+        lambda: next((p for p in up.pods("back") if p["name"] == victim["name"]
+                      and p["restarts"] == 1 and p["ready"]), None),
+        timeout=20, what="the killed app to be restarted")
+    assert restarted["app"]["pid"] != victim["app"]["pid"] and restarted["app"]["alive"]
+    assert "exited with -9" in restarted["last_exit"]
+
+    # down: apps, sidecars, gateways, control plane, supervisor — no process left
+    status = up.status()
+    pids = [*all_pids(status), status["supervisor"]]
+    stopped = remora("down", *up.args())
+    assert stopped.returncode == 0, stopped.stderr
+    assert [pid for pid in pids if procfs.is_alive(pid)] == []
+    assert remora("down", *up.args()).stdout.startswith("nothing runs")
+
+
+def test_up_refuses_invalid_yaml_with_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n"
+                   "spec:\n  replicas: -1\n  selector: {}\n  templat: {}\n")
+    result = remora("up", "-f", str(bad), "--state-dir", str(tmp_path / "state"))
+    assert result.returncode == 1
+    assert f"{bad}:" in result.stderr
+    assert not (tmp_path / "state").exists()
