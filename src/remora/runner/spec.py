@@ -26,7 +26,7 @@ import random
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING
 from pathlib import Path
 from typing import Literal
@@ -106,7 +106,7 @@ class InstanceSpec:
     service_ports: tuple[ServicePortMapping, ...] = ()
     working_dir: str | None = None
     cpu_request_millis: int | None = None
-    ignored_containers: tuple[str, ...] = field(default=())
+    ignored_containers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +157,8 @@ def instances_for(
     target = find_workload(resources, workload)
     draw = rng or random.Random()
     if isinstance(target, StatefulSet):
-        start = target.spec.ordinals.start if target.spec.ordinals else None
-        names = [f"{target.name}-{i}" for i in range((start or 0), (start or 0) + replicas)]
+        start = (target.spec.ordinals.start if target.spec.ordinals else None) or 0
+        names = [f"{target.name}-{i}" for i in range(start, start + replicas)]
     else:
         prefix = f"{target.name}-{pod_template_hash(target)}-"
         names = [prefix + "".join(draw.choice(_ALPHANUMS) for _ in range(5))
