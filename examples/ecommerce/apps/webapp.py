@@ -2,7 +2,8 @@
 
 Standard library only, so the services run with the system `python3` of a fresh machine.
 Environment: PORT (listen on 127.0.0.1:PORT, default 8080), DATA_DIR (SQLite files; default a
-temporary directory removed at exit), VERSION (default "v1"), POD_NAME (default the host name).
+temporary directory removed at exit), VERSION (default "v1"), POD_NAME (default the host name),
+CALL_TIMEOUT (seconds a call to another service may take, default 5).
 Every JSON answer carries "version" and "instance", so a client sees who served it.
 
 Health: GET /healthz (liveness) and GET /ready (readiness) answer 200, or 503 while
@@ -32,7 +33,7 @@ from typing import Any
 
 VERSION = os.environ.get("VERSION") or "v1"
 INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
-CALL_TIMEOUT = 5.0
+CALL_TIMEOUT = float(os.environ.get("CALL_TIMEOUT") or 5)  # seconds for a call to another service
 # Headers a service passes on when it calls another, so routing and traces follow the request.
 PROPAGATED = (
     "x-request-id",
