@@ -25,6 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
+from remora.analysis import analyze
+from remora.api.kube.workloads import Deployment
+from remora.api.loader import load_paths
 from tests.integration.meshkit import free_port, wait_for
 
 APPS = Path(__file__).resolve().parents[2] / "examples" / "ecommerce" / "apps"
@@ -306,3 +309,19 @@ def test_answers_are_json_objects(shop: dict[str, Service]) -> None:
         response = shop[service].get(path)
         assert response.headers["content-type"] == "application/json"
         assert isinstance(json.loads(response.text), dict)
+
+
+def test_the_mesh_config_analyzes_clean_and_runs_these_scripts() -> None:
+    """`remora analyze -f examples/ecommerce` finds nothing, and every container command names a
+    script that exists relative to the YAML file's directory (where `remora up` runs it)."""
+    result = load_paths([str(APPS.parent)])
+    assert result.issues == []
+    assert [m.to_dict() for m in analyze(result, namespace="default")] == []
+    deployments = [r for r in result.resources if isinstance(r, Deployment)]
+    assert {d.metadata.name for d in deployments} == {
+        "user-v1", "product-v1", "product-v2", "order-v1", "payment-v1"}  # fmt: skip
+    for deployment in deployments:
+        (container,) = deployment.spec.template.spec.containers
+        assert container.command[0] == "python3"
+        assert deployment.source is not None
+        assert (Path(deployment.source.file).parent / container.command[1]).is_file()
