@@ -315,7 +315,7 @@ def load(
     url: Annotated[str, typer.Argument(help="http://host:port/path to send requests to.")],
     rps: Annotated[float, typer.Option("--rps", min=0.1, help="Requests per second.")] = 10,
     duration: Annotated[float, typer.Option(
-        "--duration", "-d", min=0.1, help="Seconds to send requests for.")] = 10,
+        "--duration", min=0.1, help="Seconds to send requests for.")] = 10,
     header: Annotated[list[str] | None, typer.Option(
         "--header", "-H", help="name:value, sent with every request. Repeatable.")] = None,
     concurrency: Annotated[int, typer.Option(
@@ -326,7 +326,7 @@ def load(
     timeout: Annotated[float, typer.Option(
         "--timeout", min=0.1, help="Seconds before a request counts as an error.")] = 10,
     output: Annotated[OutputFormat, typer.Option(
-        "-o", "--output", help="text (a table) or json (one object).")] = OutputFormat.TEXT,
+        "-o", "--output", help="text (tables), json or yaml (one object).")] = OutputFormat.TEXT,
 ) -> None:
     """Send --rps requests per second to URL for --duration seconds, then summarize them."""
     headers = [parse_header(h) for h in header or ()]
