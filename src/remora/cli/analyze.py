@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from remora.analysis import analyze as run_analyzers
 from remora.analysis.messages import Level, Message
 from remora.api.errors import ConfigIssue
 from remora.api.loader import LoadResult, load_paths
@@ -68,6 +67,8 @@ def analyze(
 ) -> None:
     """Find problems in Istio and Kubernetes config files, with istioctl analyze's messages."""
     result = _load(paths, filename, namespace)
+    from remora.analysis import analyze as run_analyzers  # noqa: PLC0415 - heavy, only here
+
     messages = run_analyzers(result, namespace=None if all_namespaces else namespace)
     shown = [m for m in messages if m.type.level >= output_threshold.level]
     target = "all namespaces" if all_namespaces else f"namespace: {namespace}"

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from remora.controlplane.server import DEFAULT_LISTEN, ServerOptions, run
+from remora.controlplane import DEFAULT_LISTEN
 
 
 def register(app: typer.Typer) -> None:
@@ -27,5 +27,8 @@ def controlplane(
 ) -> None:
     """Run the control plane: resources, registry and config center behind one HTTP API."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    # imported here: FastAPI, uvicorn and the etcd client are heavy for every other command
+    from remora.controlplane.server import ServerOptions, run  # noqa: PLC0415
+
     run(ServerOptions(listen=listen, data_dir=data_dir, store=store, log_level=log_level,
                       drain_timeout=drain_timeout))

@@ -10,7 +10,6 @@ import typer
 
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
 from remora.proxy.config import FileSource, SnapshotSource
-from remora.proxy.discovery import RemoteSource
 from remora.proxy.process import run
 from remora.proxy.runtime import ProxyOptions
 
@@ -85,6 +84,8 @@ def proxy(
     source: SnapshotSource
     if controlplane:
         urls = [url.strip() for url in controlplane.split(",") if url.strip()]
+        from remora.proxy.discovery import RemoteSource  # noqa: PLC0415 - httpx only here
+
         source = RemoteSource(urls, identity=identity, ports=ports)
     else:
         source = FileSource(filename or [], identity=identity, ports=ports)

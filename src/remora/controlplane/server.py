@@ -17,6 +17,7 @@ from pathlib import Path
 import uvicorn
 import uvloop
 
+from remora.controlplane import DEFAULT_LISTEN
 from remora.controlplane.app import create_app
 from remora.controlplane.fastpaths import FastPaths
 from remora.controlplane.state import ControlPlane
@@ -25,7 +26,6 @@ from remora.registry.store import open_store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LISTEN = "127.0.0.1:8848"
 """Nacos' port, so Nacos clients find the control plane where they expect it."""
 
 
