@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -233,10 +234,10 @@ def test_up_serves_restarts_and_down_leaves_nothing(up: Up) -> None:
 
     # down: apps, sidecars, gateways, control plane, supervisor — no process left
     status = up.status()
-    pids = [*all_pids(status), status["supervisor"]]
+    pids = {pid: "process" for pid in all_pids(status)} | {status["supervisor"]: "supervisor"}
     stopped = remora("down", *up.args())
     assert stopped.returncode == 0, stopped.stderr
-    assert [pid for pid in pids if procfs.is_alive(pid)] == []
+    assert {pid: role for pid, role in pids.items() if procfs.is_alive(pid)} == {}
     assert remora("down", *up.args()).stdout.startswith("nothing runs")
 
 
@@ -248,3 +249,87 @@ def test_up_refuses_invalid_yaml_with_file_and_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"{bad}:" in result.stderr
     assert not (tmp_path / "state").exists()
+
+
+HPA_MESH = textwrap.dedent('''
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: echo}
+    spec:
+      selector: {matchLabels: {app: echo}}
+      template:
+        metadata: {labels: {app: echo}}
+        spec:
+          containers:
+          - name: echo
+            image: python:3.11
+            command: [python3, app.py]
+            env: [{name: APP_NAME, value: echo}]
+            ports: [{containerPort: 8080}]
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: echo}
+    spec:
+      selector: {app: echo}
+      ports: [{name: http, port: 8080}]
+    ---
+    apiVersion: autoscaling/v2
+    kind: HorizontalPodAutoscaler
+    metadata: {name: echo}
+    spec:
+      scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: echo}
+      minReplicas: 1
+      maxReplicas: 3
+      metrics:
+      - type: Pods
+        pods:
+          metric: {name: requests_per_second}
+          target: {type: AverageValue, averageValue: "5"}
+      behavior:
+        scaleDown: {stabilizationWindowSeconds: 2}
+    ---
+    apiVersion: networking.istio.io/v1
+    kind: Gateway
+    metadata: {name: web}
+    spec:
+      selector: {istio: ingressgateway}
+      servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+    ---
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: echo}
+    spec:
+      hosts: ["*"]
+      gateways: [web]
+      http: [{route: [{destination: {host: echo}}]}]
+''')
+
+
+def test_hpa_scales_on_requests_per_second_and_back(up: Up) -> None:
+    """kubernetes.io, "Horizontal Pod Autoscaling": desired = ceil(current × metric / target),
+    capped by maxReplicas; scale-down waits for the (here shortened) stabilization window."""
+    (up.mesh / "mesh.yaml").write_text(HPA_MESH)
+    started = remora("up", "-f", str(up.mesh), *up.args(), "--controlplane-port",
+                     str(up.cp_port), "--hpa-interval", "1", "--detach")
+    assert started.returncode == 0, started.stdout + started.stderr
+    gateway = up.gateway_url()
+    stop = threading.Event()
+
+    def load() -> None:  # steady, far above 5 req/s per pod
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            while not stop.is_set():
+                client.get(gateway + "/")
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        wait_for(lambda: [p["ready"] for p in up.pods("echo")] == [True] * 3, timeout=30,
+                 what="three ready pods")
+        assert {up.http.get(gateway + "/").json()["pod"] for _ in range(12)} == \
+            {p["name"] for p in up.pods("echo")}
+        assert all(p["rps"] is not None for p in up.pods("echo"))
+    finally:
+        stop.set()
+        loader.join()
+    wait_for(lambda: len(up.pods("echo")) == 1, timeout=20, what="scale-down to minReplicas")

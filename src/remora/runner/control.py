@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from remora.errors import RemoraError
+from remora.runner import procfs
 from remora.runner.process import signal_group
 from remora.runner.state import StateDir, alive, recorded_processes
 
@@ -64,9 +65,9 @@ def stop(state: StateDir, *, timeout: float) -> int:
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while state.running_supervisor() == pid and time.monotonic() < deadline:
+        while procfs.is_alive(pid) and time.monotonic() < deadline:  # not just its pid file
             time.sleep(POLL)
-        if state.running_supervisor() == pid:
+        if procfs.is_alive(pid):
             raise RemoraError(f"the supervisor (pid {pid}) did not stop within {timeout:.0f} s")
     leftovers = [p for p in running if alive(p)]
     for process in leftovers:  # a supervisor killed with SIGKILL could not stop them

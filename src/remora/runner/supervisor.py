@@ -27,7 +27,9 @@ from typing import Any
 
 import httpx
 
+from remora.runner.backoff import CrashLoopBackOff
 from remora.runner.cpclient import wait_http_ok
+from remora.runner.metrics import Counters, Rates
 from remora.runner.ports import HOST, PortAllocator
 from remora.runner.probes import PodProbes, Transition, run_probe
 from remora.runner.process import Child
@@ -141,6 +143,9 @@ class Pod:
     last_exit: str = ""
     created: float = field(default_factory=time.time)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    counters: Counters | None = None  # the last sample (remora.runner.metrics)
+    rates: Rates | None = None
+    _backoff: CrashLoopBackOff = field(default_factory=CrashLoopBackOff)
 
     def __post_init__(self) -> None:
         spec, state = self.plan.spec, self.env.state
@@ -164,16 +169,10 @@ class Pod:
             await self.app.stop(self.plan.spec.termination_grace)
             self.restarts += 1
             self.last_exit = reason
-            self._set_phase("CrashLoopBackOff")
+            delay = self._backoff.record_exit(time.monotonic())
+            self._set_phase("CrashLoopBackOff" if delay else "Restarting")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._backoff())
-
-    def _backoff(self) -> float:
-        """Seconds before restart number `restarts` (first restart at once, then 10 s
-        doubling up to 300 s, as the kubelet does)."""
-        if self.restarts <= 1:
-            return 0.0
-        return float(min(300, 10 * 2 ** (self.restarts - 2)))
+                await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def _run_once(self) -> str:
         """One life of the app; returns why it ended."""
@@ -268,6 +267,10 @@ class Pod:
             "name": spec.name, "workload": spec.workload, "kind": spec.kind,
             "namespace": spec.namespace, "labels": dict(spec.labels), "phase": self.phase,
             "ready": self.ready, "restarts": self.restarts, "last_exit": self.last_exit,
+            "backoff": self._backoff.window,
+            "rps": self.rates.requests_per_second if self.rates else None,
+            "errors": self.rates.errors if self.rates else None,
+            "cpu_millis": self.rates.cpu_millis if self.rates else None,
             "created": self.created,
             "ports": {"app": {str(k): v for k, v in plan.app_ports.items()},
                       "outbound": plan.sidecar.outbound, "inbound": plan.sidecar.inbound,

@@ -38,6 +38,7 @@ from remora.runner import spec as specs
 from remora.runner.cpclient import ControlPlaneClient, ControlPlaneError, wait_http_ok
 from remora.runner.ports import HOST, PortAllocator
 from remora.runner.process import Child
+from remora.runner.scaling import autoscalers, measure
 from remora.runner.state import StateDir
 from remora.runner.supervisor import (
     REMORA,
@@ -184,17 +185,54 @@ class Mesh:
                                                    else "") for port, local in plan.listen.items())
             self.say(f"gateway {plan.name}: {ports}")
         for workload in specs.workloads(self.resources):
-            self.scale_up(workload.key, workload.replicas)
+            self.scale(workload.namespace, workload.name, workload.replicas)
+        self._spawn(self._autoscale_forever())
         self.changed()
 
-    def scale_up(self, workload: str, count: int) -> None:
-        """Start `count` more pods of `workload` (namespace/name)."""
-        for instance in specs.instances_for(self.resources, workload=workload, replicas=count,
-                                            state_dir=self.state.root):
-            pod = Pod(self._plan(instance), self.pod_env, on_ready=self._registered,
-                      on_change=self.changed)
-            self.pods.append(pod)
-            self._spawn(pod.run())
+    def pods_of(self, namespace: str, workload: str) -> list[Pod]:
+        return [pod for pod in self.pods
+                if pod.plan.spec.namespace == namespace and pod.plan.spec.workload == workload]
+
+    def scale(self, namespace: str, workload: str, replicas: int) -> None:
+        """Start or stop pods until `workload` has `replicas`: new pods go through the same
+        start path; the newest pods (a StatefulSet's highest ordinals) are stopped first."""
+        current = self.pods_of(namespace, workload)
+        if replicas > len(current):
+            instances = specs.instances_for(
+                self.resources, workload=f"{namespace}/{workload}", state_dir=self.state.root,
+                replicas=replicas if current and current[0].plan.spec.kind == "StatefulSet"
+                else replicas - len(current))
+            for instance in instances[len(instances) - (replicas - len(current)):]:
+                pod = Pod(self._plan(instance), self.pod_env, on_ready=self._registered,
+                          on_change=self.changed)
+                self.pods.append(pod)
+                self._spawn(pod.run())
+        for pod in current[replicas:][::-1]:
+            self.pods.remove(pod)
+            self._spawn(self._remove(pod))
+        self.changed()
+
+    async def _remove(self, pod: Pod) -> None:
+        await pod.stop_app()
+        await pod.stop_sidecar()
+
+    async def _autoscale_forever(self) -> None:
+        """Every --hpa-interval: sample the pods (status and HPA), run the HPAs, scale."""
+        scalers = autoscalers(self.resources)
+        while True:
+            await asyncio.sleep(self.options.hpa_interval)
+            now = time.monotonic()
+            await measure(self.pods, self.http, now)
+            for scaler in scalers:
+                namespace, _, name = scaler.target
+                pods = self.pods_of(namespace, name)
+                if not pods:
+                    continue
+                desired = scaler.decide(pods, now)
+                if desired != len(pods):
+                    self.say(f"autoscaler {scaler.hpa.key}: {name} {len(pods)} -> {desired}")
+                    self.scale(namespace, name, desired)
+            self.changed()
 
     def _plan(self, instance: specs.InstanceSpec) -> PodPlan:
         source = specs.find_workload(self.resources, f"{instance.namespace}/{instance.workload}")
