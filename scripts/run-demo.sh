@@ -1,16 +1,48 @@
 #!/usr/bin/env bash
-# `make run` until the local mesh runner exists: analyze the bundled example configs.
+# `make run`: the e-commerce demo as a local mesh — `remora up examples/ecommerce`, a gentle
+# load that shows the canary split, and the curl commands to try; Ctrl-C stops everything.
+# REMORA_DEMO_EXIT=1 stops it after the load (for scripted runs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REMORA=.venv/bin/remora
+STATE=.remora/up
+GATEWAY=http://127.0.0.1:8080
 
-echo "== remora analyze examples/bookinfo   (a correct mesh config)"
-$REMORA analyze -f examples/bookinfo
-status=$?
+echo "== remora analyze -f examples/ecommerce"
+$REMORA analyze -f examples/ecommerce || exit $?
 echo
-echo "== remora analyze examples/broken     (deliberate mistakes; exit status 79 = issues found)"
-$REMORA analyze -f examples/broken
-echo "(exit status $?)"
+echo "== remora up -f examples/ecommerce   (control plane, a sidecar per instance, the gateway)"
+$REMORA down --state-dir "$STATE" >/dev/null 2>&1  # a previous run left behind
+$REMORA up -f examples/ecommerce --detach --state-dir "$STATE" || exit $?
+stop() {
+  echo
+  echo "== remora down"
+  $REMORA down --state-dir "$STATE"
+  exit 0
+}
+trap stop INT TERM
 echo
-echo "Try it on your own Istio/Kubernetes YAML:  .venv/bin/remora analyze -f DIR_OR_FILE [-A] [-o json]"
-exit $status
+$REMORA status --state-dir "$STATE"
+cat <<EOF
+
+The shop is behind the ingress gateway at $GATEWAY. Try:
+
+  curl $GATEWAY/api/users                                   # user service
+  curl $GATEWAY/api/products/1                              # product: 90 % v1, 10 % v2
+  curl -H 'x-user-type: tester' $GATEWAY/api/products/1     # testers always get v2 (rating, badge)
+  curl -X POST -H 'content-type: application/json' \\
+       -d '{"userId":1,"productId":1,"quantity":2}' $GATEWAY/api/orders
+                                                            # order calls user, product, payment
+  .venv/bin/remora status              # instances, readiness, restarts, req/s
+  .venv/bin/remora get vs --server http://127.0.0.1:15080   # the mesh config it runs
+  .venv/bin/remora logs <instance> -f  # an instance's log
+
+== a gentle load: 10 req/s on /api/products/1 for 15 s (watch the v1/v2 split)
+EOF
+$REMORA load "$GATEWAY/api/products/1" --rps 10 --duration 15
+if [ "${REMORA_DEMO_EXIT:-0}" = "1" ]; then
+  stop
+fi
+echo
+echo "The mesh keeps running; press Ctrl-C to stop it (or run: .venv/bin/remora down)."
+while true; do sleep 3600 & wait $!; done
