@@ -36,7 +36,7 @@ from remora.api.yamlsource import read_documents
 from remora.errors import RemoraError
 from remora.runner import spec as specs
 from remora.runner.cpclient import ControlPlaneClient, ControlPlaneError, wait_http_ok
-from remora.runner.ports import HOST, PortAllocator
+from remora.runner.ports import HOST, PortAllocator, port_is_free
 from remora.runner.process import Child
 from remora.runner.scaling import autoscalers, measure
 from remora.runner.state import StateDir
@@ -170,6 +170,10 @@ class Mesh:
 
     async def start(self) -> None:
         """Control plane, resources, gateways and pods; returns once all were started."""
+        taken = [f"{port} ({plan.name})" for plan in self.gateways
+                 for port, local in plan.listen.items() if port == local and not port_is_free(port)]
+        if taken:
+            raise RemoraError(f"Gateway port in use: {', '.join(taken)}")
         for stale in (self.state.controlplane_data, self.state.logs, self.state.root / "data"):
             shutil.rmtree(stale, ignore_errors=True)
         self._spawn(self._write_status_forever())
