@@ -27,6 +27,7 @@ bench: setup
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/chaos.py
 	$(BIN)/python bench/controlplane.py
+	$(BIN)/python bench/up.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache
