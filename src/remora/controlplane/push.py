@@ -12,7 +12,6 @@ which version and who refused what (a NACKing proxy keeps serving its previous v
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -24,6 +23,7 @@ from remora.controlplane.registry_view import registry_documents
 from remora.mesh.wire import PING_LINE, View, document_key, encode_document
 from remora.registry.service import Registry
 from remora.registry.store.base import CompactedError, Store
+from remora.tasks import stop_tasks
 
 log = logging.getLogger("remora.controlplane")
 
@@ -111,11 +111,7 @@ class PushServer:
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
 
     # the view ----------------------------------------------------------------------------------
     async def entries(self) -> list[Entry]:

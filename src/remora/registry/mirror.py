@@ -9,12 +9,12 @@ older than a write already applied locally is ignored (read-your-writes without 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from remora.registry.store.base import CompactedError, Entry, EventType, Store, StoreError
+from remora.tasks import stop_tasks
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -50,11 +50,8 @@ class StoreMirror(Generic[T]):
         self._task = asyncio.get_running_loop().create_task(self._follow(since))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_tasks([self._task])
+        self._task = None
 
     async def _load(self) -> int:
         entries, revision = await self._store.list(self._prefix)

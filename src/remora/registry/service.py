@@ -40,6 +40,7 @@ from remora.registry.model import (
     service_key,
 )
 from remora.registry.store.base import ABSENT, ConflictError, Entry, EventType, Store
+from remora.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 REGISTRY_PREFIX = "/registry/"
@@ -137,11 +138,7 @@ class Registry:
                            loop.create_task(self._every(self._check_interval, self.check))]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks = []
         await self._mirror.close()
 

@@ -43,6 +43,7 @@ from remora.registry.store.base import (
     EventType,
     StoreError,
 )
+from remora.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +131,8 @@ class SqliteStore:
         return self
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await stop_tasks([self._sweeper])
+        self._sweeper = None
         if self._db is not None:
             self._flush()
         for watcher in list(self._watchers):
