@@ -71,23 +71,31 @@ class ProxyIdentity:
 
     @property
     def canonical_service(self) -> str:
-        """Istio's canonical service: the canonical-name label, app.kubernetes.io/name, app,
-        else the workload name."""
-        labels = self.labels
-        for key in ("service.istio.io/canonical-name", "app.kubernetes.io/name", "app"):
-            if labels.get(key):
-                return labels[key]
-        return self.workload
+        return canonical_names(self.labels, self.workload)[0]
 
     @property
     def canonical_revision(self) -> str:
-        """Istio's canonical revision: the canonical-revision label, app.kubernetes.io/version,
-        version, else "latest"."""
-        labels = self.labels
-        for key in ("service.istio.io/canonical-revision", "app.kubernetes.io/version", "version"):
-            if labels.get(key):
-                return labels[key]
-        return "latest"
+        return canonical_names(self.labels, self.workload)[1]
+
+
+def canonical_names(labels: Mapping[str, str], workload: str) -> tuple[str, str]:
+    """Istio's canonical service (canonical-name label, app.kubernetes.io/name, app, else the
+    workload) and revision (canonical-revision label, app.kubernetes.io/version, version, else
+    "latest") of a workload, as its metrics label both sides of a request."""
+    service = (
+        labels.get("service.istio.io/canonical-name")
+        or labels.get("app.kubernetes.io/name")
+        or labels.get("app")
+        or workload
+        or "unknown"
+    )
+    revision = (
+        labels.get("service.istio.io/canonical-revision")
+        or labels.get("app.kubernetes.io/version")
+        or labels.get("version")
+        or "latest"
+    )
+    return service, revision
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from remora.mesh.snapshot import canonical_names
 from remora.policy.flags import ResponseFlag, join_flags
 from remora.telemetry.accesslog import AccessRecord
 
@@ -26,29 +27,11 @@ if TYPE_CHECKING:
 UNKNOWN = "unknown"
 
 
-def canonical(labels: Mapping[str, str], workload: str) -> tuple[str, str]:
-    """Istio's canonical service and revision of a workload from its labels."""
-    service = (
-        labels.get("service.istio.io/canonical-name")
-        or labels.get("app.kubernetes.io/name")
-        or labels.get("app")
-        or workload
-        or UNKNOWN
-    )
-    revision = (
-        labels.get("service.istio.io/canonical-revision")
-        or labels.get("app.kubernetes.io/version")
-        or labels.get("version")
-        or "latest"
-    )
-    return service, revision
-
-
 def workload_labels(
     *, workload: str, namespace: str, labels: Mapping[str, str], cluster: str
 ) -> tuple[str, ...]:
     """The 8 labels Istio keeps per side of a request, principal excluded (no mTLS yet)."""
-    service, revision = canonical(labels, workload)
+    service, revision = canonical_names(labels, workload)
     return (
         workload or UNKNOWN,
         namespace or UNKNOWN,
