@@ -26,8 +26,6 @@ from remora.runner import control
 from remora.runner import spec as specs
 from remora.runner.ports import HOST, port_is_free
 from remora.runner.state import DEFAULT_STATE_DIR, StateDir, alive
-from remora.runner.supervisor import REMORA
-from remora.runner.up import UpOptions, serve
 
 StateDirOption = Annotated[Path, typer.Option(
     "--state-dir", help="Where pids, ports, logs and data are kept.")]
@@ -67,6 +65,11 @@ def up(
                           "`remora down` first, or use another --state-dir")
     if not port_is_free(controlplane_port):
         raise RemoraError(f"port {controlplane_port} is in use: choose --controlplane-port")
+    # the supervisor's modules (httpx, asyncio machinery) load only for `up`: every other
+    # command, `remora proxy` included, starts without them
+    from remora.runner.supervisor import REMORA  # noqa: PLC0415
+    from remora.runner.up import UpOptions, serve  # noqa: PLC0415
+
     if detach:
         argv = [*REMORA, "up", *(a for f in filename for a in ("-f", str(Path(f).resolve()))),
                 "--state-dir", str(state_root), "--controlplane-port", str(controlplane_port),
