@@ -24,11 +24,24 @@ def controlplane(
     drain_timeout: Annotated[int, typer.Option(
         help="Seconds to finish in-flight requests on SIGTERM.")] = 5,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    auth: Annotated[bool, typer.Option(
+        "--auth/--no-auth", help="Require a token on every API (Nacos's auth; the default). "
+        "--no-auth lets anyone who can reach the API do anything.")] = True,
+    admin_password: Annotated[str, typer.Option(
+        envvar="REMORA_ADMIN_PASSWORD", show_default=False,
+        help="Password of the first admin, created on first start (default: random, written "
+             "with the username to DATA_DIR/credentials.json).")] = "",
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="Serve HTTPS with this certificate (PEM; with --tls-key).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key.")] = None,
 ) -> None:
     """Run the control plane: resources, registry and config center behind one HTTP API."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     # imported here: FastAPI, uvicorn and the etcd client are heavy for every other command
     from remora.controlplane.server import ServerOptions, run  # noqa: PLC0415
 
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
     run(ServerOptions(listen=listen, data_dir=data_dir, store=store, log_level=log_level,
-                      drain_timeout=drain_timeout))
+                      drain_timeout=drain_timeout, auth=auth, admin_password=admin_password,
+                      tls_cert=tls_cert, tls_key=tls_key))

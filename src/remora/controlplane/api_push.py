@@ -9,6 +9,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from remora.controlplane import access
+from remora.controlplane.access import READ, Need
+from remora.controlplane.auth_gate import require
 from remora.controlplane.push import PushServer
 
 router = APIRouter(prefix="/api/remora/v1", tags=["push"])
@@ -49,7 +52,12 @@ def push_server(request: Request) -> PushServer:
 @router.post("/discovery", response_class=StreamingResponse,
              summary="Subscribe a proxy: NDJSON snapshots of its configuration")
 async def discovery(body: DiscoveryRequest, request: Request) -> StreamingResponse:
-    stream = push_server(request).subscribe(body.node.model_dump())
+    """A proxy may subscribe as a mode and namespace its token is granted: a gateway's view
+    carries its namespace's TLS Secrets, so a sidecar's token must not get it."""
+    node = body.node
+    require(request, Need((access.discovery(node.namespace, node.mode),), READ),
+            f"discovery for {node.mode} proxies in namespace {node.namespace!r}")
+    stream = push_server(request).subscribe(node.model_dump())
     return StreamingResponse(stream, media_type="application/x-ndjson")
 
 

@@ -18,8 +18,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from remora.api.resource import DEFAULT_NAMESPACE
-from remora.controlplane.kindnames import ResourceType, by_plural
+from remora.api.resource import DEFAULT_NAMESPACE, split_api_version
+from remora.controlplane.access import WRITE, Need, kube
+from remora.controlplane.auth_gate import require
+from remora.controlplane.kindnames import ResourceType, by_kind, by_plural
 from remora.controlplane.resources import (
     Applied,
     BadRequestError,
@@ -251,6 +253,8 @@ async def apply(request: Request, resources: Resources,
     validated first (422 with every message, nothing written); then each is applied in order;
     one that fails does not stop the rest, and the answer is the first failure's status."""
     documents = _flatten(await read_documents(request, yaml_by_default=True))
+    for document in documents:
+        _may_write(request, document, namespace)
     problems: list[ResourceError] = []
     for document in documents:
         try:
@@ -280,6 +284,22 @@ async def apply(request: Request, resources: Resources,
                       causes=first.causes, items=items)
         return JSONResponse(body, status_code=first.code)
     return JSONResponse({"kind": "ApplyResult", "apiVersion": "remora.io/v1", "items": items})
+
+
+def _may_write(request: Request, document: Any, namespace: str) -> None:
+    """403 unless the caller may write this object (checked before anything is written)."""
+    if not isinstance(document, dict):
+        return  # validate() reports it
+    group, _ = split_api_version(str(document.get("apiVersion", "")))
+    rtype = by_kind(group, str(document.get("kind", "")))
+    if rtype is None:
+        return  # validate() reports the unknown kind
+    meta = document.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    scope = str(meta.get("namespace") or namespace) if rtype.namespaced else ""
+    name = str(meta.get("name") or "")
+    require(request, Need((kube(scope, rtype.group, rtype.plural, name),), WRITE),
+            f'{rtype.qualified} "{name}"')
 
 
 def _flatten(documents: list[Any]) -> list[Any]:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import PlainTextResponse
 
 from remora import __version__
-from remora.controlplane import api_push, api_resources, nacos
+from remora.controlplane import api_auth, api_push, api_resources, nacos
 from remora.controlplane.state import ControlPlane
 from remora.controlplane.status import install_error_handlers
 
@@ -14,6 +14,7 @@ ROUTERS: list[APIRouter] = [
     api_push.router,  # before api_resources: /api/{version}/{plural} would take /api/remora/v1
     api_resources.router,
     nacos.router,
+    api_auth.router,
 ]
 """Each API's router, included in this order (one line per API)."""
 

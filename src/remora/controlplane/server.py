@@ -13,12 +13,14 @@ import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 import uvloop
 
 from remora.controlplane import DEFAULT_LISTEN
 from remora.controlplane.app import create_app
+from remora.controlplane.auth_gate import AuthGate
 from remora.controlplane.fastpaths import FastPaths
 from remora.controlplane.state import ControlPlane
 from remora.errors import RemoraError
@@ -40,6 +42,10 @@ class ServerOptions:
     store: str = "sqlite"
     log_level: str = "info"
     drain_timeout: int = 5
+    auth: bool = True
+    admin_password: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -82,10 +88,23 @@ def run(options: ServerOptions) -> None:
 
 async def _serve(options: ServerOptions, sock: socket.socket) -> None:
     store = await open_store(options.store, data_dir=options.data_dir)
-    state = await ControlPlane.open(store)
+    state = await ControlPlane.open(store, auth=options.auth)
+    name = sock.getsockname()
+    scheme = "https" if options.tls_cert else "http"
+    host = "127.0.0.1" if name[0] in ("0.0.0.0", "::") else name[0]
+    url = f"{scheme}://{host}:{name[1]}" if ":" not in host else f"{scheme}://[{host}]:{name[1]}"
     try:
+        app: Any = FastPaths(create_app(state), state)
+        if state.auth is not None:
+            await state.auth.bootstrap(data_dir=options.data_dir, server=url,
+                                       password=options.admin_password)
+            app = AuthGate(app, state.auth)
+        else:
+            log.warning("authentication is OFF (--no-auth): anyone who can reach %s can "
+                        "register instances, change routes and read Secrets", url)
         config = uvicorn.Config(
-            FastPaths(create_app(state), state), loop="none", http="httptools",
+            app, loop="none", http="httptools",
+            ssl_certfile=options.tls_cert, ssl_keyfile=options.tls_key,
             lifespan="off",
             log_level=options.log_level, access_log=options.log_level == "debug",
             timeout_graceful_shutdown=options.drain_timeout,
@@ -95,9 +114,9 @@ async def _serve(options: ServerOptions, sock: socket.socket) -> None:
         # done, so the signal must not kill the process before the store is closed.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _drained)
-        name = sock.getsockname()
-        log.info("remora controlplane on http://%s:%d (store %s, data %s)", name[0], name[1],
-                 options.store, options.data_dir)
+        log.info("remora controlplane on %s://%s:%d (store %s, data %s, auth %s)", scheme,
+                 name[0], name[1], options.store, options.data_dir,
+                 "on" if state.auth is not None else "OFF")
         await server.serve(sockets=[sock])
     finally:
         await state.close()

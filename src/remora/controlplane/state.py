@@ -26,10 +26,13 @@ class ControlPlane:
     registry: Any = None  # remora.registry.service.Registry
     configs: Any = None  # remora.registry.configs.ConfigCenter
     push: Any = None  # remora.controlplane.push.PushServer
+    auth: Any = None  # remora.controlplane.auth.Auth; None: every caller may do everything
 
     @classmethod
-    async def open(cls, store: Store, *, clock: Callable[[], datetime] = utcnow) -> ControlPlane:
-        """The state over `store`, with the built-in namespaces present."""
+    async def open(cls, store: Store, *, clock: Callable[[], datetime] = utcnow,
+                   auth: bool = False) -> ControlPlane:
+        """The state over `store`, with the built-in namespaces present; `auth` turns on
+        accounts and tokens (the `remora controlplane` default)."""
         from remora.registry.configs import ConfigCenter  # noqa: PLC0415 (one edit per owner)
         from remora.registry.service import Registry  # noqa: PLC0415
 
@@ -42,11 +45,16 @@ class ControlPlane:
 
         push = PushServer(store, registry=registry)
         await push.start()
+        accounts = None
+        if auth:
+            from remora.controlplane.auth import Auth  # noqa: PLC0415
+
+            accounts = await Auth.open(store)
         return cls(store=store, resources=resources, clock=clock, registry=registry,
-                   configs=configs, push=push)
+                   configs=configs, push=push, auth=accounts)
 
     async def close(self) -> None:
-        for part in (self.push, self.registry, self.configs):
+        for part in (self.push, self.registry, self.configs, self.auth):
             if part is not None:
                 await part.close()
         await self.store.close()
