@@ -24,6 +24,7 @@ import httpx
 
 from remora.api.errors import ConfigError
 from remora.api.loader import parse_resource
+from remora.credentials import CredentialsError, TokenSource
 from remora.errors import RemoraError
 from remora.mesh.compile import compile_snapshot
 from remora.mesh.wire import ACK_PATH, DISCOVERY_PATH, Document, apply_message
@@ -42,6 +43,11 @@ BACKOFF_MAX = 8.0
 
 class ControlPlaneUnavailableError(RemoraError):
     """No control plane answered with a valid first snapshot in time."""
+
+
+class ControlPlaneRefusedError(ValueError):
+    """The control plane refused the proxy's credentials (a ValueError: retried like a bad
+    stream, with a fresh login)."""
 
 
 def node_id(identity: ProxyIdentity) -> str:
@@ -99,6 +105,8 @@ class RemoteSource:
         self._apply: Callable[[Snapshot], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+        self._tokens = {url: TokenSource.for_server(url) for url in self.urls}
+        self._renew = False  # the last stream was refused: log in again before the next
 
     async def first(self) -> Snapshot:
         loop = asyncio.get_running_loop()
@@ -134,7 +142,7 @@ class RemoteSource:
             try:
                 await self._stream(url)
                 failures = 0  # a stream that ended cleanly: reconnect at once
-            except (httpx.HTTPError, OSError, ValueError) as exc:
+            except (httpx.HTTPError, OSError, ValueError, CredentialsError) as exc:
                 failures += 1
                 index += 1
                 delay = self.rng.random() * min(BACKOFF_MAX, BACKOFF_BASE * 2 ** failures)
@@ -144,7 +152,15 @@ class RemoteSource:
     async def _stream(self, url: str) -> None:
         self.received = ""  # a new stream starts with a snapshot
         body = {"node": self.node, "version": self.version}
-        async with self._client.stream("POST", url + DISCOVERY_PATH, json=body) as response:
+        headers = await self._headers(url)
+        async with self._client.stream("POST", url + DISCOVERY_PATH, json=body,
+                                       headers=headers) as response:
+            self._renew = response.status_code in (401, 403)
+            if self._renew:
+                await response.aread()
+                raise ControlPlaneRefusedError(
+                    f"refused this proxy ({response.status_code}): {response.text.strip()} "
+                    "(credentials: REMORA_CREDENTIALS or REMORA_TOKEN)")
             response.raise_for_status()
             log.info("connected to control plane %s", url)
             async for line in response.aiter_lines():
@@ -154,6 +170,12 @@ class RemoteSource:
                 if applied is not None:  # WireError (a ValueError) reconnects for a snapshot
                     self.documents, self.received = applied
                     await self._receive(url, self.received)
+
+    async def _headers(self, url: str) -> dict[str, str]:
+        """The token header (logging in, in a thread, when the token is due)."""
+        tokens = self._tokens[url]
+        renew, self._renew = self._renew, False
+        return await asyncio.to_thread(tokens.headers, renew=renew)
 
     async def _receive(self, url: str, version: str) -> None:
         error: str | None = None
@@ -171,6 +193,6 @@ class RemoteSource:
             elif self._apply is not None:
                 self._apply(snapshot)
             log.info("ACK version %s", version)
-        await self._client.post(url + ACK_PATH, json={
+        await self._client.post(url + ACK_PATH, headers=await self._headers(url), json={
             "node": self.node["id"], "version": version, "error": error,
         })
