@@ -4,6 +4,7 @@ all on 127.0.0.1 with free ports, always stopped."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -314,17 +315,38 @@ def run_proxy(config: Path, *args: str, tmp: Path, ready_timeout: float = 15.0,
         proxy.stop()
 
 
+ADMIN_PASSWORD = "meshkit-admin-pw"
+"""The first admin's password of every test control plane (REMORA_ADMIN_PASSWORD), so that
+replicas sharing one etcd take the same credentials whichever of them started first."""
+
+
 @dataclass
 class ControlPlaneProcess:
-    """A `remora controlplane` subprocess with its state in a temp dir."""
+    """A `remora controlplane` subprocess with its state in a temp dir. While it runs,
+    REMORA_CREDENTIALS names an admin credentials file for it, so `remora` commands and
+    proxies started by the test find them as a user's would."""
 
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    credentials: Path
+
+    @functools.cached_property
+    def token(self) -> str:
+        answer = httpx.post(f"{self.url}/nacos/v1/auth/login", timeout=30,
+                            data={"username": "admin", "password": ADMIN_PASSWORD})
+        answer.raise_for_status()
+        return str(answer.json()["accessToken"])
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The admin's Authorization header, for direct HTTP calls."""
+        return {"Authorization": f"Bearer {self.token}"}
 
     def apply(self, path: Path) -> None:
         done = subprocess.run([*REMORA, "apply", "-f", str(path), "--server", self.url],
-                              capture_output=True, text=True, timeout=30, check=False)
+                              capture_output=True, text=True, timeout=30, check=False,
+                              env={**os.environ, "REMORA_CREDENTIALS": str(self.credentials)})
         assert done.returncode == 0, done.stdout + done.stderr
 
     def stop(self) -> None:
@@ -334,19 +356,26 @@ class ControlPlaneProcess:
 
 
 @contextlib.contextmanager
-def run_controlplane(tmp: Path, *, port: int | None = None,
-                     store: str = "sqlite") -> Iterator[ControlPlaneProcess]:
+def run_controlplane(tmp: Path, *, port: int | None = None, store: str = "sqlite",
+                     args: tuple[str, ...] = ()) -> Iterator[ControlPlaneProcess]:
     """A control plane on `store` ("sqlite" in tmp/cp-data, or an etcd:// url: then each
     replica, one per port, keeps its data dir to itself)."""
     port = port or free_port()
     log = tmp / f"controlplane-{port}.log"
     data = tmp / ("cp-data" if store == "sqlite" else f"cp-data-{port}")
+    url = f"http://127.0.0.1:{port}"
+    credentials = tmp / f"credentials-{port}.json"
+    credentials.write_text(json.dumps({"server": url, "username": "admin",
+                                       "password": ADMIN_PASSWORD}))
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*REMORA, "controlplane", "--listen", f"127.0.0.1:{port}",
-             "--data-dir", str(data), "--store", store],
-            stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    plane = ControlPlaneProcess(f"http://127.0.0.1:{port}", process, log)
+             "--data-dir", str(data), "--store", store, *args],
+            stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                         "REMORA_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    plane = ControlPlaneProcess(url, process, log, credentials)
+    previous = os.environ.get("REMORA_CREDENTIALS")
+    os.environ["REMORA_CREDENTIALS"] = str(credentials)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -363,6 +392,10 @@ def run_controlplane(tmp: Path, *, port: int | None = None,
         yield plane
     finally:
         plane.stop()
+        if previous is None:
+            os.environ.pop("REMORA_CREDENTIALS", None)
+        else:
+            os.environ["REMORA_CREDENTIALS"] = previous
 
 
 def wait_ready(proxy: Proxy, timeout: float) -> None:

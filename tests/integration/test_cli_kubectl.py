@@ -47,9 +47,10 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProc
 def remora(plane: ControlPlaneProcess | None, *args: str,
            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     server = plane.url if plane else f"http://127.0.0.1:{free_port()}"
+    credentials = {"REMORA_CREDENTIALS": str(plane.credentials)} if plane else {}
     return subprocess.run([*REMORA, *args], input=stdin, capture_output=True, text=True,
                           timeout=60, check=False, env={"REMORA_SERVER": server,
-                                                        "PATH": "/usr/bin:/bin"})
+                                                        "PATH": "/usr/bin:/bin", **credentials})
 
 
 def test_apply_get_delete_round_trip(plane: ControlPlaneProcess, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ def remora(*args: str, server: str) -> subprocess.CompletedProcess[str]:
 def test_services_instances_and_configs(tmp_path: Path) -> None:
     with run_controlplane(tmp_path) as plane:
         for port, version in ((9001, "v1"), (9002, "v2")):
-            httpx.post(f"{plane.url}/nacos/v1/ns/instance", params={
+            httpx.post(f"{plane.url}/nacos/v1/ns/instance", headers=plane.headers, params={
                 "serviceName": "orders", "ip": "127.0.0.1", "port": port,
                 "metadata": f"version={version}"}).raise_for_status()
         listed = json.loads(remora("services", "-o", "json", server=plane.url).stdout)

@@ -42,7 +42,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProc
 
 @pytest.fixture
 def client(plane: ControlPlaneProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=plane.url, timeout=10) as http:
+    with httpx.Client(base_url=plane.url, timeout=10, headers=plane.headers) as http:
         yield http
 
 

@@ -69,10 +69,12 @@ def test_changes_reach_the_proxy_and_it_acks(upstreams: dict[str, EchoServer],
             assert served(proxy.url) == "v1"
             plane.apply(write_config(tmp_path / "b", upstreams, "v2"))
             wait_for(lambda: served(proxy.url) == "v2", timeout=10)
-            status = httpx.get(f"{plane.url}/api/remora/v1/proxies", timeout=5).json()
+            status = httpx.get(f"{plane.url}/api/remora/v1/proxies", headers=plane.headers,
+                               timeout=5).json()
             assert len(status) == 1
             wait_for(lambda: httpx.get(f"{plane.url}/api/remora/v1/proxies",
-                                       timeout=5).json()[0]["synced"], timeout=10)
+                                       headers=plane.headers, timeout=5).json()[0]["synced"],
+                     timeout=10)
 
 
 def test_proxy_keeps_serving_without_a_control_plane_then_moves_to_the_next(

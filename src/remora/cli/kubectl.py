@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +30,7 @@ from remora.api.loader import YAML_SUFFIXES
 from remora.api.resource import split_api_version
 from remora.cli.output import OutputFormat, render
 from remora.controlplane.kindnames import ResourceType, by_kind, lookup
+from remora.credentials import TokenSource
 from remora.errors import RemoraError
 
 DEFAULT_SERVER = "http://127.0.0.1:8848"
@@ -56,11 +58,16 @@ class ServerError(RemoraError):
         super().__init__(describe_status(code, self.body))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Client:
-    """A thin JSON client of the control plane (stdlib only: the CLI needs nothing more)."""
+    """A thin JSON client of the control plane (stdlib only: the CLI needs nothing more).
+    Requests carry a token from the credentials found for the server (remora.credentials)."""
 
     server: str
+
+    @cached_property
+    def tokens(self) -> TokenSource:
+        return TokenSource.for_server(self.server)
 
     def call(self, method: str, path: str, *, params: dict[str, str] | None = None,
              body: bytes | None = None, content_type: str = "application/json") -> Any:
@@ -80,8 +87,8 @@ class Client:
         if params:
             url += "?" + urllib.parse.urlencode(params)
         sent = {"Content-Type": content_type} if body else {}
-        request = urllib.request.Request(url, data=body, method=method,
-                                         headers={**sent, **(headers or {})})
+        request = urllib.request.Request(url, data=body, method=method, headers={
+            **sent, **self.tokens.headers(), **(headers or {})})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return bytes(response.read())
@@ -90,6 +97,10 @@ class Client:
             body_json = _json_or_none(raw)
             if body_json is None:  # Nacos: a plain-text reason
                 body_json = {"reason": f"HTTP {exc.code}", "message": raw.decode(errors="replace")}
+            if exc.code in (401, 403) and self.tokens.credentials is None:
+                body_json["message"] = f"{body_json.get('message', '')} (no credentials for " \
+                    f"{self.server}: run `remora auth login`, or set REMORA_TOKEN or " \
+                    "REMORA_CREDENTIALS)"
             raise ServerError(exc.code, body_json) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)

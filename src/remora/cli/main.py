@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from remora import __version__
-from remora.cli import analyze, controlplane, kubectl, load, proxy, registry, up
+from remora.cli import analyze, auth, controlplane, kubectl, load, proxy, registry, up
 from remora.errors import RemoraError
 
 EXIT_UNKNOWN_ERROR = 1
@@ -28,6 +28,7 @@ proxy.register(app)
 controlplane.register(app)
 kubectl.register(app)
 registry.register(app)
+auth.register(app)
 up.register(app)
 load.register(app)
 
