@@ -311,8 +311,11 @@ async def beat(request: Request) -> Response:
     cluster = str(info.get("cluster") or params.cluster())
     ip = str(info.get("ip") or params.required("ip"))
     port = info.get("port") or params.port()
-    if not isinstance(port, int):
+    if not isinstance(port, int) or isinstance(port, bool):
         raise RegistryError(f"beat port must be an integer, got {port!r}")
+    weight = info.get("weight", 1.0)
+    if not isinstance(weight, int | float) or isinstance(weight, bool):
+        raise RegistryError(f"beat weight must be a number, got {weight!r}")
     registry = _registry(request)
     timing = await registry.heartbeat(namespace=namespace, group=group, service=service,
                                       cluster=cluster, address=f"{ip}:{port}")
@@ -324,7 +327,7 @@ async def beat(request: Request) -> Response:
             raise RegistryError("beat metadata must be a JSON object")
         instance = await registry.register(Instance(
             ip=ip, port=port, service=service, namespace=namespace, group=group,
-            cluster=cluster, weight=float(info.get("weight", 1.0)),
+            cluster=cluster, weight=float(weight),
             metadata={str(k): str(v) for k, v in metadata.items()}))
         timing = beat_timing(instance.metadata)
     return JSONResponse({"clientBeatInterval": int(timing.interval * 1000), "code": OK_CODE,

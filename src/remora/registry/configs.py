@@ -17,24 +17,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from remora.registry.limits import check_content, check_param
 from remora.registry.mirror import StoreMirror
-from remora.registry.model import DEFAULT_GROUP, DEFAULT_NAMESPACE, RegistryError
+from remora.registry.model import DEFAULT_GROUP, DEFAULT_NAMESPACE
 from remora.registry.store.base import Entry, Store
 
 CONFIGS_PREFIX = "/configs/"
 HISTORY_PREFIX = "/configs-history/"
 HISTORY_LIMIT = 10
-_VALID = frozenset("_-.:")
 
 
 def md5_hex(content: str) -> str:
     return hashlib.md5(content.encode("utf-8")).hexdigest()
-
-
-def _check(what: str, value: str) -> None:
-    """Nacos ParamUtils.isValid: letters, digits and `_-.:` only."""
-    if not value or not all(ch.isalnum() or ch in _VALID for ch in value):
-        raise RegistryError(f"invalid {what}: {value!r}")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -50,9 +44,9 @@ class ConfigKey:
             object.__setattr__(self, "namespace", DEFAULT_NAMESPACE)
         if not self.group:
             object.__setattr__(self, "group", DEFAULT_GROUP)
-        _check("dataId", self.data_id)
-        _check("group", self.group)
-        _check("tenant", self.namespace)
+        check_param("dataId", self.data_id)
+        check_param("group", self.group)
+        check_param("tenant", self.namespace)
 
     @property
     def path(self) -> str:
@@ -134,6 +128,8 @@ class ConfigCenter:
 
     async def publish(self, key: ConfigKey, content: str, *, type: str = "text",
                       app_name: str = "") -> Config:
+        """Store a new value; RegistryError when it is over Nacos's 10 MB."""
+        check_content(content)
         config = Config(key=key, content=content, md5=md5_hex(content), type=type or "text",
                         app_name=app_name, modified_ms=int(self._wall() * 1000))
         entry = await self._store.put(CONFIGS_PREFIX + key.path, config.to_json())

@@ -1,9 +1,9 @@
 """Registry records as Nacos shapes them: namespace → group → service → cluster → instance.
 
-Services and instances are immutable values, validated when built (the Nacos open API's
-limits: weight 0–10000, protectThreshold 0–1, port 0–65535) and stored as JSON under the keys
-of the shared layout. Wire names follow Nacos 1.x (`group@@service`, instanceId
-`ip#port#cluster#group@@service`, InstanceIdGenerator "simple").
+Services and instances are immutable values, validated when built (registry.limits: the Nacos
+open API's rules for names, ip, port, weight and metadata; protectThreshold 0–1) and stored
+as JSON under the keys of the shared layout. Wire names follow Nacos 1.x (`group@@service`,
+instanceId `ip#port#cluster#group@@service`, InstanceIdGenerator "simple").
 """
 
 from __future__ import annotations
@@ -13,26 +13,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from remora.errors import RemoraError
 from remora.policy.locality import locality_of
+from remora.registry.limits import RegistryError as RegistryError  # noqa: PLC0414 (re-export)
+from remora.registry.limits import (
+    check_cluster_name,
+    check_ip,
+    check_metadata,
+    check_param,
+    check_port,
+    check_service_name,
+    check_weight,
+)
 
 DEFAULT_NAMESPACE = "public"
 DEFAULT_GROUP = "DEFAULT_GROUP"
 DEFAULT_CLUSTER = "DEFAULT"
 GROUP_SEPARATOR = "@@"
-MAX_WEIGHT = 10000.0
 CHECK_TYPES = ("TCP", "HTTP", "NONE")
 
 SERVICES_PREFIX = "/registry/services/"
 INSTANCES_PREFIX = "/registry/instances/"
-
-
-class RegistryError(RemoraError):
-    """A registry request Nacos would refuse (bad value, unknown service, non-empty delete)."""
-
-    def __init__(self, message: str, *, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def split_grouped(service_name: str, group: str = "") -> tuple[str, str]:
@@ -46,11 +46,6 @@ def split_grouped(service_name: str, group: str = "") -> tuple[str, str]:
 
 def grouped(group: str, service: str) -> str:
     return f"{group}{GROUP_SEPARATOR}{service}"
-
-
-def _check_name(what: str, value: str) -> None:
-    if not value or "/" in value:
-        raise RegistryError(f"{what} must be a non-empty name without '/', got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +75,8 @@ class Service:
     health_checker: HealthChecker = field(default_factory=HealthChecker)
 
     def __post_init__(self) -> None:
-        for what in ("namespace", "group", "name"):
-            _check_name(what, getattr(self, what))
+        _check_names(namespace=self.namespace, group=self.group, service=self.name)
+        check_metadata(self.metadata)
         if not 0.0 <= self.protect_threshold <= 1.0:
             raise RegistryError(
                 f"protectThreshold must be between 0 and 1, got {self.protect_threshold}")
@@ -137,13 +132,12 @@ class Instance:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for what in ("namespace", "group", "service", "cluster", "ip"):
-            _check_name(what, getattr(self, what))
-        if not 0 <= self.port <= 65535:
-            raise RegistryError(f"port must be between 0 and 65535, got {self.port}")
-        if not 0.0 <= self.weight <= MAX_WEIGHT:
-            # InstanceUtil / Instance.validate: "The weights range from 0.0 to 10000.0"
-            raise RegistryError(f"weight must be between 0.0 and 10000.0, got {self.weight}")
+        _check_names(namespace=self.namespace, group=self.group, service=self.service)
+        check_cluster_name(self.cluster)
+        check_ip(self.ip)
+        check_port(self.port)
+        check_weight(self.weight)
+        check_metadata(self.metadata)
 
     @property
     def key(self) -> str:
@@ -189,6 +183,12 @@ class Instance:
             enabled=bool(data["enabled"]), ephemeral=bool(data["ephemeral"]),
             metadata=dict(data.get("metadata", {})),
         )
+
+
+def _check_names(*, namespace: str, group: str, service: str) -> None:
+    check_param("namespaceId", namespace)
+    check_param("groupName", group)
+    check_service_name(service)
 
 
 def service_key(*, namespace: str, group: str, service: str) -> str:
