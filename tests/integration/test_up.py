@@ -208,6 +208,9 @@ def test_up_serves_restarts_and_down_leaves_nothing(up: Up) -> None:
     got = remora("get", "virtualservices", "--server", f"http://127.0.0.1:{up.cp_port}")
     assert "front" in got.stdout, got.stderr
 
+    # every process has a user of its own that may do only its job (runner/accounts.py)
+    assert_least_privilege(up, f"http://127.0.0.1:{up.cp_port}")
+
     # readiness: out of the Service's endpoints while /ready fails, back in when it passes
     victim = up.pods("back")[0]
     app_port = victim["ports"]["app"]["9090"]
@@ -239,6 +242,29 @@ def test_up_serves_restarts_and_down_leaves_nothing(up: Up) -> None:
     assert stopped.returncode == 0, stopped.stderr
     assert {pid: role for pid, role in pids.items() if procfs.is_alive(pid)} == {}
     assert remora("down", *up.args()).stdout.startswith("nothing runs")
+
+
+def assert_least_privilege(up: Up, server: str) -> None:
+    def token(user: str) -> dict[str, str]:
+        creds = json.loads((up.state / "credentials" / f"{user}.json").read_text())
+        assert (up.state / "credentials" / f"{user}.json").stat().st_mode & 0o777 == 0o600
+        answer = up.http.post(f"{server}/nacos/v1/auth/login", data={
+            "username": creds["username"], "password": creds["password"]})
+        return {"Authorization": f"Bearer {answer.json()['accessToken']}"}
+
+    sidecar, runner = token("remora-sidecar"), token("remora-runner")
+    instance = {"serviceName": "back", "ip": "127.0.0.1", "port": "1"}
+    for headers in (sidecar, token("remora-gateway-default")):
+        assert up.http.get(f"{server}/api/v1/secrets", headers=headers).status_code == 403
+        assert up.http.post(f"{server}/nacos/v1/ns/instance", params=instance,
+                            headers=headers).status_code == 403
+    assert up.http.post(f"{server}/nacos/v1/ns/instance", params={**instance,
+                        "serviceName": "not-ours"}, headers=runner).status_code == 403
+    assert up.http.get(f"{server}/apis/networking.istio.io/v1/virtualservices",
+                       headers=runner).status_code == 403
+    gateway_as_sidecar = up.http.post(f"{server}/api/remora/v1/discovery", headers=sidecar,
+                                      json={"node": {"id": "x", "mode": "gateway"}})
+    assert gateway_as_sidecar.status_code == 403
 
 
 def test_up_refuses_invalid_yaml_with_file_and_line(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from remora.credentials import Credentials, CredentialsError, TokenSource
 from remora.errors import RemoraError
 
 DEFAULT_NAMESPACE = "default"
@@ -51,14 +52,23 @@ class ControlPlaneClient:
     def __init__(self, url: str, client: httpx.AsyncClient) -> None:
         self.url = url.rstrip("/")
         self._client = client
+        self.tokens = TokenSource(self.url, None)
+
+    def use(self, credentials: Credentials) -> None:
+        """Call as this user from now on (its token is fetched when first needed)."""
+        self.tokens = TokenSource(self.url, credentials)
 
     async def wait_healthy(self, timeout: float) -> bool:
         return await wait_http_ok(self._client, f"{self.url}/healthz", timeout=timeout)
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
+            headers = await asyncio.to_thread(self.tokens.headers)
             response = await self._client.request(method, self.url + path, timeout=30.0,
-                                                  **kwargs)
+                                                  headers={**kwargs.pop("headers", {}),
+                                                           **headers}, **kwargs)
+        except CredentialsError as exc:
+            raise ControlPlaneError(str(exc)) from None
         except httpx.HTTPError as exc:
             raise ControlPlaneError(f"control plane {self.url}: {exc}") from None
         if response.status_code >= 400:
@@ -73,6 +83,10 @@ class ControlPlaneClient:
                                     headers={"Content-Type": "application/json"})
         items: list[dict[str, Any]] = response.json().get("items", [])
         return items
+
+    async def auth(self, method: str, what: str, params: Mapping[str, str]) -> None:
+        """A call of the Nacos auth API (`users`, `roles`, `permissions`)."""
+        await self._call(method, f"/nacos/v1/auth/{what}", params=dict(params))
 
     async def register(self, *, service: str, namespace: str, port: int,
                        labels: Mapping[str, str], ip: str = "127.0.0.1") -> None:

@@ -41,6 +41,18 @@ SIDECAR_READY_TIMEOUT = 30.0
 SIDECAR_GRACE = 5.0
 _PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy",
                     "NO_PROXY", "all_proxy", "ALL_PROXY")
+_CREDENTIAL_VARIABLES = ("REMORA_CREDENTIALS", "REMORA_TOKEN", "REMORA_ADMIN_PASSWORD",
+                         "REMORA_PASSWORD")
+"""Never passed to apps: a workload gets no control-plane credentials of the runner's."""
+
+
+def credentials_env(path: Path | None) -> dict[str, str] | None:
+    """A proxy's environment: ours, with REMORA_CREDENTIALS naming its own file."""
+    if path is None:
+        return None
+    env = {k: v for k, v in os.environ.items() if k not in _CREDENTIAL_VARIABLES}
+    env["REMORA_CREDENTIALS"] = str(path)
+    return env
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +92,7 @@ class PodEnvironment:
     state: StateDir
     controlplane: str
     http: httpx.AsyncClient
+    credentials: Path | None = None  # the sidecars' (runner/accounts.py)
 
 
 def sidecar_argv(plan: PodPlan, controlplane: str) -> list[str]:
@@ -98,7 +111,8 @@ def app_environment(plan: PodPlan) -> dict[str, str]:
     """The app's env: ours minus proxy settings, the pod's resolved env, then what the runner
     decides (PORT and PORT_<NAME>, pod fields, http_proxy to the sidecar, DATA_DIR)."""
     spec = plan.spec
-    env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARIABLES}
+    env = {k: v for k, v in os.environ.items()
+           if k not in _PROXY_VARIABLES and k not in _CREDENTIAL_VARIABLES}
     env.update(spec.env)
     proxy = f"http://{HOST}:{plan.sidecar.outbound}"
     env.update({"POD_NAME": spec.name, "POD_NAMESPACE": spec.namespace, "POD_IP": HOST,
@@ -150,7 +164,8 @@ class Pod:
     def __post_init__(self) -> None:
         spec, state = self.plan.spec, self.env.state
         self.sidecar = Child(f"{spec.name} sidecar", sidecar_argv(self.plan, self.env.controlplane),
-                             log=state.log(f"{spec.name}.sidecar"))
+                             log=state.log(f"{spec.name}.sidecar"),
+                             env=credentials_env(self.env.credentials))
         self.app = Child(spec.name, spec.command, log=state.log(spec.name),
                          env=app_environment(self.plan), cwd=self.plan.cwd)
 

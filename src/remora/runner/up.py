@@ -23,7 +23,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,9 @@ from remora.api.loader import YAML_SUFFIXES
 from remora.api.networking.gateway import Gateway
 from remora.api.resource import DEFAULT_NAMESPACE, Resource
 from remora.api.yamlsource import read_documents
+from remora.credentials import FILE_NAME, read_file, remember
 from remora.errors import RemoraError
+from remora.runner import accounts
 from remora.runner import spec as specs
 from remora.runner.cpclient import ControlPlaneClient, ControlPlaneError, wait_http_ok
 from remora.runner.ports import HOST, PortAllocator, port_is_free
@@ -47,6 +49,7 @@ from remora.runner.supervisor import (
     PodEnvironment,
     PodPlan,
     SidecarPorts,
+    credentials_env,
 )
 
 log = logging.getLogger("remora.up")
@@ -182,7 +185,9 @@ class Mesh:
         if not await self.client.wait_healthy(CONTROLPLANE_READY_TIMEOUT):
             raise RemoraError(f"the control plane did not answer on {self.url} within "
                               f"{CONTROLPLANE_READY_TIMEOUT:.0f} s; see {self.controlplane.log}")
+        await self._sign_in()
         await self.client.apply(mapped_documents(self.documents, self.gateways))
+        await self._provision_accounts()
         for plan, child in zip(self.gateways, self.gateway_children, strict=True):
             await child.start()
             ports = ", ".join(f"{HOST}:{local}" + (f" (Gateway port {port})" if local != port
@@ -192,6 +197,28 @@ class Mesh:
             self.scale(workload.namespace, workload.name, workload.replicas)
         self._spawn(self._autoscale_forever())
         self.changed()
+
+    async def _sign_in(self) -> None:
+        """Act as the control plane's first admin (it wrote the file before serving), and
+        keep its credentials for this URL in ~/.remora, where `remora apply/get` find them
+        from any directory (as `kind create cluster` writes ~/.kube/config)."""
+        admin = self.state.controlplane_data / FILE_NAME
+        if admin.exists():  # absent only when the control plane runs without auth
+            credentials = read_file(admin)[0]
+            self.client.use(credentials)
+            remember(credentials)
+
+    async def _provision_accounts(self) -> None:
+        """Users for the runner, the sidecars and the gateways (runner/accounts.py); from
+        here on the runner registers instances with its own, narrower, token."""
+        if not self.client.tokens.credentials:
+            return
+        plans = accounts.plan_accounts(self.resources, (p.namespace for p in self.gateways))
+        files = await accounts.provision(self.client, plans, state=self.state)
+        for plan, child in zip(self.gateways, self.gateway_children, strict=True):
+            child.env = credentials_env(files[accounts.gateway_user(plan.namespace)])
+        self.pod_env = replace(self.pod_env, credentials=files[accounts.SIDECAR])
+        self.client.use(read_file(files[accounts.RUNNER])[0])
 
     def pods_of(self, namespace: str, workload: str) -> list[Pod]:
         return [pod for pod in self.pods

@@ -1,0 +1,74 @@
+"""The users `remora up` gives the processes it starts, each allowed only what it needs.
+
+The control plane's first admin (its `credentials.json`) applies the user's YAML. Then:
+
+    remora-runner            registers and deregisters instances of the Services it runs
+                             (`<nacos namespace>:DEFAULT_GROUP:naming/<service>` rw), nothing else
+    remora-sidecar           subscribes as a sidecar (`*:remora:discovery/sidecar` r)
+    remora-gateway-<ns>      subscribes as a gateway of namespace <ns> — whose view carries that
+                             namespace's TLS Secrets — and nothing else
+
+Each gets a random password, kept in `<state>/credentials/<user>.json` (mode 0600) and handed
+to its processes as REMORA_CREDENTIALS; apps get none of them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from remora.api.resource import Resource
+from remora.runner.cpclient import ControlPlaneClient, nacos_namespace
+from remora.runner.state import StateDir
+
+RUNNER = "remora-runner"
+SIDECAR = "remora-sidecar"
+NACOS_GROUP = "DEFAULT_GROUP"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A user to create: its role is named after it and holds `grants` (resource, action)."""
+
+    username: str
+    grants: tuple[tuple[str, str], ...]
+
+
+def plan_accounts(resources: Sequence[Resource], gateway_namespaces: Iterable[str]
+                  ) -> list[Account]:
+    """The runner, the sidecars, and one gateway account per namespace with gateways."""
+    services = sorted({(r.namespace, r.name) for r in resources if r.kind == "Service"})
+    return [
+        Account(RUNNER, tuple((f"{nacos_namespace(ns)}:{NACOS_GROUP}:naming/{name}", "rw")
+                              for ns, name in services)),
+        Account(SIDECAR, (("*:remora:discovery/sidecar", "r"),)),
+        *(Account(gateway_user(ns), ((f"{ns}:remora:discovery/gateway", "r"),))
+          for ns in sorted(set(gateway_namespaces))),
+    ]
+
+
+def gateway_user(namespace: str) -> str:
+    return f"remora-gateway-{namespace}"
+
+
+async def provision(client: ControlPlaneClient, accounts: Sequence[Account], *,
+                    state: StateDir) -> dict[str, Path]:
+    """Create each account through the auth API (as the admin `client` is); its
+    credentials file by username."""
+    from remora.credentials import Credentials, write_file  # noqa: PLC0415 (one caller)
+
+    files: dict[str, Path] = {}
+    for account in accounts:
+        password = secrets.token_urlsafe(18)
+        await client.auth("POST", "users", {"username": account.username, "password": password})
+        await client.auth("POST", "roles", {"role": account.username,
+                                            "username": account.username})
+        for resource, action in account.grants:
+            await client.auth("POST", "permissions", {"role": account.username,
+                                                      "resource": resource, "action": action})
+        path = state.root / "credentials" / f"{account.username}.json"
+        write_file(path, Credentials(client.url, account.username, password))
+        files[account.username] = path
+    return files
