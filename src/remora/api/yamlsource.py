@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import yaml
 
 from remora.api.errors import ConfigError, ConfigIssue, Source
+from remora.api.yamlaliases import AliasBombError, check_aliases
 
 try:  # the C loader is much faster; fall back only where libyaml is missing
     from yaml import CSafeLoader as _BaseLoader
@@ -104,11 +105,13 @@ class Document:
 def read_documents(text: str, file: str) -> Iterator[Document]:
     """Yield the non-empty documents of a YAML stream; a syntax error raises ConfigError.
 
-    Documents before the error are yielded first, so nothing valid is lost.
+    Documents before the error are yielded first, so nothing valid is lost. A document whose
+    aliases would expand it many times over is refused before it is built (yamlaliases).
     """
     index = FileIndex(text)
     loader = _Loader(text)
     ordinal = -1
+    may_alias = _may_alias(text)
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -116,15 +119,13 @@ def read_documents(text: str, file: str) -> Iterator[Document]:
                 continue
             ordinal += 1
             try:
+                if may_alias:
+                    check_aliases(node)
                 data = construct(loader, node)
-            except DuplicateKeyError as exc:
+            except (DuplicateKeyError, AliasBombError) as exc:
                 raise ConfigError(
                     [ConfigIssue(f"invalid YAML: {exc}", source=Source(file, exc.line))]
                 ) from None
-            except DocumentTooLargeError as exc:
-                raise ConfigError([ConfigIssue(
-                    f"invalid YAML: {exc}", source=Source(file, node.start_mark.line + 1))]
-                ) from None  # fmt: skip
             except (ValueError, TypeError, IndexError, OverflowError):  # `!!int abc`, `!!float`
                 raise ConfigError([ConfigIssue(
                     "invalid YAML: a value does not fit its explicit tag (such as !!int abc)",
@@ -154,27 +155,12 @@ _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 
 
-MAX_COLLECTIONS = 100_000
-"""Maps and lists one document may expand to: bounds YAML alias bombs ("billion laughs")."""
-
-
-class DocumentTooLargeError(ValueError):
-    """A document expands to more maps and lists than any resource has."""
-
-
 class DuplicateKeyError(ValueError):
     """A mapping names the same key twice; Kubernetes' strict YAML decoding refuses it too."""
 
     def __init__(self, key: str, line: int, first_line: int) -> None:
         super().__init__(f'mapping key "{key}" already defined at line {first_line}')
         self.line = line
-
-
-class _Budget:
-    __slots__ = ("left",)
-
-    def __init__(self, left: int) -> None:
-        self.left = left
 
 
 class _NeedsGeneralConstructorError(Exception):
@@ -188,15 +174,15 @@ def construct(loader: _Loader, node: yaml.Node) -> Any:
     lists and scalars, which this builds directly. Anything else takes PyYAML's path.
     """
     try:
-        return _build(loader, node, _Budget(MAX_COLLECTIONS))
+        return _build(loader, node)
     except (
         _NeedsGeneralConstructorError,
         RecursionError,
-    ):  # RecursionError: a recursive alias, or very deep nesting
+    ):  # RecursionError: very deep nesting
         return loader.construct_document(node)
 
 
-def _build(loader: _Loader, node: yaml.Node, budget: _Budget) -> Any:
+def _build(loader: _Loader, node: yaml.Node) -> Any:
     kind = type(node)
     if kind is yaml.ScalarNode:
         if node.tag == _STR:
@@ -205,13 +191,6 @@ def _build(loader: _Loader, node: yaml.Node, budget: _Budget) -> Any:
         if scalar is None:
             raise _NeedsGeneralConstructorError
         return scalar(loader, node)
-    if kind is yaml.MappingNode or kind is yaml.SequenceNode:
-        budget.left -= 1
-        if budget.left < 0:
-            raise DocumentTooLargeError(
-                f"document expands to more than {MAX_COLLECTIONS} maps and lists "
-                "(YAML aliases repeated too often?)"
-            )
     if kind is yaml.MappingNode and node.tag == _MAP:
         mapping = {}
         for key_node, value_node in node.value:
@@ -221,11 +200,37 @@ def _build(loader: _Loader, node: yaml.Node, budget: _Budget) -> Any:
                 raise _NeedsGeneralConstructorError
             if key in mapping:
                 raise DuplicateKeyError(key, key_node.start_mark.line + 1, _first_line(node, key))
-            mapping[key] = _build(loader, value_node, budget)
+            mapping[key] = _build(loader, value_node)
         return mapping
     if kind is yaml.SequenceNode and node.tag == _SEQ:
-        return [_build(loader, item, budget) for item in node.value]
+        return [_build(loader, item) for item in node.value]
     raise _NeedsGeneralConstructorError
+
+
+def load_all(text: str) -> list[Any]:
+    """The non-empty documents of a YAML stream as PyYAML builds them, aliases bounded as in
+    read_documents; yaml.YAMLError or AliasBombError (with its line) when it cannot be."""
+    loader = _Loader(text)
+    may_alias = _may_alias(text)
+    documents = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            if may_alias:
+                check_aliases(node)
+            data = loader.construct_document(node)
+            if data is not None:
+                documents.append(data)
+    finally:
+        loader.dispose()
+    return documents
+
+
+def _may_alias(text: str) -> bool:
+    """False when the text has no anchor (`&`) or no alias (`*`): nothing can expand."""
+    return "&" in text and "*" in text
 
 
 def _first_line(mapping: yaml.Node, key: str) -> int:

@@ -21,6 +21,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from remora.api.loader import format_path
+from remora.api.yamlaliases import AliasBombError
+from remora.api.yamlsource import load_all
 from remora.controlplane.resources import (
     BadRequestError,
     Cause,
@@ -139,21 +141,20 @@ async def read_documents(request: Request, *, yaml_by_default: bool = False) -> 
         text = raw.decode("utf-8")
         if media in JSON_TYPES:
             return [json.loads(text, parse_constant=_no_constant)]
-        documents = [d for d in yaml.load_all(text, Loader=_YAML_LOADER) if d is not None]
-        return [_as_json(d) for d in documents]
+        return [_as_json(d) for d in load_all(text)]
     except UnicodeDecodeError:
         raise BadRequestError("the request body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise BadRequestError(f"the request body is not valid JSON: {exc}") from None
     except yaml.YAMLError as exc:
         raise BadRequestError(f"the request body is not valid YAML: {_one_line(exc)}") from None
+    except AliasBombError as exc:
+        raise BadRequestError(
+            f"the request body is not valid YAML: line {exc.line}: {exc}") from None
     except RecursionError:
         raise BadRequestError("the request body is nested too deeply") from None
     except (TypeError, ValueError) as exc:
         raise BadRequestError(f"the request body is not a JSON-compatible object: {exc}") from None
-
-
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _no_constant(name: str) -> Any:
