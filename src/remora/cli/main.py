@@ -8,7 +8,17 @@ import typer
 from rich.console import Console
 
 from remora import __version__
-from remora.cli import analyze, auth, controlplane, kubectl, load, proxy, registry, up
+from remora.cli import (
+    analyze,
+    auth,
+    controlplane,
+    kubectl,
+    load,
+    proxy,
+    proxystatus,
+    registry,
+    up,
+)
 from remora.errors import RemoraError
 
 EXIT_UNKNOWN_ERROR = 1
@@ -25,6 +35,7 @@ app = typer.Typer(
 )
 analyze.register(app)
 proxy.register(app)
+proxystatus.register(app)
 controlplane.register(app)
 kubectl.register(app)
 registry.register(app)

@@ -13,6 +13,7 @@ from remora.controlplane import access
 from remora.controlplane.access import READ, Need
 from remora.controlplane.auth_gate import require
 from remora.controlplane.push import PushServer
+from remora.mesh.wire import resource_errors
 
 router = APIRouter(prefix="/api/remora/v1", tags=["push"])
 
@@ -36,10 +37,20 @@ class DiscoveryRequest(BaseModel):
     version: str = ""  # what the proxy runs now (a reconnect)
 
 
+class ResourceErrorBody(BaseModel):
+    """A resource the proxy skipped in the version it applied, and why."""
+
+    kind: str
+    namespace: str
+    name: str
+    message: str
+
+
 class Ack(BaseModel):
     node: str
     version: str
     error: str | None = None
+    resourceErrors: list[ResourceErrorBody] = []  # noqa: N815 - wire name
 
 
 def push_server(request: Request) -> PushServer:
@@ -79,9 +90,11 @@ def answer_ack(push: PushServer, raw: bytes) -> tuple[int, bytes]:
         if not isinstance(node, str) or not isinstance(version, str) or not (
                 error is None or isinstance(error, str)):
             raise TypeError
+        skipped = resource_errors(body.get("resourceErrors"))
     except (ValueError, KeyError, TypeError):
-        return 400, b'{"message":"body must be {node: str, version: str, error: str|null}"}'
-    if not push.ack(node, version, error):
+        return 400, (b'{"message":"body must be {node: str, version: str, error: str|null, '
+                     b'resourceErrors: [{kind, namespace, name, message}]}"}')
+    if not push.ack(node, version, error, skipped):
         return 404, json.dumps({"message": f"proxy {node} is not connected"}).encode()
     return 200, b'{"accepted":%s}' % (b"true" if error is None else b"false")
 

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from remora.controlplane.registry_view import registry_documents
+from remora.controlplane.registry_cache import KubeServices, RegistryEntries
 from remora.mesh.wire import PING_LINE, View, document_key, encode_document
 from remora.registry.service import Registry
 from remora.registry.store.base import CompactedError, Store
@@ -30,11 +30,14 @@ log = logging.getLogger("remora.controlplane")
 RESOURCES = "/resources/"
 REGISTRY = "/registry/"
 DEBOUNCE = 0.1  # istiod PILOT_DEBOUNCE_AFTER
+DEBOUNCE_MAX = 10.0  # istiod PILOT_DEBOUNCE_MAX
 PING_INTERVAL = 15.0  # a line on idle streams, so dead connections are noticed
 # Kinds a proxy compiles its snapshot from (remora.mesh.compile reads these).
 PROXY_KINDS = frozenset({
     "VirtualService", "DestinationRule", "Gateway", "ServiceEntry", "WorkloadEntry", "Sidecar",
     "Service", "EndpointSlice", "Deployment", "StatefulSet",
+    # not enforced yet, but pushed as istiod does: the proxy says so (remora.api.unenforced)
+    "AuthorizationPolicy", "PeerAuthentication", "RequestAuthentication", "Telemetry",
 })
 
 Documents = list[dict[str, Any]]
@@ -52,6 +55,7 @@ class Subscriber:
     acked: str = ""  # version it applied
     nacked: str = ""  # version it refused, with the error
     error: str | None = None
+    resource_errors: list[dict[str, str]] = field(default_factory=list)  # skipped in `acked`
     connected_at: float = field(default_factory=time.time)
 
     @property
@@ -88,15 +92,19 @@ class PushServer:
     """Subscribers, the shared view of the configuration, and the debounced recompute."""
 
     def __init__(self, store: Store, *, registry: Registry | None = None,
-                 debounce: float = DEBOUNCE) -> None:
+                 debounce: float = DEBOUNCE, debounce_max: float = DEBOUNCE_MAX) -> None:
         self.store = store
         self.registry = registry
         self.debounce = debounce
+        self.debounce_max = debounce_max
         self.subscribers: dict[str, Subscriber] = {}
         self._entries: list[Entry] | None = None
-        self._resources: list[dict[str, Any]] | None = None  # stored resources, decoded
-        self._registry: list[Entry] | None = None  # the registry's documents, encoded
-        self._services: dict[tuple[str, str], dict[str, Any]] = {}
+        # stored resources, encoded, and the Kubernetes Services among them
+        self._resources: tuple[list[Entry], KubeServices] | None = None
+        self._registry: RegistryEntries[Entry] | None = None
+        if registry is not None:
+            self._registry = RegistryEntries(registry, encode=encode)
+            registry.on_change(self._registry_changed)
         self._views: dict[ViewKey, View] = {}
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,7 +114,6 @@ class PushServer:
         revision = await self.store.revision()
         self._tasks = [
             loop.create_task(self._watch(RESOURCES, revision)),
-            loop.create_task(self._watch(REGISTRY, revision)),
             loop.create_task(self._pusher()),
         ]
 
@@ -117,25 +124,19 @@ class PushServer:
     async def entries(self) -> list[Entry]:
         """Every resource a proxy may need plus the registry's endpoints, each encoded once.
         Resources and registry are cached apart: a route change does not re-encode the
-        thousands of endpoints, and an instance change does not re-read the resources."""
+        thousands of endpoints, an instance change re-derives only its own service's
+        (RegistryEntries) and does not re-read the resources."""
         if self._entries is None:
             if self._resources is None:
                 stored, _ = await self.store.list(RESOURCES)
-                self._resources = [json.loads(entry.value) for entry in stored]
-            documents = self._resources
-            services = {
-                (doc["metadata"].get("namespace", "default"), doc["metadata"]["name"]): doc
-                for doc in documents if doc.get("kind") == "Service"
-            }
-            if services != self._services:  # endpoints depend on which Services exist
-                self._services = services
-                self._registry = None
-            if self._registry is None:
-                self._registry = []
-                if self.registry is not None:
-                    self._registry = encode(
-                        await registry_documents(self.registry, self.store, services))
-            self._entries = encode(documents) + self._registry
+                documents = [json.loads(entry.value) for entry in stored]
+                self._resources = encode(documents), {
+                    (doc["metadata"].get("namespace", "default"), doc["metadata"]["name"]): doc
+                    for doc in documents if doc.get("kind") == "Service"
+                }
+            resources, services = self._resources
+            registry = [] if self._registry is None else self._registry.entries(services)
+            self._entries = resources + registry
         return self._entries
 
     async def view(self, view_key: ViewKey) -> View:
@@ -144,34 +145,39 @@ class PushServer:
             found = self._views[view_key] = select(view_key, await self.entries())
         return found
 
-    def _invalidate(self, prefix: str) -> None:
+    def _resources_changed(self) -> None:
+        self._entries = self._resources = None
+        self._dirty.set()
+
+    def _registry_changed(self, service_key: str) -> None:
+        """The registry's in-memory view changed (its own write or its watch): the push
+        follows the registry itself, so a recompute never reads it before the change."""
         self._entries = None
-        if prefix == RESOURCES:
-            self._resources = None
-        else:
-            self._registry = None
         self._dirty.set()
 
     async def _watch(self, prefix: str, since: int) -> None:
         while True:
             try:
                 async for _ in self.store.watch(prefix, since=since):
-                    self._invalidate(prefix)
+                    self._resources_changed()
                 return
             except CompactedError:
                 since = await self.store.revision()  # resync: recompute from scratch
-                self._invalidate(prefix)
+                self._resources_changed()
 
     async def _pusher(self) -> None:
         """Push a change at once when it comes after a quiet period; coalesce a burst of
-        changes until it has been quiet for `debounce` (istiod's 100 ms), so a storm of
-        registrations costs a few pushes, and a lone route change is not delayed."""
+        changes until it has been quiet for `debounce` (istiod's PILOT_DEBOUNCE_AFTER, 100 ms)
+        or has lasted `debounce_max` (PILOT_DEBOUNCE_MAX, 10 s), so a storm of registrations
+        costs a few pushes yet still reaches proxies while it lasts, and a lone route change is
+        not delayed."""
         loop = asyncio.get_running_loop()
         last_push = -self.debounce
         while True:
             await self._dirty.wait()
-            if loop.time() - last_push < self.debounce:
-                while True:  # inside a burst: wait for the quiet period
+            started = loop.time()
+            if started - last_push < self.debounce:
+                while loop.time() - started < self.debounce_max:  # a burst: wait for quiet
                     self._dirty.clear()
                     await asyncio.sleep(self.debounce)
                     if not self._dirty.is_set():
@@ -224,13 +230,20 @@ class PushServer:
             if self.subscribers.get(subscriber.id) is subscriber:
                 del self.subscribers[subscriber.id]
 
-    def ack(self, node_id: str, version: str, error: str | None) -> bool:
-        """Record an ACK (error None) or NACK; False for an unknown proxy."""
+    def ack(self, node_id: str, version: str, error: str | None,
+            resource_errors: list[dict[str, str]] | None = None) -> bool:
+        """Record an ACK (error None; `resource_errors` the resources it skipped) or NACK;
+        False for an unknown proxy."""
         subscriber = self.subscribers.get(node_id)
         if subscriber is None:
             return False
         if error is None:
             subscriber.acked, subscriber.error = version, None
+            if resource_errors != subscriber.resource_errors:
+                for item in resource_errors or ():
+                    log.warning("proxy %s skipped %s %s/%s: %s", node_id, item["kind"],
+                                item["namespace"], item["name"], item["message"])
+            subscriber.resource_errors = resource_errors or []
         else:
             subscriber.nacked, subscriber.error = version, error
             log.warning("proxy %s refused version %s: %s", node_id, version, error)
@@ -241,6 +254,7 @@ class PushServer:
             {"id": s.id, "mode": s.node.get("mode"), "namespace": s.node.get("namespace"),
              "workload": s.node.get("workload"), "sent": s.sent, "acked": s.acked,
              "nacked": s.nacked or None, "error": s.error,
+             "resourceErrors": s.resource_errors,
              "synced": s.sent == s.acked, "connectedAt": s.connected_at}
             for s in self.subscribers.values()
         ]

@@ -16,17 +16,25 @@ Clusters are made for what routes name (`outbound|<port>|<subset>|<host>`), each
 endpoints and effective DestinationRule policy. Deviation from Istio: a destination whose host
 is unknown, or whose subset no DestinationRule defines, still gets a cluster, with no endpoints
 (the proxy answers 503 UH where Envoy would say NC), and a note says why.
+
+One bad resource never blocks the rest: a document that does not parse, or a resource whose
+compilation fails (a VirtualService's routes, a DestinationRule's policy), is left out of this
+proxy's snapshot and listed in `Snapshot.skipped` with the reason; everything else compiles.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
+from remora.api.errors import ConfigError, ConfigIssue
 from remora.api.kube.core import Secret, Service
+from remora.api.loader import parse_resource
 from remora.api.networking.names import to_fqdn
 from remora.api.networking.shared import Destination
 from remora.api.networking.virtual_service import VirtualService
 from remora.api.resource import Resource
+from remora.api.unenforced import findings
 from remora.mesh.endpoints import EndpointIndex, subset_endpoints
 from remora.mesh.gateway import exposed_hosts, listener_tls, selected_servers, server_problem
 from remora.mesh.hosts import MeshService, Registry, labels_subset
@@ -40,6 +48,7 @@ from remora.mesh.snapshot import (
     ProxyIdentity,
     Route,
     RouteTable,
+    SkippedResource,
     Snapshot,
     VirtualHost,
 )
@@ -48,6 +57,32 @@ from remora.policy.lb import LbConfig
 
 MESH = "mesh"
 HTTP_DEFAULT_PORT = 80
+T = TypeVar("T")
+
+
+class Skipped:
+    """The resources one compile leaves out, each once, with the first reason found."""
+
+    def __init__(self, items: Iterable[SkippedResource] = ()) -> None:
+        self.items: dict[tuple[str, str, str], SkippedResource] = {}
+        for item in items:
+            self.items.setdefault((item.kind, item.namespace, item.name), item)
+
+    def add(self, kind: str, namespace: str, name: str, message: str) -> None:
+        self.items.setdefault((kind, namespace, name),
+                              SkippedResource(kind, namespace, name, message))
+
+    def guard(self, resource: Resource, build: Callable[[], T], fallback: T) -> T:
+        """`build()`, or `fallback` with `resource` skipped when building it fails. Any error:
+        a bug in compiling one resource must not take the whole snapshot down with it."""
+        if (resource.kind, resource.namespace, resource.name) in self.items:
+            return fallback
+        try:
+            return build()
+        except Exception as exc:  # the per-resource isolation boundary
+            self.add(resource.kind, resource.namespace, resource.name,
+                     f"cannot be compiled: {str(exc) or type(exc).__name__}")
+            return fallback
 
 
 def cluster_name(direction: str, port: int, subset: str, host: str) -> str:
@@ -60,8 +95,9 @@ class Clusters:
 
     def __init__(
         self, registry: Registry, rules: DestinationRules, endpoints: EndpointIndex,
-        notes: list[str],
+        notes: list[str], skipped: Skipped,
     ) -> None:  # fmt: skip
+        self.skipped = skipped
         self.registry = registry
         self.rules = rules
         self.endpoints = endpoints
@@ -123,26 +159,35 @@ class Clusters:
                 endpoints = subset_endpoints(endpoints, found.labels)
                 subset_policy = found.traffic_policy
         policy = effective_policy(rule.traffic_policy if rule else None, subset_policy, port=port)
+        try:
+            lb = LbConfig.from_api(policy.load_balancer if policy else None)
+        except ValueError as exc:  # the rule is skipped: the cluster keeps Istio's defaults
+            for key in rule.names if rule is not None else ():
+                namespace_, _, rule_name = key.partition("/")
+                self.skipped.add("DestinationRule", namespace_, rule_name,
+                                 f"cannot be compiled: {exc}")
+            lb, policy = LbConfig.from_api(None), None
         return Cluster(
             name=name, host=host, port=port, subset=subset,
             service_name=service.name if service else host, service_namespace=namespace,
-            endpoints=endpoints, lb=LbConfig.from_api(policy.load_balancer if policy else None),
-            traffic_policy=policy,
+            endpoints=endpoints, lb=lb, traffic_policy=policy,
         )  # fmt: skip
 
 
 class Compiler:
     """One compile: the indexes over the resources, shared by listeners, routes and clusters."""
 
-    def __init__(self, resources: Sequence[Resource], identity: ProxyIdentity) -> None:
+    def __init__(self, resources: Sequence[Resource], identity: ProxyIdentity,
+                 skipped: Skipped) -> None:
         self.resources = resources
         self.identity = identity
+        self.skipped = skipped
         self.notes: list[str] = []
         self.registry = Registry(resources, namespace=identity.namespace)
         self.virtual_services = VirtualServices(resources, namespace=identity.namespace)
         self.clusters = Clusters(
             self.registry, DestinationRules(resources, identity), EndpointIndex(resources),
-            self.notes,
+            self.notes, skipped,
         )  # fmt: skip
         self._rules: dict[str, list[Rule]] = {}
 
@@ -152,8 +197,13 @@ class Compiler:
 
     def rules(self, vs: VirtualService) -> list[Rule]:
         if vs.key not in self._rules:
-            self._rules[vs.key] = self.virtual_services.rules(vs)
+            self._rules[vs.key] = self.skipped.guard(
+                vs, lambda: self.virtual_services.rules(vs), [])
         return self._rules[vs.key]
+
+    def routes(self, builder: RouteBuilder, vs: VirtualService, port: int) -> list[Route]:
+        """The routes of `vs` on `port`; none (and `vs` skipped) when they cannot be built."""
+        return self.skipped.guard(vs, lambda: builder.routes(self.rules(vs), port=port), [])
 
     # -- sidecar ------------------------------------------------------------------------------
 
@@ -192,7 +242,7 @@ class Compiler:
         on_port = {s.host: s for s in services if (p := s.port(port)) is not None and p.http}
         owned: dict[str, list[Route]] = {}
         for vs in bound:
-            routes = builder.routes(self.rules(vs), port=port)
+            routes = self.routes(builder, vs, port)
             if not routes:  # no route for this proxy: the VirtualService is ignored here
                 continue
             for host in VirtualServices.hosts(vs):
@@ -206,7 +256,7 @@ class Compiler:
             domains = service.domains(self.identity.namespace)
             vhosts.append(VirtualHost(f"{host}:{port}", domains, tuple(routes)))
         for host, vs in extra_hosts:
-            routes = builder.routes(self.rules(vs), port=port)
+            routes = self.routes(builder, vs, port)
             if routes:
                 vhosts.append(VirtualHost(f"{host}:{port}", (host,), tuple(routes)))
         return vhosts
@@ -264,7 +314,7 @@ class Compiler:
                 domains = exposed_hosts(server, vs)
                 if not domains:
                     continue
-                routes = builder.routes(self.rules(vs), port=server.port)
+                routes = self.routes(builder, vs, server.port)
                 for domain in domains:
                     by_host.setdefault(domain, ([], server.https_redirect))[0].extend(routes)
         listeners: list[Listener] = []
@@ -296,14 +346,67 @@ def compile_snapshot(
     *,
     version: str,
     listener_ports: ListenerPorts,
+    skipped: Iterable[SkippedResource] = (),
 ) -> Snapshot:
-    """The snapshot for a proxy with `identity`. Pure: reads nothing but its arguments."""
-    compiler = Compiler(resources, identity)
+    """The snapshot for a proxy with `identity`; `skipped` are resources already left out (they
+    did not parse). Pure: reads nothing but its arguments."""
+    left_out = Skipped(skipped)
+    compiler = Compiler(resources, identity, left_out)
     if identity.mode == "gateway":
         listeners, tables = compiler.gateway()
     else:
         listeners, tables = compiler.sidecar(listener_ports)
+    clusters = compiler.clusters.build()
     return Snapshot(
         version=version, identity=identity, listeners=tuple(listeners), route_tables=tables,
-        clusters=compiler.clusters.build(), notes=tuple(compiler.notes),
+        clusters=clusters, notes=tuple(compiler.notes), skipped=tuple(left_out.items.values()),
+        unenforced=tuple(found for resource in resources for found in findings(resource)),
     )  # fmt: skip
+
+
+def skipped_from_issues(issues: Iterable[ConfigIssue]) -> list[SkippedResource]:
+    """The resources load issues leave out, one per resource with its issues joined; issues
+    that belong to no resource (a file that does not parse) are named by their file."""
+    by_subject: dict[tuple[str, str, str], list[str]] = {}
+    for issue in issues:
+        kind, _, key = issue.subject.partition(" ")
+        ns, slash, name = key.rpartition("/")
+        if not kind:  # the file did not parse: no resource to name
+            kind, ns, slash, name = "File", "", "", issue.source.file if issue.source else "-"
+        detail = f"{issue.path}: {issue.message}" if issue.path else issue.message
+        if issue.source is not None and issue.source.file != "-":  # file mode: say where
+            detail = f"{issue.source}: {detail}"
+        by_subject.setdefault((kind, ns if slash else "", name), []).append(detail)
+    return [SkippedResource(kind, ns, name, "; ".join(details))
+            for (kind, ns, name), details in by_subject.items()]
+
+
+def compile_documents(documents: Sequence[Mapping[str, Any]], *, version: str,
+                      identity: ProxyIdentity, ports: ListenerPorts) -> Snapshot:
+    """The pushed documents as a snapshot: each parsed on its own, those that do not parse
+    skipped (named in `Snapshot.skipped`), the rest compiled."""
+    resources: list[Resource] = []
+    issues: list[ConfigIssue] = []
+    for document in documents:
+        try:
+            resources.append(parse_resource(document, namespace=_namespace_of(document)))
+        except ConfigError as exc:
+            issues.extend(_with_subject(issue, document) for issue in exc.issues)
+    return compile_snapshot(resources, identity, version=version, listener_ports=ports,
+                            skipped=skipped_from_issues(issues))
+
+
+def _namespace_of(document: Mapping[str, Any]) -> str:
+    metadata = document.get("metadata")
+    namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
+    return namespace if isinstance(namespace, str) and namespace else "default"
+
+
+def _with_subject(issue: ConfigIssue, document: Mapping[str, Any]) -> ConfigIssue:
+    """A pushed document's issue names its resource even when parsing stopped before that."""
+    if issue.subject:
+        return issue
+    metadata = document.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    subject = f"{document.get('kind')} {_namespace_of(document)}/{name}"
+    return ConfigIssue(issue.message, source=issue.source, subject=subject, path=issue.path)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # only annotations: the snapshot holds these, it does not bui
         HTTPRoute,
     )
     from remora.api.networking.traffic_policy import TrafficPolicy
+    from remora.api.unenforced import Finding
     from remora.policy.cors import Cors
     from remora.policy.headers import HeaderOps
     from remora.policy.lb import LbConfig
@@ -40,6 +41,27 @@ def frozen_labels(labels: Mapping[str, str]) -> Mapping[str, str]:
 def _api(model: Any) -> Any:
     """An api model as JSON-able data, with Istio's camelCase names."""
     return model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedResource:
+    """A resource left out of this proxy's snapshot and why: one bad resource never blocks the
+    rest, and the proxy reports it (ACK `resourceErrors`, the resource's status, proxy-status)."""
+
+    kind: str
+    namespace: str
+    name: str
+    message: str
+
+    @property
+    def subject(self) -> str:
+        """`WorkloadEntry default/web-10`, as analysis messages name a resource."""
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace \
+            else f"{self.kind} {self.name}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "namespace": self.namespace, "name": self.name,
+                "message": self.message}
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,7 +352,9 @@ class Listener:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Everything one proxy needs, compiled once. `notes` say what was left out and why."""
+    """Everything one proxy needs, compiled once. `notes` say what was left out and why;
+    `skipped` are the resources that could not be compiled (the rest still are); `unenforced`
+    what the resources set that Remora does not enforce (remora.api.unenforced)."""
 
     version: str
     identity: ProxyIdentity
@@ -338,6 +362,8 @@ class Snapshot:
     route_tables: Mapping[str, RouteTable]
     clusters: Mapping[str, Cluster]
     notes: tuple[str, ...] = ()
+    skipped: tuple[SkippedResource, ...] = ()
+    unenforced: tuple[Finding, ...] = ()
     _by_port: Mapping[int, RouteTable] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -369,4 +395,6 @@ class Snapshot:
             "routeTables": {name: t.to_dict() for name, t in self.route_tables.items()},
             "clusters": {name: c.to_dict() for name, c in self.clusters.items()},
             "notes": list(self.notes),
+            "skipped": [item.to_dict() for item in self.skipped],
+            "unenforced": [str(item) for item in self.unenforced],
         }

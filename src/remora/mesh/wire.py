@@ -5,6 +5,10 @@ NDJSON lines on one HTTP stream per proxy, like an xDS stream:
   {"type": "delta", "base": B, "version": V, "put": [...], "delete": [keys]}
                                                                 only what changed since B
   {"type": "ping"}                                              keeps an idle stream alive
+The proxy answers each version on ACK_PATH with
+  {"node": ID, "version": V, "error": null | "why the whole version was refused",
+   "resourceErrors": [{"kind", "namespace", "name", "message"}]}   resources it skipped
+(`resourceErrors` is optional, so a proxy that does not send it is still understood).
 A delta applies only on top of the view the proxy last received (`base`); a proxy that does not
 have `base` reconnects and gets a snapshot. Versions are content hashes, so an unchanged view is
 never sent twice and two control-plane replicas give the same view the same version.
@@ -16,7 +20,10 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from remora.mesh.snapshot import SkippedResource
 
 DISCOVERY_PATH = "/api/remora/v1/discovery"
 ACK_PATH = "/api/remora/v1/discovery/ack"
@@ -83,6 +90,34 @@ class View:
 
 _SNAPSHOTS: dict[str, bytes] = {}  # recent snapshot lines by version (content hash)
 PING_LINE = b'{"type":"ping"}\n'
+
+
+def ack_body(node: str, version: str, *, error: str | None,
+             skipped: Iterable[SkippedResource] = ()) -> dict[str, Any]:
+    """An ACK (error None, possibly with resources skipped) or a NACK of `version`."""
+    body: dict[str, Any] = {"node": node, "version": version, "error": error}
+    errors = [item.to_dict() for item in skipped]
+    if errors:
+        body["resourceErrors"] = errors
+    return body
+
+
+RESOURCE_ERROR_FIELDS = ("kind", "namespace", "name", "message")
+
+
+def resource_errors(value: Any) -> list[dict[str, str]]:
+    """The `resourceErrors` of an ACK body, checked (ValueError when malformed)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > 10_000:
+        raise ValueError("resourceErrors must be a list")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or not all(
+                isinstance(item.get(key), str) for key in RESOURCE_ERROR_FIELDS):
+            raise ValueError("resourceErrors items are {kind, namespace, name, message}")
+        out.append({key: item[key][:4096] for key in RESOURCE_ERROR_FIELDS})
+    return out
 
 
 def apply_message(documents: dict[str, Document], received: str,

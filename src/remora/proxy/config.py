@@ -1,7 +1,9 @@
 """Where a proxy's snapshot comes from: files it reads itself, or a control plane's push.
 
 Either way a `SnapshotSource` gives the first snapshot, then follows changes and hands each new
-snapshot to the runtime; a config with any issue is refused and the running one stays.
+snapshot to the runtime. A resource with an issue is skipped and logged, and the rest applies
+(one bad file never takes the proxy down); kinds and fields Remora does not enforce are logged
+once (remora.api.unenforced).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from remora.api.loader import YAML_SUFFIXES, load_paths
 from remora.errors import RemoraError
-from remora.mesh.compile import compile_snapshot
+from remora.mesh.compile import compile_snapshot, skipped_from_issues
+from remora.proxy.configlog import ConfigLog
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -60,6 +63,7 @@ class FileSource:
         self.ports = ports
         self.interval = interval
         self._versions = itertools.count(1)
+        self._log = ConfigLog()
         self._signature = self._files_signature()
 
     async def first(self) -> Snapshot:
@@ -81,17 +85,19 @@ class FileSource:
             apply(snapshot)
 
     def load(self) -> Snapshot:
-        """Compile the files as they are now; InvalidConfigError when any resource is invalid."""
+        """Compile the files as they are now; resources with issues are skipped (and logged)."""
         self._signature = self._files_signature()
         result = load_paths(self.paths, namespace=self.identity.namespace)
-        if result.issues:
-            raise InvalidConfigError("\n".join(str(issue) for issue in result.issues))
-        return compile_snapshot(
+        self._log.unsupported(result.unsupported)
+        snapshot = compile_snapshot(
             result.resources,
             self.identity,
             version=str(next(self._versions)),
             listener_ports=self.ports,
+            skipped=skipped_from_issues(result.issues),
         )
+        self._log.snapshot(snapshot)
+        return snapshot
 
     def changed(self) -> bool:
         return self._files_signature() != self._signature

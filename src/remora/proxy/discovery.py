@@ -2,13 +2,15 @@
 
 As with xDS, the proxy opens a stream with its identity (node), receives versioned snapshots of
 the configuration that concerns it, compiles each, and answers ACK (applied) or NACK (with the
-error; the previous snapshot keeps serving). When the control plane is unreachable the proxy
-keeps its last good snapshot and reconnects with jittered exponential back-off, cycling through
-every address it was given.
+error; the previous snapshot keeps serving). A resource that cannot be compiled does not NACK
+the version: it is skipped, the rest is applied, and the ACK lists it in `resourceErrors`.
+When the control plane is unreachable the proxy keeps its last good snapshot and reconnects
+with jittered exponential back-off, cycling through every address it was given.
 
 Wire format: remora.mesh.wire (snapshots, deltas on the last received view, pings) on
 `POST /api/remora/v1/discovery` with `{"node": {...}}`; `POST /api/remora/v1/discovery/ack`
-takes `{"node": ID, "version": V, "error": null | "..."}`.
+takes `{"node": ID, "version": V, "error": null | "...", "resourceErrors": [{"kind", "namespace",
+"name", "message"}]}` (resourceErrors optional: an older proxy omits it).
 """
 
 from __future__ import annotations
@@ -22,18 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from remora.api.errors import ConfigError
-from remora.api.loader import parse_resource
 from remora.credentials import CredentialsError, TokenSource
 from remora.errors import RemoraError
-from remora.mesh.compile import compile_snapshot
-from remora.mesh.wire import ACK_PATH, DISCOVERY_PATH, Document, apply_message
-from remora.proxy.config import InvalidConfigError
+from remora.mesh.compile import compile_documents
+from remora.mesh.wire import ACK_PATH, DISCOVERY_PATH, Document, ack_body, apply_message
+from remora.proxy.configlog import ConfigLog
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from remora.mesh.snapshot import ListenerPorts, ProxyIdentity, Snapshot
+    from remora.mesh.snapshot import ListenerPorts, ProxyIdentity, SkippedResource, Snapshot
 
 log = logging.getLogger("remora.proxy")
 
@@ -70,19 +70,7 @@ def node_document(identity: ProxyIdentity) -> dict[str, Any]:
     }
 
 
-def compile_documents(documents: Sequence[dict[str, Any]], *, version: str,
-                      identity: ProxyIdentity, ports: ListenerPorts) -> Snapshot:
-    """The pushed documents as a snapshot; InvalidConfigError lists what is wrong."""
-    resources = []
-    problems: list[str] = []
-    for document in documents:
-        try:
-            resources.append(parse_resource(document))
-        except ConfigError as exc:
-            problems.extend(str(issue) for issue in exc.issues)
-    if problems:
-        raise InvalidConfigError("\n".join(problems))
-    return compile_snapshot(resources, identity, version=version, listener_ports=ports)
+__all__ = ["ControlPlaneUnavailableError", "RemoteSource", "compile_documents", "node_id"]
 
 
 class RemoteSource:
@@ -101,6 +89,7 @@ class RemoteSource:
         self.version = ""  # the last applied version
         self.received = ""  # the last received version (a NACKed one included)
         self.documents: dict[str, Document] = {}
+        self._log = ConfigLog()
         self._first: asyncio.Future[Snapshot] | None = None
         self._apply: Callable[[Snapshot], None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -179,6 +168,7 @@ class RemoteSource:
 
     async def _receive(self, url: str, version: str) -> None:
         error: str | None = None
+        skipped: Sequence[SkippedResource] = ()
         try:
             snapshot = compile_documents(list(self.documents.values()), version=version,
                                          identity=self.identity, ports=self.ports)
@@ -186,6 +176,8 @@ class RemoteSource:
             error = str(exc)
             log.error("NACK version %s, keeping %s: %s", version, self.version or "none", error)
         else:
+            self._log.snapshot(snapshot)
+            skipped = snapshot.skipped
             self.version = version
             first = self._first
             if first is not None and not first.done():
@@ -193,6 +185,5 @@ class RemoteSource:
             elif self._apply is not None:
                 self._apply(snapshot)
             log.info("ACK version %s", version)
-        await self._client.post(url + ACK_PATH, headers=await self._headers(url), json={
-            "node": self.node["id"], "version": version, "error": error,
-        })
+        await self._client.post(url + ACK_PATH, headers=await self._headers(url), json=ack_body(
+            self.node["id"], version, error=error, skipped=skipped))
