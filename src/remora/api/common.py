@@ -10,6 +10,26 @@ from pydantic import AfterValidator, Field, model_validator
 
 from remora.api.base import Spec, fail
 
+INT32_MAX = 2**31 - 1
+UINT32_MAX = 2**32 - 1
+Int32 = Annotated[int, Field(ge=-(2**31), le=INT32_MAX)]
+"""Istio's int32 fields (weight, attempts, connection pool limits): the proto refuses more."""
+NonNegativeInt32 = Annotated[int, Field(ge=0, le=INT32_MAX)]
+UInt32 = Annotated[int, Field(ge=0, le=UINT32_MAX)]
+"""Istio's uint32 fields (ports, status codes, consecutive error counts)."""
+UInt64 = Annotated[int, Field(ge=0, le=2**64 - 1)]
+
+
+def check_total_weight(weights: list[int | None]) -> None:
+    """validateHTTPRouteDestinations / validateRouteDestinations: several destinations must not
+    total 0; and the total must fit Envoy's uint32 weighted_clusters sum ("The sum of weights of
+    all weighted clusters ... exceeds 4294967295")."""
+    total = sum(weight or 0 for weight in weights)
+    if len(weights) > 1 and total == 0:
+        fail("total destination weight = 0", "route")
+    if total > UINT32_MAX:
+        fail(f"total destination weight {total} exceeds {UINT32_MAX}", "route")
+
 
 def _quiet_options() -> re2.Options:
     options = re2.Options()

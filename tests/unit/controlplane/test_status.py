@@ -1,5 +1,5 @@
-"""Request bodies the resource API refuses as the Kubernetes API server does: a 400 Status
-naming the problem, nothing applied (a YAML alias bomb among them)."""
+"""Request bodies the resource API refuses as the Kubernetes API server does: a 400 or 422
+Status naming the problem and the field, nothing applied (a YAML alias bomb among them)."""
 
 from __future__ import annotations
 
@@ -43,3 +43,14 @@ def test_apply_refuses_a_yaml_alias_bomb_without_expanding_it(tmp_path: Path) ->
     assert body["message"].startswith(
         "the request body is not valid YAML: line 1: document contains excessive aliasing")
     assert peak < 50 * 1024 * 1024  # the expansion (~490 M "lol"s) was never built
+
+
+def test_apply_refuses_an_int32_weight_overflow_with_the_field_as_cause(tmp_path: Path) -> None:
+    vs = ("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\n"
+          "spec:\n  hosts: [r]\n  http:\n  - route:\n    - destination: {host: r}\n"
+          f"      weight: {2**40}\n")
+    answer = apply(tmp_path, vs)
+    assert answer.status_code == 422
+    assert answer.json()["details"]["causes"] == [{
+        "field": "spec.http[0].route[0].weight", "message": "must be <= 2147483647",
+        "reason": "FieldValueInvalid"}]

@@ -11,6 +11,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from remora.api.base import Spec, fail
+from remora.api.common import UInt32
 from remora.api.networking import names
 from remora.api.resource import Resource, served
 
@@ -24,10 +25,10 @@ ServerTLSMode = Literal[
 class Port(Spec):
     """A server port: number, protocol (HTTP|HTTPS|GRPC|HTTP2|MONGO|TCP|TLS...), name."""
 
-    number: Annotated[int, Field(ge=0)] = 0
+    number: UInt32 = 0
     protocol: str
     name: str
-    target_port: int | None = None  # deprecated; an error on Gateways
+    target_port: UInt32 | None = None  # deprecated; an error on Gateways
 
     @property
     def protocol_upper(self) -> str:

@@ -17,7 +17,16 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from remora.api.base import Spec, fail
-from remora.api.common import Percent, RE2Pattern, StringMatch, check_re2
+from remora.api.common import (
+    Int32,
+    NonNegativeInt32,
+    Percent,
+    RE2Pattern,
+    StringMatch,
+    UInt32,
+    check_re2,
+    check_total_weight,
+)
 from remora.api.networking import names
 from remora.api.networking.shared import (
     Destination,
@@ -59,8 +68,6 @@ _KNOWN_STATUS = frozenset({
     506, 507, 508, 510, 511,
 })  # fmt: skip
 
-NonNegative = Annotated[int, Field(ge=0)]
-
 
 def check_string_match(match: StringMatch, *, allow_empty_prefix: bool = False) -> str | None:
     """validateStringMatch: non-empty prefix (uri may be empty) and regex, regex <= 1024 chars."""
@@ -98,7 +105,7 @@ class HTTPMatchRequest(Spec):
     method: StringMatch | None = None
     authority: StringMatch | None = None
     headers: dict[str, StringMatch] = Field(default_factory=dict)
-    port: NonNegative | None = None
+    port: UInt32 | None = None
     source_labels: dict[str, str] = Field(default_factory=dict)
     gateways: list[str] = Field(default_factory=list)
     query_params: dict[str, StringMatch] = Field(default_factory=dict)
@@ -147,7 +154,7 @@ class HTTPRouteDestination(Spec):
     """A weighted destination of an HTTP rule, with its own header operations."""
 
     destination: Destination
-    weight: NonNegative | None = None  # validateWeight: "weight < 0" is an error
+    weight: NonNegativeInt32 | None = None  # validateWeight: "weight < 0" is an error
     headers: Headers | None = None
 
 
@@ -156,10 +163,10 @@ class HTTPRedirect(Spec):
 
     uri: str | None = None
     authority: str | None = None
-    port: int | None = None
+    port: UInt32 | None = None
     derive_port: Literal["FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"] | None = None
     scheme: str | None = None
-    redirect_code: int | None = None
+    redirect_code: UInt32 | None = None
     prefix_rewrite: str | None = None
 
     @model_validator(mode="after")
@@ -224,7 +231,7 @@ class HTTPBody(Spec):
 class HTTPDirectResponse(Spec):
     """Answer directly with a status and an optional body."""
 
-    status: int
+    status: UInt32
     body: HTTPBody | None = None
 
     @model_validator(mode="after")
@@ -278,7 +285,7 @@ class HTTPRewrite(Spec):
 class HTTPRetry(Spec):
     """Retry policy: attempts, perTryTimeout, retryOn conditions, back-off."""
 
-    attempts: int | None = None
+    attempts: Int32 | None = None
     per_try_timeout: MsDuration | None = None
     retry_on: str | None = None
     retry_remote_localities: bool | None = None
@@ -311,7 +318,7 @@ class Delay(Spec):
     fixed_delay: MsDuration | None = None
     exponential_delay: MsDuration | None = None
     percentage: Percent | None = None
-    percent: int | None = None  # deprecated int percentage
+    percent: Int32 | None = None  # deprecated int percentage
 
     @model_validator(mode="after")
     def _valid(self) -> Delay:
@@ -330,7 +337,7 @@ class Delay(Spec):
 class Abort(Spec):
     """HTTPFaultInjection.Abort: answer with httpStatus or grpcStatus for a percentage."""
 
-    http_status: int | None = None
+    http_status: Int32 | None = None
     grpc_status: str | None = None
     http2_error: str | None = None
     percentage: Percent | None = None
@@ -436,9 +443,7 @@ class HTTPRoute(Spec):
         self._check_authority_once()
         if self.mirror is not None and self.mirrors:
             fail("HTTP route cannot contain both mirror and mirrors", "mirrors")
-        # validateHTTPRouteDestinations
-        if len(self.route) > 1 and sum(d.weight or 0 for d in self.route) == 0:
-            fail("total destination weight = 0", "route")
+        check_total_weight([d.weight for d in self.route])
         return self
 
     def _check_conflicts(self) -> None:

@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from remora.api.base import Spec, fail
+from remora.api.common import UInt32
 from remora.api.networking import names
 from remora.api.networking.shared import WorkloadSelector
 from remora.api.resource import Resource, served
@@ -26,11 +27,11 @@ class WorkloadEntrySpec(Spec):
     """Istio's WorkloadEntry message: a workload's address, ports, labels, network, weight."""
 
     address: Annotated[str, Field(max_length=256)] | None = None
-    ports: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    ports: dict[str, UInt32] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
     network: str | None = None
     locality: str | None = None
-    weight: Annotated[int, Field(ge=0)] | None = None
+    weight: UInt32 | None = None
     service_account: str | None = None
 
     @model_validator(mode="after")
@@ -61,10 +62,10 @@ class WorkloadEntrySpec(Spec):
 class ServicePort(Spec):
     """A port of a ServiceEntry: number, protocol, name, targetPort."""
 
-    number: int
+    number: UInt32
     protocol: str | None = None
     name: Annotated[str, Field(max_length=256)]
-    target_port: int | None = None
+    target_port: UInt32 | None = None
 
     @model_validator(mode="after")
     def _valid(self) -> ServicePort:

@@ -7,11 +7,12 @@ validateSidecarIngressPortAndBind) and agent.ValidateNamespaceSlashWildcardHostn
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from remora.api.base import Spec, fail
+from remora.api.common import UInt32
 from remora.api.networking import names
 from remora.api.networking.gateway import ServerTLSSettings
 from remora.api.networking.shared import Destination, WorkloadSelector
@@ -26,10 +27,10 @@ _LOCAL_HOSTS = frozenset({"127.0.0.1", "0.0.0.0", "::1", "::"})
 class SidecarPort(Spec):
     """A listener port: number (0 for a unix socket bind), protocol, name."""
 
-    number: Annotated[int, Field(ge=0)] = 0
+    number: UInt32 = 0
     protocol: str | None = None
     name: str | None = None
-    target_port: int | None = None  # deprecated; an error on Sidecars
+    target_port: UInt32 | None = None  # deprecated; an error on Sidecars
 
 
 def _check_port(port: SidecarPort, bind: str, *, egress: bool) -> None:

@@ -14,11 +14,10 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from remora.api.base import Duration, Spec, fail
-from remora.api.common import PortSelector
+from remora.api.common import Int32, NonNegativeInt32, PortSelector, UInt32, UInt64
 from remora.api.networking import names
 from remora.api.networking.shared import MsDuration
 
-NonNegative = Annotated[int, Field(ge=0)]
 Percent0To100 = Annotated[int, Field(ge=0, le=100)]
 TOPOLOGY_LABELS = frozenset(
     {"topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone"}
@@ -36,11 +35,11 @@ def is_prime(value: int) -> bool:
 
 
 class RingHash(Spec):
-    minimum_ring_size: NonNegative | None = None
+    minimum_ring_size: UInt64 | None = None
 
 
 class MagLev(Spec):
-    table_size: NonNegative | None = None
+    table_size: UInt64 | None = None
 
     @model_validator(mode="after")
     def _valid(self) -> MagLev:
@@ -90,7 +89,7 @@ class ConsistentHashLB(Spec):
     http_query_parameter_name: str | None = None
     ring_hash: RingHash | None = None
     maglev: MagLev | None = None
-    minimum_ring_size: NonNegative | None = None  # deprecated: ringHash.minimumRingSize
+    minimum_ring_size: UInt64 | None = None  # deprecated: ringHash.minimumRingSize
 
     @model_validator(mode="after")
     def _valid(self) -> ConsistentHashLB:
@@ -117,7 +116,7 @@ class ConsistentHashLB(Spec):
 
 class Distribute(Spec):
     from_: str | None = Field(default=None, alias="from")
-    to: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    to: dict[str, UInt32] = Field(default_factory=dict)
 
 
 class Failover(Spec):
@@ -199,7 +198,7 @@ class ZoneAwareLoadBalancerSetting(Spec):
     enabled: bool | None = None
     failover: list[Failover] = Field(default_factory=list)
     failover_priority: list[str] = Field(default_factory=list)
-    min_cluster_size: NonNegative | None = None
+    min_cluster_size: UInt64 | None = None
 
     @model_validator(mode="after")
     def _valid(self) -> ZoneAwareLoadBalancerSetting:
@@ -256,7 +255,7 @@ class LoadBalancerSettings(Spec):
 
 
 class TcpKeepalive(Spec):
-    probes: NonNegative | None = None
+    probes: UInt32 | None = None
     time: MsDuration | None = None
     interval: MsDuration | None = None
 
@@ -264,7 +263,7 @@ class TcpKeepalive(Spec):
 class TCPSettings(Spec):
     """Upstream TCP connection limits and timeouts."""
 
-    max_connections: NonNegative | None = None
+    max_connections: NonNegativeInt32 | None = None
     connect_timeout: MsDuration | None = None
     tcp_keepalive: TcpKeepalive | None = None
     max_connection_duration: MsDuration | None = None
@@ -293,14 +292,14 @@ class ConnectionKeepalive(Spec):
 class HTTPSettings(Spec):
     """Upstream HTTP limits: pending requests, concurrent requests, retries, keep-alive."""
 
-    http1_max_pending_requests: NonNegative | None = None
-    http2_max_requests: NonNegative | None = None
-    max_requests_per_connection: NonNegative | None = None
-    max_retries: NonNegative | None = None
+    http1_max_pending_requests: NonNegativeInt32 | None = None
+    http2_max_requests: NonNegativeInt32 | None = None
+    max_requests_per_connection: NonNegativeInt32 | None = None
+    max_retries: NonNegativeInt32 | None = None
     idle_timeout: MsDuration | None = None
     h2_upgrade_policy: Literal["DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"] | None = None
     use_client_protocol: bool | None = None
-    max_concurrent_streams: NonNegative | None = None
+    max_concurrent_streams: NonNegativeInt32 | None = None
     http2_keep_alive: ConnectionKeepalive | None = None
 
     @model_validator(mode="after")
@@ -327,16 +326,16 @@ class ConnectionPoolSettings(Spec):
 class OutlierDetection(Spec):
     """Passive health checking: eject hosts after consecutive errors."""
 
-    consecutive_errors: int | None = None  # deprecated
+    consecutive_errors: Int32 | None = None  # deprecated
     split_external_local_origin_errors: bool | None = None
-    consecutive_local_origin_failures: NonNegative | None = None
-    consecutive_gateway_errors: NonNegative | None = None
-    consecutive_5xx_errors: NonNegative | None = Field(default=None, alias="consecutive5xxErrors")
+    consecutive_local_origin_failures: UInt32 | None = None
+    consecutive_gateway_errors: UInt32 | None = None
+    consecutive_5xx_errors: UInt32 | None = Field(default=None, alias="consecutive5xxErrors")
     interval: MsDuration | None = None
     base_ejection_time: MsDuration | None = None
     max_ejection_percent: Percent0To100 | None = None
     min_health_percent: Percent0To100 | None = None
-    outlier_detection_http_error_codes: list[NonNegative] = Field(default_factory=list)
+    outlier_detection_http_error_codes: list[UInt32] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _valid(self) -> OutlierDetection:
@@ -398,7 +397,7 @@ class TunnelSettings(Spec):
 
     protocol: str | None = None
     target_host: str
-    target_port: int
+    target_port: UInt32
 
     @model_validator(mode="after")
     def _valid(self) -> TunnelSettings:
@@ -417,7 +416,7 @@ class ProxyProtocol(Spec):
 
 class RetryBudget(Spec):
     percent: Annotated[float, Field(ge=0, le=100)] | None = None
-    min_retry_concurrency: NonNegative | None = None
+    min_retry_concurrency: UInt32 | None = None
     budget_interval: Duration | None = None
 
 

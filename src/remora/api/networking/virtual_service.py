@@ -7,11 +7,12 @@ validateTLSRoute, validateTLSMatch, validateSniHost, validateTCPRoute, validateR
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, ClassVar
+from typing import ClassVar
 
 from pydantic import Field, model_validator
 
 from remora.api.base import Spec, fail
+from remora.api.common import NonNegativeInt32, UInt32, check_total_weight
 from remora.api.networking import names
 from remora.api.networking.http_route import (
     Abort,
@@ -62,7 +63,7 @@ class L4MatchAttributes(Spec):
     """TCP match: destination subnets, port, source labels/namespace, gateways."""
 
     destination_subnets: list[str] = Field(default_factory=list)
-    port: Annotated[int, Field(ge=0)] | None = None
+    port: UInt32 | None = None
     source_subnet: str | None = None
     source_labels: dict[str, str] = Field(default_factory=dict)
     gateways: list[str] = Field(default_factory=list)
@@ -79,7 +80,7 @@ class TLSMatchAttributes(Spec):
 
     sni_hosts: list[str] = Field(default_factory=list)
     destination_subnets: list[str] = Field(default_factory=list)
-    port: Annotated[int, Field(ge=0)] | None = None
+    port: UInt32 | None = None
     source_labels: dict[str, str] = Field(default_factory=dict)
     gateways: list[str] = Field(default_factory=list)
     source_namespace: str | None = None
@@ -97,12 +98,11 @@ class RouteDestination(Spec):
     """A weighted destination of a TLS or TCP rule."""
 
     destination: Destination
-    weight: Annotated[int, Field(ge=0)] | None = None
+    weight: NonNegativeInt32 | None = None
 
 
 def _check_weights(route: list[RouteDestination]) -> None:
-    if len(route) > 1 and sum(d.weight or 0 for d in route) == 0:
-        fail("total destination weight = 0", "route")
+    check_total_weight([d.weight for d in route])
 
 
 class TLSRoute(Spec):
