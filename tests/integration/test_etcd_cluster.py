@@ -174,15 +174,17 @@ def test_an_instance_registered_on_a_is_listed_and_beaten_on_b(
     etcd lease, B lists it, and B accepts its beats (the lease is the cluster's, not A's)."""
     a, b = replicas
     where = {"serviceName": "ratings", "ip": "10.0.0.7", "port": "9080"}
-    assert httpx.post(f"{a.url}/nacos/v1/ns/instance", params=where, timeout=10).text == "ok"
+    assert httpx.post(f"{a.url}/nacos/v1/ns/instance", params=where, headers=a.headers,
+                      timeout=10).text == "ok"
 
     def hosts() -> list[str]:
-        listed = httpx.get(f"{b.url}/nacos/v1/ns/instance/list",
+        listed = httpx.get(f"{b.url}/nacos/v1/ns/instance/list", headers=b.headers,
                            params={"serviceName": "ratings"}, timeout=10).json()
         return [f"{host['ip']}:{host['port']}" for host in listed["hosts"]]
 
     wait_for(lambda: hosts() == ["10.0.0.7:9080"], timeout=10, message="B lists A's instance")
-    beat = httpx.put(f"{b.url}/nacos/v1/ns/instance/beat", params=where, timeout=10).json()
+    beat = httpx.put(f"{b.url}/nacos/v1/ns/instance/beat", params=where, headers=b.headers,
+                     timeout=10).json()
     assert beat["code"] == 10200, beat
 
     async def leased() -> None:
@@ -204,7 +206,7 @@ def test_everything_keeps_working_with_an_etcd_member_killed(
         b.apply(write_config(tmp_path / "v1", upstreams, "v1"))
         wait_for(lambda: served(proxy.url) == "v1", timeout=15, message="v1 with a member down")
     listed = httpx.get(f"{a.url}/apis/networking.istio.io/v1/namespaces/default/virtualservices",
-                       timeout=10)
+                       headers=a.headers, timeout=10)
     assert listed.status_code == 200, listed.text
 
 

@@ -11,12 +11,15 @@ GETs /cs/configs for each key the answer names.
 
 from __future__ import annotations
 
+import json
+import os
 import queue
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +31,7 @@ nacos = pytest.importorskip("nacos")
 from nacos.listener import SubscribeListener  # noqa: E402
 
 WAIT = 20.0
+ADMIN_PASSWORD = "sdk-admin-pw"
 
 
 def free_port() -> int:
@@ -55,7 +59,8 @@ def server(tmp_path: Path) -> Iterator[str]:
     proc = subprocess.Popen(
         [str(remora), "controlplane", "--listen", f"127.0.0.1:{port}",
          "--data-dir", str(tmp_path / "data"), "--drain-timeout", "1", "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "REMORA_ADMIN_PASSWORD": ADMIN_PASSWORD})
     address = f"127.0.0.1:{port}"
 
     def up() -> bool:
@@ -83,8 +88,12 @@ def client_factory(server: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """NacosClients on the server, their files under tmp_path, their threads stopped after."""
     made: list[Any] = []
 
-    def make(namespace: str = "") -> Any:
-        client = nacos.NacosClient(server, namespace=namespace, logDir=str(tmp_path / "logs"))
+    def make(namespace: str = "", *, username: str = "admin",
+             password: str = ADMIN_PASSWORD) -> Any:
+        """A client logging in as the Nacos Java and Python clients do (username/password ->
+        POST /nacos/v1/auth/login -> accessToken on every call)."""
+        client = nacos.NacosClient(server, namespace=namespace, logDir=str(tmp_path / "logs"),
+                                   username=username or None, password=password or None)
         client.set_options(snapshot_base=str(tmp_path / f"snapshot{len(made)}"),
                            failover_base=str(tmp_path / f"failover{len(made)}"))
         made.append(client)
@@ -192,10 +201,51 @@ def test_config_publish_get_listen_remove(client_factory: Callable[..., Any],
     assert seen.get(timeout=WAIT) is None  # a deleted config notifies with no content
 
 
+def admin_token(server: str) -> str:
+    with urllib.request.urlopen(urllib.request.Request(
+            f"http://{server}/nacos/v1/auth/login", method="POST",
+            data=f"username=admin&password={ADMIN_PASSWORD}".encode()), timeout=10) as answer:
+        return str(json.loads(answer.read())["accessToken"])
+
+
 def test_wrong_calls_get_nacos_style_400s(server: str) -> None:
-    request = urllib.request.Request(f"http://{server}/nacos/v1/ns/instance?ip=1.1.1.1&port=1",
-                                     method="POST")
+    request = urllib.request.Request(
+        f"http://{server}/nacos/v1/ns/instance?ip=1.1.1.1&port=1&accessToken="
+        f"{admin_token(server)}", method="POST")
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=5)
     assert caught.value.code == 400
     assert caught.value.read() == b"caused: Param 'serviceName' is required.;"
+
+
+def test_without_credentials_the_client_is_refused_and_registers_nothing(
+        client_factory: Callable[..., Any]) -> None:
+    """Auth is on by default (issue 11): an anonymous registration is a 403, as Nacos's (the
+    client reports a 403 as "Insufficient privilege.")."""
+    anonymous = client_factory(username="", password="")
+    with pytest.raises(nacos.exception.NacosException, match="Insufficient privilege"):
+        anonymous.add_naming_instance("orders", "10.0.0.9", 8080, weight=10000)
+    assert client_factory().list_naming_instance("orders")["hosts"] == []
+    with pytest.raises(urllib.error.HTTPError, match="403"):  # its login is refused
+        client_factory(password="wrong").add_naming_instance("orders", "10.0.0.9", 8080)
+
+
+def test_a_user_granted_one_namespace_works_there_and_nowhere_else(
+        server: str, client_factory: Callable[..., Any]) -> None:
+    def auth(path: str, **params: str) -> None:
+        query = urllib.parse.urlencode({**params, "accessToken": admin_token(server)})
+        with urllib.request.urlopen(urllib.request.Request(
+                f"http://{server}/nacos/v1/auth/{path}?{query}", method="POST")) as answer:
+            assert json.loads(answer.read())["code"] == 200
+
+    auth("users", username="team-a", password="pw-a")
+    auth("roles", role="team-a", username="team-a")
+    auth("permissions", role="team-a", resource="team-a:*:*", action="rw")
+    mine = client_factory("team-a", username="team-a", password="pw-a")
+    assert mine.add_naming_instance("orders", "10.0.0.1", 8080)
+    assert [h["ip"] for h in mine.list_naming_instance("orders")["hosts"]] == ["10.0.0.1"]
+    assert mine.publish_config("app.yaml", "DEFAULT_GROUP", "a: 1")
+    assert mine.get_config("app.yaml", "DEFAULT_GROUP") == "a: 1"
+    theirs = client_factory("team-b", username="team-a", password="pw-a")
+    with pytest.raises(nacos.exception.NacosException, match="Insufficient privilege"):
+        theirs.add_naming_instance("orders", "10.0.0.2", 8080)
