@@ -11,6 +11,7 @@ import errno
 import logging
 import signal
 import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,27 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class TlsError(RemoraError):
+    """The certificate or key given to serve HTTPS cannot be used."""
+
+
+def check_tls(options: ServerOptions) -> None:
+    """Load the certificate and key once before anything starts, so a bad file is one clear
+    error instead of a failure inside the server."""
+    if options.tls_cert is None or options.tls_key is None:
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            options.tls_cert, options.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsError(f"cannot serve TLS with --tls-cert {options.tls_cert} --tls-key "
+                       f"{options.tls_key}: {getattr(exc, 'reason', None) or exc}") from None
+
+
 def run(options: ServerOptions) -> None:
     """Serve until SIGTERM/SIGINT; raises ListenError or StoreError before serving."""
     host, port = parse_listen(options.listen)
+    check_tls(options)
     sock = bind(host, port)
     try:
         uvloop.run(_serve(options, sock))
