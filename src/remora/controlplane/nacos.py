@@ -30,6 +30,7 @@ from remora.registry.model import (
     RegistryError,
     Service,
     grouped,
+    service_key,
     split_grouped,
 )
 from remora.registry.service import Registry
@@ -250,8 +251,10 @@ async def detail(request: Request) -> Response:
 
 
 _LIST_CACHE: dict[tuple[int, int, str, str, str, str, bool], bytes] = {}
-"""Encoded /instance/list answers by (registry generation, query): lists are read far more
-often than the registry changes, and encoding the hosts was most of a query's cost."""
+"""Encoded /instance/list answers by (the service's stamp, query): lists are read far more
+often than a service changes, and encoding the hosts was most of a query's cost. The stamp is
+per service, so registrations elsewhere (a storm of them, at 10,000 instances) leave the
+answers for this service cached."""
 
 
 @router.get("/ns/instance/list")
@@ -261,12 +264,13 @@ async def list_instances(request: Request) -> Response:
     clusters = params.optional("clusters")
     healthy_only = params.flag("healthyOnly", False)
     registry = _registry(request)
-    key = (id(registry), registry.generation, namespace, group, service, clusters,
-           healthy_only)
+    key = (id(registry),
+           registry.stamp(service_key(namespace=namespace, group=group, service=service)),
+           namespace, group, service, clusters, healthy_only)
     body = _LIST_CACHE.get(key)
     if body is None:
         if len(_LIST_CACHE) > 10_000:
-            _LIST_CACHE.clear()  # answers of older generations are never asked for again
+            _LIST_CACHE.clear()  # answers at older stamps are never asked for again
         body = _LIST_CACHE[key] = _list_body(registry, namespace=namespace, group=group,
                                              service=service, clusters=clusters,
                                              healthy_only=healthy_only)

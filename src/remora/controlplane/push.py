@@ -1,12 +1,14 @@
 """Push: each connected proxy gets the configuration that concerns it, versioned, as changes
 happen — the xDS loop of istiod, on the wire format of remora.mesh.wire.
 
-A proxy subscribes with its node (identity). A change under the store's resource or registry
-prefixes is pushed at once after a quiet period, and a burst of changes is coalesced until it
-has been quiet for 100 ms (istiod's debounce); each
+A proxy subscribes with its node (identity). A change of a stored resource (the store's watch)
+or of the registry (its change listener, per service) is pushed at once after a quiet period,
+and a burst of changes is coalesced until it has been quiet for 100 ms or has lasted 10 s
+(istiod's debounce); a registry change re-derives only its own service's endpoints. Each
 subscriber whose view changed — its version is a hash of its documents — gets the new view on
-its stream. ACKs and NACKs are recorded per proxy, so `GET /api/remora/v1/proxies` shows who runs
-which version and who refused what (a NACKing proxy keeps serving its previous version).
+its stream, as a delta from the view it has. ACKs and NACKs are recorded per proxy, so
+`GET /api/remora/v1/proxies` shows who runs which version and who refused what (a NACKing
+proxy keeps serving its previous version).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from remora.tasks import stop_tasks
 log = logging.getLogger("remora.controlplane")
 
 RESOURCES = "/resources/"
-REGISTRY = "/registry/"
 DEBOUNCE = 0.1  # istiod PILOT_DEBOUNCE_AFTER
 DEBOUNCE_MAX = 10.0  # istiod PILOT_DEBOUNCE_MAX
 PING_INTERVAL = 15.0  # a line on idle streams, so dead connections are noticed

@@ -17,7 +17,6 @@ from typing import Any
 
 from remora.registry.model import SERVICES_PREFIX, Instance
 from remora.registry.service import Registry
-from remora.registry.store.base import Store
 
 REGISTRY_LABEL = "registry.remora.dev/service"
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
@@ -79,21 +78,22 @@ def service_documents(name: str, namespace: str, hosts: Iterable[Instance],
     ]
 
 
-async def registry_documents(registry: Registry, store: Store,
-                             kube_services: dict[tuple[str, str], dict[str, Any]]
-                             ) -> list[dict[str, Any]]:
+def documents_of(registry: Registry, key: str,
+                 kube_services: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """The mesh documents of one registry service (by its key); none without usable
+    instances."""
+    namespace, group, service = key[len(SERVICES_PREFIX):].split("/", 2)
+    found = registry.instances(namespace=namespace, group=group, service=service,
+                               healthy_only=True)
+    hosts = [host for host in found.hosts if host.enabled]
+    if not hosts:
+        return []
+    name, kube_ns = dns_name(service), kube_namespace(namespace)
+    return service_documents(name, kube_ns, hosts, kube_services.get((kube_ns, name)))
+
+
+def registry_documents(registry: Registry, kube_services: dict[tuple[str, str], dict[str, Any]]
+                       ) -> list[dict[str, Any]]:
     """The mesh documents for every registry service with usable instances."""
-    entries, _ = await store.list(SERVICES_PREFIX)
-    documents: list[dict[str, Any]] = []
-    for entry in entries:
-        namespace, group, service = entry.key[len(SERVICES_PREFIX):].split("/", 2)
-        found = registry.instances(namespace=namespace, group=group, service=service,
-                                   healthy_only=True)
-        hosts = [host for host in found.hosts if host.enabled]
-        if not hosts:
-            continue
-        name, kube_ns = dns_name(service), kube_namespace(namespace)
-        documents.extend(
-            service_documents(name, kube_ns, hosts, kube_services.get((kube_ns, name)))
-        )
-    return documents
+    return [doc for key in sorted(registry.service_keys())
+            for doc in documents_of(registry, key, kube_services)]

@@ -123,6 +123,8 @@ class Registry:
         self._checks: dict[str, CheckState] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.generation = 0  # bumped by every change: answers computed earlier are stale
+        self._stamps: dict[str, int] = {}  # service key -> generation of its last change
+        self._listeners: list[Callable[[str], None]] = []
 
     # lifecycle
 
@@ -150,19 +152,43 @@ class Registry:
             except Exception:  # a failing round must not end the loop
                 log.exception("registry %s failed", getattr(job, "__name__", job))
 
+    def stamp(self, service_key: str) -> int:
+        """The generation of the service's last change (its instances' included): an answer
+        about one service computed at an equal stamp is still current, whatever else changed
+        (Nacos 2 tracks changes per service the same way)."""
+        return self._stamps.get(service_key, 0)
+
+    def service_keys(self) -> list[str]:
+        """Every known service's key."""
+        return list(self._services)
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(service_key)` after each change of a service or its instances, once
+        the in-memory view (instances, stamp) already shows it."""
+        self._listeners.append(listener)
+
     def _changed(self, key: str, old: _Record | None, new: _Record | None) -> None:
-        """Keep the per-service indexes in step with the mirror."""
+        """A change the mirror applied: index it, stamp its service, tell the listeners."""
         self.generation += 1
         record = new or old
         item = record.item if record else None
+        if item is not None:
+            self._index(key, item, new is None)
+            skey = item.key if isinstance(item, Service) else item.service_key
+            self._stamps[skey] = self.generation
+            for listener in self._listeners:
+                listener(skey)
+
+    def _index(self, key: str, item: Service | Instance, removed: bool) -> None:
+        """Keep the per-service indexes in step with the mirror."""
         if isinstance(item, Service):
-            if new is None:
+            if removed:
                 self._services.pop(key, None)
             else:
                 self._services[key] = item
-        elif isinstance(item, Instance):
+        else:
             instances = self._instances.setdefault(item.service_key, {})
-            if new is None:
+            if removed:
                 instances.pop(key, None)
                 if not instances:
                     del self._instances[item.service_key]

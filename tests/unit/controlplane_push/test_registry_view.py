@@ -39,7 +39,7 @@ async def endpoints_of(tmp_path: Path, instances: list[Instance],
             await registry.register(instance)
         services = {("default", str(doc["metadata"]["name"])): doc  # type: ignore[index]
                     for doc in kube}
-        documents = [*kube, *await registry_documents(registry, store, services)]
+        documents = [*kube, *registry_documents(registry, services)]
     finally:
         await registry.close()
         await store.close()
