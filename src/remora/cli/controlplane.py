@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from remora.controlplane import DEFAULT_LISTEN
+from remora.controlplane import DEFAULT_LISTEN, HEADER_TIMEOUT, IDLE_TIMEOUT
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +34,12 @@ def controlplane(
     tls_cert: Annotated[Path | None, typer.Option(
         help="Serve HTTPS with this certificate (PEM; with --tls-key).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key.")] = None,
+    header_timeout: Annotated[float, typer.Option(
+        help="Seconds a client has to send a request's head (the Kubernetes API server's "
+             "ReadHeaderTimeout).")] = HEADER_TIMEOUT,
+    idle_timeout: Annotated[int, typer.Option(
+        help="Seconds an idle keep-alive connection is kept (the Kubernetes API server's "
+             "IdleTimeout).")] = IDLE_TIMEOUT,
 ) -> None:
     """Run the control plane: resources, registry and config center behind one HTTP API."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
@@ -44,4 +50,5 @@ def controlplane(
         raise typer.BadParameter("--tls-cert and --tls-key go together")
     run(ServerOptions(listen=listen, data_dir=data_dir, store=store, log_level=log_level,
                       drain_timeout=drain_timeout, auth=auth, admin_password=admin_password,
-                      tls_cert=tls_cert, tls_key=tls_key))
+                      tls_cert=tls_cert, tls_key=tls_key, header_timeout=header_timeout,
+                      idle_timeout=idle_timeout))

@@ -19,10 +19,12 @@ from typing import Any
 import uvicorn
 import uvloop
 
-from remora.controlplane import DEFAULT_LISTEN
+from remora.controlplane import DEFAULT_LISTEN, HEADER_TIMEOUT, IDLE_TIMEOUT
 from remora.controlplane.app import create_app
 from remora.controlplane.auth_gate import AuthGate
+from remora.controlplane.bodylimit import BodyLimit
 from remora.controlplane.fastpaths import FastPaths
+from remora.controlplane.slowclients import guarded_protocol
 from remora.controlplane.state import ControlPlane
 from remora.errors import RemoraError
 from remora.registry.store import open_store
@@ -47,6 +49,8 @@ class ServerOptions:
     admin_password: str = ""
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    header_timeout: float = HEADER_TIMEOUT
+    idle_timeout: int = IDLE_TIMEOUT
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -122,7 +126,8 @@ async def _serve(options: ServerOptions, sock: socket.socket) -> None:
             log.warning("authentication is OFF (--no-auth): anyone who can reach %s can "
                         "register instances, change routes and read Secrets", url)
         config = uvicorn.Config(
-            app, loop="none", http="httptools",
+            BodyLimit(app), loop="none", http=guarded_protocol(options.header_timeout),
+            timeout_keep_alive=options.idle_timeout,
             ssl_certfile=options.tls_cert, ssl_keyfile=options.tls_key,
             lifespan="off",
             log_level=options.log_level, access_log=options.log_level == "debug",
