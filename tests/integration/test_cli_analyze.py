@@ -135,3 +135,33 @@ def test_usage_errors_exit_64_and_unparsable_files_65(tmp_path: Path) -> None:
     run = remora("analyze", "-f", str(bad))
     assert run.returncode == 65
     assert f"{bad}:" in run.stderr
+
+
+UNENFORCED = """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all}
+spec: {action: DENY, rules: [{}]}
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: ratelimit}
+spec: {configPatches: []}
+"""
+
+
+def test_what_remora_does_not_enforce_is_a_warning_that_keeps_exit_0() -> None:
+    """Issue 11 item 4: RMR0001 names what is not enforced; a Warning, so istioctl's exit
+    statuses hold (0 by default, 79 with --failure-threshold Warning)."""
+    run = remora("analyze", "-f", "-", stdin=UNENFORCED)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines() == [
+        "Warning [RMR0001] (AuthorizationPolicy default/deny-all -:1) AuthorizationPolicy is NOT "
+        "enforced by Remora: authorization is not implemented yet: requests this policy would "
+        "DENY (or not ALLOW) are let through. It does NOT protect anything.",
+        "Warning [RMR0001] (EnvoyFilter ratelimit -:6) EnvoyFilter is NOT enforced by Remora (not "
+        "modelled): Remora is not Envoy: there is no filter chain to patch, so the filters it "
+        "adds (rate limits, Lua, ext_authz...) are not applied",
+    ]
+    strict = remora("analyze", "-f", "-", "--failure-threshold", "Warning", stdin=UNENFORCED)
+    assert strict.returncode == 79

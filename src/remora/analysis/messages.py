@@ -213,7 +213,9 @@ UNKNOWN_DESTINATION_RULE_HOST = MessageType(
 )
 
 # Remora's own checks (no Istio equivalent) take RMR#### codes, documented in docs/analyze.md.
-# None yet: every check so far has an Istio message.
+NOT_ENFORCED = MessageType("RMR0001", "NotEnforced", _W, "%s")
+"""A kind or field Remora accepts (or, for kinds it does not model, skips) without enforcing
+it: remora.api.unenforced. A Warning, so it never fails an analysis on its own (exit 0)."""
 
 ALL_TYPES: tuple[MessageType, ...] = (
     REFERENCED_RESOURCE_NOT_FOUND,
@@ -228,4 +230,5 @@ ALL_TYPES: tuple[MessageType, ...] = (
     JWT_CLAIM_BASED_ROUTING_WITHOUT_REQUEST_AUTHN,
     DESTINATION_RULE_SUBSET_NOT_SELECT_PODS,
     UNKNOWN_DESTINATION_RULE_HOST,
+    NOT_ENFORCED,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from remora.analysis import authz, destinationrule, gateway
+from remora.analysis import authz, destinationrule, gateway, unenforced
 from remora.analysis.context import Context
 from remora.analysis.messages import Message
 from remora.analysis.schema import schema_messages
@@ -32,6 +32,7 @@ ANALYZERS: tuple[Analyzer, ...] = (
     destinationrule.check,
     authz.check,
     gateway.check_conflicts,
+    unenforced.check,
 )
 
 
@@ -45,6 +46,7 @@ def analyze(result: LoadResult, *, namespace: str | None) -> list[Message]:
         for analyzer in ANALYZERS:
             analyzer(context)
     messages = context.messages + schema_messages(result.issues, namespace=namespace)
+    messages += unenforced.not_modelled_messages(result.unsupported)
     return sort_messages(messages)
 
 

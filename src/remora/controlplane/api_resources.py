@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from remora.api.resource import DEFAULT_NAMESPACE, split_api_version
 from remora.controlplane.access import WRITE, Need, kube
 from remora.controlplane.auth_gate import require
+from remora.controlplane.distribution import with_proxy_status
 from remora.controlplane.kindnames import ResourceType, by_kind, by_plural
 from remora.controlplane.resources import (
     Applied,
@@ -140,11 +141,12 @@ def _routes(prefix: str, resolve: Callable[..., Target],
         return JSONResponse(_as_version(applied.object, rtype, version), status_code=201,
                             headers=_warnings(applied))
 
-    async def get(*, target: Path, namespace: Scope, name: str,
+    async def get(*, request: Request, target: Path, namespace: Scope, name: str,
                   resources: Resources) -> dict[str, Any]:
-        """Read one object."""
+        """Read one object (its status says when connected proxies could not apply it)."""
         rtype, version = target
         obj = await resources.get(rtype, _check_scope(rtype, namespace), name)
+        obj = with_proxy_status(request.app.state.controlplane.push, obj)
         return _as_version(obj, rtype, version)
 
     async def replace(*, request: Request, target: Path, namespace: Scope, name: str,

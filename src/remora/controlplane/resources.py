@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from remora.analysis import unenforced
 from remora.analysis.context import Context
 from remora.analysis.messages import Level, Message
 from remora.analysis.virtualservice import rules
 from remora.api.errors import ConfigError
 from remora.api.loader import parse_resource
 from remora.api.resource import DEFAULT_NAMESPACE, Resource, split_api_version
+from remora.api.unenforced import not_modelled
 from remora.controlplane.kindnames import ResourceType, by_kind
 from remora.controlplane.selectors import Selector
 from remora.errors import RemoraError
@@ -43,9 +45,10 @@ BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "istio-system")
 """Namespaces that exist from the start, as on a fresh cluster with Istio installed."""
 SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields",
                  "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds")
-SINGLE_RESOURCE_ANALYZERS = (rules.check,)
+SINGLE_RESOURCE_ANALYZERS = (rules.check, unenforced.check)
 """Analyzers that judge one object on its own (the others need the whole mesh): what Istio's
-validating webhook reports too (unreachable rules are its warnings)."""
+validating webhook reports too (unreachable rules are its warnings), and what Remora accepts
+without enforcing it (never silently: a warning names the field)."""
 _APPLY_RETRIES = 5
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -159,9 +162,11 @@ def validate(document: Any, *, namespace: str = DEFAULT_NAMESPACE) -> Validated:
         resource = parse_resource(document, namespace=namespace)
     except ConfigError as exc:
         if rtype is None and isinstance(kind, str) and isinstance(document.get("apiVersion"), str):
+            entry = not_modelled(kind)
+            why = f" (Remora does not model {kind}: {entry.reason})" if entry else ""
             raise NotFoundError(f"the server could not find the requested resource: kind "
                                 f"{kind!r} in apiVersion {document['apiVersion']!r} is not "
-                                "served") from None
+                                f"served{why}") from None
         causes = [Cause(issue.path, issue.message) for issue in exc.issues]
         raise InvalidError(_invalid_message(document, causes), causes=causes) from None
     if rtype is None:  # parse_resource only builds served kinds

@@ -1,0 +1,106 @@
+"""The list of what Remora parses but does not enforce (remora.api.unenforced): it matches the
+models, finds fields where they are set, and docs/unenforced.md shows exactly this list."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from remora.api.kinds import KINDS
+from remora.api.loader import load_text
+from remora.api.unenforced import NOT_MODELLED, UNENFORCED, Unenforced, findings
+
+DOC = Path(__file__).parents[3] / "docs" / "unenforced.md"
+BEGIN, END = "<!-- BEGIN unenforced list -->", "<!-- END unenforced list -->"
+
+
+def table(entries: tuple[Unenforced, ...]) -> list[str]:
+    rows = ["| kind | field | why it is not enforced |", "|---|---|---|"]
+    rows += [f"| {e.kind} | {f'`{e.path}`' if e.path else '(all of it)'} | {e.reason} |"
+             for e in entries]
+    return rows
+
+
+def expected_section() -> str:
+    return "\n".join([BEGIN, "", "Accepted (modelled) but not enforced:", "", *table(UNENFORCED),
+                      "", "Not modelled (the API refuses them; `remora proxy -f` and "
+                      "`remora analyze` name them):", "", *table(NOT_MODELLED), "", END])
+
+
+def test_docs_show_the_list() -> None:
+    text = DOC.read_text()
+    found = re.search(re.escape(BEGIN) + ".*?" + re.escape(END), text, re.S)
+    assert found is not None, f"{DOC} needs the {BEGIN} ... {END} section"
+    assert found.group(0) == expected_section(), (
+        "docs/unenforced.md is out of step with remora.api.unenforced; replace its section "
+        "with:\n" + expected_section())
+
+
+def test_every_entry_names_a_served_kind_and_a_field_its_model_has() -> None:
+    served = {kind: info.model for (_, kind), info in KINDS.items()}
+    for entry in UNENFORCED:
+        assert entry.kind in served, entry
+        model = served[entry.kind]
+        for part in filter(None, entry.path.split(".")):
+            name = part.removesuffix("[]")
+            fields = {f.alias or f_name: f for f_name, f in model.model_fields.items()}
+            assert name in fields, f"{entry.kind} {entry.path}: no field {name}"
+            model = _inner(fields[name].annotation)
+    assert not {e.kind for e in NOT_MODELLED} & set(served)
+
+
+def _inner(annotation: object) -> type:
+    """The model inside `X | None`, `list[X]`, `Annotated[list[X], ...]`."""
+    from pydantic import BaseModel  # noqa: PLC0415
+
+    stack = [annotation]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return item
+        stack.extend(getattr(item, "__args__", ()) or ())
+        origin = getattr(item, "__origin__", None)
+        if origin is not None and origin is not item:
+            stack.append(origin)
+    return object
+
+
+def test_findings_name_the_concrete_field_paths() -> None:
+    (rule,) = load_text("""\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    portLevelSettings:
+    - port: {number: 9080}
+      tls: {mode: SIMPLE}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+""").resources
+    assert [f.path for f in findings(rule)] == [
+        "spec.trafficPolicy.portLevelSettings[0].tls", "spec.subsets[0].trafficPolicy.tls"]
+
+
+def test_a_deny_policy_is_said_plainly_not_to_protect() -> None:
+    (policy,) = load_text("""\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all}
+spec: {action: DENY, rules: [{}]}
+""").resources
+    (finding,) = findings(policy)
+    assert "NOT enforced" in finding.message and "does NOT protect" in finding.message
+
+
+def test_a_resource_that_sets_nothing_unenforced_has_no_findings() -> None:
+    (entry,) = load_text("""\
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: web-1}
+spec: {address: 127.0.0.1, labels: {app: web}}
+""").resources
+    assert findings(entry) == []
