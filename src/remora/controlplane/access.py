@@ -19,6 +19,7 @@ This module is pure: it says what a request needs (`need_for`) and whether a pri
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ class Permission:
         return action in self.action and _pattern(self.resource).fullmatch(resource) is not None
 
 
+@functools.lru_cache(maxsize=4096)
 def _pattern(resource: str) -> re.Pattern[str]:
     return re.compile(".*".join(re.escape(part) for part in resource.split("*")))
 

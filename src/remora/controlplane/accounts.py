@@ -83,6 +83,7 @@ class Accounts:
         self.users: dict[str, User] = {}
         self.roles: dict[str, set[str]] = {}  # username -> roles
         self.permissions: dict[str, list[Permission]] = {}  # role -> permissions
+        self._principals: dict[str, Principal] = {}  # built once per change, asked per request
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -110,6 +111,7 @@ class Accounts:
                 permissions.setdefault(data["role"], []).append(
                     Permission(data["role"], data["resource"], data["action"]))
         self.users, self.roles, self.permissions = users, roles, permissions
+        self._principals = {}
         return revision
 
     async def _follow(self, since: int) -> None:
@@ -124,11 +126,13 @@ class Accounts:
     # -- questions ------------------------------------------------------------------------------
     def principal(self, username: str) -> Principal | None:
         """The user with its roles and their permissions; None when there is no such user."""
-        if username not in self.users:
-            return None
+        found = self._principals.get(username)
+        if found is not None or username not in self.users:
+            return found
         roles = frozenset(self.roles.get(username, ()))
         granted = tuple(p for role in sorted(roles) for p in self.permissions.get(role, ()))
-        return Principal(username, roles, granted)
+        found = self._principals[username] = Principal(username, roles, granted)
+        return found
 
     async def authenticate(self, username: str, password: str) -> Principal | None:
         user = self.users.get(username)
