@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from remora.registry.limits import check_content, check_param
+from remora.registry.limits import check_content, check_param, stored_record
 from remora.registry.mirror import StoreMirror
 from remora.registry.model import DEFAULT_GROUP, DEFAULT_NAMESPACE
 from remora.registry.store.base import Entry, Store
@@ -83,7 +83,9 @@ class Config:
     @classmethod
     def from_entry(cls, entry: Entry) -> Config:
         data: dict[str, Any] = json.loads(entry.value)
-        key = ConfigKey(data_id=data["dataId"], group=data["group"], namespace=data["namespace"])
+        with stored_record():
+            key = ConfigKey(data_id=data["dataId"], group=data["group"],
+                            namespace=data["namespace"])
         return cls(key=key, content=data["content"], md5=data["md5"], type=data.get("type", "text"),
                    app_name=data.get("appName", ""), modified_ms=int(data.get("modified", 0)),
                    revision=entry.modified, op=data.get("op", "U"))

@@ -24,7 +24,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from remora.errors import RemoraError
 
@@ -48,6 +49,16 @@ class RegistryError(RemoraError):
     def __init__(self, message: str, *, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+@contextmanager
+def stored_record() -> Iterator[None]:
+    """Decoding a stored record: one these checks now refuse (written before they existed)
+    is undecodable (ValueError), so readers skip it with a warning instead of failing on it."""
+    try:
+        yield
+    except RegistryError as exc:
+        raise ValueError(f"stored record no longer valid: {exc}") from None
 
 
 def check_ip(ip: str) -> None:

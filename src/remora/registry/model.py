@@ -23,6 +23,7 @@ from remora.registry.limits import (
     check_port,
     check_service_name,
     check_weight,
+    stored_record,
 )
 
 DEFAULT_NAMESPACE = "public"
@@ -103,15 +104,16 @@ class Service:
     def from_json(cls, raw: bytes) -> Service:
         data: dict[str, Any] = json.loads(raw)
         checker = data.get("healthChecker", {})
-        return cls(
-            name=data["name"], namespace=data["namespace"], group=data["group"],
-            protect_threshold=float(data.get("protectThreshold", 0.0)),
-            metadata=dict(data.get("metadata", {})),
-            selector=dict(data.get("selector", {"type": "none"})),
-            health_checker=HealthChecker(type=checker.get("type", "TCP"),
-                                         path=checker.get("path", "/"),
-                                         expected_code=int(checker.get("expectedCode", 200))),
-        )
+        with stored_record():
+            return cls(
+                name=data["name"], namespace=data["namespace"], group=data["group"],
+                protect_threshold=float(data.get("protectThreshold", 0.0)),
+                metadata=dict(data.get("metadata", {})),
+                selector=dict(data.get("selector", {"type": "none"})),
+                health_checker=HealthChecker(
+                    type=checker.get("type", "TCP"), path=checker.get("path", "/"),
+                    expected_code=int(checker.get("expectedCode", 200))),
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,13 +178,14 @@ class Instance:
     @classmethod
     def from_json(cls, raw: bytes) -> Instance:
         data: dict[str, Any] = json.loads(raw)
-        return cls(
-            ip=data["ip"], port=int(data["port"]), service=data["service"],
-            namespace=data["namespace"], group=data["group"], cluster=data["cluster"],
-            weight=float(data["weight"]), healthy=bool(data["healthy"]),
-            enabled=bool(data["enabled"]), ephemeral=bool(data["ephemeral"]),
-            metadata=dict(data.get("metadata", {})),
-        )
+        with stored_record():
+            return cls(
+                ip=data["ip"], port=int(data["port"]), service=data["service"],
+                namespace=data["namespace"], group=data["group"], cluster=data["cluster"],
+                weight=float(data["weight"]), healthy=bool(data["healthy"]),
+                enabled=bool(data["enabled"]), ephemeral=bool(data["ephemeral"]),
+                metadata=dict(data.get("metadata", {})),
+            )
 
 
 def _check_names(*, namespace: str, group: str, service: str) -> None:
