@@ -28,6 +28,8 @@ from rich.table import Table
 
 from remora.api.loader import YAML_SUFFIXES
 from remora.api.resource import split_api_version
+from remora.api.yamlaliases import AliasBombError
+from remora.api.yamlsource import load_all
 from remora.cli.output import OutputFormat, render
 from remora.controlplane.kindnames import ResourceType, by_kind, lookup
 from remora.credentials import TokenSource
@@ -267,9 +269,11 @@ def _targets_in(paths: list[str], namespace: str) -> list[tuple[ResourceType, st
     targets = []
     for source, text in read_sources(paths):
         try:
-            documents = [d for d in yaml.safe_load_all(text) if d is not None]
+            documents = load_all(text)
         except yaml.YAMLError as exc:
             raise RemoraError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+        except AliasBombError as exc:
+            raise RemoraError(f"{source}:{exc.line}: not valid YAML: {exc}") from None
         for document in documents:
             items = document.get("items") if isinstance(document, dict) and \
                 document.get("kind") == "List" else [document]
