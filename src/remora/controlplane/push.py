@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remora.controlplane.registry_cache import KubeServices, RegistryEntries
-from remora.mesh.wire import PING_LINE, View, document_key, encode_document
+from remora.mesh.wire import PING_LINE, View, document_digest, document_key, encode_document
 from remora.registry.service import Registry
 from remora.registry.store.base import CompactedError, Store
 from remora.tasks import stop_tasks
@@ -42,7 +42,7 @@ PROXY_KINDS = frozenset({
 })
 
 Documents = list[dict[str, Any]]
-Entry = tuple[str, bytes, str, str]  # key, canonical JSON, kind, namespace
+Entry = tuple[str, bytes, str, str, int]  # key, canonical JSON, kind, namespace, digest
 ViewKey = tuple[str, str]  # ("sidecar", "") or ("gateway", namespace): who sees the same view
 
 
@@ -71,11 +71,14 @@ class Subscriber:
 
 
 def encode(documents: list[dict[str, Any]]) -> list[Entry]:
-    return [
-        (document_key(doc), encode_document(doc), str(doc.get("kind")),
-         str(doc.get("metadata", {}).get("namespace", "default")))
-        for doc in documents
-    ]
+    """Each document encoded and digested once (the registry's are kept per service)."""
+    entries = []
+    for doc in documents:
+        key, data = document_key(doc), encode_document(doc)
+        entries.append((key, data, str(doc.get("kind")),
+                        str(doc.get("metadata", {}).get("namespace", "default")),
+                        document_digest(key, data)))
+    return entries
 
 
 def select(view_key: ViewKey, entries: list[Entry]) -> View:
@@ -83,7 +86,7 @@ def select(view_key: ViewKey, entries: list[Entry]) -> View:
     its own namespace for a gateway (credentialName)."""
     mode, namespace = view_key
     return View.build(
-        (key, data) for key, data, kind, doc_namespace in entries
+        (key, data, digest) for key, data, kind, doc_namespace, digest in entries
         if kind in PROXY_KINDS or (mode == "gateway" and kind == "Secret"
                                    and doc_namespace == namespace)
     )

@@ -21,7 +21,7 @@ KUBE_A = {("default", "a"): {"apiVersion": "v1", "kind": "Service",
 
 
 def addresses(entries: list[Any]) -> list[str]:
-    return sorted(key for key, _, kind, _ in entries if kind == "WorkloadEntry")
+    return sorted(key for key, _, kind, *_ in entries if kind == "WorkloadEntry")
 
 
 def test_only_changed_services_are_derived_again(tmp_path: Path) -> None:

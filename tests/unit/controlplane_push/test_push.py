@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from remora.controlplane.push import PushServer, select
+from remora.controlplane.push import Entry, PushServer, encode, select
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
-from remora.mesh.wire import apply_message, document_key, encode_document
+from remora.mesh.wire import apply_message
 from remora.proxy.discovery import compile_documents
 from remora.registry.store.sqlite import SqliteStore
 
@@ -110,9 +110,8 @@ async def test_a_change_that_does_not_concern_the_proxy_is_not_pushed(tmp_path: 
         await store.close()
 
 
-def entry(document: dict[str, Any]) -> tuple[str, bytes, str, str]:
-    return (document_key(document), encode_document(document), document["kind"],
-            document["metadata"]["namespace"])
+def entry(document: dict[str, Any]) -> Entry:
+    return encode([document])[0]
 
 
 def test_gateways_get_their_namespace_secrets_sidecars_none() -> None:

@@ -14,7 +14,7 @@ def doc(kind: str, name: str, value: int = 0) -> dict[str, object]:
 
 
 def view(*documents: dict[str, object]) -> View:
-    return View.build((document_key(d), encode_document(d)) for d in documents)
+    return View.of((document_key(d), encode_document(d)) for d in documents)
 
 
 def test_a_delta_rebuilds_the_new_view_from_the_old_one() -> None:
@@ -39,3 +39,12 @@ def test_ping_changes_nothing_and_versions_are_content() -> None:
     assert apply_message({}, "", {"type": "ping"}) is None
     assert view(doc("Service", "a")).version == view(doc("Service", "a")).version
     assert view(doc("Service", "a")).version != view(doc("Service", "a", 1)).version
+
+
+def test_the_version_is_the_content_whatever_the_order() -> None:
+    a, b = doc("Service", "a"), doc("Service", "b", 2)
+    assert view(a, b).version == view(b, a).version
+    assert view(a, b).version != view(a, doc("Service", "b", 3)).version
+    assert view(a).version != view(a, b).version
+    # of two documents with one key, every replica keeps the same one
+    assert view(doc("Service", "a", 1), a).version == view(a, doc("Service", "a", 1)).version
