@@ -19,22 +19,25 @@ class Connection:
     """One keep-alive connection; requests go one after another."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 host: str) -> None:
+                 host: str, *, headers: str = "") -> None:
         self.reader = reader
         self.writer = writer
         self.host = host
+        self.headers = headers  # extra header lines sent on every request ("Name: v\r\n")
         self.decoder = ResponseDecoder()
 
     @classmethod
-    async def open(cls, host: str, port: int) -> Connection:
+    async def open(cls, host: str, port: int, *, headers: dict[str, str] | None = None
+                   ) -> Connection:
         reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer, f"{host}:{port}")
+        lines = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        return cls(reader, writer, f"{host}:{port}", headers=lines)
 
     async def request(self, method: str, path: str, *, params: dict[str, object] | None = None,
                       body: bytes = b"", content_type: str = "application/json"
                       ) -> tuple[int, bytes]:
         target = f"{path}?{urlencode(params)}" if params else path
-        head = (f"{method} {target} HTTP/1.1\r\nHost: {self.host}\r\n"
+        head = (f"{method} {target} HTTP/1.1\r\nHost: {self.host}\r\n{self.headers}"
                 f"Content-Length: {len(body)}\r\n")
         if body:
             head += f"Content-Type: {content_type}\r\n"
@@ -59,21 +62,24 @@ class Connection:
     async def stream_lines(self, path: str, document: object) -> AsyncIterator[bytes]:
         """POST `document` and yield the lines of a streamed (NDJSON) response."""
         body = json.dumps(document).encode()
-        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: "
+        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.headers}"
+                          "Content-Type: "
                           f"application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
                           + body)
         self.decoder.start(method="POST")
-        pending = b""
+        pending: list[bytes] = []  # the unfinished line's pieces: a 3 MB line is not re-copied
         while True:
             data = await self.reader.read(65536)
             if not data:
                 return
             for event in self.decoder.feed(data):
                 if isinstance(event, Data):
-                    pending += event.data
-                    *lines, pending = pending.split(b"\n")
+                    *lines, rest = event.data.split(b"\n")
                     for line in lines:
-                        yield line
+                        pending.append(line)
+                        yield b"".join(pending)
+                        pending = []
+                    pending.append(rest)
                 elif isinstance(event, EndOfMessage):
                     return
 

@@ -1,32 +1,39 @@
-"""Benchmark: the control plane — registrations, list queries, and push latency to proxies.
+"""Benchmark: the control plane — registrations, list queries, push latency and memory by scale.
 
-Starts `remora controlplane` (SQLite store in a temp dir, one process) on 127.0.0.1 and drives
-it over HTTP as clients would:
-  - register_per_s: 10,000 ephemeral instances through the Nacos v1 API (POST
-    /nacos/v1/ns/instance), 64 requests in flight, over 100 services;
+Starts `remora controlplane` (auth on, as users run it: the benchmark logs in with the
+credentials the control plane writes and sends the token on every request) on 127.0.0.1 for
+each store and scale, and drives it over HTTP as clients would:
+  - register_per_s: N ephemeral instances through the Nacos v1 API (POST
+    /nacos/v1/ns/instance, `accessToken` parameter), 64 requests in flight, over 100 services;
   - list_per_s: GET /nacos/v1/ns/instance/list?healthyOnly=true for those services, 64 in
     flight, for a fixed time;
-  - push_p50_ms / push_p99_ms: 100 lightweight proxy subscribers on the push stream, one
+  - push_p50_ms / push_p99_ms: P lightweight proxy subscribers on the push stream, one
     VirtualService change applied, time until each subscriber has received the new version
-    and ACKed it.
+    and ACKed it (for each P in --proxies, on the same control plane);
+  - rss_mb: the control plane's resident memory after the list phase (registry and views),
+    and after each push phase (with P streams open).
 Anchors: Nacos 1.0 on three 16-core nodes ≈ 13,000 registrations/s, ≈ 15,600 queries/s;
-Nacos config publish → listener 35–183 ms. Targets on 2 cores with SQLite: ≥ 5,000
-registrations/s, ≥ 10,000 list queries/s, push p99 ≤ 100 ms to 100 proxies.
+Nacos config publish → listener 35–183 ms. Targets on 2 cores: ≥ 5,000 registrations/s,
+≥ 10,000 list queries/s, push p99 ≤ 100 ms to 100 proxies at 10,000 instances.
 
-    .venv/bin/python bench/controlplane.py [--instances N] [--proxies N]
-                                           [--store sqlite|etcd|both] [--json]
+    .venv/bin/python bench/controlplane.py [--instances N[,N...]] [--proxies P[,P...]]
+                                           [--store sqlite|etcd|both] [--no-auth] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import math
 import re
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +50,7 @@ SERVICES = 100
 LIST_SECONDS = 5.0
 HEAD = re.compile(rb'\{"type":"(?P<type>snapshot|delta)",(?:"base":"[0-9a-f]*",)?'
                   rb'"version":"(?P<version>[0-9a-f]+)"')
-RECEIVED: dict[int, float] = {}  # when each subscriber last received a view (before its ACK)
+PUSH_WAIT = 120.0  # seconds for every subscriber to have a view
 TARGETS = {"register_per_s": 5000, "list_per_s": 10000, "push_p99_ms": 100}
 
 VS = """\
@@ -72,18 +79,51 @@ def check(status: int, body: bytes) -> None:
         raise RuntimeError(f"control plane answered {status}: {body[:200]!r}")
 
 
-async def pooled(port: int, count: int, job: Any) -> float:
-    """Run `await job(connection, i)` for i in range(count) over CONCURRENCY keep-alive
-    connections; seconds taken."""
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(count):
-        queue.put_nowait(i)
+@dataclass(frozen=True)
+class Target:
+    """The control plane under test and the token to send (None with --no-auth)."""
+
+    port: int
+    token: str | None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def nacos(self, params: dict[str, object]) -> dict[str, object]:
+        """Nacos parameters with the token where Nacos clients put it (`accessToken`)."""
+        return params if self.token is None else {**params, "accessToken": self.token}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
+
+    async def connect(self) -> Connection:
+        return await Connection.open("127.0.0.1", self.port, headers=self.headers)
+
+
+def login(url: str, data_dir: Path) -> str:
+    """Log in with the credentials the control plane wrote on first start."""
+    credentials = json.loads((data_dir / "credentials.json").read_text())
+    answer = httpx.post(f"{url}/nacos/v1/auth/login", data={
+        "username": credentials["username"], "password": credentials["password"]})
+    answer.raise_for_status()
+    return str(answer.json()["accessToken"])
+
+
+async def pooled(target: Target, count: int | None, job: Any, *,
+                 until: float = math.inf) -> float:
+    """Run `await job(connection, i)` for i = 0, 1, ... (`count` of them, or until the
+    perf_counter passes `until`) over CONCURRENCY keep-alive connections; seconds taken."""
+    numbers = itertools.count() if count is None else iter(range(count))
 
     async def worker() -> None:
-        connection = await Connection.open("127.0.0.1", port)
+        connection = await target.connect()
         try:
-            while not queue.empty():
-                await job(connection, queue.get_nowait())
+            for i in numbers:
+                if time.perf_counter() >= until:
+                    break
+                await job(connection, i)
         finally:
             connection.close()
 
@@ -92,9 +132,9 @@ async def pooled(port: int, count: int, job: Any) -> float:
     return time.perf_counter() - started
 
 
-async def register(port: int, instances: int) -> float:
+async def register(target: Target, instances: int) -> float:
     async def one(connection: Connection, i: int) -> None:
-        check(*await connection.request("POST", "/nacos/v1/ns/instance", params={
+        check(*await connection.request("POST", "/nacos/v1/ns/instance", params=target.nacos({
             "serviceName": f"svc-{i % SERVICES}", "ip": f"10.{i // 65536 % 256}."
             f"{i // 256 % 256}.{i % 256}", "port": 8080, "ephemeral": "true",
             # ephemeral, as Nacos clients register; long beat timeouts (Nacos's preserved.*
@@ -102,76 +142,111 @@ async def register(port: int, instances: int) -> float:
             "metadata": json.dumps({"version": f"v{i % 3}",
                                     "preserved.heart.beat.timeout": "600000",
                                     "preserved.ip.delete.timeout": "600000"}),
-        }))
+        })))
 
-    return instances / await pooled(port, instances, one)
+    return instances / await pooled(target, instances, one)
 
 
-async def list_queries(port: int) -> float:
-    deadline = time.perf_counter() + LIST_SECONDS
+async def list_queries(target: Target) -> float:
     done = 0
 
     async def one(connection: Connection, i: int) -> None:
         nonlocal done
-        if time.perf_counter() < deadline:
-            check(*await connection.request("GET", "/nacos/v1/ns/instance/list", params={
-                "serviceName": f"svc-{i % SERVICES}", "healthyOnly": "true"}))
-            done += 1
+        check(*await connection.request("GET", "/nacos/v1/ns/instance/list",
+                                        params=target.nacos({"serviceName": f"svc-{i % SERVICES}",
+                                                             "healthyOnly": "true"})))
+        done += 1
 
-    seconds = await pooled(port, 10_000_000, one)
+    seconds = await pooled(target, None, one, until=time.perf_counter() + LIST_SECONDS)
     return done / seconds
 
 
-async def subscriber(port: int, index: int, versions: dict[int, str],
-                     seen: dict[int, asyncio.Queue[tuple[str, float]]]) -> None:
-    """A lightweight proxy: reads its stream, parses each view message, ACKs it."""
-    node = {"id": f"sidecar~127.0.0.1~bench-{index}.default~default.svc.cluster.local",
-            "mode": "sidecar", "namespace": "default", "labels": {"app": f"client-{index}"}}
-    stream = await Connection.open("127.0.0.1", port)
-    acks = await Connection.open("127.0.0.1", port)
+async def subscriber(target: Target, name: str, seen: asyncio.Queue[tuple[str, float, float]]
+                     ) -> None:
+    """A lightweight proxy: reads its stream, reads each view message's head, ACKs it; puts
+    (change marker, received at, ACKed at) on `seen`."""
+    node = {"id": f"sidecar~127.0.0.1~{name}.default~default.svc.cluster.local",
+            "mode": "sidecar", "namespace": "default", "labels": {"app": name}}
+    try:
+        await follow(target, node, seen)
+    except Exception as exc:  # say so: the waiting push round must not wait out PUSH_WAIT
+        seen.put_nowait((f"failed: {exc!r}", 0.0, 0.0))
+        raise
+
+
+async def follow(target: Target, node: dict[str, Any],
+                 seen: asyncio.Queue[tuple[str, float, float]]) -> None:
+    stream = await target.connect()
+    acks: Connection | None = None  # opened for the first ACK, again if the server closed it
+
+    async def ack(version: str) -> None:
+        nonlocal acks
+        for retry in (False, True):
+            if acks is None:
+                acks = await target.connect()
+            try:
+                check(*await acks.post_json("/api/remora/v1/discovery/ack",
+                                            {"node": node["id"], "version": version}))
+                return
+            except ConnectionError:  # an idle keep-alive connection closed: as httpx does
+                acks.close()
+                acks = None
+                if retry:
+                    raise
+
     try:
         async for line in stream.stream_lines("/api/remora/v1/discovery", {"node": node}):
             head = HEAD.match(line)  # lightweight: the type and version lead every line
             if head is None:
                 continue
-            message = {"type": head["type"].decode(), "version": head["version"].decode()}
             received = time.perf_counter()
-            check(*await acks.post_json("/api/remora/v1/discovery/ack",
-                                        {"node": node["id"], "version": message["version"]}))
-            RECEIVED[index] = received
-            versions[index] = message["version"]
+            version = head["version"].decode()
+            await ack(version)
             # which change this is: the benchmark's route change sets the timeout to 2s
-            marker = "changed" if b'"timeout":"2s"' in line else message["version"]
-            seen[index].put_nowait((marker, time.perf_counter()))
+            marker = "changed" if b'"timeout":"2s"' in line else version
+            seen.put_nowait((marker, received, time.perf_counter()))
     finally:
         stream.close()
-        acks.close()
+        if acks is not None:
+            acks.close()
 
 
-async def push(client: httpx.AsyncClient, port: int, proxies: int) -> list[float]:
+def failed(marker: str, received: float, acked: float) -> tuple[str, float, float]:
+    if marker.startswith("failed: "):
+        raise RuntimeError(f"a subscriber {marker}")
+    return marker, received, acked
+
+
+async def apply(client: httpx.AsyncClient, timeout: int) -> None:
+    response = await client.post("/api/remora/apply", content=VS.format(timeout=timeout),
+                                 headers={"content-type": "application/yaml"})
+    response.raise_for_status()
+
+
+async def push(client: httpx.AsyncClient, target: Target, proxies: int, round_: int
+               ) -> list[float]:
     """Milliseconds from the change's apply to each subscriber's ACK of the new version."""
-    await client.post("/api/remora/apply", content=VS.format(timeout=1),
-                      headers={"content-type": "application/yaml"})
-    versions: dict[int, str] = {}
-    seen = {i: asyncio.Queue[tuple[str, float]]() for i in range(proxies)}
-    tasks = [asyncio.create_task(subscriber(port, i, versions, seen)) for i in range(proxies)]
+    await apply(client, 1)
+    seen = [asyncio.Queue[tuple[str, float, float]]() for _ in range(proxies)]
+    tasks = [asyncio.create_task(subscriber(target, f"bench-{round_}-{i}", seen[i]))
+             for i in range(proxies)]
     try:
-        for i in range(proxies):  # everyone has the first view
-            await asyncio.wait_for(seen[i].get(), 120)
+        for queue in seen:  # everyone has the first view
+            failed(*await asyncio.wait_for(queue.get(), PUSH_WAIT))
         await asyncio.sleep(0.5)  # a lone change, not the tail of a burst (no debounce wait)
         started = time.perf_counter()
-        response = await client.post("/api/remora/apply", content=VS.format(timeout=2),
-                                     headers={"content-type": "application/yaml"})
-        response.raise_for_status()
+        await apply(client, 2)
         log(f"  apply answered in {(time.perf_counter() - started) * 1000:.1f} ms")
         latencies: list[float] = []
         receipts: list[float] = []
-        for i in range(proxies):
+        deadline = started + PUSH_WAIT
+        for queue in seen:
             while True:
-                marker, at = await asyncio.wait_for(seen[i].get(), 120)
+                marker, received, acked = failed(*await asyncio.wait_for(
+                    queue.get(), max(0.0, deadline - time.perf_counter())))
                 if marker == "changed":
-                    latencies.append((at - started) * 1000)
-                    receipts.append((RECEIVED[i] - started) * 1000)
+                    latencies.append((acked - started) * 1000)
+                    receipts.append((received - started) * 1000)
                     break
         log(f"  received p50 {statistics.median(receipts):.1f} ms, "
             f"max {max(receipts):.1f} ms; ACKed max {max(latencies):.1f} ms")
@@ -187,24 +262,44 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
-async def measure(url: str, port: int, *, instances: int, proxies: int) -> dict[str, Any]:
+async def busy(pid: int, phase: Awaitable[float]) -> tuple[float, dict[str, float]]:
+    """The phase's result, and the share of one core the control plane and this benchmark
+    client each used meanwhile (1.0 = a core saturated: whoever is at 1.0 is the limit)."""
+    server, client, started = usage(pid).cpu_s, time.process_time(), time.perf_counter()
+    result = await phase
+    wall = time.perf_counter() - started
+    return result, {"server": round((usage(pid).cpu_s - server) / wall, 2),
+                    "client": round((time.process_time() - client) / wall, 2)}
+
+
+async def measure(target: Target, pid: int, *, instances: int, proxies: list[int]
+                  ) -> list[dict[str, Any]]:
+    """One control plane: register, list, then one push round per subscriber count."""
     log(f"registering {instances:,} instances ...")
-    register_rate = await register(port, instances)
+    register_rate, register_busy = await busy(pid, register(target, instances))
     log(f"  {register_rate:,.0f} registrations/s")
     log(f"list queries for {LIST_SECONDS:g} s ...")
-    list_rate = await list_queries(port)
+    list_rate, list_busy = await busy(pid, list_queries(target))
     log(f"  {list_rate:,.0f} queries/s")
-    limits = httpx.Limits(max_connections=proxies + 8)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        log(f"push to {proxies} subscribers ...")
-        latencies = await push(client, port, proxies)
-    return {
-        "register_per_s": round(register_rate),
-        "list_per_s": round(list_rate),
-        "push_p50_ms": round(statistics.median(latencies), 1),
-        "push_p99_ms": round(quantile(latencies, 99), 1),
-        "push_max_ms": round(max(latencies), 1),
-    }
+    registry_rss = usage(pid).rss_mb
+    rows = []
+    limits = httpx.Limits(max_connections=8)
+    async with httpx.AsyncClient(base_url=target.url, limits=limits, timeout=30,
+                                 headers=target.headers) as client:
+        for round_, count in enumerate(proxies):
+            log(f"push to {count} subscribers ...")
+            latencies = await push(client, target, count, round_)
+            rows.append({
+                "instances": instances, "proxies": count,
+                "register_per_s": round(register_rate), "list_per_s": round(list_rate),
+                "push_p50_ms": round(statistics.median(latencies), 1),
+                "push_p99_ms": round(quantile(latencies, 99), 1),
+                "push_max_ms": round(max(latencies), 1),
+                "register_cpu": register_busy, "list_cpu": list_busy,
+                "rss_mb": round(registry_rss, 1),
+                "rss_pushed_mb": round(usage(pid).rss_mb, 1),
+            })
+    return rows
 
 
 def start_etcd(folder: Path) -> tuple[Service, str]:
@@ -221,64 +316,81 @@ def start_etcd(folder: Path) -> tuple[Service, str]:
     return service, f"etcd://127.0.0.1:{client}"
 
 
-def run(*, instances: int, proxies: int, store: str) -> dict[str, Any]:
+def run(*, instances: int, proxies: list[int], store: str, auth: bool) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="remora-cp-bench-") as tmp:
         folder = Path(tmp)
         etcd, url_of_store = (start_etcd(folder) if store == "etcd" else (None, "sqlite"))
         port = free_port()
+        data_dir = folder / "data"
         argv = [str(REMORA), "controlplane", "--listen", f"127.0.0.1:{port}",
-                "--data-dir", str(folder / "data"), "--store", url_of_store,
-                "--log-level", "warning"]
+                "--data-dir", str(data_dir), "--store", url_of_store, "--log-level", "warning",
+                *([] if auth else ["--no-auth"])]
         service = Service("remora controlplane", argv, log=folder / "cp.log", cwd=folder)
         try:
             url = f"http://127.0.0.1:{port}"
             wait_for_http(f"{url}/healthz", service)
-            report = asyncio.run(measure(url, port, instances=instances, proxies=proxies))
-            report["rss_mb"] = round(usage(service.pid).rss_mb, 1)
+            target = Target(port, login(url, data_dir) if auth else None)
+            rows = asyncio.run(measure(target, service.pid, instances=instances,
+                                       proxies=proxies))
         finally:
             service.stop()
             if etcd is not None:
                 etcd.stop()
-    report["store"] = store
-    report["settings"] = {"instances": instances, "services": SERVICES, "proxies": proxies,
-                          "concurrency": CONCURRENCY, "list_seconds": LIST_SECONDS}
-    return report
+    for row in rows:
+        row.update(store=store, auth=auth, services=SERVICES, concurrency=CONCURRENCY,
+                   list_seconds=LIST_SECONDS)
+    return rows
 
 
-def print_table(report: dict[str, Any]) -> None:
-    table = Table(title=f"Remora control plane ({report['store']}, 127.0.0.1)")
-    for column in ("figure", "value", "target"):
+COLUMNS = ("store", "instances", "proxies", "register_per_s", "list_per_s", "push_p50_ms",
+           "push_p99_ms", "push_max_ms", "rss_mb", "rss_pushed_mb")
+
+
+def mark(key: str, row: dict[str, Any]) -> str:
+    target = TARGETS.get(key)
+    if target is None:
+        return ""
+    ok = row[key] <= target if key.endswith("_ms") else row[key] >= target
+    return " [green]✓[/]" if ok else " [red]✗[/]"
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="Remora control plane (127.0.0.1; targets: "
+                        + ", ".join(f"{k} {'<=' if k.endswith('_ms') else '>='} {v:,}"
+                                    for k, v in TARGETS.items()) + ")")
+    for column in COLUMNS:
         table.add_column(column)
-    for key in ("register_per_s", "list_per_s", "push_p50_ms", "push_p99_ms", "push_max_ms",
-                "rss_mb"):
-        target = TARGETS.get(key)
-        value = report[key]
-        mark = ""
-        if target is not None:
-            ok = value <= target if key.endswith("_ms") else value >= target
-            mark = " [green]✓[/]" if ok else " [red]✗[/]"
-        goal = "" if target is None else (f"<= {target}" if key.endswith("_ms")
-                                          else f">= {target:,}")
-        table.add_row(key, f"{value:,}{mark}", goal)
-    Console().print(table)
+    for row in rows:
+        table.add_row(*(f"{row[key]:,}{mark(key, row)}" if isinstance(row[key], int | float)
+                        else str(row[key]) for key in COLUMNS))
+    Console(width=200).print(table)
+
+
+def numbers(text: str) -> list[int]:
+    return [int(item) for item in text.split(",") if item]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instances", type=int, default=10_000)
-    parser.add_argument("--proxies", type=int, default=100)
+    parser.add_argument("--instances", type=numbers, default=[10_000],
+                        help="comma-separated scales, one control plane each")
+    parser.add_argument("--proxies", type=numbers, default=[100],
+                        help="comma-separated subscriber counts, one push round each")
     parser.add_argument("--store", choices=["sqlite", "etcd", "both"], default="both")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="run the control plane with --no-auth (an A/B figure)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
     stores = ["sqlite", "etcd"] if args.store == "both" else [args.store]
-    reports = {}
+    rows = []
     for store in stores:
-        log(f"-- store: {store}")
-        reports[store] = run(instances=args.instances, proxies=args.proxies, store=store)
-        print_table(reports[store])
+        for instances in args.instances:
+            log(f"-- store: {store}, {instances:,} instances")
+            rows += run(instances=instances, proxies=args.proxies, store=store,
+                        auth=not args.no_auth)
+    print_table(rows)
     if args.json:
-        first = reports[stores[0]]
-        print(json.dumps({**first, "by_store": reports}))
+        print(json.dumps({"rows": rows}))
     return 0
 
 
