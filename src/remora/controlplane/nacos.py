@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
@@ -69,9 +70,12 @@ class _Params:
     def number(self, name: str, default: float) -> float:
         value = self.optional(name)
         try:
-            return float(value) if value else default
+            number = float(value) if value else default
         except ValueError:
-            raise RegistryError(f"Param '{name}' must be a number, got {value!r}") from None
+            number = math.nan
+        if not math.isfinite(number):  # nan, inf: no parameter means them
+            raise RegistryError(f"Param '{name}' must be a number, got {value!r}")
+        return number
 
     def port(self) -> int:
         value = self.required("port")

@@ -109,3 +109,18 @@ def test_publish_refuses_config_over_nacos_10mb(tmp_path: Path) -> None:
         assert "invalid dataId: 'a/b'" in bad.text
 
     run(tmp_path, scenario)
+
+
+def test_numbers_that_are_not_finite_are_refused(tmp_path: Path) -> None:
+    instance = {"serviceName": "web", "ip": "10.0.0.1", "port": "80"}
+    asks = [("GET", "/nacos/v1/ns/service/list", {}, "pageSize", "inf"),
+            ("GET", "/nacos/v1/ns/service/list", {}, "pageNo", "nan"),
+            ("POST", "/nacos/v1/ns/instance", instance, "weight", "Infinity")]
+
+    async def scenario(http: httpx.AsyncClient) -> None:
+        for method, path, params, name, value in asks:
+            answer = await http.request(method, path, params={**params, name: value})
+            assert answer.status_code == 400
+            assert answer.text == f"caused: Param '{name}' must be a number, got '{value}';"
+
+    run(tmp_path, scenario)
