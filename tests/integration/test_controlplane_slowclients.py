@@ -1,15 +1,18 @@
 """Slow clients on real sockets (127.0.0.1) against the control plane's HTTP server, with its
 timeouts shortened: a trickled request head gets 408 and is closed at the header timeout, a
 connection that says nothing or idles after a response is closed at the idle timeout, an
-oversized head gets 431 — while a Nacos long poll held past both timeouts still answers."""
+oversized head gets 431 — while a Nacos long poll or a watch held past both timeouts still
+answers."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import httpx
 import uvicorn
 
 from remora.controlplane.app import create_app
@@ -124,5 +127,24 @@ def test_long_poll_held_past_the_timeouts_is_not_cut(tmp_path: Path) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 OK\r\n")
         writer.close()
+
+    serve(tmp_path, scenario)
+
+
+def test_watch_stream_held_past_the_timeouts_is_not_cut(tmp_path: Path) -> None:
+    async def scenario(port: int, state: ControlPlane) -> None:
+        path = "/apis/networking.istio.io/v1/namespaces/default/virtualservices"
+        vs = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+              "metadata": {"name": "reviews"},
+              "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {
+                  "host": "reviews"}}]}]}}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http, \
+                http.stream("GET", path, params={"watch": "true"}) as watch:
+            assert watch.status_code == 200
+            await asyncio.sleep(HEADER_TIMEOUT + IDLE_TIMEOUT + 1)
+            created = await http.post(path, json=vs)
+            assert created.status_code == 201
+            event = json.loads(await anext(watch.aiter_lines()))
+            assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "reviews")
 
     serve(tmp_path, scenario)
