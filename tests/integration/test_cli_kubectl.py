@@ -105,6 +105,30 @@ def test_invalid_resource_prints_field_paths(plane: ControlPlaneProcess) -> None
     assert "  spec.http[0].route[0].destination.weight: unknown field" in done.stderr
 
 
+DENY = """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: default}
+spec: {action: DENY, rules: [{}]}
+"""
+
+
+def test_what_is_not_enforced_is_applied_with_a_plain_warning(plane: ControlPlaneProcess) -> None:
+    """Issue 11 item 4: a user who applies a DENY policy must never believe it protects."""
+    done = remora(plane, "apply", "-f", "-", stdin=DENY)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "Warning: [RMR0001] AuthorizationPolicy is NOT enforced by Remora: authorization is not "
+        "implemented yet: requests this policy would DENY (or not ALLOW) are let through. It "
+        "does NOT protect anything."]
+    assert done.stdout.strip() == "authorizationpolicy.security.istio.io/deny-all created"
+    envoy_filter = remora(plane, "apply", "-f", "-", stdin=(
+        "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\n"
+        "metadata: {name: ratelimit, namespace: default}\nspec: {configPatches: []}\n"))
+    assert envoy_filter.returncode == 1
+    assert "Remora does not model EnvoyFilter" in envoy_filter.stderr
+
+
 def test_not_found_and_unknown_kind(plane: ControlPlaneProcess) -> None:
     missing = remora(plane, "get", "vs", "nothing")
     assert missing.returncode == 1
