@@ -28,6 +28,7 @@ class Unenforced:
     kind: str
     path: str
     reason: str
+    harmless: Any = None  # a value that asks for what happens anyway (not reported)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class Finding:
 
 
 _MTLS = "no mTLS or upstream TLS yet: connections to the destination are plain text"
+_PLAIN_TEXT = {"mode": "DISABLE"}  # asks for plain text: what the proxy does
 _HTTP2 = "the proxy speaks HTTP/1.1 upstream; HTTP/2 settings have nothing to act on"
 _TRAFFIC_POLICY_FIELDS = (
     ("tls", _MTLS),
@@ -88,7 +90,8 @@ UNENFORCED: tuple[Unenforced, ...] = (
                "every sidecar reaches every service and listens on its fixed ports: egress "
                "hosts, ingress listeners, outboundTrafficPolicy and connection pools of a "
                "Sidecar are not applied"),
-    *(Unenforced("DestinationRule", f"{base}.{field}", reason)
+    *(Unenforced("DestinationRule", f"{base}.{field}", reason,
+                 _PLAIN_TEXT if field == "tls" else None)
       for base in _TRAFFIC_POLICIES for field, reason in _TRAFFIC_POLICY_FIELDS
       if not base.endswith("portLevelSettings[]") or field in _PORT_LEVEL),
     Unenforced("VirtualService", "spec.tcp", "only HTTP routes are served (no TCP proxying)"),
@@ -137,13 +140,21 @@ def findings(resource: Resource) -> list[Finding]:
         if data is None:
             data = resource.model_dump(mode="json", by_alias=True, exclude_none=True)
         out.extend(Finding(resource.subject, resource.kind, path, entry.reason)
-                   for path in _set_paths(data, entry.path.split(".")))
+                   for path, value in _set_paths(data, entry.path.split("."))
+                   if entry.harmless is None or _compact(value) != entry.harmless)
     return out
 
 
 def not_modelled(kind: str) -> Unenforced | None:
     """The entry for an Istio kind Remora does not model (None for any other unknown kind)."""
     return _NOT_MODELLED.get(kind)
+
+
+def _compact(value: Any) -> Any:
+    """`value` without its unset (empty) fields, as it was written."""
+    if isinstance(value, Mapping):
+        return {k: _compact(v) for k, v in value.items() if v not in (None, [], {}, "")}
+    return value
 
 
 def _may_be_set(resource: Resource, path: str) -> bool:
@@ -157,11 +168,12 @@ def _may_be_set(resource: Resource, path: str) -> bool:
     return value not in (None, [], {}, "")
 
 
-def _set_paths(data: Any, parts: list[str], prefix: str = "") -> Iterator[str]:
-    """Concrete paths (`spec.subsets[1].trafficPolicy.tls`) where the pattern holds a value."""
+def _set_paths(data: Any, parts: list[str], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Concrete paths (`spec.subsets[1].trafficPolicy.tls`) where the pattern holds a value,
+    with the value."""
     if not parts:
         if data not in (None, [], {}, ""):
-            yield prefix
+            yield prefix, data
         return
     head, rest = parts[0], parts[1:]
     name = head.removesuffix("[]")

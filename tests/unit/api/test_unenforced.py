@@ -85,6 +85,16 @@ spec:
         "spec.trafficPolicy.portLevelSettings[0].tls", "spec.subsets[0].trafficPolicy.tls"]
 
 
+def test_tls_disable_asks_for_what_happens_and_is_not_reported() -> None:
+    (rule,) = load_text("""\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec: {host: reviews, trafficPolicy: {tls: {mode: DISABLE}}}
+""").resources
+    assert findings(rule) == []
+
+
 def test_a_deny_policy_is_said_plainly_not_to_protect() -> None:
     (policy,) = load_text("""\
 apiVersion: security.istio.io/v1
