@@ -21,9 +21,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from remora.api.resource import DEFAULT_NAMESPACE, split_api_version
 from remora.controlplane.access import WRITE, Need, kube
 from remora.controlplane.auth_gate import require
-from remora.controlplane.distribution import with_proxy_status
+from remora.controlplane.distribution import with_proxy_status, with_validation_messages
 from remora.controlplane.kindnames import ResourceType, by_kind, by_plural
 from remora.controlplane.resources import (
+    SINGLE_RESOURCE_ANALYZERS,
     Applied,
     BadRequestError,
     Cause,
@@ -146,6 +147,7 @@ def _routes(prefix: str, resolve: Callable[..., Target],
         """Read one object (its status says when connected proxies could not apply it)."""
         rtype, version = target
         obj = await resources.get(rtype, _check_scope(rtype, namespace), name)
+        obj = with_validation_messages(obj, SINGLE_RESOURCE_ANALYZERS)
         obj = with_proxy_status(request.app.state.controlplane.push, obj)
         return _as_version(obj, rtype, version)
 

@@ -52,6 +52,17 @@ def test_a_deny_policy_is_created_with_a_warning_that_it_is_not_enforced(tmp_pat
     run(tmp_path, scenario)
 
 
+def test_the_policy_reads_back_with_istios_validation_message(tmp_path: Path) -> None:
+    async def scenario(http: httpx.AsyncClient, _: ControlPlane) -> None:
+        assert (await http.post(POLICIES, json=DENY)).status_code == 201
+        status = (await http.get(f"{POLICIES}/deny-all")).json()["status"]
+        assert status["validationMessages"] == [{
+            "type": {"code": "RMR0001", "name": "NotEnforced"}, "level": "WARNING",
+            "documentationUrl": "docs/analyze.md#rmr0001"}]
+
+    run(tmp_path, scenario)
+
+
 def test_an_unenforced_field_is_named_by_its_path(tmp_path: Path) -> None:
     rule = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
             "metadata": {"name": "reviews"},
@@ -99,6 +110,6 @@ def test_a_resource_proxies_skipped_has_a_reconciled_false_condition(tmp_path: P
         listed = (await http.get("/api/remora/v1/proxies")).json()
         assert listed[0]["resourceErrors"] == skipped
         await stream.aclose()
-        assert "status" not in (await http.get(f"{POLICIES}/deny-all")).json()
+        assert "conditions" not in (await http.get(f"{POLICIES}/deny-all")).json()["status"]
 
     run(tmp_path, scenario)
