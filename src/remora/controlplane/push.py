@@ -33,6 +33,7 @@ RESOURCES = "/resources/"
 DEBOUNCE = 0.1  # istiod PILOT_DEBOUNCE_AFTER
 DEBOUNCE_MAX = 10.0  # istiod PILOT_DEBOUNCE_MAX
 PING_INTERVAL = 15.0  # a line on idle streams, so dead connections are noticed
+WRITE_CHUNK = 64 * 1024  # bytes of a line written at a time (see subscribe)
 # Kinds a proxy compiles its snapshot from (remora.mesh.compile reads these).
 PROXY_KINDS = frozenset({
     "VirtualService", "DestinationRule", "Gateway", "ServiceEntry", "WorkloadEntry", "Sidecar",
@@ -227,9 +228,15 @@ class PushServer:
         try:
             while True:
                 try:
-                    yield await asyncio.wait_for(subscriber.queue.get(), PING_INTERVAL)
+                    line = await asyncio.wait_for(subscriber.queue.get(), PING_INTERVAL)
                 except TimeoutError:
                     yield PING_LINE
+                    continue
+                # in pieces, so the server's flow control holds back all but one piece per
+                # slow stream: one 15 MB snapshot (50,000 endpoints) to each of 500 proxies
+                # buffered whole was 7.5 GB of write buffers
+                for start in range(0, len(line), WRITE_CHUNK):
+                    yield line[start:start + WRITE_CHUNK]
         finally:
             if self.subscribers.get(subscriber.id) is subscriber:
                 del self.subscribers[subscriber.id]

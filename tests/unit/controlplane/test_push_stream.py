@@ -1,0 +1,40 @@
+"""A large view goes out in pieces of at most WRITE_CHUNK bytes that join into the one NDJSON
+line (so the server's flow control holds back a slow stream after one piece, not the whole
+snapshot)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from remora.controlplane.push import WRITE_CHUNK, PushServer
+from remora.registry.store.sqlite import SqliteStore
+
+NODE = {"id": "sidecar~127.0.0.1~client.default", "mode": "sidecar", "namespace": "default"}
+
+
+def test_a_large_snapshot_is_written_in_pieces_of_one_line(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = await SqliteStore(tmp_path / "db").open()
+        for i in range(300):  # ~100 KB of Services
+            service = {"apiVersion": "v1", "kind": "Service",
+                       "metadata": {"name": f"svc-{i}", "namespace": "default"},
+                       "spec": {"selector": {"app": f"svc-{i}"}, "ports": [
+                           {"name": "http", "port": 8080, "targetPort": 8080}] * 3}}
+            await store.put(f"/resources/core/Service/default/svc-{i}",
+                            json.dumps(service).encode())
+        push = PushServer(store)
+        stream = push.subscribe(NODE)
+        pieces = [await anext(stream)]
+        while not pieces[-1].endswith(b"\n"):
+            pieces.append(await asyncio.wait_for(anext(stream), 5))
+        await stream.aclose()
+        await store.close()
+        assert len(pieces) > 1 and all(len(piece) <= WRITE_CHUNK for piece in pieces)
+        line = b"".join(pieces)
+        assert line.count(b"\n") == 1
+        snapshot = json.loads(line)
+        assert snapshot["type"] == "snapshot" and len(snapshot["documents"]) == 300
+
+    asyncio.run(main())
