@@ -17,19 +17,18 @@ endpoints and effective DestinationRule policy. Deviation from Istio: a destinat
 is unknown, or whose subset no DestinationRule defines, still gets a cluster, with no endpoints
 (the proxy answers 503 UH where Envoy would say NC), and a note says why.
 
-One bad resource never blocks the rest: a document that does not parse, or a resource whose
-compilation fails (a VirtualService's routes, a DestinationRule's policy), is left out of this
-proxy's snapshot and listed in `Snapshot.skipped` with the reason; everything else compiles.
+One bad resource never blocks the rest: a resource whose compilation fails (a VirtualService's
+routes, a DestinationRule's policy) is left out of this proxy's snapshot from then on and listed
+in `Snapshot.skipped` with the reason (with those that did not parse: remora.mesh.documents);
+everything else compiles.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
-from remora.api.errors import ConfigError, ConfigIssue
 from remora.api.kube.core import Secret, Service
-from remora.api.loader import parse_resource
 from remora.api.networking.names import to_fqdn
 from remora.api.networking.shared import Destination
 from remora.api.networking.virtual_service import VirtualService
@@ -362,51 +361,3 @@ def compile_snapshot(
         clusters=clusters, notes=tuple(compiler.notes), skipped=tuple(left_out.items.values()),
         unenforced=tuple(found for resource in resources for found in findings(resource)),
     )  # fmt: skip
-
-
-def skipped_from_issues(issues: Iterable[ConfigIssue]) -> list[SkippedResource]:
-    """The resources load issues leave out, one per resource with its issues joined; issues
-    that belong to no resource (a file that does not parse) are named by their file."""
-    by_subject: dict[tuple[str, str, str], list[str]] = {}
-    for issue in issues:
-        kind, _, key = issue.subject.partition(" ")
-        ns, slash, name = key.rpartition("/")
-        if not kind:  # the file did not parse: no resource to name
-            kind, ns, slash, name = "File", "", "", issue.source.file if issue.source else "-"
-        detail = f"{issue.path}: {issue.message}" if issue.path else issue.message
-        if issue.source is not None and issue.source.file != "-":  # file mode: say where
-            detail = f"{issue.source}: {detail}"
-        by_subject.setdefault((kind, ns if slash else "", name), []).append(detail)
-    return [SkippedResource(kind, ns, name, "; ".join(details))
-            for (kind, ns, name), details in by_subject.items()]
-
-
-def compile_documents(documents: Sequence[Mapping[str, Any]], *, version: str,
-                      identity: ProxyIdentity, ports: ListenerPorts) -> Snapshot:
-    """The pushed documents as a snapshot: each parsed on its own, those that do not parse
-    skipped (named in `Snapshot.skipped`), the rest compiled."""
-    resources: list[Resource] = []
-    issues: list[ConfigIssue] = []
-    for document in documents:
-        try:
-            resources.append(parse_resource(document, namespace=_namespace_of(document)))
-        except ConfigError as exc:
-            issues.extend(_with_subject(issue, document) for issue in exc.issues)
-    return compile_snapshot(resources, identity, version=version, listener_ports=ports,
-                            skipped=skipped_from_issues(issues))
-
-
-def _namespace_of(document: Mapping[str, Any]) -> str:
-    metadata = document.get("metadata")
-    namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
-    return namespace if isinstance(namespace, str) and namespace else "default"
-
-
-def _with_subject(issue: ConfigIssue, document: Mapping[str, Any]) -> ConfigIssue:
-    """A pushed document's issue names its resource even when parsing stopped before that."""
-    if issue.subject:
-        return issue
-    metadata = document.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, Mapping) else None
-    subject = f"{document.get('kind')} {_namespace_of(document)}/{name}"
-    return ConfigIssue(issue.message, source=issue.source, subject=subject, path=issue.path)

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from remora.api.loader import YAML_SUFFIXES, load_paths
 from remora.errors import RemoraError
-from remora.mesh.compile import compile_snapshot, skipped_from_issues
+from remora.mesh.compile import compile_snapshot
+from remora.mesh.documents import skipped_from_issues
 from remora.proxy.configlog import ConfigLog
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ import httpx
 
 from remora.credentials import CredentialsError, TokenSource
 from remora.errors import RemoraError
-from remora.mesh.compile import compile_documents
+from remora.mesh.documents import compile_documents
 from remora.mesh.wire import ACK_PATH, DISCOVERY_PATH, Document, ack_body, apply_message
 from remora.proxy.configlog import ConfigLog
 

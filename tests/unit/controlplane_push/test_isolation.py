@@ -16,7 +16,7 @@ import pytest
 from remora.cli.proxystatus import table
 from remora.controlplane.api_push import answer_ack
 from remora.controlplane.push import PushServer
-from remora.mesh.compile import compile_documents
+from remora.mesh.documents import compile_documents
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity, Snapshot
 from remora.mesh.wire import Document, ack_body, apply_message
 from remora.registry.store.sqlite import SqliteStore

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from remora.mesh import routes
-from remora.mesh.compile import compile_documents
+from remora.mesh.documents import compile_documents
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity, SkippedResource, Snapshot
 
 SIDECAR = ProxyIdentity(mode="sidecar", labels={"app": "productpage"})
