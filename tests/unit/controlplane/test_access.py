@@ -3,6 +3,8 @@ actions r / w / rw; ROLE_ADMIN may do everything) — nacos.io/docs/latest/manua
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 import pytest
 
 from remora.controlplane.access import (
@@ -14,6 +16,7 @@ from remora.controlplane.access import (
     Principal,
     need_for,
 )
+from remora.controlplane.auth_gate import query_params
 
 
 def principal(*grants: tuple[str, str]) -> Principal:
@@ -97,3 +100,11 @@ def test_admin_may_do_everything_and_others_no_admin_work() -> None:
 def test_a_permission_refuses_unknown_actions() -> None:
     with pytest.raises(ValueError, match="action"):
         Permission("dev", "public:*:*", "x")
+
+
+@pytest.mark.parametrize("raw", [
+    "", "a=1", "a=1&b=", "a", "a=1&a=2", "k%20ey=v%2Bal+ue", "x=%E4%BD%A0&&y=%", "=v&t=a=b",
+    "serviceName=DEFAULT_GROUP%40%40web&accessToken=eyJ.a-b_c.d",
+])
+def test_the_gates_query_parser_reads_what_parse_qsl_reads(raw: str) -> None:
+    assert query_params(raw) == dict(parse_qsl(raw, keep_blank_values=True))
