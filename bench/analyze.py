@@ -367,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     phases, result, messages = measure(text, args.repeat)
     kinds = Counter(r.kind for r in result.resources)
     console.print("generated: " + ", ".join(f"{n:,} {k}" for k, n in kinds.most_common()))
+    # RMR0001 NotEnforced is expected: the AuthorizationPolicies are not enforced yet
+    messages = [m for m in messages if m.type.code != "RMR0001"]
     if result.issues or len(result.resources) != count or messages:
         loaded = f"{len(result.resources)}/{count} loaded"
         console.print(f"[red]the generated config is not clean[/red]: {len(result.issues)} "

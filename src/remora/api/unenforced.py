@@ -118,30 +118,44 @@ NOT_MODELLED: tuple[Unenforced, ...] = (
 )
 """Istio kinds Remora does not model: the API refuses them (404), analyze and proxies name them."""
 
-_BY_KIND: dict[str, list[Unenforced]] = {}
+@dataclass
+class _Node:
+    """The paths of one kind as a tree, so a resource is walked once whatever the entries."""
+
+    name: str = ""  # YAML name
+    attribute: str = ""  # model attribute
+    is_list: bool = False
+    entries: list[Unenforced] | None = None  # the entries whose path ends here
+    children: dict[str, _Node] | None = None
+
+    def add(self, parts: list[str], entry: Unenforced) -> None:
+        if not parts:
+            self.entries = [*(self.entries or []), entry]
+            return
+        name = parts[0].removesuffix("[]")
+        children = self.children = self.children or {}
+        child = children.setdefault(name, _Node(name, to_snake(name), parts[0].endswith("[]")))
+        child.add(parts[1:], entry)
+
+
+_BY_KIND: dict[str, _Node] = {}
 for _entry in UNENFORCED:
-    _BY_KIND.setdefault(_entry.kind, []).append(_entry)
+    _BY_KIND.setdefault(_entry.kind, _Node()).add(
+        [part for part in _entry.path.split(".") if part], _entry)
 _NOT_MODELLED = {entry.kind: entry for entry in NOT_MODELLED}
 
 
 def findings(resource: Resource) -> list[Finding]:
-    """What `resource` sets that Remora will not enforce, each with its concrete path."""
-    entries = _BY_KIND.get(resource.kind)
-    if not entries:
+    """What `resource` sets that Remora will not enforce, each with its concrete path. The
+    model is walked once, by attribute (no dump): compiles and analyses call this for every
+    resource, thousands of times."""
+    root = _BY_KIND.get(resource.kind)
+    if root is None:
         return []
     out: list[Finding] = []
-    data: Any = None
-    for entry in entries:
-        if not entry.path:
-            out.append(Finding(resource.subject, resource.kind, "", entry.reason))
-            continue
-        if not _may_be_set(resource, entry.path):
-            continue
-        if data is None:
-            data = resource.model_dump(mode="json", by_alias=True, exclude_none=True)
-        out.extend(Finding(resource.subject, resource.kind, path, entry.reason)
-                   for path, value in _set_paths(data, entry.path.split("."))
-                   if entry.harmless is None or _compact(value) != entry.harmless)
+    for entry, path, value in _walk(root, resource, ""):
+        if entry.harmless is None or _compact(value) != entry.harmless:
+            out.append(Finding(resource.subject, resource.kind, path, entry.reason))
     return out
 
 
@@ -151,38 +165,30 @@ def not_modelled(kind: str) -> Unenforced | None:
 
 
 def _compact(value: Any) -> Any:
-    """`value` without its unset (empty) fields, as it was written."""
-    if isinstance(value, Mapping):
-        return {k: _compact(v) for k, v in value.items() if v not in (None, [], {}, "")}
-    return value
+    """A model as written: its set fields by YAML name, empty ones left out."""
+    data = value.model_dump(mode="json", by_alias=True, exclude_none=True) \
+        if hasattr(value, "model_dump") else value
+    if isinstance(data, Mapping):
+        return {k: _compact(v) for k, v in data.items() if not _unset(v)}
+    return data
 
 
-def _may_be_set(resource: Resource, path: str) -> bool:
-    """A cheap look at the top spec field first: most resources set none of these (the
-    thousands of WorkloadEntries of a large registry are not dumped to find that out)."""
-    parts = path.split(".")
-    if len(parts) < 2 or parts[0] != "spec":
-        return True
-    spec = getattr(resource, "spec", None)
-    value = getattr(spec, to_snake(parts[1].removesuffix("[]")), None)
-    return value not in (None, [], {}, "")
+def _unset(value: Any) -> bool:
+    """None or empty (no `==`: comparing models is slow)."""
+    return value is None or (isinstance(value, list | dict | str) and not value)
 
 
-def _set_paths(data: Any, parts: list[str], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Concrete paths (`spec.subsets[1].trafficPolicy.tls`) where the pattern holds a value,
-    with the value."""
-    if not parts:
-        if data not in (None, [], {}, ""):
-            yield prefix, data
-        return
-    head, rest = parts[0], parts[1:]
-    name = head.removesuffix("[]")
-    if not isinstance(data, Mapping) or name not in data:
-        return
-    value = data[name]
-    path = f"{prefix}.{name}" if prefix else name
-    if head.endswith("[]"):
-        for index, item in enumerate(value if isinstance(value, list) else []):
-            yield from _set_paths(item, rest, f"{path}[{index}]")
-    else:
-        yield from _set_paths(value, rest, path)
+def _walk(node: _Node, value: Any, path: str) -> Iterator[tuple[Unenforced, str, Any]]:
+    """(entry, concrete path, value) for each entry whose field is set under `value`."""
+    for entry in node.entries or ():
+        yield entry, path, value
+    for child in (node.children or {}).values():
+        inner: Any = getattr(value, child.attribute, None)
+        if _unset(inner):
+            continue
+        where = f"{path}.{child.name}" if path else child.name
+        if child.is_list:
+            for index, item in enumerate(inner):
+                yield from _walk(child, item, f"{where}[{index}]")
+        else:
+            yield from _walk(child, inner, where)
