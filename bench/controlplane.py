@@ -5,8 +5,10 @@ credentials the control plane writes and sends the token on every request) on 12
 each store and scale, and drives it over HTTP as clients would:
   - register_per_s: N ephemeral instances through the Nacos v1 API (POST
     /nacos/v1/ns/instance, `accessToken` parameter), 64 requests in flight, over 100 services;
+  - settle_s: seconds until the control plane is idle again after the last registration
+    (the push and the registry's watch digesting the burst);
   - list_per_s: GET /nacos/v1/ns/instance/list?healthyOnly=true for those services, 64 in
-    flight, for a fixed time;
+    flight, for a fixed time, once settled;
   - push_p50_ms / push_p99_ms: P lightweight proxy subscribers on the push stream, one
     VirtualService change applied, time until each subscriber has received the new version
     and ACKed it (for each P in --proxies, on the same control plane);
@@ -272,12 +274,26 @@ async def busy(pid: int, phase: Awaitable[float]) -> tuple[float, dict[str, floa
                     "client": round((time.process_time() - client) / wall, 2)}
 
 
+async def settle(pid: int, *, idle: float = 0.1, limit: float = 60.0) -> float:
+    """Seconds until the control plane has digested the registrations (its last pushes, the
+    registry's watch catching up): until it uses under `idle` of a core over half a second."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        before = usage(pid).cpu_s
+        await asyncio.sleep(0.5)
+        if usage(pid).cpu_s - before < idle * 0.5:
+            break
+    return time.perf_counter() - started
+
+
 async def measure(target: Target, pid: int, *, instances: int, proxies: list[int]
                   ) -> list[dict[str, Any]]:
     """One control plane: register, list, then one push round per subscriber count."""
     log(f"registering {instances:,} instances ...")
     register_rate, register_busy = await busy(pid, register(target, instances))
     log(f"  {register_rate:,.0f} registrations/s")
+    settled = await settle(pid)
+    log(f"  settled {settled:.1f} s after the last registration")
     log(f"list queries for {LIST_SECONDS:g} s ...")
     list_rate, list_busy = await busy(pid, list_queries(target))
     log(f"  {list_rate:,.0f} queries/s")
@@ -295,6 +311,7 @@ async def measure(target: Target, pid: int, *, instances: int, proxies: list[int
                 "push_p50_ms": round(statistics.median(latencies), 1),
                 "push_p99_ms": round(quantile(latencies, 99), 1),
                 "push_max_ms": round(max(latencies), 1),
+                "settle_s": round(settled, 1),
                 "register_cpu": register_busy, "list_cpu": list_busy,
                 "rss_mb": round(registry_rss, 1),
                 "rss_pushed_mb": round(usage(pid).rss_mb, 1),
