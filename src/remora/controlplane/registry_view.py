@@ -90,10 +90,3 @@ def documents_of(registry: Registry, key: str,
         return []
     name, kube_ns = dns_name(service), kube_namespace(namespace)
     return service_documents(name, kube_ns, hosts, kube_services.get((kube_ns, name)))
-
-
-def registry_documents(registry: Registry, kube_services: dict[tuple[str, str], dict[str, Any]]
-                       ) -> list[dict[str, Any]]:
-    """The mesh documents for every registry service with usable instances."""
-    return [doc for key in sorted(registry.service_keys())
-            for doc in documents_of(registry, key, kube_services)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from remora.controlplane.registry_view import registry_documents
+from remora.controlplane.registry_view import documents_of
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
 from remora.proxy.discovery import compile_documents
 from remora.registry.model import Instance
@@ -39,7 +39,8 @@ async def endpoints_of(tmp_path: Path, instances: list[Instance],
             await registry.register(instance)
         services = {("default", str(doc["metadata"]["name"])): doc  # type: ignore[index]
                     for doc in kube}
-        documents = [*kube, *registry_documents(registry, services)]
+        documents = [*kube, *(doc for key in registry.service_keys()
+                              for doc in documents_of(registry, key, services))]
     finally:
         await registry.close()
         await store.close()
