@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 ADMIN_ROLE = "ROLE_ADMIN"
+PARAMS = "remora.params"
+"""ASGI scope key: the parameters (query and form merged) the gate read, for the Nacos
+handlers, which would otherwise parse them again."""
 READ, WRITE = "r", "w"
 ACTIONS = ("r", "w", "rw")
 CORE_GROUP = "core"

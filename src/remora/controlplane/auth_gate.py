@@ -8,7 +8,8 @@ Nacos's plain-text reason (`user not found!`, `token invalid!`, `token expired!`
 401 `Unauthorized` for a missing or bad token and 403 `Forbidden` naming the user and verb.
 
 The principal is left in the ASGI scope (`remora.principal`) for the handlers whose needs
-depend on the body (bulk apply, a proxy's subscription), which call `require`.
+depend on the body (bulk apply, a proxy's subscription), which call `require`; the parameters
+(`remora.params`) for the Nacos handlers, which would otherwise parse them again.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from starlette.requests import Request
 
 from remora.controlplane.access import (
     ANONYMOUS_ADMIN,
+    PARAMS,
     Need,
     Principal,
     need_for,
@@ -67,6 +69,7 @@ class AuthGate:
                 return
             params.update(query_params(body.decode("utf-8", "replace")))
             receive = _replay(body, receive)
+        scope[PARAMS] = params
         need = need_for(method, path, params)
         if need is not None:
             token = params.get("accessToken") or _header(scope, b"accesstoken") or \

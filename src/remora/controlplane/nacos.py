@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 
+from remora.controlplane.access import PARAMS
 from remora.controlplane.state import ControlPlane
 from remora.registry.configs import ConfigCenter, ConfigKey
 from remora.registry.health import beat_timing
@@ -111,6 +112,9 @@ def _metadata(raw: str) -> dict[str, str]:
 
 
 async def _params(request: Request) -> _Params:
+    parsed = request.scope.get(PARAMS)  # read once, at the door (auth_gate)
+    if parsed is not None:
+        return _Params(parsed)
     values = dict(request.query_params)
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         body = (await request.body()).decode("utf-8", "replace")
