@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.integration.meshkit import REMORA, free_port, run_controlplane
+from tests.integration.meshkit import REMORA, free_port, run_controlplane, run_proxy
 
 
 def remora(*args: str, env: dict[str, str], timeout: float = 60
@@ -138,3 +138,30 @@ def test_a_bad_certificate_is_one_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "TLS" in done.stderr and str(bad) in done.stderr
+
+
+def test_only_the_user_who_opened_a_proxys_stream_may_ack_for_it(tmp_path: Path) -> None:
+    """Otherwise any proxy token could mark another proxy synced, or hide its errors."""
+    with run_controlplane(tmp_path) as plane, \
+            run_proxy(tmp_path, tmp=tmp_path, controlplane=plane.url):
+        (proxy,) = httpx.get(f"{plane.url}/api/remora/v1/proxies", headers=plane.headers,
+                             timeout=10).json()
+        for path, params in [("users", {"username": "intruder", "password": "pw"}),
+                             ("roles", {"role": "proxies", "username": "intruder"}),
+                             ("permissions", {"role": "proxies", "action": "r",
+                                              "resource": "*:remora:discovery/sidecar"})]:
+            done = httpx.post(f"{plane.url}/nacos/v1/auth/{path}", params=params,
+                              headers=plane.headers, timeout=10)
+            assert done.status_code == 200, done.text
+        token = httpx.post(f"{plane.url}/nacos/v1/auth/login", timeout=30, data={
+            "username": "intruder", "password": "pw"}).json()["accessToken"]
+        forged = httpx.post(f"{plane.url}/api/remora/v1/discovery/ack", timeout=10,
+                            headers={"Authorization": f"Bearer {token}"},
+                            json={"node": proxy["id"], "version": "forged", "error": None})
+        assert forged.status_code == 403, forged.text
+        after = httpx.get(f"{plane.url}/api/remora/v1/proxies", headers=plane.headers,
+                          timeout=10).json()[0]
+        assert after["acked"] == proxy["acked"] != "forged"
+        anonymous = httpx.post(f"{plane.url}/api/remora/v1/discovery/ack", timeout=10,
+                               json={"node": proxy["id"], "version": "forged", "error": None})
+        assert anonymous.status_code == 401

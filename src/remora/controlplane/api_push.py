@@ -10,12 +10,14 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from remora.controlplane import access
-from remora.controlplane.access import READ, Need
-from remora.controlplane.auth_gate import require
+from remora.controlplane.access import READ, Need, Principal
+from remora.controlplane.auth_gate import PRINCIPAL, require
 from remora.controlplane.push import PushServer
 from remora.mesh.wire import resource_errors
 
 router = APIRouter(prefix="/api/remora/v1", tags=["push"])
+OWNER = "owner"
+"""Node field the control plane adds: the user whose token opened the stream."""
 
 
 class Node(BaseModel):
@@ -68,7 +70,9 @@ async def discovery(body: DiscoveryRequest, request: Request) -> StreamingRespon
     node = body.node
     require(request, Need((access.discovery(node.namespace, node.mode),), READ),
             f"discovery for {node.mode} proxies in namespace {node.namespace!r}")
-    stream = push_server(request).subscribe(node.model_dump())
+    subscriber = request.scope.get(PRINCIPAL)
+    stream = push_server(request).subscribe(
+        {**node.model_dump(), OWNER: subscriber.username if subscriber else None})
     return StreamingResponse(stream, media_type="application/x-ndjson")
 
 
@@ -77,13 +81,17 @@ async def discovery(body: DiscoveryRequest, request: Request) -> StreamingRespon
                  "schema": Ack.model_json_schema()}}, "required": True}})
 async def ack(request: Request) -> Response:
     """(Served by controlplane.fastpaths in front of the app; this route documents it.)"""
-    status, body = answer_ack(push_server(request), await request.body())
+    status, body = answer_ack(push_server(request), await request.body(),
+                              principal=request.scope.get(PRINCIPAL))
     return Response(body, status_code=status, media_type="application/json")
 
 
-def answer_ack(push: PushServer, raw: bytes) -> tuple[int, bytes]:
+def answer_ack(push: PushServer, raw: bytes, *,
+               principal: Principal | None = None) -> tuple[int, bytes]:
     """Status and JSON body for an ACK/NACK. Every proxy ACKs every push, so this is parsed
-    by hand: a validated pydantic body costs several times more per request."""
+    by hand: a validated pydantic body costs several times more per request. With auth on,
+    only the user whose token opened a proxy's stream may ACK for it (403 otherwise), so no
+    one can mark another proxy synced or hide its errors."""
     try:
         body = json.loads(raw)
         node, version, error = body["node"], body["version"], body.get("error")
@@ -94,6 +102,11 @@ def answer_ack(push: PushServer, raw: bytes) -> tuple[int, bytes]:
     except (ValueError, KeyError, TypeError):
         return 400, (b'{"message":"body must be {node: str, version: str, error: str|null, '
                      b'resourceErrors: [{kind, namespace, name, message}]}"}')
+    subscriber = push.subscribers.get(node)
+    if principal is not None and subscriber is not None and \
+            subscriber.node.get(OWNER) not in (None, principal.username):
+        return 403, json.dumps({"message": f'User "{principal.username}" cannot ACK for '
+                                           f"proxy {node}"}).encode()
     if not push.ack(node, version, error, skipped):
         return 404, json.dumps({"message": f"proxy {node} is not connected"}).encode()
     return 200, b'{"accepted":%s}' % (b"true" if error is None else b"false")

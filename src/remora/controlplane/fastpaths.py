@@ -16,6 +16,7 @@ from starlette.requests import Request
 
 from remora.controlplane import nacos
 from remora.controlplane.api_push import answer_ack
+from remora.controlplane.auth_gate import PRINCIPAL
 from remora.controlplane.state import ControlPlane
 from remora.mesh.wire import ACK_PATH
 
@@ -57,7 +58,7 @@ class FastPaths:
             if len(body) > MAX_BODY:
                 await respond(send, 413, b'{"message":"request body too large"}')
                 return
-        status, payload = answer_ack(self.state.push, body)
+        status, payload = answer_ack(self.state.push, body, principal=scope.get(PRINCIPAL))
         await respond(send, status, payload)
 
     async def nacos(self, handler: nacos.Handler, scope: dict[str, Any], receive: Any,
