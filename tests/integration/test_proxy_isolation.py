@@ -22,9 +22,10 @@ from tests.integration.meshkit import (
     echo_servers,
     run_controlplane,
     run_proxy,
-    service_yaml,
     wait_for,
 )
+from tests.integration.test_proxy_controlplane import served
+from tests.integration.test_proxy_controlplane import write_config as write_route
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,26 +34,11 @@ BAD = {"apiVersion": "networking.istio.io/v1", "kind": "WorkloadEntry",
        "metadata": {"name": "reviews-bad-host", "namespace": "default", "generation": 1},
        "spec": {"address": "bad_host!", "labels": {"app": "reviews", "version": "v1"},
                 "ports": {"http": 9080}}}
-ROUTE = """\
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews}}
-spec:
-  host: reviews
-  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews}}
-spec:
-  hosts: [reviews]
-  http: [{{route: [{{destination: {{host: reviews, subset: {subset}}}}}]}}]
----
+DENY_ALL = """\
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
-metadata: {{name: deny-all}}
-spec: {{action: DENY, rules: [{{}}]}}
+metadata: {name: deny-all}
+spec: {action: DENY, rules: [{}]}
 """
 
 
@@ -63,17 +49,10 @@ def upstreams() -> Iterator[dict[str, EchoServer]]:
 
 
 def write_config(folder: Path, upstreams: dict[str, EchoServer], subset: str) -> Path:
-    folder.mkdir(exist_ok=True)
-    (folder / "mesh.yaml").write_text(
-        service_yaml("reviews", 9080, [(upstreams["v1"].port, {"version": "v1"}),
-                                       (upstreams["v2"].port, {"version": "v2"})])
-        + ROUTE.format(subset=subset))
+    """The reviews route of test_proxy_controlplane, plus a DENY policy nothing enforces."""
+    folder = write_route(folder, upstreams, subset)
+    (folder / "policy.yaml").write_text(DENY_ALL)
     return folder
-
-
-def served(proxy_url: str) -> str:
-    response = httpx.get(f"{proxy_url}/", headers={"host": "reviews:9080"}, timeout=5)
-    return str(response.json()["upstream"]) if response.status_code == 200 else "error"
 
 
 def seed_bad_entry(data_dir: Path) -> None:
