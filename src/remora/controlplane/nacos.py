@@ -111,15 +111,20 @@ def _metadata(raw: str) -> dict[str, str]:
     return {str(key): str(value) for key, value in data.items()}
 
 
-async def _params(request: Request) -> _Params:
-    parsed = request.scope.get(PARAMS)  # read once, at the door (auth_gate)
+async def request_values(request: Request) -> dict[str, str]:
+    """A request's parameters, query and form merged (as the auth gate read them, if it ran)."""
+    parsed: dict[str, str] | None = request.scope.get(PARAMS)  # read once, at the door
     if parsed is not None:
-        return _Params(parsed)
+        return parsed
     values = dict(request.query_params)
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         body = (await request.body()).decode("utf-8", "replace")
         values.update(parse_qsl(body, keep_blank_values=True))
-    return _Params(values)
+    return values
+
+
+async def _params(request: Request) -> _Params:
+    return _Params(await request_values(request))
 
 
 def _host(instance: Instance) -> dict[str, Any]:
