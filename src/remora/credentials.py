@@ -62,10 +62,10 @@ class Credentials:
     password: str = ""
     token: str = ""
 
-    def to_json(self) -> str:
-        data = {"server": self.server, "username": self.username}
-        data.update({"password": self.password} if self.password else {"token": self.token})
-        return json.dumps(data, indent=2) + "\n"
+    def fields(self) -> dict[str, str]:
+        """What a file keeps of it (the server aside): the password, else the token."""
+        secret = {"password": self.password} if self.password else {"token": self.token}
+        return {"username": self.username, **secret}
 
 
 def read_file(path: Path) -> list[Credentials]:
@@ -85,28 +85,26 @@ def read_file(path: Path) -> list[Credentials]:
     return found
 
 
-def write_file(path: Path, credentials: Credentials) -> None:
-    """Write a single-entry file readable by its owner only."""
+def _write_private(path: Path, data: dict[str, Any]) -> None:
+    """JSON readable by its owner only (mode 0600 from the first byte)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(credentials.to_json())
+        json.dump(data, out, indent=2)
+        out.write("\n")
+
+
+def write_file(path: Path, credentials: Credentials) -> None:
+    """A single-entry file."""
+    _write_private(path, {"server": credentials.server, **credentials.fields()})
 
 
 def remember(credentials: Credentials, path: Path | None = None) -> Path:
     """Keep `credentials` for their server in the per-user file (`remora auth login`)."""
     path = path or home_file()
-    servers: dict[str, Any] = {}
-    if path.exists():
-        servers = {c.server: c for c in read_file(path) if not same_server(c.server,
-                                                                             credentials.server)}
-    servers[credentials.server] = credentials
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump({"servers": {url: {k: v for k, v in json.loads(c.to_json()).items()
-                                     if k != "server"} for url, c in servers.items()}},
-                  out, indent=2)
+    kept = [c for c in read_file(path) if not same_server(c.server, credentials.server)] \
+        if path.exists() else []
+    _write_private(path, {"servers": {c.server: c.fields() for c in [*kept, credentials]}})
     return path
 
 
