@@ -333,6 +333,37 @@ class ListenerTls:
         return {"certificate": "<inline PEM from Secret>", "privateKey": "<redacted>"}
 
 
+PathNormalization = Literal["NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"]
+
+
+@dataclass(frozen=True, slots=True)
+class MeshSettings:
+    """What the proxy takes from MeshConfig (remora.api.meshconfig), with Istio's defaults: the
+    data path reads these per request, so they are compiled into the snapshot."""
+
+    path_normalization: PathNormalization = "BASE"
+    outbound_traffic_policy: Literal["ALLOW_ANY", "REGISTRY_ONLY"] = "ALLOW_ANY"
+    access_log_file: str = ""  # "" = no access log (Istio's default); "/dev/stdout" common
+    access_log_encoding: Literal["TEXT", "JSON"] = "TEXT"
+    access_log_format: str = ""  # "" = Envoy's default format for the encoding
+    trust_domain: str = "cluster.local"
+    root_namespace: str = "istio-system"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pathNormalization": self.path_normalization,
+            "outboundTrafficPolicy": self.outbound_traffic_policy,
+            "accessLogFile": self.access_log_file,
+            "accessLogEncoding": self.access_log_encoding,
+            "accessLogFormat": self.access_log_format,
+            "trustDomain": self.trust_domain,
+            "rootNamespace": self.root_namespace,
+        }
+
+
+DEFAULT_MESH = MeshSettings()
+
+
 @dataclass(frozen=True, slots=True)
 class Listener:
     """A port the proxy accepts on; outbound picks its route table by destination port."""
@@ -364,6 +395,7 @@ class Snapshot:
     notes: tuple[str, ...] = ()
     skipped: tuple[SkippedResource, ...] = ()
     unenforced: tuple[Finding, ...] = ()
+    mesh: MeshSettings = DEFAULT_MESH
     _by_port: Mapping[int, RouteTable] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -397,4 +429,5 @@ class Snapshot:
             "notes": list(self.notes),
             "skipped": [item.to_dict() for item in self.skipped],
             "unenforced": [str(item) for item in self.unenforced],
+            "mesh": self.mesh.to_dict(),
         }
