@@ -2,10 +2,12 @@
 
 Istio's rules (istio.io "Virtual Service" reference, `hosts`; pilot generateVirtualHostDomains):
 a short name resolves in the namespace of the resource naming it to
-`name.ns.svc.cluster.local`; a Kubernetes Service answers `name` (only to proxies in its own
-namespace), `name.ns`, `name.ns.svc`, its FQDN and its cluster IP; ServiceEntry hosts stand as
-written (wildcards included) with its non-CIDR addresses. `exportTo` (`.`, `*`, namespaces; for
-Services the `networking.istio.io/exportTo` annotation) limits where a resource is visible.
+`name.ns.svc.cluster.local`; a service answers its host, its non-CIDR addresses (a Service's
+cluster IP) and, when the host is `name.ns.svc.cluster.local` (a Kubernetes Service, or a
+ServiceEntry host written so), `name` (only to proxies in namespace `ns`), `name.ns` and
+`name.ns.svc`; other ServiceEntry hosts stand as written (wildcards included). `exportTo`
+(`.`, `*`, namespaces; for Services the `networking.istio.io/exportTo` annotation) limits where
+a resource is visible.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from remora.api.kube.core import Service
-from remora.api.networking.names import host_subset_of, to_fqdn
+from remora.api.networking.names import host_subset_of, short_names, to_fqdn
 from remora.api.networking.service_entry import ServiceEntry
 from remora.api.resource import Resource
 
@@ -65,11 +67,7 @@ class MeshService:
 
     def domains(self, proxy_namespace: str) -> tuple[str, ...]:
         """Names a sidecar in `proxy_namespace` accepts for this service (without ports)."""
-        if isinstance(self.resource, ServiceEntry):
-            return (self.host, *self.addresses)
-        short = (self.name,) if proxy_namespace == self.namespace else ()
-        prefix = f"{self.name}.{self.namespace}"
-        return (*short, prefix, f"{prefix}.svc", self.host, *self.addresses)
+        return (*short_names(self.host, proxy_namespace), self.host, *self.addresses)
 
 
 def _is_http(protocol: str) -> bool:

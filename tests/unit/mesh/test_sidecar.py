@@ -112,6 +112,66 @@ def test_service_domains_short_name_only_in_its_namespace() -> None:
         assert away.find(name) is not None
 
 
+def _service_entry(host: str, namespace: str = "default") -> str:
+    return f"""\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: reviews-se, namespace: {namespace}}}
+spec:
+  hosts: [{host}]
+  location: MESH_INTERNAL
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 10.2.0.1}}]
+---
+"""
+
+
+@pytest.mark.parametrize("entry_namespace", ["default", "other"])
+def test_service_entry_in_the_cluster_domain_gets_short_names(entry_namespace: str) -> None:
+    """pilot GenerateAltVirtualHosts (route config domains): any service whose host is
+    `name.ns.svc.cluster.local`, a ServiceEntry's too, answers `name` to proxies in `ns` and
+    `name.ns`, `name.ns.svc` to every proxy; the names come from the host, not from the
+    namespace the ServiceEntry lives in."""
+    text = _service_entry(FQDN, entry_namespace)
+    home = sidecar(text).outbound_table(9080)
+    away = sidecar(text, namespace="qa").outbound_table(9080)
+    assert home is not None and away is not None
+    for name in ("reviews", "reviews.default", "reviews.default.svc", FQDN):
+        vhost = home.find(name)
+        assert vhost is not None and vhost.name == f"{FQDN}:9080"
+    assert away.find("reviews") is None
+    for name in ("reviews.default", "reviews.default.svc", FQDN):
+        assert away.find(name) is not None
+
+
+def test_service_entry_outside_the_cluster_domain_has_no_short_names() -> None:
+    """GenerateAltVirtualHosts: a host that does not share the proxy's `svc.cluster.local`
+    domain is not expanded (its short names could clash with a Kubernetes service's)."""
+    table = sidecar(_service_entry("reviews.example.com")).outbound_table(9080)
+    assert table is not None
+    assert table.find("reviews.example.com") is not None
+    assert table.find("reviews") is None and table.find("reviews.example") is None
+
+
+def test_virtual_service_on_a_service_entry_host_answers_its_short_name() -> None:
+    """istio.io "Virtual Service" hosts: `reviews` named in `default` is
+    reviews.default.svc.cluster.local, here a ServiceEntry host; its rules serve the short
+    name the client sends."""
+    text = _service_entry(FQDN) + """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http: [{name: to-the-entry, route: [{destination: {host: reviews}}]}]
+---
+"""
+    snap = sidecar(text)
+    for name in ("reviews", "reviews.default", FQDN):
+        assert _vhost_routes(snap, name) == ["to-the-entry"]
+
+
 def test_no_virtual_service_means_a_default_route_to_every_ready_endpoint() -> None:
     """istio.io traffic management: without virtual services Envoy distributes requests among
     all service instances; EndpointSlice conditions.ready false is not routed to."""

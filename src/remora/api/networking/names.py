@@ -140,6 +140,21 @@ def to_fqdn(host: str, namespace: str) -> str:
     return f"{host}.{namespace}.{CLUSTER_SUFFIX}"
 
 
+def short_names(host: str, namespace: str) -> tuple[str, ...]:
+    """The shorter names a proxy in `namespace` (DNS domain `<namespace>.svc.cluster.local`)
+    resolves to `host` (pilot GenerateAltVirtualHosts): `name`, only from the host's own
+    namespace, then `name.ns` and `name.ns.svc`; none for hosts outside `svc.cluster.local`.
+    Whatever registry the host comes from (Service or ServiceEntry), as Istio does. A wildcard
+    host is not expanded: Istio would give `*.default` and `*`, a catch-all, from `*.default...`.
+    """
+    head = host.removesuffix("." + CLUSTER_SUFFIX)
+    name, _, host_namespace = head.partition(".")
+    if head == host or not host_namespace or host.startswith("*"):
+        return ()
+    own = (name,) if host_namespace == namespace else ()
+    return (*own, head, f"{head}.svc")
+
+
 def host_matches(a: str, b: str) -> bool:
     """Istio host.Name.Matches: equal, or one wildcard covers the other."""
     if a == "*" or b == "*":
