@@ -10,6 +10,8 @@ so `public:*:*` grants a whole namespace. Remora names its own APIs the same way
     Nacos config        public:DEFAULT_GROUP:config/app.yaml
     Kubernetes objects  default:networking.istio.io:virtualservices/reviews   (core group: core;
                         cluster-scoped kinds have an empty namespace; a list names `*`)
+    subresources        default:apps:deployments/web/status, .../web/scale (as Kubernetes RBAC,
+                        a grant of the object is not one of its subresources)
     push (proxies)      default:remora:discovery/sidecar, istio-system:remora:discovery/gateway
     proxy status        *:remora:proxies/*
 
@@ -123,10 +125,13 @@ def config(tenant: str, group: str, data_id: str) -> str:
     return f"{tenant or PUBLIC}:{group or DEFAULT_GROUP}:config/{data_id}"
 
 
-def kube(namespace: str | None, group: str, plural: str, name: str | None) -> str:
-    """A Kubernetes object (or `*`: every object of the list) in `namespace` (None: all)."""
+def kube(namespace: str | None, group: str, plural: str, name: str | None,
+         subresource: str | None = None) -> str:
+    """A Kubernetes object (or `*`: every object of the list) in `namespace` (None: all), or
+    one of its subresources (`status`, `scale`)."""
     scope = "*" if namespace is None else namespace
-    return f"{scope}:{group or CORE_GROUP}:{plural}/{name or '*'}"
+    sub = f"/{subresource}" if subresource else ""
+    return f"{scope}:{group or CORE_GROUP}:{plural}/{name or '*'}{sub}"
 
 
 def discovery(namespace: str, mode: str) -> str:
@@ -179,7 +184,8 @@ def nacos_need(method: str, path: str, params: Mapping[str, str]) -> Need:
 
 _KUBE = re.compile(
     r"^/(?:apis/(?P<group>[^/]+)/[^/]+|api/v1)"
-    r"(?:/namespaces/(?P<namespace>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?"
+    r"(?:/namespaces/(?P<namespace>[^/]+)/(?P<plural>[^/]+)"
+    r"(?:/(?P<name>[^/]+)(?:/(?P<subresource>status|scale))?)?"
     r"|/(?P<cplural>[^/]+)(?:/(?P<cname>[^/]+))?)/?$")
 
 
@@ -191,10 +197,11 @@ class KubeTarget:
     group: str
     plural: str
     name: str | None
+    subresource: str | None = None
 
     @property
     def resource(self) -> str:
-        return kube(self.namespace, self.group, self.plural, self.name)
+        return kube(self.namespace, self.group, self.plural, self.name, self.subresource)
 
 
 def parse_kube(path: str) -> KubeTarget | None:
@@ -203,7 +210,8 @@ def parse_kube(path: str) -> KubeTarget | None:
         return None
     group = found["group"] or ""
     if found["plural"] is not None:
-        return KubeTarget(found["namespace"], group, found["plural"], found["name"])
+        return KubeTarget(found["namespace"], group, found["plural"], found["name"],
+                          found["subresource"])
     if found["cplural"] == "namespaces" and not group:
         return KubeTarget("", group, "namespaces", found["cname"])  # cluster-scoped
     return KubeTarget(None, group, found["cplural"], found["cname"])

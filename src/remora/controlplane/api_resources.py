@@ -5,6 +5,8 @@
   `?watch=true&resourceVersion=N` streams JSON lines), create (POST), get, replace (PUT), delete;
 - `/apis/{group}/{version}/{plural}[/{name}]`, `/api/v1/{plural}[/{name}]`: lists across
   namespaces, and the cluster-scoped kinds (Namespace);
+- `.../{name}/status` and, for Deployments and StatefulSets, `.../{name}/scale`: the
+  subresources controllers write (subresources.py);
 - `POST /api/remora/apply`: YAML or JSON, many documents, `kubectl apply` per object.
 Analyzer warnings travel as `Warning: 299 - "..."` headers, as the API server sends them.
 """
@@ -19,6 +21,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from remora.api.resource import DEFAULT_NAMESPACE, split_api_version
+from remora.controlplane import subresources
 from remora.controlplane.access import WRITE, Need, kube
 from remora.controlplane.auth_gate import require
 from remora.controlplane.distribution import with_proxy_status, with_validation_messages
@@ -178,6 +181,53 @@ def _routes(prefix: str, resolve: Callable[..., Target],
     router.add_api_route(item, get, methods=["GET"], responses=_STATUS)
     router.add_api_route(item, replace, methods=["PUT"], openapi_extra=_BODY, responses=_STATUS)
     router.add_api_route(item, delete, methods=["DELETE"], responses=_STATUS)
+    _subresource_routes(item, resolve, scope)
+
+
+def _subresource_routes(item: str, resolve: Callable[..., Target],
+                        scope: Callable[..., str | None]) -> None:
+    """`{item}/status` and `{item}/scale` (subresources.py)."""
+    Path = Annotated[Target, Depends(resolve)]  # noqa: N806 (type aliases)
+    Scope = Annotated[str | None, Depends(scope)]  # noqa: N806
+
+    async def get_status(*, target: Path, namespace: Scope, name: str,
+                         resources: Resources) -> dict[str, Any]:
+        """Read one object through its status subresource."""
+        rtype, version = target
+        obj = await resources.get(rtype, _check_scope(rtype, namespace), name)
+        return _as_version(obj, rtype, version)
+
+    async def replace_status(*, request: Request, target: Path, namespace: Scope, name: str,
+                             resources: Resources) -> dict[str, Any]:
+        """Replace only the object's `.status` (what a controller reports)."""
+        rtype, version = target
+        ns = _check_scope(rtype, namespace)
+        document = await _one_document(request, rtype, namespace=ns, name=name)
+        obj = await subresources.write_status(resources, rtype, ns, name, document)
+        return _as_version(obj, rtype, version)
+
+    async def get_scale(*, target: Path, namespace: Scope, name: str,
+                        resources: Resources) -> dict[str, Any]:
+        """The autoscaling/v1 Scale of a Deployment or StatefulSet."""
+        rtype, _ = target
+        return await subresources.get_scale(resources, rtype, _check_scope(rtype, namespace),
+                                            name)
+
+    async def replace_scale(*, request: Request, target: Path, namespace: Scope, name: str,
+                            resources: Resources) -> dict[str, Any]:
+        """Set `spec.replicas` from a Scale (what a HorizontalPodAutoscaler does)."""
+        rtype, _ = target
+        documents = await read_documents(request)
+        if len(documents) != 1:
+            raise BadRequestError(f"expected one Scale in the body, got {len(documents)}")
+        return await subresources.write_scale(resources, rtype, _check_scope(rtype, namespace),
+                                              name, documents[0])
+
+    router.add_api_route(f"{item}/status", get_status, methods=["GET"], responses=_STATUS)
+    router.add_api_route(f"{item}/status", replace_status, methods=["PUT"],
+                         openapi_extra=_BODY, responses=_STATUS)
+    router.add_api_route(f"{item}/scale", get_scale, methods=["GET"], responses=_STATUS)
+    router.add_api_route(f"{item}/scale", replace_scale, methods=["PUT"], responses=_STATUS)
 
 
 def _check_scope(rtype: ResourceType, namespace: str | None) -> str:

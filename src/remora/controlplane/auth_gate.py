@@ -120,8 +120,9 @@ def forbidden_message(principal: Principal, method: str, path: str) -> str:
     resource = f"{target.plural}.{target.group}" if target.group else target.plural
     subject = f'{resource} "{target.name}"' if target.name else resource
     scope = f' in the namespace "{target.namespace}"' if target.namespace else ""
+    plural = f"{target.plural}/{target.subresource}" if target.subresource else target.plural
     return (f'{subject} is forbidden: User "{principal.username}" cannot {verb} resource '
-            f'"{target.plural}" in API group "{target.group}"{scope}')
+            f'"{plural}" in API group "{target.group}"{scope}')
 
 
 def query_params(raw: str) -> dict[str, str]:

@@ -5,6 +5,8 @@ as JSON. The server owns part of `metadata`: `uid` and `creationTimestamp` (set 
 `generation` (bumped when anything but metadata/status changes, as for Kubernetes' spec) and
 `resourceVersion` (the key's modified store revision, so it is never stored, only injected on
 read). A body carrying a `resourceVersion` is a precondition: another value is a conflict.
+`status` in a body is ignored and the stored one kept: controllers write it through the status
+subresource (subresources.py).
 Errors carry the HTTP status the API answers with (`ResourceError.code`).
 """
 
@@ -327,6 +329,8 @@ class ResourceStore:
         meta.update(uid=old_meta.get("uid"), generation=generation,
                     creationTimestamp=old_meta.get("creationTimestamp"))
         obj["metadata"] = meta
+        if "status" in old:  # written through the status subresource only (subresources.py)
+            obj["status"] = old["status"]
         return obj, (Action.UNCHANGED if obj == old else Action.CONFIGURED)
 
     async def _require_namespace(self, namespace: str) -> None:

@@ -44,6 +44,10 @@ def principal(*grants: tuple[str, str]) -> Principal:
     ("GET", "/apis/networking.istio.io/v1/namespaces/default/virtualservices/reviews", {},
      Need(("default:networking.istio.io:virtualservices/reviews",), "r")),
     ("DELETE", "/api/v1/namespaces/prod/secrets/tls", {}, Need(("prod:core:secrets/tls",), "w")),
+    ("PUT", "/apis/apps/v1/namespaces/default/deployments/web/status", {},
+     Need(("default:apps:deployments/web/status",), "w")),
+    ("PUT", "/apis/apps/v1/namespaces/default/deployments/web/scale", {},
+     Need(("default:apps:deployments/web/scale",), "w")),
     ("GET", "/api/v1/secrets", {}, Need(("*:core:secrets/*",), "r")),
     ("GET", "/api/v1/namespaces", {}, Need((":core:namespaces/*",), "r")),
     ("DELETE", "/api/v1/namespaces/prod", {}, Need((":core:namespaces/prod",), "w")),
@@ -83,6 +87,18 @@ def test_a_one_service_grant_does_not_cover_the_service_list_or_a_lookalike() ->
 def test_pattern_characters_other_than_star_are_literal() -> None:
     bob = principal(("public:a.b:naming/web", "r"))
     assert not bob.allows(Need(("public:aXb:naming/web",), "r"))
+
+
+def test_a_subresource_grant_is_not_a_grant_of_the_object() -> None:
+    runner = principal(("default:apps:deployments/*/status", "w"),
+                       ("default:apps:deployments/*", "r"))
+    assert runner.allows(need_for("PUT", "/apis/apps/v1/namespaces/default/deployments/web/status",
+                                  {}))
+    assert runner.allows(need_for("GET", "/apis/apps/v1/namespaces/default/deployments", {}))
+    assert not runner.allows(need_for("PUT", "/apis/apps/v1/namespaces/default/deployments/web",
+                                      {}))
+    assert not runner.allows(need_for("PUT", "/apis/apps/v1/namespaces/other/deployments/web/"
+                                      "status", {}))
 
 
 def test_every_resource_of_a_need_must_be_granted() -> None:
