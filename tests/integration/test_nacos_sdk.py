@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -29,6 +30,7 @@ import pytest
 
 nacos = pytest.importorskip("nacos")
 from nacos.listener import SubscribeListener  # noqa: E402
+from nacos.params import parse_key  # noqa: E402
 
 WAIT = 20.0
 ADMIN_PASSWORD = "sdk-admin-pw"
@@ -51,48 +53,79 @@ def eventually(check: Callable[[], Any], *, timeout: float = WAIT) -> Any:
         time.sleep(0.1)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
-    """A `remora controlplane` process on a free port; stopped (and reaped) afterwards."""
-    port = free_port()
-    remora = Path(sys.executable).with_name("remora")
-    proc = subprocess.Popen(
-        [str(remora), "controlplane", "--listen", f"127.0.0.1:{port}",
-         "--data-dir", str(tmp_path / "data"), "--drain-timeout", "1", "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env={**os.environ, "REMORA_ADMIN_PASSWORD": ADMIN_PASSWORD})
-    address = f"127.0.0.1:{port}"
+class ControlPlane:
+    """A `remora controlplane` process on a free port; `stop()` ends and reaps it (idempotent)."""
 
-    def up() -> bool:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+    def __init__(self, data_dir: Path) -> None:
+        self.address = f"127.0.0.1:{free_port()}"
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("remora")), "controlplane",
+             "--listen", self.address, "--data-dir", str(data_dir), "--drain-timeout", "1",
+             "--log-level", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env={**os.environ, "REMORA_ADMIN_PASSWORD": ADMIN_PASSWORD})
+
+    def up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(self.proc.stderr.read().decode() if self.proc.stderr else "")
         try:
-            with urllib.request.urlopen(f"http://{address}/healthz", timeout=1) as resp:
+            with urllib.request.urlopen(f"http://{self.address}/healthz", timeout=1) as resp:
                 return bool(resp.status == 200)
         except OSError:
             return False
 
-    try:
-        eventually(up)
-        yield address
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(10)
+            self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+            self.proc.kill()
+            self.proc.wait(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left() -> Iterator[None]:
+    """Every thread a test starts is ended by its teardown. The SDK's threads (beats, subscribe
+    timers, config long-polls, the callback pool) outliving a test poll a server that is gone
+    and print tracebacks at the end of `make test`."""
+    before = set(threading.enumerate())
+    yield
+    left = [thread.name for thread in threading.enumerate()
+            if thread not in before and thread.is_alive()]
+    assert not left, f"threads still running after the test: {left}"
 
 
 @pytest.fixture
-def client_factory(server: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """NacosClients on the server, their files under tmp_path, their threads stopped after."""
+def controlplane(tmp_path: Path) -> Iterator[ControlPlane]:
+    server = ControlPlane(tmp_path / "data")
+    try:
+        eventually(server.up)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def server(controlplane: ControlPlane) -> str:
+    """The control plane's address, host:port."""
+    return controlplane.address
+
+
+@pytest.fixture
+def client_factory(controlplane: ControlPlane, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """NacosClients on the server, their files under tmp_path; after the test each stops asking
+    the server anything, then the server stops, then the client's threads are waited for."""
     made: list[Any] = []
 
     def make(namespace: str = "", *, username: str = "admin",
              password: str = ADMIN_PASSWORD) -> Any:
         """A client logging in as the Nacos Java and Python clients do (username/password ->
         POST /nacos/v1/auth/login -> accessToken on every call)."""
-        client = nacos.NacosClient(server, namespace=namespace, logDir=str(tmp_path / "logs"),
+        client = nacos.NacosClient(controlplane.address, namespace=namespace,
+                                   logDir=str(tmp_path / "logs"),
                                    username=username or None, password=password or None)
         client.set_options(snapshot_base=str(tmp_path / f"snapshot{len(made)}"),
                            failover_base=str(tmp_path / f"failover{len(made)}"))
@@ -100,12 +133,69 @@ def client_factory(server: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
         return client
 
     yield make
-    for client in made:
-        client.stop_subscribe()
-        for task in client.heartbeats.values():
-            task.stop()
-        if client.process_mgr is not None:
-            client.process_mgr.shutdown()
+    pullers = [thread for client in made for thread in stop_asking(client)]
+    controlplane.stop()  # a long-poll in flight fails now; its puller sees no key left and ends
+    for thread in pullers:
+        thread.join(WAIT)
+    release(made)
+
+
+def stop_asking(client: Any) -> list[threading.Thread]:
+    """End the client's beats, subscriptions and config watchers (the SDK's own calls); return
+    the long-poll threads, which end once their request in flight returns."""
+    for task in client.heartbeats.values():
+        task.stop()
+    timers = list(client.subscribe_timer_manager.all_timers().values())
+    client.stop_subscribe()
+    for timer in timers:  # a timer whose poll was running when cancelled schedules one more
+        eventually(lambda timer=timer: timer.cancel() or not timer.alive())
+    if client.puller_mapping is None:
+        return list(client.heartbeats.values())
+    pullers = {puller for puller, _keys in client.puller_mapping.values()}
+    for key, watchers in list(client.watcher_mapping.items()):
+        data_id, group, _namespace = parse_key(key)
+        for watcher in list(watchers):
+            client.remove_config_watcher(data_id, group, watcher.callback, remove_all=True)
+    return [*client.heartbeats.values(), *pullers]
+
+
+class _DispatchEnded(BaseException):
+    """Ends the SDK's result-dispatch thread, a `while True` over its notify queue that has no
+    stop of its own."""
+
+
+class _NoWatchers(dict[str, Any]):
+    def get(self, key: str, default: Any = None) -> Any:
+        raise _DispatchEnded
+
+
+def release(clients: list[Any]) -> None:
+    """Once nothing polls: end each dispatch thread, callback pool, queue feeder and manager
+    process that a client's first config watcher started."""
+    watching = [client for client in clients if client.puller_mapping is not None]
+    dispatchers = [thread for thread in threading.enumerate()
+                   if thread.name.endswith("(_process_polling_result)")]
+    previous_hook = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is not _DispatchEnded:
+            previous_hook(args)
+
+    threading.excepthook = hook
+    try:
+        for client in watching:
+            client.watcher_mapping = _NoWatchers()
+            client.notify_queue.put(("", None, None))
+        for thread in dispatchers:
+            thread.join(WAIT)
+    finally:
+        threading.excepthook = previous_hook
+    for client in watching:
+        client.callback_tread_pool.close()
+        client.callback_tread_pool.join()
+        client.notify_queue.close()
+        client.notify_queue.join_thread()
+        client.process_mgr.shutdown()
 
 
 def hosts(client: Any, service: str, **kwargs: Any) -> dict[int, dict[str, Any]]:
