@@ -7,8 +7,9 @@ directory (mode 0600), `remora up` writes one per role in its state directory, a
 
 1. $REMORA_TOKEN (a token, for scripts and curl users);
 2. $REMORA_CREDENTIALS (a file);
-3. ./.remora/credentials.json, ./.remora/up/controlplane/credentials.json (a control plane or
-   `remora up` started in this directory), ~/.remora/credentials.json;
+3. ./.remora/credentials.json (a control plane started here), the running `remora up`'s
+   .remora/up/controlplane/credentials.json (here or in a parent: remora.context finds it as it
+   finds the control plane), ~/.remora/credentials.json;
 
 and take the first whose server is the one they talk to. Tokens are fetched from Nacos's
 login API (`POST /nacos/v1/auth/login`) and fetched again shortly before `tokenTtl` runs out.
@@ -28,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from remora import context
 from remora.errors import RemoraError
 
 LOGIN_PATH = "/nacos/v1/auth/login"
 FILE_NAME = "credentials.json"
-LOCAL_FILES = (Path(".remora") / FILE_NAME, Path(".remora/up/controlplane") / FILE_NAME)
 RENEW_BEFORE = 60.0  # seconds before expiry a token is renewed
 
 
@@ -114,7 +115,7 @@ def find(server: str) -> Credentials | None:
     if token:
         return Credentials(server, token=token)
     named = os.environ.get("REMORA_CREDENTIALS", "")
-    candidates = [Path(named)] if named else [*LOCAL_FILES, home_file()]
+    candidates = [Path(named)] if named else [*context.credential_files(), home_file()]
     for path in candidates:
         if not path.exists():
             continue

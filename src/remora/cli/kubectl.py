@@ -1,6 +1,7 @@
 """`remora apply | get | delete`: kubectl's verbs against a control plane's resource API.
 
-The control plane is `--server` (or $REMORA_SERVER, default http://127.0.0.1:8848). Output
+The control plane is the current mesh's (remora.context: `--server`, $REMORA_CONTROLPLANE, the
+running `remora up` of this directory, else http://127.0.0.1:8848). Output
 follows kubectl: `virtualservice.networking.istio.io/reviews created`, tables with NAME and
 AGE, `-o yaml|json` that can be applied again, `Error from server (NotFound): ...`. Exit
 status 0 when everything worked, 1 otherwise.
@@ -31,14 +32,25 @@ from remora.api.resource import split_api_version
 from remora.api.yamlaliases import AliasBombError
 from remora.api.yamlsource import load_all
 from remora.cli.output import OutputFormat, render
+from remora.context import current
 from remora.controlplane.kindnames import ResourceType, by_kind, lookup
 from remora.credentials import TokenSource
 from remora.errors import RemoraError
 
-DEFAULT_SERVER = "http://127.0.0.1:8848"
+DEFAULT_SERVER = ""
+"""The `--server` a command gets when none is given: the current mesh's (see find_server)."""
 TIMEOUT = 30.0
 
-Server = Annotated[str, typer.Option(envvar="REMORA_SERVER", help="The control plane's URL.")]
+
+def find_server(value: str | None) -> str:
+    """The control plane URL: the flag, else the current mesh's (remora.context)."""
+    return current(value or None).server
+
+
+Server = Annotated[str, typer.Option(
+    "--server", "--controlplane", callback=find_server, show_default=False,
+    help="The control plane's URL. Default: $REMORA_CONTROLPLANE, else the running "
+         "`remora up` of this directory (or a parent), else http://127.0.0.1:8848.")]
 Namespace = Annotated[str, typer.Option("-n", "--namespace", help="Namespace.")]
 Files = Annotated[list[str] | None, typer.Option(
     "-f", "--filename", help="File, directory (recursive) or - for stdin. Repeatable.")]
@@ -107,7 +119,9 @@ class Client:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise RemoraError(f"cannot reach the control plane at {self.server}: {reason} "
-                              "(is `remora controlplane` running? see --server)") from None
+                              "(is `remora up` or `remora controlplane` running? the URL comes "
+                              "from --server, $REMORA_CONTROLPLANE, a running `remora up` in "
+                              "this directory, else :8848)") from None
 
 
 def _json_or_none(raw: bytes) -> Any:
@@ -168,7 +182,8 @@ def _print_applied(item: dict[str, Any]) -> bool:
     return True
 
 
-def get(kind: Annotated[str, typer.Argument(help="Kind: vs, virtualservice(s), svc, ...")],
+def get(kind: Annotated[str, typer.Argument(
+            help="Kind: vs, virtualservice(s), svc, pods, all, ...")],
         names: Annotated[list[str] | None, typer.Argument(help="Names (default: all).")] = None,
         namespace: Namespace = "default",
         all_namespaces: Annotated[bool, typer.Option("-A", "--all-namespaces")] = False,
@@ -176,6 +191,16 @@ def get(kind: Annotated[str, typer.Argument(help="Kind: vs, virtualservice(s), s
         output: Annotated[GetFormat, typer.Option("-o", "--output")] = GetFormat.TABLE,
         server: Server = DEFAULT_SERVER) -> None:
     """Show resources as a table, YAML or JSON (kubectl get)."""
+    if kind.lower() in ("pods", "pod", "po", "all"):  # what runs, not what is stored
+        from remora.cli import pods  # noqa: PLC0415
+
+        if kind.lower() == "all":
+            pods.get_all(Client(server), namespace=namespace, all_namespaces=all_namespaces,
+                         output=output.value)
+        else:
+            pods.get_pods(Client(server), names or [], namespace=namespace,
+                          all_namespaces=all_namespaces, output=output.value)
+        return
     rtype = resolve_kind(kind)
     client = Client(server)
     scope = None if all_namespaces else namespace
