@@ -13,7 +13,6 @@ As istio/istio analyzers/authz/authorizationpolicies.go, offline:
 from __future__ import annotations
 
 from remora.analysis.context import Context
-from remora.analysis.hosts import ROOT_NAMESPACE
 from remora.analysis.messages import (
     NO_MATCHING_WORKLOADS_FOUND,
     REFERENCED_RESOURCE_NOT_FOUND,
@@ -38,13 +37,13 @@ def _check_workloads(ctx: Context, policy: AuthorizationPolicy) -> None:
     inventory = ctx.inventory
     if spec.selector is None:
         if (
-            policy.namespace != ROOT_NAMESPACE
+            policy.namespace != ctx.mesh.root
             and policy.namespace not in inventory.namespaces_with_workloads
         ):
             ctx.report(policy, NO_MATCHING_WORKLOADS_FOUND, "")
         return
     labels = spec.selector.match_labels
-    reach = None if policy.namespace == ROOT_NAMESPACE else policy.namespace
+    reach = None if policy.namespace == ctx.mesh.root else policy.namespace
     if not inventory.select(labels, namespace=reach):
         ctx.report(
             policy,

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from remora.analysis.inventory import Inventory
 from remora.analysis.messages import Message, MessageType
+from remora.api.meshconfig import MeshConfig, mesh_config_of
 from remora.api.resource import Resource
 
 R = TypeVar("R", bound=Resource)
@@ -26,6 +27,12 @@ class Context:
     resources: Sequence[Resource]
     namespace: str | None = None
     messages: list[Message] = field(default_factory=list)
+    mesh_file: MeshConfig | None = None  # istioctl analyze --meshConfigFile
+
+    @cached_property
+    def mesh(self) -> MeshConfig:
+        """The mesh config: --meshConfigFile, else ConfigMap istio-system/istio, else defaults."""
+        return self.mesh_file if self.mesh_file is not None else mesh_config_of(self.resources)
 
     def of(self, model: type[R]) -> list[R]:
         """Every resource of one model, in input order."""

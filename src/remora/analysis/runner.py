@@ -8,6 +8,7 @@ from remora.analysis import authz, destinationrule, gateway, unenforced
 from remora.analysis.context import Context
 from remora.analysis.messages import Message
 from remora.analysis.schema import schema_messages
+from remora.analysis.unenforced import MeshFile
 from remora.analysis.virtualservice import (
     delegates,
     destinations,
@@ -36,17 +37,23 @@ ANALYZERS: tuple[Analyzer, ...] = (
 )
 
 
-def analyze(result: LoadResult, *, namespace: str | None) -> list[Message]:
-    """Findings about the loaded resources; `namespace` None means all namespaces (-A).
+def analyze(result: LoadResult, *, namespace: str | None,
+            mesh: MeshFile | None = None) -> list[Message]:
+    """Findings about the loaded resources; `namespace` None means all namespaces (-A); `mesh`
+    a --meshConfigFile (else the mesh config is ConfigMap istio-system/istio, else defaults).
 
-    Every check sees every resource; only messages about resources in `namespace` are kept.
+    Every check sees every resource; only messages about resources in `namespace` are kept;
+    the mesh config concerns every namespace, so its messages are always kept.
     """
-    context = Context(result.resources, namespace=namespace)
+    context = Context(result.resources, namespace=namespace,
+                      mesh_file=mesh.config if mesh is not None else None)
     with no_gc_pauses():
         for analyzer in ANALYZERS:
             analyzer(context)
     messages = context.messages + schema_messages(result.issues, namespace=namespace)
     messages += unenforced.not_modelled_messages(result.unsupported)
+    if mesh is not None:
+        messages += unenforced.mesh_file_messages(mesh)
     return sort_messages(messages)
 
 

@@ -6,6 +6,9 @@ from collections.abc import Iterable
 
 from remora.analysis.messages import SCHEMA_VALIDATION_ERROR, Message
 from remora.api.errors import ConfigIssue
+from remora.api.meshconfig import MESH_CONFIGMAP, MESH_NAMESPACE
+
+MESH_SUBJECTS = (f"ConfigMap {MESH_NAMESPACE}/{MESH_CONFIGMAP}", "MeshConfig")
 
 
 def schema_messages(issues: Iterable[ConfigIssue], *, namespace: str | None) -> list[Message]:
@@ -15,7 +18,8 @@ def schema_messages(issues: Iterable[ConfigIssue], *, namespace: str | None) -> 
     for issue in issues:
         if not issue.subject:
             continue
-        if namespace is not None and subject_namespace(issue.subject) not in (namespace, None):
+        if namespace is not None and subject_namespace(issue.subject) not in (namespace, None) \
+                and issue.subject not in MESH_SUBJECTS:  # the mesh config concerns every namespace
             continue
         detail = f"{issue.path}: {issue.message}" if issue.path else issue.message
         text = SCHEMA_VALIDATION_ERROR.format(detail)

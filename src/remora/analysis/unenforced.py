@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from remora.analysis.context import Context
 from remora.analysis.messages import NOT_ENFORCED, Message
+from remora.api.errors import Source
 from remora.api.loader import Unsupported
-from remora.api.unenforced import findings, not_modelled
+from remora.api.meshconfig import MeshConfig
+from remora.api.unenforced import findings, mesh_findings, not_modelled
 
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -18,6 +21,21 @@ def check(context: Context) -> None:
     for resource in context.resources:
         for finding in findings(resource):
             context.report(resource, NOT_ENFORCED, finding.message, path=yaml_path(finding.path))
+
+
+@dataclass(frozen=True, slots=True)
+class MeshFile:
+    """A mesh config read from a file (istioctl analyze --meshConfigFile)."""
+
+    config: MeshConfig
+    file: str
+
+
+def mesh_file_messages(mesh: MeshFile) -> list[Message]:
+    """RMR0001 for what a --meshConfigFile sets that Remora does not act on."""
+    source = Source(mesh.file, 1)
+    return [Message(NOT_ENFORCED, NOT_ENFORCED.format(found.message), "MeshConfig", source)
+            for found in mesh_findings(mesh.config, "MeshConfig", "")]
 
 
 def not_modelled_messages(items: Iterable[Unsupported]) -> list[Message]:

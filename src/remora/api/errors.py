@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from remora.errors import RemoraError
@@ -46,3 +47,14 @@ class ConfigError(RemoraError):
     def __init__(self, issues: list[ConfigIssue]) -> None:
         self.issues = issues
         super().__init__("\n".join(str(issue) for issue in issues))
+
+
+def format_path(loc: Sequence[str | int]) -> str:
+    """("spec", "http", 0, "route", 1, "weight") -> "spec.http[0].route[1].weight"."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out

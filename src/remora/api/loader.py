@@ -14,11 +14,11 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from remora.api.base import REMORA_ERROR
 from remora.api.errors import ConfigError, ConfigIssue, Source
 from remora.api.kinds import KINDS
+from remora.api.meshconfig import configmap_mesh_config, is_mesh_configmap
 from remora.api.resource import DEFAULT_NAMESPACE, Resource, split_api_version
-from remora.api.validation_messages import describe
+from remora.api.validation_messages import document_issues
 from remora.api.yamlsource import Document, read_documents
 from remora.gcpause import no_gc_pauses
 
@@ -154,12 +154,18 @@ def _build_into(result: LoadResult, document: Document, namespace: str) -> None:
     try:
         resource = info.model.model_validate(data)
     except ValidationError as exc:
-        result.issues.extend(_issues_from(exc, document, subject))
+        result.issues.extend(document_issues(exc, document, subject=subject))
         return
     except (ValueError, TypeError, RecursionError) as exc:  # never a traceback to the user
         result.issues.append(ConfigIssue(str(exc), source=document.source, subject=subject))
         return
     resource.attach(source=document.source, locate=document.line_of, default_namespace=namespace)
+    if is_mesh_configmap(resource):  # its `mesh` key is YAML in a string: check it too
+        try:
+            configmap_mesh_config(resource)  # type: ignore[arg-type]
+        except ConfigError as exc:
+            result.issues.extend(exc.issues)
+            return
     result.resources.append(resource)
 
 
@@ -187,30 +193,3 @@ def _key_of(data: dict[str, Any], namespace: str, namespaced: bool) -> str:
     meta = data.get("metadata")
     ns = meta.get("namespace") if isinstance(meta, dict) else None
     return f"{ns if isinstance(ns, str) else namespace}/{name}"
-
-
-def _issues_from(exc: ValidationError, document: Document, subject: str) -> list[ConfigIssue]:
-    issues = []
-    for error in exc.errors(include_url=False):
-        loc: list[str | int] = list(error["loc"])
-        ctx = error.get("ctx") or {}
-        if error["type"] == REMORA_ERROR:
-            loc.extend(ctx.get("subpath", ()))
-            message = str(ctx.get("message", error["msg"]))
-        else:
-            message = describe(error)
-        line = document.line_of(tuple(loc))
-        issues.append(ConfigIssue(message, source=Source(document.source.file, line),
-                                  subject=subject, path=format_path(loc)))  # fmt: skip
-    return issues
-
-
-def format_path(loc: Sequence[str | int]) -> str:
-    """("spec", "http", 0, "route", 1, "weight") -> "spec.http[0].route[1].weight"."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out

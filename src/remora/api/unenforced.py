@@ -18,6 +18,15 @@ from typing import Any
 
 from pydantic.alias_generators import to_snake
 
+from remora.api.errors import ConfigError
+from remora.api.meshconfig import (
+    MESH_KEY,
+    USED_PROVIDERS,
+    ExtensionProvider,
+    MeshConfig,
+    configmap_mesh_config,
+    is_mesh_configmap,
+)
 from remora.api.resource import Resource
 
 
@@ -76,6 +85,52 @@ _PORT_LEVEL = frozenset({"tls", "loadBalancer.warmup", "loadBalancer.warmupDurat
                          "connectionPool.http.maxConcurrentStreams"})
 _GATEWAY_TLS = "the gateway terminates TLS with Python's defaults and its certificate only"
 
+_PORTS = "listener ports come from `remora proxy` flags (--outbound-port, --inbound-port)"
+_INGRESS = "Kubernetes Ingress resources are not served (use a Gateway)"
+_TLS = "no mTLS or TLS origination yet: there are no workload certificates to configure"
+_MESH_CONFIG = tuple(Unenforced("MeshConfig", path, reason, harmless)
+                     for path, reason, harmless in (
+    ("proxyListenPort", _PORTS, 15001), ("proxyInboundListenPort", _PORTS, 15006),
+    ("proxyHttpPort", _PORTS, None),
+    ("protocolDetectionTimeout", "no protocol sniffing: a port speaks what its name declares",
+     0.0),
+    ("tcpKeepalive", "set keepalive per destination (DestinationRule connectionPool.tcp)", None),
+    ("ingressClass", _INGRESS, None), ("ingressService", _INGRESS, None),
+    ("ingressControllerMode", _INGRESS, "OFF"), ("ingressSelector", _INGRESS, None),
+    ("enableTracing", "no tracing yet: no spans are reported", False),
+    ("enableEnvoyAccessLogService", "no gRPC access log service", False),
+    ("disableEnvoyListenerLog", "no listener access log", None),
+    ("defaultConfig", "proxy settings come from `remora proxy` flags and `remora up`", None),
+    ("inboundTrafficPolicy", "inbound traffic goes to the app on 127.0.0.1:--app-port",
+     None),
+    ("configSources", "configuration comes from the control plane's store", None),
+    ("enableAutoMtls", _TLS, False), ("trustDomain", _TLS, "cluster.local"),
+    ("trustDomainAliases", _TLS, None), ("caCertificates", _TLS, None),
+    ("certificates", _TLS, None), ("ca", _TLS, None), ("meshMTLS", _TLS, None),
+    ("tlsDefaults", _TLS, None), ("compliancePolicy", _TLS, None),
+    ("verifyCertificateAtClient", _TLS, None),
+    ("defaultServiceExportTo", "services are visible to every namespace unless exportTo says "
+                               "otherwise", ["*"]),
+    ("defaultVirtualServiceExportTo", "a VirtualService without exportTo is visible to every "
+                                      "namespace", ["*"]),
+    ("defaultDestinationRuleExportTo", "a DestinationRule without exportTo is visible to every "
+                                       "namespace", ["*"]),
+    ("localityLbSetting", "set locality load balancing per destination (DestinationRule)", None),
+    ("dnsRefreshRate", "DNS endpoints are resolved when connecting", None),
+    ("h2UpgradePolicy", _HTTP2, "DO_NOT_UPGRADE"),
+    ("inboundClusterStatName", "cluster stat names are Istio's defaults", None),
+    ("outboundClusterStatName", "cluster stat names are Istio's defaults", None),
+    ("serviceSettings", "one cluster only: clusterLocal changes nothing", None),
+    ("enablePrometheusMerge", "application metrics are not merged into the proxy's", False),
+    ("discoverySelectors", "every namespace is processed", None),
+    ("extensionProviders[]", "only prometheus and envoyFileAccessLog providers are used", None),
+    ("defaultProviders.tracing", "no tracing yet: no spans are reported", None),
+    ("defaultProviders.metrics", "metrics are Istio's standard Prometheus metrics",
+     ["prometheus"]),
+))
+"""MeshConfig fields (ConfigMap istio-system/istio, key `mesh`) Remora does not act on; the
+ones it does are in remora.api.meshconfig (MeshConfig's properties)."""
+
 UNENFORCED: tuple[Unenforced, ...] = (
     Unenforced("AuthorizationPolicy", "",
                "authorization is not implemented yet: requests this policy would DENY (or not "
@@ -105,6 +160,7 @@ UNENFORCED: tuple[Unenforced, ...] = (
     Unenforced("ServiceEntry", "spec.subjectAltNames", _MTLS),
     Unenforced("WorkloadEntry", "spec.network", "one network only: endpoints are dialled "
                                                 "directly whatever their network"),
+    *_MESH_CONFIG,
 )
 """Kinds and fields that Remora models (accepts) but whose effect it does not implement."""
 
@@ -149,6 +205,8 @@ def findings(resource: Resource) -> list[Finding]:
     """What `resource` sets that Remora will not enforce, each with its concrete path. The
     model is walked once, by attribute (no dump): compiles and analyses call this for every
     resource, thousands of times."""
+    if is_mesh_configmap(resource):
+        return _configmap_findings(resource)
     root = _BY_KIND.get(resource.kind)
     if root is None:
         return []
@@ -157,6 +215,27 @@ def findings(resource: Resource) -> list[Finding]:
         if entry.harmless is None or _compact(value) != entry.harmless:
             out.append(Finding(resource.subject, resource.kind, path, entry.reason))
     return out
+
+
+def mesh_findings(mesh: MeshConfig, subject: str, prefix: str) -> list[Finding]:
+    """What a MeshConfig sets that Remora does not act on, field paths under `prefix`
+    (`data.mesh` in the ConfigMap, "" in a --meshConfigFile)."""
+    out = []
+    for entry, path, value in _walk(_BY_KIND["MeshConfig"], mesh, ""):
+        if isinstance(value, ExtensionProvider) and value.kind in USED_PROVIDERS:
+            continue
+        if entry.harmless is None or _compact(value) != entry.harmless:
+            where = f"{prefix}.{path}" if prefix else path
+            out.append(Finding(subject, "MeshConfig", where, entry.reason))
+    return out
+
+
+def _configmap_findings(resource: Resource) -> list[Finding]:
+    try:
+        mesh = configmap_mesh_config(resource)  # type: ignore[arg-type]
+    except ConfigError:  # refused when it was loaded: reported there
+        return []
+    return mesh_findings(mesh, resource.subject, f"data.{MESH_KEY}")
 
 
 def not_modelled(kind: str) -> Unenforced | None:

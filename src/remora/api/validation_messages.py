@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import ErrorDetails
+
+from remora.api.base import REMORA_ERROR
+from remora.api.errors import ConfigIssue, Source, format_path
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from remora.api.yamlsource import Document
 
 _TYPE_NAMES = {
     "int_type": "an integer",
@@ -80,3 +88,26 @@ def describe(error: ErrorDetails) -> str:
         return str(ctx.get("error", error["msg"]))
     message = error["msg"]
     return message[:1].lower() + message[1:]
+
+
+def document_issues(exc: ValidationError, document: Document, *, subject: str,
+                    prefix: str = "", first_line: int = 1) -> list[ConfigIssue]:
+    """One issue per validation error, at the line of its field: `prefix` goes before each
+    field path and `first_line` is the file line of the document's first line (YAML held in a
+    string, such as ConfigMap istio's `mesh`)."""
+    issues = []
+    for error in exc.errors(include_url=False):
+        loc: list[str | int] = list(error["loc"])
+        ctx = error.get("ctx") or {}
+        if error["type"] == REMORA_ERROR:
+            loc.extend(ctx.get("subpath", ()))
+            message = str(ctx.get("message", error["msg"]))
+        else:
+            message = describe(error)
+        line = document.line_of(tuple(loc)) + first_line - 1
+        path = format_path(loc)
+        if prefix:
+            path = f"{prefix}{path}" if path.startswith("[") or not path else f"{prefix}.{path}"
+        issues.append(ConfigIssue(message, source=Source(document.source.file, line),
+                                  subject=subject, path=path))
+    return issues

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 from enum import StrEnum
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +15,9 @@ from remora.api.errors import ConfigIssue
 from remora.api.loader import LoadResult, load_paths
 from remora.api.resource import DEFAULT_NAMESPACE
 from remora.cli.output import OutputFormat, render
+
+if TYPE_CHECKING:
+    from remora.analysis.unenforced import MeshFile
 
 # Exit codes as istioctl analyze uses them.
 EXIT_DATA_ERROR = 65  # some files could not be parsed
@@ -64,12 +68,18 @@ def analyze(
     output_threshold: Annotated[
         Threshold, typer.Option(help="Lowest message level to print.")
     ] = Threshold.INFO,
+    mesh_config_file: Annotated[
+        str | None, typer.Option("--meshConfigFile", "--mesh-config-file",
+                                 help="MeshConfig YAML to analyze with (as istioctl takes it); "
+                                      "default: ConfigMap istio-system/istio in the input.")
+    ] = None,
 ) -> None:
     """Find problems in Istio and Kubernetes config files, with istioctl analyze's messages."""
     result = _load(paths, filename, namespace)
+    mesh = _mesh_file(mesh_config_file) if mesh_config_file else None
     from remora.analysis import analyze as run_analyzers  # noqa: PLC0415 - heavy, only here
 
-    messages = run_analyzers(result, namespace=None if all_namespaces else namespace)
+    messages = run_analyzers(result, namespace=None if all_namespaces else namespace, mesh=mesh)
     shown = [m for m in messages if m.type.level >= output_threshold.level]
     target = "all namespaces" if all_namespaces else f"namespace: {namespace}"
     unparsed = _print_parse_errors(result)
@@ -111,6 +121,28 @@ def _load(paths: list[str] | None, filename: list[str] | None, namespace: str) -
         raise typer.BadParameter("give at least one file, directory or - (stdin)",
                                  param_hint="'-f' / '--filename'")  # fmt: skip
     return load_paths(sources, namespace=namespace, stdin=sys.stdin)
+
+
+def _mesh_file(path: str) -> MeshFile:
+    """The --meshConfigFile; one line per problem (file:line, field path) and exit 65."""
+    from remora.analysis.unenforced import MeshFile  # noqa: PLC0415 - heavy, only here
+    from remora.api.errors import ConfigError  # noqa: PLC0415
+    from remora.api.meshconfig import parse_mesh_config  # noqa: PLC0415
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        err.print(f"Error: {path}: cannot read mesh config file: {reason}", markup=False)
+        raise typer.Exit(EXIT_DATA_ERROR) from None
+    try:
+        return MeshFile(parse_mesh_config(text, file=path), path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            err.print(f"Error: {issue}", markup=False)
+        err.print("Error: the mesh config file couldn't be parsed.", markup=False)
+        raise typer.Exit(EXIT_DATA_ERROR) from None
 
 
 def _print_parse_errors(result: LoadResult) -> bool:

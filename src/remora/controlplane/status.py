@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from remora.api.loader import format_path
+from remora.api.errors import format_path
 from remora.api.yamlaliases import AliasBombError
 from remora.api.yamlsource import load_all
 from remora.controlplane.resources import (

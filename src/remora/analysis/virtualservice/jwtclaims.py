@@ -11,7 +11,7 @@ stands for its pods, in the Gateway's namespace, and the message names the selec
 from __future__ import annotations
 
 from remora.analysis.context import Context
-from remora.analysis.hosts import MESH_GATEWAY, ROOT_NAMESPACE, split_namespaced_name
+from remora.analysis.hosts import MESH_GATEWAY, split_namespaced_name
 from remora.analysis.inventory import Workload
 from remora.analysis.messages import JWT_CLAIM_BASED_ROUTING_WITHOUT_REQUEST_AUTHN, selector_string
 from remora.analysis.models import Gateway, RequestAuthentication, VirtualService
@@ -55,7 +55,7 @@ def check(ctx: Context) -> None:
             if gateway is None:  # reported by the gateways check
                 continue
             for pod, label in _gateway_pods(ctx, gateway):
-                if not any(_covers(ra, pod) for ra in authns):
+                if not any(_covers(ra, pod, ctx.mesh.root) for ra in authns):
                     ctx.report(
                         vs,
                         JWT_CLAIM_BASED_ROUTING_WITHOUT_REQUEST_AUTHN,
@@ -75,8 +75,8 @@ def _gateway_pods(ctx: Context, gateway: Gateway) -> list[tuple[Workload, str]]:
     return [(stand_in, selector_string(selector))]
 
 
-def _covers(ra: RequestAuthentication, pod: Workload) -> bool:
-    if ra.namespace not in (pod.namespace, ROOT_NAMESPACE):
+def _covers(ra: RequestAuthentication, pod: Workload, root_namespace: str) -> bool:
+    if ra.namespace not in (pod.namespace, root_namespace):
         return False
     selector = ra.spec.selector.match_labels if ra.spec.selector else {}
     return pod.selected_by(selector)
