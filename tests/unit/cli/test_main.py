@@ -1,0 +1,101 @@
+"""`remora`'s lazy command table: help as before, and a command imports only what it needs.
+
+The import checks run `remora` in a fresh interpreter and look at `sys.modules` when the
+command is done: they catch a heavy import creeping back into start-up without timing it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import typer
+
+from remora.cli import main
+from remora.cli.main import COMMANDS, LazyCommand, LazyGroup
+
+HEAVY = ("asyncio", "httpx", "uvloop", "remora.analysis", "remora.api.networking",
+         "remora.api.loader", "remora.proxy", "remora.mesh", "remora.runner.control")
+"""Modules no read-only command (`version`, `get`, `status`) may load."""
+
+
+def modules_after(args: list[str], *, prefixes: tuple[str, ...] = HEAVY) -> dict[str, object]:
+    """Run `remora ARGS` in a fresh interpreter: its exit status and which of `prefixes`
+    (modules or packages) it loaded."""
+    script = textwrap.dedent(f"""
+        import json, sys
+        from remora.cli.main import main
+        code = main({args!r})
+        prefixes = {prefixes!r}
+        loaded = sorted(m for m in sys.modules
+                        if any(m == p or m.startswith(p + ".") for p in prefixes))
+        print("\\n" + json.dumps({{"code": code, "loaded": loaded}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def _loaded_group() -> LazyGroup:
+    group = typer.main.get_group(main.app)
+    assert isinstance(group, LazyGroup)
+    for module in {module for module, _ in COMMANDS.values()}:
+        group.load(module)
+    return group
+
+
+def test_the_table_has_each_commands_own_help_and_every_command() -> None:
+    group = _loaded_group()
+    assert list(group.commands) == list(COMMANDS), "a module registers a command not in COMMANDS"
+    for name, (_, help_text) in COMMANDS.items():
+        command = group.commands[name]
+        assert not isinstance(command, LazyCommand), name
+        own = inspect.cleandoc(command.help or "").split("\n\n")[0]
+        assert help_text == own, f"{name}: COMMANDS says {help_text!r}, the command {own!r}"
+
+
+def test_each_module_defines_a_register_function() -> None:
+    for module, _ in COMMANDS.values():
+        assert callable(getattr(importlib.import_module(module), "register", None)), module
+
+
+def _help(group: LazyGroup, capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        group.main(["--help"], prog_name="remora")
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_is_the_same_before_and_after_the_modules_are_imported(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    lazy_group = typer.main.get_group(main.app)
+    assert isinstance(lazy_group, LazyGroup)
+    lazy = _help(lazy_group, capsys)
+    loaded = _help(_loaded_group(), capsys)
+    assert lazy == loaded
+    for name in COMMANDS:
+        assert f" {name} " in lazy
+
+
+def test_help_imports_no_command_module() -> None:
+    done = modules_after(["--help"], prefixes=("remora.cli",))
+    assert done["loaded"] == ["remora.cli", "remora.cli.main"]
+
+
+def test_version_loads_nothing_heavy() -> None:
+    done = modules_after(["version"], prefixes=(*HEAVY, "rich", "yaml", "remora.cli"))
+    assert done == {"code": 0, "loaded": ["remora.cli", "remora.cli.main"]}
+
+
+def test_a_command_runs_and_usage_errors_exit_64() -> None:
+    assert modules_after(["get"], prefixes=())["code"] == main.EXIT_INCORRECT_USAGE
+    assert modules_after(["no-such-command"], prefixes=())["code"] == main.EXIT_INCORRECT_USAGE
+    assert modules_after(["get", "--help"], prefixes=())["code"] == 0
