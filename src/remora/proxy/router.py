@@ -3,7 +3,8 @@ upstream target. No I/O: the exchange applies what this returns.
 
 Envoy's order (life of a request): find the route table for the listener (sidecar outbound: the
 one for the destination port), the virtual host by authority, the first route whose match
-holds, then the weighted cluster. Nothing found → 404 with flag NR.
+holds, then the weighted cluster. Nothing found → 404 with flag NR. The path is normalized
+first (remora.policy.pathnorm), as Envoy's connection manager does before routing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from remora.mesh.snapshot import RouteAction
 from remora.policy.flags import ResponseFlag
 from remora.policy.match import RequestAttributes
+from remora.policy.pathnorm import normalize_path
 from remora.policy.redirect import DirectResponse, Redirect
 
 if TYPE_CHECKING:
@@ -128,7 +130,12 @@ def decide(
     split = split_target(head, scheme=scheme)
     if split is None:
         return LocalReply(400, ResponseFlag.DPE, b"missing host header\n", details="missing_host")
-    authority, path = split
+    authority, sent_path = split
+    # Envoy normalizes the path before routing and every filter (MeshConfig pathNormalization);
+    # the upstream gets the normalized path too.
+    path = normalize_path(sent_path, snapshot.mesh.path_normalization)
+    if path is None:
+        return LocalReply(400, details="path_normalization_failed")
     host, port = split_authority(authority, scheme=scheme)
     if listener.direction == "outbound":
         table = snapshot.outbound_table(port)
