@@ -12,6 +12,8 @@ from remora.api.base import Spec
 from remora.api.errors import Source
 
 DEFAULT_NAMESPACE = "default"
+WORKLOAD_NAME_LABEL = "service.istio.io/workload-name"
+"""istio/api label.ServiceWorkloadName: overrides the workload name a pod or WorkloadEntry gets."""
 
 
 class OwnerReference(Spec):

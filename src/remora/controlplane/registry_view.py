@@ -3,7 +3,8 @@
 A registry service (Nacos namespace/group/name) with the name of a Kubernetes Service in the
 matching namespace adds endpoints to that Service, as pods would: each healthy, enabled instance
 is a WorkloadEntry carrying the Service's selector labels plus its own metadata (version,
-locality...), so DestinationRule subsets select them. A registry service without a Kubernetes
+locality...), so DestinationRule subsets select them; a `service.istio.io/workload-name` in the
+metadata names its workload in telemetry, as on a pod. A registry service without a Kubernetes
 Service gets one made up — ports from its instances — so a sidecar reaches it by the names it
 would reach a Kubernetes Service by. Nacos's `public` namespace is Kubernetes' `default`;
 protection threshold semantics come from Registry.list (all instances when too few are healthy).
@@ -15,6 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from remora.api.resource import WORKLOAD_NAME_LABEL
 from remora.registry.model import SERVICES_PREFIX, Instance
 from remora.registry.service import Registry
 
@@ -41,11 +43,15 @@ def _entry(name: str, namespace: str, instance: Instance, *, labels: dict[str, s
     }
     if instance.locality:
         spec["locality"] = instance.locality
+    metadata: dict[str, Any] = {"name": dns_name(f"{name}-{instance.ip}-{instance.port}"),
+                                "namespace": namespace}
+    workload = instance.labels.get(WORKLOAD_NAME_LABEL)
+    if workload:  # the entry is named after its address; its workload keeps its own name
+        metadata["labels"] = {WORKLOAD_NAME_LABEL: workload}
     return {
         "apiVersion": "networking.istio.io/v1",
         "kind": "WorkloadEntry",
-        "metadata": {"name": dns_name(f"{name}-{instance.ip}-{instance.port}"),
-                     "namespace": namespace},
+        "metadata": metadata,
         "spec": spec,
     }
 

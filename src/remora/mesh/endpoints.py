@@ -80,7 +80,7 @@ class EndpointIndex:
                 for address in item.addresses:
                     yield Endpoint(
                         address=address, port=number, labels=labels, locality=locality,
-                        workload=workload.name if workload else "unknown",
+                        workload=workload.workload_name if workload else "unknown",
                         namespace=endpoint_slice.namespace,
                         service_account=account or ("default" if workload else "unknown"),
                     )  # fmt: skip
@@ -114,7 +114,8 @@ class EndpointIndex:
             labels = {**entry.labels, **entry.spec.labels}
             if labels_subset(selector, labels):
                 found = _workload_endpoint(
-                    entry.spec, port, labels=labels, workload=entry.name, namespace=namespace
+                    entry.spec, port, labels=labels, workload=entry.workload_name,
+                    namespace=namespace,
                 )
                 if found is not None:
                     yield found

@@ -90,7 +90,8 @@ class InstanceSpec:
     """One pod: name, labels, resolved command and env, ports, probes, Services selecting it."""
 
     name: str
-    workload: str
+    workload: str  # the Deployment or StatefulSet it belongs to
+    workload_name: str  # Istio's workload name in telemetry (Workload.workload_name)
     kind: Literal["Deployment", "StatefulSet"]
     namespace: str
     labels: Mapping[str, str]
@@ -221,6 +222,7 @@ def _instance(
     return InstanceSpec(
         name=pod,
         workload=workload.name,
+        workload_name=workload.workload_name,
         kind=_kind(workload),
         namespace=workload.namespace,
         labels=labels,

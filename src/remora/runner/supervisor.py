@@ -99,7 +99,7 @@ def sidecar_argv(plan: PodPlan, controlplane: str) -> list[str]:
     spec, ports = plan.spec, plan.sidecar
     labels = ",".join(f"{key}={value}" for key, value in spec.labels.items())
     argv = [*REMORA, "proxy", "--controlplane", controlplane, "--labels", labels,
-            "--workload", spec.workload, "--namespace", spec.namespace,
+            "--workload", spec.workload_name, "--namespace", spec.namespace,
             "--outbound-port", str(ports.outbound), "--inbound-port", str(ports.inbound),
             "--admin-port", str(ports.admin), "--health-port", str(ports.health)]
     if plan.app_port is not None:

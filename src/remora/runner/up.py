@@ -10,8 +10,9 @@ Process tree (every child in its own process group, output in <state>/logs):
 
 Start: control plane → apply every document → gateways and pods (all at once) → ready. A pod
 that turns ready is registered, for each Service selecting it, as a persistent Nacos instance
-at its sidecar's inbound port with the pod labels as metadata; the control plane turns it into
-a WorkloadEntry of that Service, so sidecars route to it by Service name. Stop (SIGTERM, SIGINT,
+at its sidecar's inbound port with the pod labels and its workload name
+(`service.istio.io/workload-name`) as metadata; the control plane turns it into a WorkloadEntry
+of that Service, so sidecars route to it by Service name. Stop (SIGTERM, SIGINT,
 `remora down`): apps, then sidecars, then gateways, then the control plane.
 """
 
@@ -31,7 +32,7 @@ import httpx
 
 from remora.api.loader import YAML_SUFFIXES
 from remora.api.networking.gateway import Gateway
-from remora.api.resource import DEFAULT_NAMESPACE, Resource
+from remora.api.resource import DEFAULT_NAMESPACE, WORKLOAD_NAME_LABEL, Resource
 from remora.api.yamlsource import read_documents
 from remora.credentials import FILE_NAME, read_file, remember
 from remora.errors import RemoraError
@@ -300,8 +301,9 @@ class Mesh:
         for service in dict.fromkeys(name for name, _ in spec.services):
             try:
                 if ready:
-                    await self.client.register(service=service, namespace=spec.namespace,
-                                               port=pod.plan.sidecar.inbound, labels=spec.labels)
+                    await self.client.register(
+                        service=service, namespace=spec.namespace, port=pod.plan.sidecar.inbound,
+                        labels={**spec.labels, WORKLOAD_NAME_LABEL: spec.workload_name})
                 else:
                     await self.client.deregister(service=service, namespace=spec.namespace,
                                                  port=pod.plan.sidecar.inbound)

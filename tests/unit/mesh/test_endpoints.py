@@ -143,3 +143,60 @@ def test_endpoint_slice_ports_by_name_and_readiness() -> None:
 def test_service_without_endpoint_slices_has_no_endpoints() -> None:
     snap = sidecar(service("lonely"))
     assert snap.clusters["outbound|9080||lonely.default.svc.cluster.local"].endpoints == ()
+
+
+def test_workload_names_as_istio_derives_them() -> None:
+    """Telemetry's workload names (istio/istio pkg/kube/labels WorkloadNameFromWorkloadEntry;
+    pkg/kube GetWorkloadMetaFromPod): a WorkloadEntry's auto-registration group, else its
+    `service.istio.io/workload-name` label, else its name; a pod's label, else its owner's name
+    (the Deployment), never the pod's own name."""
+    text = service("reviews") + """\
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-10-4-0-1, namespace: default}
+spec: {address: 10.4.0.1, labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: reviews-10-4-0-2
+  namespace: default
+  labels: {service.istio.io/workload-name: reviews-vm}
+spec: {address: 10.4.0.2, labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: reviews-10-4-0-3
+  namespace: default
+  labels: {service.istio.io/workload-name: reviews-vm}
+  annotations: {istio.io/autoRegistrationGroup: reviews-group}
+spec: {address: 10.4.0.3, labels: {app: reviews}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reviews-v1, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  template:
+    metadata: {labels: {app: reviews, service.istio.io/workload-name: reviews-blue}}
+    spec: {containers: [{name: app, image: reviews}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: reviews-abc
+  namespace: default
+  labels: {kubernetes.io/service-name: reviews}
+addressType: IPv4
+ports: [{name: http, port: 9080}]
+endpoints:
+- addresses: [10.1.0.1]
+  targetRef: {kind: Pod, name: reviews-v1-5d8f9c-abcde}
+---
+"""
+    cluster = sidecar(text).clusters["outbound|9080||reviews.default.svc.cluster.local"]
+    assert {e.address: e.workload for e in cluster.endpoints} == {
+        "10.1.0.1": "reviews-blue", "10.4.0.1": "reviews-10-4-0-1", "10.4.0.2": "reviews-vm",
+        "10.4.0.3": "reviews-group",
+    }  # fmt: skip

@@ -288,6 +288,19 @@ def test_services_selecting_the_pod() -> None:
     assert pod.services == (("user", 8080), ("user", 9001))
 
 
+def test_workload_name_is_the_owner_not_the_pod() -> None:
+    """Istio's workload name (pkg/kube GetWorkloadMetaFromPod): the Deployment or StatefulSet
+    the pod belongs to, unless the pod label `service.istio.io/workload-name` says otherwise;
+    the pod's own name stays its name."""
+    pod = one(BASE, USER)
+    assert (pod.workload, pod.workload_name) == ("user", "user")
+    assert pod.name.startswith("user-") and pod.name != pod.workload_name
+    assert one(DB, workload="db").workload_name == "db"
+    named = USER.replace("labels: {app: user, version: v1}}",
+                         "labels: {app: user, version: v1, service.istio.io/workload-name: u}}")
+    assert (one(BASE, named).workload, one(BASE, named).workload_name) == ("user", "u")
+
+
 def test_no_command_is_an_error() -> None:
     doc = USER.replace('annotations: {remora.dev/command: "python workload.py"}', "")
     doc = doc.replace("        command: [python, -m, user]\n", "")

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from remora.api.base import Spec, fail
 from remora.api.kube.meta import IntOrPercent, LabelSelector
 from remora.api.kube.pod import PodTemplateSpec
-from remora.api.resource import ObjectMeta, Resource, served
+from remora.api.resource import WORKLOAD_NAME_LABEL, ObjectMeta, Resource, served
 
 
 def check_workload(
@@ -160,6 +160,14 @@ class Workload(Resource):
     @property
     def pod_labels(self) -> dict[str, str]:
         return self.spec.template.labels
+
+    @property
+    def workload_name(self) -> str:
+        """The name Istio gives this workload's pods in telemetry (istio/istio pkg/kube
+        GetWorkloadMetaFromPod): the pod label `service.istio.io/workload-name`, else the
+        owner's name, the Deployment (a ReplicaSet without its pod-template-hash) or the
+        StatefulSet. Never the pod's own name."""
+        return self.pod_labels.get(WORKLOAD_NAME_LABEL) or self.name
 
     @property
     def effective_replicas(self) -> int:

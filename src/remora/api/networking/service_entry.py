@@ -15,9 +15,10 @@ from remora.api.base import Spec, fail
 from remora.api.common import UInt32
 from remora.api.networking import names
 from remora.api.networking.shared import WorkloadSelector
-from remora.api.resource import Resource, served
+from remora.api.resource import WORKLOAD_NAME_LABEL, Resource, served
 
 UNIX_PREFIX = "unix://"
+AUTO_REGISTRATION_GROUP = "istio.io/autoRegistrationGroup"  # the WorkloadGroup of a VM entry
 Location = Literal["MESH_EXTERNAL", "MESH_INTERNAL"]
 Resolution = Literal["NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN", "DYNAMIC_DNS"]
 DYNAMIC_DNS_PROTOCOLS = frozenset({"HTTP", "TLS", "GRPC", "HTTP2"})
@@ -209,3 +210,11 @@ class WorkloadEntry(Resource):
     KIND: ClassVar[str] = "WorkloadEntry"
 
     spec: WorkloadEntrySpec
+
+    @property
+    def workload_name(self) -> str:
+        """Its workload name in telemetry (istio/istio pkg/kube/labels
+        WorkloadNameFromWorkloadEntry): the auto-registration group annotation, else the
+        `service.istio.io/workload-name` label, else the entry's name."""
+        return (self.metadata.annotations.get(AUTO_REGISTRATION_GROUP)
+                or self.labels.get(WORKLOAD_NAME_LABEL) or self.name)
