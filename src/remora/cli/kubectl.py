@@ -31,6 +31,7 @@ from remora.api.loader import YAML_SUFFIXES
 from remora.api.resource import split_api_version
 from remora.api.yamlaliases import AliasBombError
 from remora.api.yamlsource import load_all
+from remora.cli import columns
 from remora.cli.output import OutputFormat, render
 from remora.context import current
 from remora.controlplane.kindnames import ResourceType, by_kind, lookup
@@ -348,8 +349,9 @@ COLUMNS: dict[str, list[tuple[str, Any]]] = {
                      ("RESOLUTION", lambda o: _spec(o, "resolution") or "")],
     "Service": [("TYPE", lambda o: _spec(o, "type") or "ClusterIP"), ("PORT(S)", _ports)],
     "Namespace": [("STATUS", lambda o: "Active")],
-    "Deployment": [("REPLICAS", lambda o: str(_spec(o, "replicas") or 1))],
-    "StatefulSet": [("REPLICAS", lambda o: str(_spec(o, "replicas") or 1))],
+    "Deployment": columns.DEPLOYMENT,
+    "StatefulSet": columns.STATEFULSET,
+    "HorizontalPodAutoscaler": columns.HPA,
     "ConfigMap": [("DATA", lambda o: str(len(o.get("data") or {})))],
 }
 """The columns `kubectl get` shows for a kind, between NAME and AGE."""

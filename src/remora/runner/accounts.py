@@ -3,7 +3,10 @@
 The control plane's first admin (its `credentials.json`) applies the user's YAML. Then:
 
     remora-runner            registers and deregisters instances of the Services it runs
-                             (`<nacos namespace>:DEFAULT_GROUP:naming/<service>` rw), nothing else
+                             (`<nacos namespace>:DEFAULT_GROUP:naming/<service>` rw); reads the
+                             Deployments, StatefulSets and HPAs of its namespaces and writes
+                             their `status` and the workloads' `scale` (runner/controllers.py),
+                             nothing else
     remora-sidecar           subscribes as a sidecar (`*:remora:discovery/sidecar` r)
     remora-gateway-<ns>      subscribes as a gateway of namespace <ns> — whose view carries that
                              namespace's TLS Secrets — and nothing else
@@ -26,6 +29,7 @@ from remora.runner.state import StateDir
 RUNNER = "remora-runner"
 SIDECAR = "remora-sidecar"
 NACOS_GROUP = "DEFAULT_GROUP"
+CONTROLLED = ("Deployment", "StatefulSet", "HorizontalPodAutoscaler")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +44,25 @@ def plan_accounts(resources: Sequence[Resource], gateway_namespaces: Iterable[st
                   ) -> list[Account]:
     """The runner, the sidecars, and one gateway account per namespace with gateways."""
     services = sorted({(r.namespace, r.name) for r in resources if r.kind == "Service"})
+    namespaces = sorted({r.namespace for r in resources if r.kind in CONTROLLED})
     return [
-        Account(RUNNER, tuple((f"{nacos_namespace(ns)}:{NACOS_GROUP}:naming/{name}", "rw")
-                              for ns, name in services)),
+        Account(RUNNER, (*((f"{nacos_namespace(ns)}:{NACOS_GROUP}:naming/{name}", "rw")
+                           for ns, name in services),
+                         *(grant for ns in namespaces for grant in controller_grants(ns)))),
         Account(SIDECAR, (("*:remora:discovery/sidecar", "r"),)),
         *(Account(gateway_user(ns), ((f"{ns}:remora:discovery/gateway", "r"),))
           for ns in sorted(set(gateway_namespaces))),
     ]
+
+
+def controller_grants(namespace: str) -> tuple[tuple[str, str], ...]:
+    """Read the controlled kinds; write their status, and the workloads' scale."""
+    kinds = (("apps", "deployments"), ("apps", "statefulsets"),
+             ("autoscaling", "horizontalpodautoscalers"))
+    return (*((f"{namespace}:{group}:{plural}/*", "r") for group, plural in kinds),
+            *((f"{namespace}:{group}:{plural}/*/status", "w") for group, plural in kinds),
+            *((f"{namespace}:apps:{plural}/*/scale", "w") for plural in ("deployments",
+                                                                         "statefulsets")))
 
 
 def gateway_user(namespace: str) -> str:

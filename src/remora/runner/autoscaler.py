@@ -123,6 +123,16 @@ def desired_replicas(
     return _applied(history, current, limited, now)
 
 
+def metric_proposal(hpa: HorizontalPodAutoscaler, *, current: int,
+                    metrics: Sequence[PodMetrics]) -> int | None:
+    """What the metrics alone ask for (step 3, before stabilization, rate limits and
+    min/max), None when no metric can be computed: what the HPA's conditions report."""
+    behavior = hpa.spec.behavior
+    up = _rules(behavior.scale_up if behavior else None, up=True)
+    down = _rules(behavior.scale_down if behavior else None, up=False)
+    return _metric_proposal(hpa.spec.effective_metrics, current, metrics, up, down)
+
+
 def _applied(history: ScaleHistory, current: int, desired: int, now: float) -> int:
     if desired != current:
         history.events.append((now, desired - current))

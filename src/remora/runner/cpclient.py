@@ -1,4 +1,5 @@
-"""The control plane over HTTP, as `remora up` uses it: health, bulk apply, Nacos registrations.
+"""The control plane over HTTP, as `remora up` uses it: health, bulk apply, Nacos registrations,
+the workloads it watches and the status and scale it writes.
 
 The runner never imports the control plane: it talks to the process it started, as any client
 would (the resource API and the Nacos v1 open API).
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -83,6 +84,39 @@ class ControlPlaneClient:
                                     headers={"Content-Type": "application/json"})
         items: list[dict[str, Any]] = response.json().get("items", [])
         return items
+
+    async def get(self, path: str) -> dict[str, Any]:
+        """A GET of the resource API (a list, an object)."""
+        answer: dict[str, Any] = (await self._call("GET", path)).json()
+        return answer
+
+    async def put(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A PUT of the resource API (an object, its status, its scale)."""
+        response = await self._call("PUT", path, content=json.dumps(body),
+                                    headers={"Content-Type": "application/json"})
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    async def watch(self, path: str, resource_version: str) -> AsyncIterator[dict[str, Any]]:
+        """The watch events of a collection after `resource_version`, until the server ends
+        the stream; ControlPlaneError when it cannot be opened or breaks."""
+        try:
+            headers = await asyncio.to_thread(self.tokens.headers)
+            async with self._client.stream(
+                    "GET", self.url + path, headers=headers, timeout=httpx.Timeout(
+                        30.0, read=None),
+                    params={"watch": "true", "resourceVersion": resource_version}) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise ControlPlaneError(f"control plane watch {path}: HTTP "
+                                            f"{response.status_code}: {_reason(response)}")
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except CredentialsError as exc:
+            raise ControlPlaneError(str(exc)) from None
+        except httpx.HTTPError as exc:
+            raise ControlPlaneError(f"control plane {self.url}: {exc}") from None
 
     async def auth(self, method: str, what: str, params: Mapping[str, str]) -> None:
         """A call of the Nacos auth API (`users`, `roles`, `permissions`)."""

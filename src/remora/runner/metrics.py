@@ -4,10 +4,13 @@ CPU is the utime + stime of every process in the app's process group (an app sta
 a shell counts its children), as a rate over the interval between two samples, in millicores.
 Requests are `istio_requests_total{reporter="destination"}` of the pod's sidecar (what reached
 this pod), summed over every label set; errors are those with a 5xx `response_code`.
+`answered` reads what any proxy (a gateway too) answered, its 5xx by code and response flags,
+for `remora status` (runner/traffic.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -47,6 +50,51 @@ def inbound_requests(text: str) -> tuple[float, float]:
             if sample.labels.get("response_code", "").startswith("5"):
                 errors += sample.value
     return total, errors
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """What one proxy answered, cumulative since it started: requests, and its 5xx responses
+    by `code flags` ("503 UH", "500" when no response flag was set)."""
+
+    at: float
+    requests: float
+    errors: Mapping[str, float]
+
+    @property
+    def error_count(self) -> float:
+        return sum(self.errors.values())
+
+
+def answered(text: str, *, reporter: str, at: float) -> Traffic:
+    """The requests a proxy reported as `reporter` (a sidecar's inbound side is `destination`,
+    a gateway reports as `source`), from its Prometheus text."""
+    total = 0.0
+    errors: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name != REQUESTS_TOTAL or sample.labels.get("reporter") != reporter:
+                continue
+            total += sample.value
+            code = sample.labels.get("response_code", "")
+            if code.startswith("5"):
+                flags = sample.labels.get("response_flags", "-")
+                key = code if flags in ("", "-") else f"{code} {flags}"
+                errors[key] = errors.get(key, 0.0) + sample.value
+    return Traffic(at=at, requests=total, errors=errors)
+
+
+def requests_per_second(samples: Sequence[Traffic], *, window: float) -> float | None:
+    """The request rate between the newest sample and the oldest one at most `window` older
+    (None with fewer than two, or when the counter went back: the proxy restarted)."""
+    if len(samples) < 2:
+        return None
+    newest = samples[-1]
+    oldest = next(s for s in samples if s.at >= newest.at - window)
+    elapsed = newest.at - oldest.at
+    if elapsed <= 0 or newest.requests < oldest.requests:
+        return None
+    return (newest.requests - oldest.requests) / elapsed
 
 
 def group_cpu_seconds(pid: int) -> float | None:
