@@ -36,12 +36,12 @@ from remora.api.resource import DEFAULT_NAMESPACE, WORKLOAD_NAME_LABEL, Resource
 from remora.api.yamlsource import read_documents
 from remora.credentials import FILE_NAME, read_file, remember
 from remora.errors import RemoraError
-from remora.runner import accounts
+from remora.runner import accounts, traffic
 from remora.runner import spec as specs
+from remora.runner.controllers import Controllers
 from remora.runner.cpclient import ControlPlaneClient, ControlPlaneError, wait_http_ok
 from remora.runner.ports import HOST, PortAllocator, port_is_free
 from remora.runner.process import Child
-from remora.runner.scaling import autoscalers, measure
 from remora.runner.state import StateDir
 from remora.runner.supervisor import (
     REMORA,
@@ -134,6 +134,20 @@ def mapped_documents(documents: list[tuple[Path, dict[str, Any]]],
     return out
 
 
+def workload_templates(documents: list[tuple[Path, dict[str, Any]]]
+                       ) -> dict[tuple[str, str, str], Any]:
+    """(kind, namespace, name) -> the pod template of each Deployment and StatefulSet of the
+    YAML: the pods `up` can start, and what makes them up to date."""
+    out = {}
+    for _, data in documents:
+        meta = data.get("metadata") or {}
+        if data.get("kind") in ("Deployment", "StatefulSet"):
+            key = (str(data["kind"]), str(meta.get("namespace") or DEFAULT_NAMESPACE),
+                   str(meta.get("name")))
+            out[key] = (data.get("spec") or {}).get("template")
+    return out
+
+
 class Mesh:
     """Everything one `remora up` runs, started and stopped in order."""
 
@@ -161,6 +175,13 @@ class Mesh:
         self.started = time.time()
         self.ready_after: float | None = None
         self._changed = asyncio.Event()
+        self.traffic = traffic.TrafficWatch(self.http)
+        self.controllers = Controllers(
+            client=self.client, http=self.http, mesh=self,
+            templates=workload_templates(self.documents),
+            namespaces=[r.namespace for r in self.resources
+                        if r.kind in ("Deployment", "StatefulSet", "HorizontalPodAutoscaler")],
+            hpa_interval=options.hpa_interval, say=say)
 
     def _gateway_child(self, plan: GatewayPlan) -> Child:
         labels = ",".join(f"{k}={v}" for k, v in plan.selector.items())
@@ -181,6 +202,7 @@ class Mesh:
         for stale in (self.state.controlplane_data, self.state.logs, self.state.root / "data"):
             shutil.rmtree(stale, ignore_errors=True)
         self._spawn(self._write_status_forever())
+        self._spawn(self.traffic.forever(self._proxies, time.time, self.changed))
         await self.controlplane.start()
         self.changed()
         if not await self.client.wait_healthy(CONTROLPLANE_READY_TIMEOUT):
@@ -196,7 +218,8 @@ class Mesh:
             self.say(f"gateway {plan.name}: {ports}")
         for workload in specs.workloads(self.resources):
             self.scale(workload.namespace, workload.name, workload.replicas)
-        self._spawn(self._autoscale_forever())
+        for loop in self.controllers.loops():  # from here on spec.replicas comes from the
+            self._spawn(loop)                  # control plane (runner/controllers.py)
         self.changed()
 
     async def _sign_in(self) -> None:
@@ -248,24 +271,6 @@ class Mesh:
         await pod.stop_app()
         await pod.stop_sidecar()
 
-    async def _autoscale_forever(self) -> None:
-        """Every --hpa-interval: sample the pods (status and HPA), run the HPAs, scale."""
-        scalers = autoscalers(self.resources)
-        while True:
-            await asyncio.sleep(self.options.hpa_interval)
-            now = time.monotonic()
-            await measure(self.pods, self.http, now)
-            for scaler in scalers:
-                namespace, _, name = scaler.target
-                pods = self.pods_of(namespace, name)
-                if not pods:
-                    continue
-                desired = scaler.decide(pods, now)
-                if desired != len(pods):
-                    self.say(f"autoscaler {scaler.hpa.key}: {name} {len(pods)} -> {desired}")
-                    self.scale(namespace, name, desired)
-            self.changed()
-
     def _plan(self, instance: specs.InstanceSpec) -> PodPlan:
         source = specs.find_workload(self.resources, f"{instance.namespace}/{instance.workload}")
         where = source.source
@@ -315,6 +320,16 @@ class Mesh:
     def changed(self) -> None:
         self._changed.set()
 
+    def _proxies(self) -> list[traffic.Proxy]:
+        """Every sidecar and gateway, for the traffic watch."""
+        return [
+            *(traffic.Proxy(pod.name, pod.plan.sidecar.admin, "destination",
+                            pod.sidecar.started_at if pod.sidecar.running else 0.0)
+              for pod in self.pods),
+            *(traffic.Proxy(plan.name, plan.ports.admin, "source",
+                            child.started_at if child.running else 0.0)
+              for plan, child in zip(self.gateways, self.gateway_children, strict=True))]
+
     def status(self) -> dict[str, Any]:
         return {
             "phase": self.phase, "error": self.error, "started": self.started,
@@ -325,9 +340,10 @@ class Mesh:
                 {"name": plan.name, "namespace": plan.namespace, "selector": plan.selector,
                  "gateways": list(plan.gateways), "admin": plan.ports.admin,
                  "listen": {str(k): v for k, v in plan.listen.items()},
-                 "process": _process(child), "log": str(child.log)}
+                 "process": _process(child), "log": str(child.log),
+                 **self.traffic.of(plan.name)}
                 for plan, child in zip(self.gateways, self.gateway_children, strict=True)],
-            "instances": [pod.status() for pod in self.pods],
+            "instances": [{**pod.status(), **self.traffic.of(pod.name)} for pod in self.pods],
         }
 
     async def _write_status_forever(self) -> None:
