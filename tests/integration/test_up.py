@@ -148,11 +148,11 @@ def all_pids(status: dict[str, Any]) -> list[int]:
 class Up:
     """A detached `remora up` in a temporary state directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, app: str = APP, mesh: str = MESH) -> None:
         self.mesh = root / "mesh"
         self.mesh.mkdir()
-        (self.mesh / "app.py").write_text(APP)
-        (self.mesh / "mesh.yaml").write_text(MESH)
+        (self.mesh / "app.py").write_text(app)
+        (self.mesh / "mesh.yaml").write_text(mesh)
         self.state = root / "state"
         self.cp_port = free_port()
         self.http = httpx.Client(trust_env=False, timeout=10)
@@ -172,25 +172,34 @@ class Up:
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.status()['gateways'][0]['listen']['80']}"
 
+    def start(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        """`remora up --detach`: its output, once the mesh is ready."""
+        started = remora("up", "-f", str(self.mesh), *self.args(), "--controlplane-port",
+                         str(self.cp_port), *extra, "--detach")
+        assert started.returncode == 0, started.stdout + started.stderr
+        return started
+
+    def down(self) -> None:
+        """`remora down`, then kill whatever it left (nothing outlives a test)."""
+        self.http.close()
+        before = self.state / "status.json"
+        recorded = json.loads(before.read_text()) if before.exists() else {}
+        remora("down", *self.args())
+        for instance in recorded.get("instances", []):
+            for process in (instance["app"], instance["sidecar"]):
+                if process.get("pid") and procfs.is_alive(process["pid"], process["started"]):
+                    os.killpg(process["pid"], signal.SIGKILL)
+
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
     mesh = Up(tmp_path)
     yield mesh
-    mesh.http.close()
-    before = mesh.state / "status.json"
-    recorded = json.loads(before.read_text()) if before.exists() else {}
-    remora("down", *mesh.args())
-    for instance in recorded.get("instances", []):  # belt and braces: nothing outlives a test
-        for process in (instance["app"], instance["sidecar"]):
-            if process.get("pid") and procfs.is_alive(process["pid"], process["started"]):
-                os.killpg(process["pid"], signal.SIGKILL)
+    mesh.down()
 
 
 def test_up_serves_restarts_and_down_leaves_nothing(up: Up) -> None:
-    started = remora("up", "-f", str(up.mesh), *up.args(), "--controlplane-port",
-                     str(up.cp_port), "--detach")
-    assert started.returncode == 0, started.stdout + started.stderr
+    started = up.start()
     assert "ready in" in started.stdout and "(Gateway port 80)" in started.stdout
     status = up.status()
     assert status["phase"] == "Ready"
@@ -336,9 +345,7 @@ def test_hpa_scales_on_requests_per_second_and_back(up: Up) -> None:
     """kubernetes.io, "Horizontal Pod Autoscaling": desired = ceil(current × metric / target),
     capped by maxReplicas; scale-down waits for the (here shortened) stabilization window."""
     (up.mesh / "mesh.yaml").write_text(HPA_MESH)
-    started = remora("up", "-f", str(up.mesh), *up.args(), "--controlplane-port",
-                     str(up.cp_port), "--hpa-interval", "1", "--detach")
-    assert started.returncode == 0, started.stdout + started.stderr
+    up.start("--hpa-interval", "1")
     gateway = up.gateway_url()
     stop = threading.Event()
 

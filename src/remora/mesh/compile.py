@@ -170,6 +170,7 @@ class Clusters:
             name=name, host=host, port=port, subset=subset,
             service_name=service.name if service else host, service_namespace=namespace,
             endpoints=endpoints, lb=lb, traffic_policy=policy,
+            mesh_external=service is not None and service.mesh_external,
         )  # fmt: skip
 
 

@@ -65,6 +65,12 @@ class MeshService:
     def port(self, number: int) -> MeshPort | None:
         return next((p for p in self.ports if p.number == number), None)
 
+    @property
+    def mesh_external(self) -> bool:
+        """A ServiceEntry whose location is MESH_EXTERNAL (its default): not a mesh workload."""
+        resource = self.resource
+        return isinstance(resource, ServiceEntry) and resource.spec.location_mode == "MESH_EXTERNAL"
+
     def domains(self, proxy_namespace: str) -> tuple[str, ...]:
         """Names a sidecar in `proxy_namespace` accepts for this service (without ports)."""
         return (*short_names(self.host, proxy_namespace), self.host, *self.addresses)

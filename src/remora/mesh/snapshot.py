@@ -154,6 +154,7 @@ class Cluster:
     endpoints: tuple[Endpoint, ...]
     lb: LbConfig
     traffic_policy: TrafficPolicy | None = None  # effective: subset over rule, port level
+    mesh_external: bool = False  # a MESH_EXTERNAL ServiceEntry's: no peer metadata sent to it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -162,6 +163,7 @@ class Cluster:
             "port": self.port,
             "subset": self.subset,
             "service": f"{self.service_name}.{self.service_namespace}",
+            "meshExternal": self.mesh_external,
             "lb": asdict(self.lb),
             "trafficPolicy": _api(self.traffic_policy) if self.traffic_policy else None,
             "endpoints": [e.to_dict() for e in self.endpoints],

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from remora.credentials import CredentialsError, TokenSource
 from remora.errors import RemoraError
 from remora.mesh.documents import compile_documents
 from remora.mesh.wire import ACK_PATH, DISCOVERY_PATH, Document, ack_body, apply_message
+from remora.proxy.config import node_id
 from remora.proxy.configlog import ConfigLog
 
 if TYPE_CHECKING:
@@ -48,12 +48,6 @@ class ControlPlaneUnavailableError(RemoraError):
 class ControlPlaneRefusedError(ValueError):
     """The control plane refused the proxy's credentials (a ValueError: retried like a bad
     stream, with a fresh login)."""
-
-
-def node_id(identity: ProxyIdentity) -> str:
-    """Envoy-style node id: `sidecar~127.0.0.1~reviews-v1-12345.default~default.svc`."""
-    return (f"{identity.mode}~{identity.ip}~{identity.workload}-{os.getpid()}."
-            f"{identity.namespace}~{identity.namespace}.svc.cluster.local")
 
 
 def node_document(identity: ProxyIdentity) -> dict[str, Any]:

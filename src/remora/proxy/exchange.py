@@ -28,6 +28,8 @@ from remora.proxy.http1 import (
 )
 from remora.proxy.mirror import send_mirrors
 from remora.proxy.router import Forward, LocalReply, decide
+from remora.telemetry.peer import HEADERS as PEER_HEADERS
+from remora.telemetry.peer import PEER_METADATA
 
 if TYPE_CHECKING:
     import asyncio
@@ -64,6 +66,7 @@ class Exchange:
         "head",
         "keep_alive",
         "listener",
+        "peer",
         "pool",
         "request",
         "request_done",
@@ -124,6 +127,7 @@ class Exchange:
         self.bytes_sent = 0
         self.finished = False
         self.upstream_service_ms: float | None = None
+        self.peer: tuple[str, ...] | None = None  # inbound: the caller's labels, if it said
 
     # the decision ------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -237,11 +241,27 @@ class Exchange:
             scheme=self.downstream.scheme,
             request_id_factory=self.runtime.request_id,
         )
+        headers = self.exchange_peer_metadata(headers)
         headers = decision.target.request_headers.apply(headers)
         headers = decision.route.request_headers.apply(headers)
         if head.chunked:
             headers.append(("transfer-encoding", "chunked"))
         return encode_request_head(head.method, decision.path, headers)
+
+    def exchange_peer_metadata(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Istio's metadata exchange (telemetry.peer): inbound, the caller's headers become
+        `peer` and the app never sees them; outbound and at gateways, ours replace any the
+        app sent, except towards MESH_EXTERNAL services."""
+        observer = self.runtime.observer
+        kept = [h for h in headers if h[0] not in PEER_HEADERS]
+        if self.listener.direction == "inbound":
+            value = next((v for k, v in headers if k == PEER_METADATA), None)
+            self.peer = observer.peer_side(value) if value is not None else None
+            return kept
+        if self.cluster is None or self.cluster.cluster.mesh_external:
+            return headers
+        kept.extend(observer.peer_headers())
+        return kept
 
     # request body from downstream --------------------------------------------------------------
     def on_request_event(self, event: Data | EndOfMessage) -> None:
@@ -333,6 +353,10 @@ class Exchange:
 
     def send_response_head(self, event: ResponseHead) -> None:
         headers = strip_hop_by_hop(event.headers)
+        if self.listener.direction != "inbound":  # the upstream sidecar's, for us only
+            headers = [h for h in headers if h[0] not in PEER_HEADERS]
+        elif self.peer is not None:  # a caller that described itself hears who answered
+            headers.extend(self.runtime.observer.peer_headers())
         if self.target is not None:
             headers = self.target.response_headers.apply(headers)
         route = self.route

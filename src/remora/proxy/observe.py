@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from remora.mesh.snapshot import canonical_names
 from remora.policy.flags import ResponseFlag, join_flags
+from remora.proxy.config import node_id
+from remora.telemetry import peer
 from remora.telemetry.accesslog import AccessRecord
 
 if TYPE_CHECKING:
@@ -55,13 +57,45 @@ def destination_labels(side: tuple[str, ...], service: tuple[str, ...]) -> tuple
 
 
 class Observer:
-    """Builds label tuples (cached per endpoint) and access records for a runtime."""
+    """Builds label tuples (cached per endpoint and per peer), this proxy's peer metadata
+    headers, and access records for a runtime."""
 
     def __init__(self, runtime: ProxyRuntime) -> None:
         self.runtime = runtime
         self.epoch_offset = time.time() - runtime.loop.time()
         self._sides: dict[tuple[int, int], tuple[str, ...]] = {}
         self._self_side: tuple[ProxyIdentity, tuple[str, ...]] | None = None
+        self._peers: dict[str, tuple[str, ...] | None] = {}
+        self._own_headers: tuple[ProxyIdentity, tuple[tuple[str, str], ...]] | None = None
+
+    def peer_headers(self) -> tuple[tuple[str, str], ...]:
+        """What this proxy says of itself to its peers (telemetry.peer)."""
+        identity = self.runtime.snapshot.identity
+        cached = self._own_headers
+        if cached is None or cached[0] is not identity:
+            labels = {**identity.labels,
+                      "service.istio.io/canonical-name": identity.canonical_service,
+                      "service.istio.io/canonical-revision": identity.canonical_revision}
+            value = peer.encode(peer.PeerMetadata(
+                workload=identity.workload, namespace=identity.namespace,
+                cluster=identity.cluster, labels=labels))  # fmt: skip
+            headers = ((peer.PEER_METADATA_ID, node_id(identity)), (peer.PEER_METADATA, value))
+            self._own_headers = cached = (identity, headers)
+        return cached[1]
+
+    def peer_side(self, value: str) -> tuple[str, ...] | None:
+        """The 8 labels of the peer an `x-envoy-peer-metadata` value describes (None if
+        unreadable); decoded once per distinct value, as Istio caches per peer."""
+        if value in self._peers:
+            return self._peers[value]
+        if len(self._peers) > 1_000:  # peers come and go: start over rather than grow
+            self._peers.clear()
+        found = peer.decode(value)
+        side = None if found is None else workload_labels(
+            workload=found.workload, namespace=found.namespace, labels=found.labels,
+            cluster=found.cluster or UNKNOWN)  # fmt: skip
+        self._peers[value] = side
+        return side
 
     def self_side(self) -> tuple[str, ...]:
         identity = self.runtime.snapshot.identity
@@ -93,14 +127,15 @@ class Observer:
         code = str(exchange.response_status)
         state = exchange.cluster
         if listener.direction == "inbound":
-            # the local app's side; the caller is unknown until peers exchange metadata (mTLS)
+            # the local app's side; the caller's as its sidecar described itself, if it did
             own = self.self_side()
             service = (
                 (state.cluster.host, state.cluster.service_name, state.cluster.service_namespace)
                 if state is not None and state.cluster.host
                 else UNKNOWN_SERVICE
             )
-            return ("destination", *UNKNOWN_SIDE, *destination_labels(own, service),
+            return ("destination", *(exchange.peer or UNKNOWN_SIDE),
+                    *destination_labels(own, service),
                     "http", code, "", flags, "none")
         if state is not None and exchange.endpoint is not None:
             destination = self.endpoint_side(state, exchange.endpoint_index, exchange.endpoint)
