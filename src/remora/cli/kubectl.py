@@ -23,14 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
-from rich.console import Console
-from rich.table import Table
 
-from remora.api.loader import YAML_SUFFIXES
-from remora.api.resource import split_api_version
-from remora.api.yamlaliases import AliasBombError
-from remora.api.yamlsource import load_all
 from remora.cli import columns
 from remora.cli.output import OutputFormat, render
 from remora.context import current
@@ -271,6 +264,8 @@ def _item_path(rtype: ResourceType, namespace: str, name: str) -> str:
 
 def read_sources(paths: list[str]) -> list[tuple[str, str]]:
     """(name, text) of each file named; directories recursively (.yaml, .yml, .json)."""
+    from remora.api.loader import YAML_SUFFIXES  # noqa: PLC0415  (the models: apply -f only)
+
     out: list[tuple[str, str]] = []
     for raw in paths:
         if raw == "-":
@@ -292,6 +287,11 @@ def read_sources(paths: list[str]) -> list[tuple[str, str]]:
 
 
 def _targets_in(paths: list[str], namespace: str) -> list[tuple[ResourceType, str, str]]:
+    import yaml  # noqa: PLC0415  (delete -f only, as below)
+
+    from remora.api.yamlaliases import AliasBombError  # noqa: PLC0415
+    from remora.api.yamlsource import load_all  # noqa: PLC0415
+
     targets = []
     for source, text in read_sources(paths):
         try:
@@ -311,6 +311,8 @@ def _targets_in(paths: list[str], namespace: str) -> list[tuple[ResourceType, st
 def _target(source: str, document: Any, namespace: str) -> tuple[ResourceType, str, str]:
     if not isinstance(document, dict):
         raise RemoraError(f"{source}: expected Kubernetes objects")
+    from remora.api.resource import split_api_version  # noqa: PLC0415  (pydantic models)
+
     group = split_api_version(str(document.get("apiVersion", "")))[0]
     rtype = by_kind(group, str(document.get("kind")))
     meta = document.get("metadata") or {}
@@ -359,6 +361,9 @@ COLUMNS: dict[str, list[tuple[str, Any]]] = {
 
 def print_table(rtype: ResourceType, objects: list[dict[str, Any]], *, all_namespaces: bool,
                 wide: bool, now: datetime | None = None) -> None:
+    from rich.console import Console  # noqa: PLC0415  (only to print a table)
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="", padding=(0, 3, 0, 0))
     headers = ["NAMESPACE"] if all_namespaces else []
     headers += ["NAME", *(h for h, _ in COLUMNS.get(rtype.kind, [])), "AGE"]

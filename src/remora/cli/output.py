@@ -6,8 +6,6 @@ import json
 from enum import StrEnum
 from typing import Any
 
-import yaml
-
 
 class OutputFormat(StrEnum):
     TEXT = "text"
@@ -20,6 +18,8 @@ def render(data: Any, output: OutputFormat) -> str:
     if output is OutputFormat.JSON:
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     if output is OutputFormat.YAML:
+        import yaml  # noqa: PLC0415  (a table or JSON needs no YAML)
+
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
         text: str = yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True)
         return text

@@ -8,7 +8,6 @@ supervisor's state directory (--state-dir) is what `status`, `logs` and `down` r
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import time
@@ -19,11 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from remora.api.loader import load_paths
 from remora.cli.output import OutputFormat, render
 from remora.errors import RemoraError
-from remora.runner import control
-from remora.runner import spec as specs
 from remora.runner.ports import HOST, port_is_free
 from remora.runner.state import DEFAULT_STATE_DIR, StateDir, alive
 
@@ -53,6 +49,13 @@ def up(
         help="--detach: seconds to wait for everything to be ready.")] = 120.0,
 ) -> None:
     """Run the workloads of the YAML as local processes, each with a sidecar, in one mesh."""
+    # the models and the runner load only for `up` (and `down`): `status` and `logs` read files
+    import asyncio  # noqa: PLC0415
+
+    from remora.api.loader import load_paths  # noqa: PLC0415
+    from remora.runner import control  # noqa: PLC0415
+    from remora.runner import spec as specs  # noqa: PLC0415
+
     loaded = load_paths(filename)
     loaded.raise_for_issues()
     state_root = state_dir.resolve()
@@ -101,6 +104,8 @@ def down(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the stop.")] = 120.0,
 ) -> None:
     """Stop everything `remora up` started: apps, sidecars, gateways, control plane."""
+    from remora.runner import control  # noqa: PLC0415
+
     found = control.stop(StateDir(state_dir.resolve()), timeout=timeout)
     typer.echo(f"stopped ({found} processes)" if found else f"nothing runs for {state_dir}")
 

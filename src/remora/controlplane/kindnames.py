@@ -1,38 +1,45 @@
 """Resource types by the names kubectl users type: plural, singular, short names and Kind.
 
-The served kinds come from the config model (`remora.api.kinds.KINDS`); this adds the names
-Kubernetes' and Istio's API discovery give them (`kubectl api-resources`), so `vs`,
-`virtualservice`, `virtualservices` and `VirtualService` all name one type.
+`SERVED` is `kubectl api-resources` as data: each kind the config model serves
+(`remora.api.kinds.KINDS`, checked equal by tests/unit/controlplane/test_kindnames.py) with
+the names Kubernetes' and Istio's API discovery give it, so `vs`, `virtualservice`,
+`virtualservices` and `VirtualService` all name one type. It is plain data so that `remora
+get` finds a type without importing the models (pydantic) it never uses.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from remora.api.kinds import KINDS, KindInfo
+_V1 = ("v1",)
+_NETWORKING = ("v1alpha3", "v1beta1", "v1")
+_SECURITY = ("v1beta1", "v1")
 
-# Kind -> (plural, short names), as `kubectl api-resources` lists them on a cluster with Istio.
-_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "Namespace": ("namespaces", ("ns",)),
-    "Service": ("services", ("svc",)),
-    "ConfigMap": ("configmaps", ("cm",)),
-    "Secret": ("secrets", ()),
-    "ServiceAccount": ("serviceaccounts", ("sa",)),
-    "EndpointSlice": ("endpointslices", ()),
-    "Deployment": ("deployments", ("deploy",)),
-    "StatefulSet": ("statefulsets", ("sts",)),
-    "HorizontalPodAutoscaler": ("horizontalpodautoscalers", ("hpa",)),
-    "VirtualService": ("virtualservices", ("vs",)),
-    "DestinationRule": ("destinationrules", ("dr",)),
-    "Gateway": ("gateways", ("gw",)),
-    "ServiceEntry": ("serviceentries", ("se",)),
-    "WorkloadEntry": ("workloadentries", ("we",)),
-    "Sidecar": ("sidecars", ()),
-    "PeerAuthentication": ("peerauthentications", ("pa",)),
-    "AuthorizationPolicy": ("authorizationpolicies", ("ap",)),
-    "RequestAuthentication": ("requestauthentications", ("ra",)),
-    "Telemetry": ("telemetries", ("telemetry",)),
-}
+# (group, Kind, versions served, namespaced, plural, short names), in discovery's order.
+SERVED: tuple[tuple[str, str, tuple[str, ...], bool, str, tuple[str, ...]], ...] = (
+    ("", "Namespace", _V1, False, "namespaces", ("ns",)),
+    ("", "Service", _V1, True, "services", ("svc",)),
+    ("", "ConfigMap", _V1, True, "configmaps", ("cm",)),
+    ("", "Secret", _V1, True, "secrets", ()),
+    ("", "ServiceAccount", _V1, True, "serviceaccounts", ("sa",)),
+    ("discovery.k8s.io", "EndpointSlice", _V1, True, "endpointslices", ()),
+    ("apps", "Deployment", _V1, True, "deployments", ("deploy",)),
+    ("apps", "StatefulSet", _V1, True, "statefulsets", ("sts",)),
+    ("autoscaling", "HorizontalPodAutoscaler", ("v2", "v2beta2"), True,
+     "horizontalpodautoscalers", ("hpa",)),
+    ("networking.istio.io", "VirtualService", _NETWORKING, True, "virtualservices", ("vs",)),
+    ("networking.istio.io", "DestinationRule", _NETWORKING, True, "destinationrules", ("dr",)),
+    ("networking.istio.io", "Gateway", _NETWORKING, True, "gateways", ("gw",)),
+    ("networking.istio.io", "ServiceEntry", _NETWORKING, True, "serviceentries", ("se",)),
+    ("networking.istio.io", "WorkloadEntry", _NETWORKING, True, "workloadentries", ("we",)),
+    ("networking.istio.io", "Sidecar", _NETWORKING, True, "sidecars", ()),
+    ("security.istio.io", "PeerAuthentication", _SECURITY, True, "peerauthentications", ("pa",)),
+    ("security.istio.io", "AuthorizationPolicy", _SECURITY, True, "authorizationpolicies",
+     ("ap",)),
+    ("security.istio.io", "RequestAuthentication", _SECURITY, True, "requestauthentications",
+     ("ra",)),
+    ("telemetry.istio.io", "Telemetry", ("v1alpha1", "v1"), True, "telemetries", ("telemetry",)),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +80,10 @@ class ResourceType:
         return f"{base}/{self.plural}"
 
 
-def _from(info: KindInfo) -> ResourceType:
-    plural, short = _NAMES.get(info.kind, (info.kind.lower() + "s", ()))
-    return ResourceType(group=info.group, kind=info.kind, plural=plural, short_names=short,
-                        versions=info.versions, namespaced=info.model.NAMESPACED)
-
-
-TYPES: tuple[ResourceType, ...] = tuple(_from(info) for info in KINDS.values())
+TYPES: tuple[ResourceType, ...] = tuple(
+    ResourceType(group=group, kind=kind, plural=plural, short_names=short, versions=versions,
+                 namespaced=namespaced)
+    for group, kind, versions, namespaced, plural, short in SERVED)
 
 _BY_GROUP_KIND = {(t.group, t.kind): t for t in TYPES}
 _BY_GROUP_PLURAL = {(t.group, t.plural): t for t in TYPES}

@@ -12,6 +12,10 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import typer
@@ -19,9 +23,10 @@ import typer
 from remora.cli import main
 from remora.cli.main import COMMANDS, LazyCommand, LazyGroup
 
-HEAVY = ("asyncio", "httpx", "uvloop", "remora.analysis", "remora.api.networking",
-         "remora.api.loader", "remora.proxy", "remora.mesh", "remora.runner.control")
-"""Modules no read-only command (`version`, `get`, `status`) may load."""
+HEAVY = ("asyncio", "httpx", "uvloop", "fastapi", "remora.analysis", "remora.api",
+         "remora.proxy", "remora.mesh", "remora.runner.control", "remora.runner.spec")
+"""Modules no read-only command (`version`, `get`, `status`) may load: the config model (pydantic
+models) among them. typer itself imports pydantic to convert parameters, so pydantic is not."""
 
 
 def modules_after(args: list[str], *, prefixes: tuple[str, ...] = HEAVY) -> dict[str, object]:
@@ -99,3 +104,48 @@ def test_a_command_runs_and_usage_errors_exit_64() -> None:
     assert modules_after(["get"], prefixes=())["code"] == main.EXIT_INCORRECT_USAGE
     assert modules_after(["no-such-command"], prefixes=())["code"] == main.EXIT_INCORRECT_USAGE
     assert modules_after(["get", "--help"], prefixes=())["code"] == 0
+
+
+class _ControlPlane(BaseHTTPRequestHandler):
+    """Answers every GET with one VirtualService, as the resource API lists them."""
+
+    def do_GET(self) -> None:
+        item = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                "metadata": {"name": "reviews", "namespace": "default",
+                             "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "spec": {"hosts": ["reviews"]}}
+        body = json.dumps({"kind": "VirtualServiceList", "items": [item]}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def control_plane() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ControlPlane)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+def test_get_loads_neither_the_models_nor_asyncio(control_plane: str) -> None:
+    for output in ("table", "wide", "json"):
+        done = modules_after(["get", "vs", "--server", control_plane, "-o", output])
+        assert done == {"code": 0, "loaded": []}, output
+
+
+def test_status_loads_neither_the_models_nor_the_runner(tmp_path: Path) -> None:
+    status = {"phase": "Ready", "controlplane": {"url": "http://127.0.0.1:1"},
+              "instances": [], "gateways": []}
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    for output in ("table", "json"):
+        done = modules_after(["status", "--state-dir", str(tmp_path), "-o", output])
+        assert done == {"code": 0, "loaded": []}, output
