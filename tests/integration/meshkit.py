@@ -293,8 +293,10 @@ class Proxy:
 
 @contextlib.contextmanager
 def run_proxy(config: Path, *args: str, tmp: Path, ready_timeout: float = 15.0,
-              expect_ready: bool = True, controlplane: str | None = None) -> Iterator[Proxy]:
-    """A proxy on `config` files, or fed by `controlplane` (a URL) when given."""
+              expect_ready: bool = True, controlplane: str | None = None,
+              env: dict[str, str] | None = None) -> Iterator[Proxy]:
+    """A proxy on `config` files, or fed by `controlplane` (a URL) when given; `env` adds to
+    its environment (ISTIO_META_* proxy metadata, for one)."""
     ports = {name: free_port() for name in ("outbound", "inbound", "admin", "health")}
     stderr_path = tmp / f"proxy-{ports['admin']}.log"
     source = ["--controlplane", controlplane] if controlplane else ["-f", str(config)]
@@ -305,7 +307,7 @@ def run_proxy(config: Path, *args: str, tmp: Path, ready_timeout: float = 15.0,
     ]
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(command, stdout=stderr, stderr=stderr,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     proxy = Proxy(config, process, stderr_path=stderr_path, **ports)
     try:
         if expect_ready:

@@ -63,9 +63,11 @@ class ProtocolError(RemoraError):
     """The peer broke HTTP/1.1; `status` is what a server answers before closing (400, 431, 501...).
 
     On the response side the status is 502: the upstream, not the client, broke the protocol.
+    `body` is the answer's body when it is not the reason on a line (Envoy's exact text).
     """
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, *, body: bytes | None = None) -> None:
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason
+        self.body = f"{reason}\n".encode() if body is None else body

@@ -6,7 +6,10 @@ values latin-1 decoded once) and append events to the list that `feed` returns. 
 refuses most malformed and smuggling-shaped input (the tables in tests/unit/proxy say which); the
 checks here cover what it lets through: HTTP versions other than 1.0/1.1, transfer codings other
 than a lone "chunked", a missing or repeated Host, CONNECT, more than 100 fields, and sizes.
-After a ProtocolError a decoder refuses all further input.
+HTTP/1.0 is refused with 426 unless asked for, as Envoy's `accept_http_10: false` default does.
+After a ProtocolError a decoder refuses all further input; the requests the same feed completed
+before it are still returned (a valid request pipelined before a broken one gets its answer),
+and `error` says that decoding ended.
 
 Sizes. A head is counted on raw bytes from the feed boundary where it starts, and the parser is
 given only what the limit allows, so a slow or endless head is refused before it is buffered;
@@ -70,6 +73,9 @@ _METHODS: Final = {
     for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")
 }
 _VERSIONS: Final = frozenset({"1.1", "1.0"})
+# Envoy's answer to HTTP/1.0 without accept_http_10 (http1 codec_impl.cc checkProtocolVersion:
+# sendProtocolError, the status phrase as body, response code details `low_version`).
+UPGRADE_REQUIRED: Final = b"Upgrade Required"
 _FRAMING: Final = frozenset({
     "content-length", "transfer-encoding", "connection", "expect", "host", "upgrade",
 })
@@ -146,9 +152,9 @@ class _Decoder:
     def _execute(self, data: bytes) -> None:
         raise NotImplementedError
 
-    def _fail(self, status: int, reason: str) -> ProtocolError:
+    def _fail(self, status: int, reason: str, *, body: bytes | None = None) -> ProtocolError:
         """Record the error (the decoder refuses input from now on) and return it to raise."""
-        error = ProtocolError(status, reason)
+        error = ProtocolError(status, reason, body=body)
         if self._error is None:
             self._error = error
         return self._error
@@ -250,16 +256,24 @@ class RequestDecoder(_Decoder):
     """Decodes the requests of one downstream connection, pipelined ones included."""
 
     def __init__(self, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
-                 max_header_count: int = DEFAULT_MAX_HEADER_COUNT) -> None:
+                 max_header_count: int = DEFAULT_MAX_HEADER_COUNT,
+                 accept_http_10: bool = False) -> None:
         super().__init__(max_header_bytes=max_header_bytes, max_header_count=max_header_count)
+        self._accept_http_10 = accept_http_10
         self._parser = httptools.HttpRequestParser(self)
         self._events: list[RequestEvent] = []
         self._keep = True  # the current request's keep-alive
         self._closed = False  # a request without keep-alive ended: ignore what follows
         self._body_after_upgrade: bytes | None = None
 
+    @property
+    def error(self) -> ProtocolError | None:
+        """The error that ended decoding (then `feed` raises it), if any."""
+        return self._error
+
     def feed(self, data: bytes) -> list[RequestEvent]:
-        """Decode `data`; raises ProtocolError (and keeps raising it) on a broken request."""
+        """Decode `data`; raises ProtocolError (and keeps raising it) on a broken request, unless
+        this feed completed requests before the break: then those come back, `error` is set."""
         if self._error is not None:
             raise self._error
         events: list[RequestEvent] = []
@@ -270,6 +284,8 @@ class RequestDecoder(_Decoder):
             fast = http1_fast.request_head(data, max_bytes=self._max, max_count=self._max_count)
             if fast is not None:
                 method, target, version, headers, keep_alive, expect_continue = fast
+                if version == "1.0" and not self._accept_http_10:
+                    raise self._fail(426, "low_version", body=UPGRADE_REQUIRED)
                 self._keep = keep_alive
                 self._closed = not keep_alive
                 return [
@@ -278,7 +294,14 @@ class RequestDecoder(_Decoder):
                     EndOfMessage([]),
                 ]
         self._events = events
-        self._feed(data)
+        try:
+            self._feed(data)
+        except ProtocolError:
+            # Requests completed before the break are answered; one broken off is not forwarded.
+            ends = [i for i, event in enumerate(events) if isinstance(event, EndOfMessage)]
+            if not ends:
+                raise
+            del events[ends[-1] + 1:]
         return events
 
     def feed_eof(self) -> list[RequestEvent]:
@@ -323,6 +346,8 @@ class RequestDecoder(_Decoder):
         version = parser.get_http_version()
         if version not in _VERSIONS:
             raise self._fail(505, f"HTTP/{version} not supported")
+        if version == "1.0" and not self._accept_http_10:
+            raise self._fail(426, "low_version", body=UPGRADE_REQUIRED)
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("latin-1")
         if method == "CONNECT":

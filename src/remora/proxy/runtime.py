@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 import ssl
@@ -47,6 +48,10 @@ class ProxyOptions:
     idle_timeout: float = 300.0  # keep-alive connections with no request in flight
     drain_timeout: float = 5.0  # Istio's terminationDrainDuration
     max_header_bytes: int = 60 * 1024  # Envoy's max_request_headers_kb default
+    # Envoy's accept_http_10 (default false: HTTP/1.0 gets 426); Istio turns it on for a proxy
+    # whose environment has ISTIO_META_HTTP10=1, as this does.
+    accept_http_10: bool = field(
+        default_factory=lambda: os.environ.get("ISTIO_META_HTTP10") == "1")
     extra: dict[str, str] = field(default_factory=dict)
 
 

@@ -1,7 +1,9 @@
 """Downstream side of the proxy: one asyncio protocol per client connection.
 
 It feeds bytes to the I/O-free codec, starts an exchange per request head, hands body events to
-it, answers pipelined requests in order, and turns codec errors into 400/431 + close. Timeouts
+it, answers pipelined requests in order, and turns codec errors into 400/431/426 + close, in
+their turn: a broken request pipelined behind a valid one is refused after the valid one's
+response. Timeouts
 (slow headers, idle keep-alive) are enforced by the runtime's sweeper from the stamps kept here.
 """
 
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from remora.mesh.snapshot import Listener
     from remora.proxy.runtime import ProxyRuntime
 
-Event = RequestHead | Data | EndOfMessage
+Event = RequestHead | Data | EndOfMessage | ProtocolError
 
 
 class DownstreamConnection(asyncio.Protocol):
@@ -49,7 +51,8 @@ class DownstreamConnection(asyncio.Protocol):
         self.listener = listener
         self.scheme = scheme
         self.transport: asyncio.Transport | None = None
-        self.decoder = RequestDecoder(max_header_bytes=runtime.options.max_header_bytes)
+        self.decoder = RequestDecoder(max_header_bytes=runtime.options.max_header_bytes,
+                                      accept_http_10=runtime.options.accept_http_10)
         self.exchange: Exchange | None = None
         self.queue: deque[Event] = deque()  # pipelined requests waiting for the current one
         self.client_ip = "unknown"
@@ -76,17 +79,20 @@ class DownstreamConnection(asyncio.Protocol):
         self.runtime.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
-            return
+        decoder = self.decoder
+        if self.closing or decoder.error is not None:
+            return  # the error is dispatched already: nothing after it is read
         try:
-            events = self.decoder.feed(data)
+            events = decoder.feed(data)
         except ProtocolError as error:
-            self.reject(error)
+            self.dispatch(error)
             return
         if self.exchange is None and not self.header_started:
             self.header_started = self.runtime.loop.time()
         for event in events:
             self.dispatch(event)
+        if decoder.error is not None:  # a broken request after the ones just decoded
+            self.dispatch(decoder.error)
 
     def eof_received(self) -> bool:
         # A client may half-close after sending its request; keep writing the response then.
@@ -110,11 +116,20 @@ class DownstreamConnection(asyncio.Protocol):
 
     # requests ----------------------------------------------------------------------------------
     def dispatch(self, event: Event) -> None:
-        if self.queue or (isinstance(event, RequestHead) and self.exchange is not None):
+        if self.queue or self.waits(event):
             self.queue.append(event)  # pipelined: answered after the one in flight
             self.pause_reading()
             return
         self.handle(event)
+
+    def waits(self, event: Event) -> bool:
+        """Whether `event` belongs after the response in flight: a next request, or an error
+        in what follows a complete request (an error inside its body ends it now)."""
+        exchange = self.exchange
+        if exchange is None:
+            return False
+        return isinstance(event, RequestHead) or (
+            isinstance(event, ProtocolError) and exchange.request_done)
 
     def handle(self, event: Event) -> None:
         if isinstance(event, RequestHead):
@@ -124,6 +139,8 @@ class DownstreamConnection(asyncio.Protocol):
                 self, event, listener=self.listener, tables=runtime.tables
             )
             exchange.begin()
+        elif isinstance(event, ProtocolError):
+            self.reject(event)
         elif self.exchange is not None:
             self.exchange.on_request_event(event)
 
@@ -140,10 +157,8 @@ class DownstreamConnection(asyncio.Protocol):
             self.close()
             return
         queue = self.queue
-        while queue and self.exchange is None:
-            self.handle(queue.popleft())  # not dispatch(): it would queue the head again
-        while queue and not isinstance(queue[0], RequestHead) and self.exchange is not None:
-            self.exchange.on_request_event(queue.popleft())
+        while queue and not self.waits(queue[0]):
+            self.handle(queue.popleft())  # not dispatch(): it would queue the event again
         if not queue:
             self.resume_reading()
 
@@ -151,7 +166,7 @@ class DownstreamConnection(asyncio.Protocol):
         """Malformed input: answer with the codec's status (400, 431, ...) and close."""
         exchange = self.exchange
         if exchange is None or not exchange.response_head_sent:
-            body = f"{error.reason}\n".encode()
+            body = error.body
             head = encode_response_head(
                 error.status,
                 "",

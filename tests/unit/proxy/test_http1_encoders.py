@@ -98,7 +98,7 @@ def requests(draw: st.DrawFn) -> tuple[bytes, list[Data | EndOfMessage | Request
 
 
 def feed_split(raw: bytes, cuts: list[int]) -> list[RequestHead | Data | EndOfMessage]:
-    decoder = RequestDecoder()
+    decoder = RequestDecoder(accept_http_10=True)  # the pipeline holds HTTP/1.0 requests
     events = []
     for start, end in itertools.pairwise([0, *sorted(cuts), len(raw)]):
         events += decoder.feed(raw[start:end])

@@ -39,12 +39,12 @@ def outcome(decoder: RequestDecoder | ResponseDecoder, pieces: list[bytes]) -> o
     return events
 
 
-@given(st.sampled_from(LINES), fields)
-def test_request_fast_path_agrees_with_llhttp(line: bytes, headers: list[tuple[bytes, bytes]]
-                                              ) -> None:
+@given(st.sampled_from(LINES), fields, st.booleans())
+def test_request_fast_path_agrees_with_llhttp(line: bytes, headers: list[tuple[bytes, bytes]],
+                                              http10: bool) -> None:
     data = head(line, headers)
-    whole = outcome(RequestDecoder(), [data])
-    split = outcome(RequestDecoder(), [data[:3], data[3:]])
+    whole = outcome(RequestDecoder(accept_http_10=http10), [data])
+    split = outcome(RequestDecoder(accept_http_10=http10), [data[:3], data[3:]])
     assert whole == split
 
 

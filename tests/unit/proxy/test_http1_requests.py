@@ -21,8 +21,9 @@ def head(method: str = "GET", target: str = "/", headers: list[tuple[str, str]] 
 
 
 def decode(data: bytes, *, pieces: int = 0) -> list[Event]:
-    """Feed `data` whole, or cut into `pieces`-byte feeds; merge adjacent Data for comparison."""
-    decoder = RequestDecoder()
+    """Feed `data` whole, or cut into `pieces`-byte feeds; merge adjacent Data for comparison.
+    HTTP/1.0 is accepted (ISTIO_META_HTTP10): the tables check its framing too."""
+    decoder = RequestDecoder(accept_http_10=True)
     events: list[Event] = []
     step = pieces or len(data) or 1
     for i in range(0, len(data), step):
@@ -180,13 +181,42 @@ def test_refused_requests_one_byte_at_a_time(data: bytes, status: int) -> None:
 
 
 def test_refused_after_a_valid_request_in_the_same_feed() -> None:
-    """A smuggled second request after a good one: the good one's events are lost with the error,
-    which is right: the proxy answers 400 and closes instead of forwarding either."""
+    """A broken request after a complete one: the complete one's events come back (its framing
+    does not depend on what follows, so it gets its answer, as Envoy gives it), `error` is set,
+    and the next feed raises it."""
     decoder = RequestDecoder()
-    with pytest.raises(ProtocolError):
-        decoder.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
-                     b"POST / HTTP/1.1\r\nHost: a\r\n"
-                     b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n")
+    events = decoder.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+                          b"POST / HTTP/1.1\r\nHost: a\r\n"
+                          b"Content-Length: 1\r\nContent-Length: 2\r\n\r\n")
+    assert events == [head(), EndOfMessage()]
+    assert decoder.error is not None and decoder.error.status == 400
+    with pytest.raises(ProtocolError) as again:
+        decoder.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert again.value is decoder.error
+
+
+def test_a_request_broken_off_by_the_error_is_not_returned() -> None:
+    """Only complete requests come back: a head whose body breaks is never forwarded."""
+    decoder = RequestDecoder()
+    events = decoder.feed(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+                          b"POST /2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"2\r\nab\r\nzz\r\n")
+    assert events == [head(target="/1"), EndOfMessage()]
+    assert decoder.error is not None and decoder.error.status == 400
+
+
+@pytest.mark.parametrize("pieces", [0, 7])
+def test_http10_gets_426_unless_accepted_envoy_accept_http_10(pieces: int) -> None:
+    """Envoy's Http1ProtocolOptions.accept_http_10 defaults to false: an HTTP/1.0 request is
+    answered 426 with the body "Upgrade Required" (codec_impl.cc checkProtocolVersion)."""
+    data = b"GET / HTTP/1.0\r\nHost: a\r\n\r\n"
+    decoder = RequestDecoder()
+    with pytest.raises(ProtocolError) as info:
+        for i in range(0, len(data), pieces or len(data)):
+            decoder.feed(data[i:i + (pieces or len(data))])
+    assert (info.value.status, info.value.body, info.value.reason) == (
+        426, b"Upgrade Required", "low_version")
+    assert decode(data, pieces=pieces)[0] == head(version="1.0", keep_alive=False)
 
 
 def test_decoder_refuses_input_after_an_error() -> None:
