@@ -29,6 +29,15 @@ from tests.integration.meshkit import (
 
 pytestmark = pytest.mark.timeout(60)
 
+REGISTRY_ONLY = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+"""
+
 ROUTES = """\
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -166,6 +175,7 @@ def proxy(request: pytest.FixtureRequest, upstreams: dict[str, EchoServer],
         service_yaml("rr", 8000, [(port[s], {}) for s in ("rr1", "rr2", "rr3")]),
     ]))
     (config / "routes.yaml").write_text(ROUTES)
+    (config / "mesh.yaml").write_text(REGISTRY_ONLY)
     args = ("--access-log", str(tmp / "access.log"), "--labels", "app=productpage,version=v1")
     if request.param == "files":
         with run_proxy(config, *args, tmp=tmp) as running:
@@ -226,10 +236,11 @@ def test_forward_proxy_form_as_http_proxy_sends_it(proxy: Proxy) -> None:
 def test_every_name_of_a_kubernetes_service_routes(client: httpx.Client, host: str) -> None:
     """Istio sidecar virtual host domains: short name (same namespace), name.ns, name.ns.svc,
     FQDN; host matching is case-insensitive (RFC 9110 §4.2.3). No port = port 80 here, so
-    the short name alone (port 80) finds nothing on 9080's route table unless it says 9080."""
+    the short name alone (port 80) finds nothing on 9080's route table unless it says 9080
+    (REGISTRY_ONLY here: blocked, 502)."""
     response = call(client, "/", host=host, headers={"end-user": "jason"})
     if host == "reviews":
-        assert response.status_code == 404
+        assert response.status_code == 502
     else:
         assert served_by(response) == "v2"
 
@@ -329,13 +340,14 @@ def test_cors_preflight_is_answered_by_the_proxy(client: httpx.Client) -> None:
 
 
 # Failures as Envoy reports them ------------------------------------------------------------
-def test_unknown_host_is_404_with_flag_nr(client: httpx.Client, proxy: Proxy) -> None:
+def test_unknown_host_is_blocked_under_registry_only(client: httpx.Client, proxy: Proxy) -> None:
+    """MeshConfig outboundTrafficPolicy REGISTRY_ONLY (this proxy's mesh config): Istio's
+    `block_all` virtual host answers 502 for a host the registry does not know."""
     request_id = str(uuid.uuid4())
     response = call(client, "/", host="nosuch:9080", headers={"x-request-id": request_id})
-    assert response.status_code == 404
+    assert response.status_code == 502
     entry = next(e for e in access_log(proxy) if e["request_id"] == request_id)
-    assert entry["response_flags"] == "NR"
-    assert entry["response_code"] == 404
+    assert (entry["response_code"], entry["route_name"]) == (502, "block_all")
 
 
 def test_subset_without_endpoints_is_503_uh(client: httpx.Client, proxy: Proxy) -> None:
@@ -423,8 +435,7 @@ def test_istio_standard_metrics_with_istio_labels(client: httpx.Client, proxy: P
                   'destination_service_name="plain"', 'response_code="200"',
                   'response_flags="-"', 'request_protocol="http"'):
         assert label in plain
-    assert any('response_flags="NR"' in line and 'response_code="404"' in line
-               for line in lines)
+    assert any('response_code="502"' in line for line in lines)  # nosuch: blocked
     assert "istio_request_duration_milliseconds_bucket{" in text
     assert "istio_request_bytes_bucket{" in text
     assert "istio_response_bytes_bucket{" in text

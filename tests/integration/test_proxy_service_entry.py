@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.integration.meshkit import EchoServer, Proxy, echo_servers, run_proxy
+from tests.integration.test_proxy_routing import REGISTRY_ONLY
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,6 +55,7 @@ def sidecars(upstream: EchoServer,
     config = tmp / "config"
     config.mkdir()
     (config / "reviews.yaml").write_text(_config(upstream.port))
+    (config / "mesh.yaml").write_text(REGISTRY_ONLY)
     with contextlib.ExitStack() as stack:
         yield {namespace: stack.enter_context(run_proxy(config, "--namespace", namespace,
                                                         tmp=tmp))
@@ -76,11 +78,12 @@ def test_qualified_names_reach_the_service_entry_from_any_namespace(
 
 
 def test_bare_name_reaches_it_only_from_the_host_namespace(sidecars: dict[str, Proxy]) -> None:
-    """From `qa`, `reviews` would be reviews.qa...: no such host, 404 (NR)."""
+    """From `qa`, `reviews` would be reviews.qa...: not a host of the registry, so not the
+    entry (the proxy's mesh config is REGISTRY_ONLY: blocked, 502)."""
     home = _get(sidecars["default"], "reviews:9080")
     assert home.status_code == 200, home.text
     assert home.headers["x-route"] == "reviews-vs"
-    assert _get(sidecars["qa"], "reviews:9080").status_code == 404
+    assert _get(sidecars["qa"], "reviews:9080").status_code == 502
 
 
 def test_curl_as_http_proxy_reaches_the_short_name(sidecars: dict[str, Proxy]) -> None:

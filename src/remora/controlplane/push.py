@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from remora.api.meshconfig import MESH_CONFIGMAP, MESH_NAMESPACE
 from remora.controlplane.registry_cache import KubeServices, RegistryEntries
 from remora.mesh.wire import PING_LINE, View, document_digest, document_key, encode_document
 from remora.registry.service import Registry
@@ -41,6 +42,8 @@ PROXY_KINDS = frozenset({
     # not enforced yet, but pushed as istiod does: the proxy says so (remora.api.unenforced)
     "AuthorizationPolicy", "PeerAuthentication", "RequestAuthentication", "Telemetry",
 })
+
+MESH_CONFIG_KEY = f"ConfigMap/{MESH_NAMESPACE}/{MESH_CONFIGMAP}"  # as mesh.wire.document_key
 
 Documents = list[dict[str, Any]]
 Entry = tuple[str, bytes, str, str, int]  # key, canonical JSON, kind, namespace, digest
@@ -84,12 +87,13 @@ def encode(documents: list[dict[str, Any]]) -> list[Entry]:
 
 def select(view_key: ViewKey, entries: list[Entry]) -> View:
     """The view for proxies of `view_key`: the kinds a proxy compiles, plus the TLS Secrets of
-    its own namespace for a gateway (credentialName)."""
+    its own namespace for a gateway (credentialName), and the mesh config (ConfigMap
+    istio-system/istio: every proxy reads MeshConfig)."""
     mode, namespace = view_key
     return View.build(
         (key, data, digest) for key, data, kind, doc_namespace, digest in entries
-        if kind in PROXY_KINDS or (mode == "gateway" and kind == "Secret"
-                                   and doc_namespace == namespace)
+        if kind in PROXY_KINDS or key == MESH_CONFIG_KEY
+        or (mode == "gateway" and kind == "Secret" and doc_namespace == namespace)
     )
 
 

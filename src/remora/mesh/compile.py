@@ -26,9 +26,11 @@ everything else compiles.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from remora.api.kube.core import Secret, Service
+from remora.api.meshconfig import DEFAULT_MESH_CONFIG, MeshConfig, mesh_config_of
 from remora.api.networking.names import to_fqdn
 from remora.api.networking.shared import Destination
 from remora.api.networking.virtual_service import VirtualService
@@ -39,11 +41,14 @@ from remora.mesh.gateway import exposed_hosts, listener_tls, selected_servers, s
 from remora.mesh.hosts import MeshService, Registry, labels_subset
 from remora.mesh.routes import RouteBuilder, Rule, VirtualServices, default_route
 from remora.mesh.snapshot import (
+    PASSTHROUGH_CLUSTER,
+    UNKNOWN_PORTS_TABLE,
     Cluster,
     Endpoint,
     Listener,
     ListenerPorts,
     ListenerTls,
+    MeshSettings,
     ProxyIdentity,
     Route,
     RouteTable,
@@ -52,7 +57,9 @@ from remora.mesh.snapshot import (
     VirtualHost,
 )
 from remora.mesh.trafficpolicy import DestinationRules, effective_policy
+from remora.policy.headers import HeaderOps
 from remora.policy.lb import LbConfig
+from remora.policy.redirect import DirectResponse
 
 MESH = "mesh"
 HTTP_DEFAULT_PORT = 80
@@ -94,8 +101,9 @@ class Clusters:
 
     def __init__(
         self, registry: Registry, rules: DestinationRules, endpoints: EndpointIndex,
-        notes: list[str], skipped: Skipped,
+        notes: list[str], skipped: Skipped, *, connect_timeout: float,
     ) -> None:  # fmt: skip
+        self.connect_timeout = connect_timeout
         self.skipped = skipped
         self.registry = registry
         self.rules = rules
@@ -170,6 +178,7 @@ class Clusters:
             name=name, host=host, port=port, subset=subset,
             service_name=service.name if service else host, service_namespace=namespace,
             endpoints=endpoints, lb=lb, traffic_policy=policy,
+            connect_timeout=self.connect_timeout,
             mesh_external=service is not None and service.mesh_external,
         )  # fmt: skip
 
@@ -178,16 +187,18 @@ class Compiler:
     """One compile: the indexes over the resources, shared by listeners, routes and clusters."""
 
     def __init__(self, resources: Sequence[Resource], identity: ProxyIdentity,
-                 skipped: Skipped) -> None:
+                 skipped: Skipped, mesh: MeshConfig = DEFAULT_MESH_CONFIG) -> None:
         self.resources = resources
+        self.mesh = mesh
         self.identity = identity
         self.skipped = skipped
         self.notes: list[str] = []
         self.registry = Registry(resources, namespace=identity.namespace)
         self.virtual_services = VirtualServices(resources, namespace=identity.namespace)
         self.clusters = Clusters(
-            self.registry, DestinationRules(resources, identity), EndpointIndex(resources),
-            self.notes, skipped,
+            self.registry, DestinationRules(resources, identity, root_namespace=mesh.root),
+            EndpointIndex(resources), self.notes, skipped,
+            connect_timeout=mesh.connect_timeout_seconds,
         )  # fmt: skip
         self._rules: dict[str, list[Rule]] = {}
 
@@ -216,9 +227,13 @@ class Compiler:
             table_ports.add(HTTP_DEFAULT_PORT)
         builder = self.builder(MESH)
         tables = {}
+        unknown_host = self._unknown_host()
         for port in sorted(table_ports):
             vhosts = self._sidecar_vhosts(port, services, bound, extra_hosts, builder)
+            if not any("*" in vhost.domains for vhost in vhosts):
+                vhosts.append(unknown_host)
             tables[str(port)] = RouteTable(str(port), tuple(vhosts))
+        tables[UNKNOWN_PORTS_TABLE] = RouteTable(UNKNOWN_PORTS_TABLE, (unknown_host,))
         listeners = [Listener("virtualOutbound", ports.outbound, "outbound", None)]
         app_port = self.identity.app_port
         if app_port is not None:
@@ -226,6 +241,23 @@ class Compiler:
             tables[table.name] = table
             listeners.append(Listener("virtualInbound", ports.inbound, "inbound", table.name))
         return listeners, tables
+
+    def _unknown_host(self) -> VirtualHost:
+        """Where a sidecar sends a host the registry does not know (MeshConfig
+        outboundTrafficPolicy): ALLOW_ANY to the host as the request names it (Istio's
+        `allow_any` virtual host and PassthroughCluster), REGISTRY_ONLY a 502 (`block_all`)."""
+        if self.mesh.outbound_mode == "REGISTRY_ONLY":
+            route = Route(name="block_all", matchers=(), action=DirectResponse(502),
+                          request_headers=HeaderOps.EMPTY, response_headers=HeaderOps.EMPTY,
+                          cors=None, virtual_service="")
+            return VirtualHost("block_all", ("*",), (route,))
+        self.clusters.add(Cluster(
+            name=PASSTHROUGH_CLUSTER, host="", port=0, subset="",
+            service_name=PASSTHROUGH_CLUSTER, service_namespace="", endpoints=(),
+            lb=LbConfig.from_api(None), connect_timeout=self.mesh.connect_timeout_seconds,
+        ))  # fmt: skip
+        route = default_route(PASSTHROUGH_CLUSTER)
+        return VirtualHost("allow_any", ("*",), (replace(route, name="allow_any"),))
 
     def _non_service_hosts(self, bound: list[VirtualService]) -> list[tuple[str, VirtualService]]:
         out: dict[str, VirtualService] = {}
@@ -288,7 +320,7 @@ class Compiler:
             port=app_port, subset="",
             service_name=service.name if service else "unknown",
             service_namespace=identity.namespace, endpoints=(endpoint,),
-            lb=LbConfig.from_api(None),
+            lb=LbConfig.from_api(None), connect_timeout=self.mesh.connect_timeout_seconds,
         ))  # fmt: skip
         vhost = VirtualHost(f"inbound|http|{app_port}", ("*",), (default_route(name),))
         return RouteTable(f"inbound|{app_port}", (vhost,))
@@ -351,7 +383,8 @@ def compile_snapshot(
     """The snapshot for a proxy with `identity`; `skipped` are resources already left out (they
     did not parse). Pure: reads nothing but its arguments."""
     left_out = Skipped(skipped)
-    compiler = Compiler(resources, identity, left_out)
+    mesh = mesh_config_of(resources)
+    compiler = Compiler(resources, identity, left_out, mesh)
     if identity.mode == "gateway":
         listeners, tables = compiler.gateway()
     else:
@@ -361,4 +394,15 @@ def compile_snapshot(
         version=version, identity=identity, listeners=tuple(listeners), route_tables=tables,
         clusters=clusters, notes=tuple(compiler.notes), skipped=tuple(left_out.items.values()),
         unenforced=tuple(found for resource in resources for found in findings(resource)),
+        mesh=mesh_settings(mesh),
+    )  # fmt: skip
+
+
+def mesh_settings(mesh: MeshConfig) -> MeshSettings:
+    """What the data path takes from the mesh config (remora.api.meshconfig)."""
+    log_file, log_format, log_encoding = mesh.file_access_log()
+    return MeshSettings(
+        path_normalization=mesh.normalization, outbound_traffic_policy=mesh.outbound_mode,
+        access_log_file=log_file, access_log_encoding=log_encoding,
+        access_log_format=log_format, trust_domain=mesh.domain, root_namespace=mesh.root,
     )  # fmt: skip

@@ -154,6 +154,7 @@ class Cluster:
     endpoints: tuple[Endpoint, ...]
     lb: LbConfig
     traffic_policy: TrafficPolicy | None = None  # effective: subset over rule, port level
+    connect_timeout: float = 10.0  # MeshConfig connectTimeout; connectionPool.tcp overrides it
     mesh_external: bool = False  # a MESH_EXTERNAL ServiceEntry's: no peer metadata sent to it
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,6 +163,7 @@ class Cluster:
             "host": self.host,
             "port": self.port,
             "subset": self.subset,
+            "connectTimeout": self.connect_timeout,
             "service": f"{self.service_name}.{self.service_namespace}",
             "meshExternal": self.mesh_external,
             "lb": asdict(self.lb),
@@ -335,6 +337,9 @@ class ListenerTls:
         return {"certificate": "<inline PEM from Secret>", "privateKey": "<redacted>"}
 
 
+PASSTHROUGH_CLUSTER = "PassthroughCluster"  # Istio's ORIGINAL_DST cluster for ALLOW_ANY
+UNKNOWN_PORTS_TABLE = "outbound|unknown-ports"  # the sidecar's table for ports no service uses
+
 PathNormalization = Literal["NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"]
 
 
@@ -407,8 +412,10 @@ class Snapshot:
         object.__setattr__(self, "_by_port", MappingProxyType(by_port))
 
     def outbound_table(self, port: int) -> RouteTable | None:
-        """The sidecar's route table for a destination port (Istio names it after the port)."""
-        return self._by_port.get(port)
+        """The sidecar's route table for a destination port (Istio names it after the port);
+        a port no service uses gets the outboundTrafficPolicy table (passthrough or blocked)."""
+        found = self._by_port.get(port)
+        return found if found is not None else self.route_tables.get(UNKNOWN_PORTS_TABLE)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, shaped like a readable Envoy config_dump."""

@@ -51,7 +51,9 @@ class MergedRule:
 class DestinationRules:
     """The DestinationRules visible to one proxy, by namespace and host."""
 
-    def __init__(self, resources: Iterable[Resource], identity: ProxyIdentity) -> None:
+    def __init__(self, resources: Iterable[Resource], identity: ProxyIdentity, *,
+                 root_namespace: str = ROOT_NAMESPACE) -> None:
+        self._root_namespace = root_namespace
         self._by_namespace: dict[str, dict[str, MergedRule]] = {}
         for rule in resources:
             if not isinstance(rule, DestinationRule) or not _applies(rule, identity):
@@ -63,7 +65,7 @@ class DestinationRules:
 
     def for_host(self, host: str, service_namespace: str) -> MergedRule | None:
         """The rule for traffic to `host` (a service of `service_namespace`)."""
-        order = [self._proxy_namespace, service_namespace, ROOT_NAMESPACE]
+        order = [self._proxy_namespace, service_namespace, self._root_namespace]
         order.extend(ns for ns in self._by_namespace if ns not in order)
         for namespace in order:
             found = _most_specific(self._by_namespace.get(namespace, {}), host)

@@ -18,7 +18,7 @@ ends; before starting it asks `may_*`. A refusal is an overflow: the request fai
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from remora.api.networking.traffic_policy import ConnectionPoolSettings, TcpKeepalive
@@ -46,10 +46,13 @@ class PoolLimits:
     tcp_keepalive: TcpKeepalive | None = None
 
     @classmethod
-    def from_api(cls, pool: ConnectionPoolSettings | None) -> PoolLimits:
-        """Limits for `pool`; None (no connectionPool) gives Istio's defaults."""
+    def from_api(cls, pool: ConnectionPoolSettings | None,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> PoolLimits:
+        """Limits for `pool`; None (no connectionPool) gives Istio's defaults, and
+        `connect_timeout` (MeshConfig connectTimeout) where tcp.connectTimeout is not set."""
         if pool is None:
-            return DEFAULT_LIMITS
+            return DEFAULT_LIMITS if connect_timeout == DEFAULT_CONNECT_TIMEOUT \
+                else replace(DEFAULT_LIMITS, connect_timeout=connect_timeout)
         tcp, http = pool.tcp, pool.http
         idle = http.idle_timeout if http is not None else None
         if idle is None and tcp is not None:
@@ -60,7 +63,7 @@ class PoolLimits:
             max_requests=_count(http.http2_max_requests if http else None),
             max_retries=_count(http.max_retries if http else None),
             max_requests_per_connection=(http.max_requests_per_connection or 0) if http else 0,
-            connect_timeout=_or(tcp.connect_timeout if tcp else None, DEFAULT_CONNECT_TIMEOUT),
+            connect_timeout=_or(tcp.connect_timeout if tcp else None, connect_timeout),
             idle_timeout=_or(idle, DEFAULT_IDLE_TIMEOUT),
             max_connection_duration=tcp.max_connection_duration if tcp else None,
             tcp_keepalive=tcp.tcp_keepalive if tcp else None,

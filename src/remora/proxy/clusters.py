@@ -4,16 +4,21 @@ detection, and the balancer over the hosts outlier detection leaves usable."""
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
+from remora.mesh.snapshot import PASSTHROUGH_CLUSTER, Endpoint
 from remora.policy.circuit import Breaker, PoolLimits
 from remora.policy.fault import FaultPolicy
 from remora.policy.lb import hash_key, make_balancer
 from remora.policy.locality import LocalityPicker, distribute_weights, priorities
 from remora.policy.outlier import OutlierConfig, OutlierDetector
 from remora.policy.retry import RetryPolicy
+from remora.proxy.router import split_authority
+
+PASSTHROUGH_DESTINATIONS = 1024  # passthrough clusters kept per snapshot (then started afresh)
 
 if TYPE_CHECKING:
     import random
@@ -37,7 +42,8 @@ class ClusterState:
         self.cluster = cluster
         self.pools: list[EndpointPool] = [pools.get(e.address, e.port) for e in cluster.endpoints]
         policy = cluster.traffic_policy
-        self.limits = PoolLimits.from_api(policy.connection_pool if policy else None)
+        self.limits = PoolLimits.from_api(policy.connection_pool if policy else None,
+                                          cluster.connect_timeout)
         self.breaker = Breaker(self.limits)
         outlier = OutlierConfig.from_api(policy.outlier_detection if policy else None)
         self.detector = (
@@ -220,11 +226,28 @@ class ClusterTable:
 
     def __init__(self, snapshot: Snapshot, pools: Pools) -> None:
         self.snapshot = snapshot
+        self.pools = pools
         self.states = {
             name: ClusterState(c, pools, snapshot.identity)
             for name, c in snapshot.clusters.items()
         }
         self._routes: dict[tuple[int, bool], RoutePolicies] = {}
+        self._passthrough: dict[str, ClusterState] = {}
+
+    def passthrough(self, authority: str, scheme: str) -> ClusterState:
+        """MeshConfig outboundTrafficPolicy ALLOW_ANY: a cluster of one endpoint, the host and
+        port the request names (Envoy's ORIGINAL_DST PassthroughCluster; without traffic
+        capture the request's authority is the original destination)."""
+        found = self._passthrough.get(authority)
+        if found is None:
+            if len(self._passthrough) >= PASSTHROUGH_DESTINATIONS:
+                self._passthrough.clear()
+            host, port = split_authority(authority, scheme=scheme)
+            template = self.snapshot.clusters[PASSTHROUGH_CLUSTER]
+            cluster = replace(template, endpoints=(Endpoint(host.strip("[]"), port),))
+            found = ClusterState(cluster, self.pools, self.snapshot.identity)
+            self._passthrough[authority] = found
+        return found
 
     def policies(self, action: RouteAction, *, consistent_hash: bool) -> RoutePolicies:
         key = (id(action), consistent_hash)

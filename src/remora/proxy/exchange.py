@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from remora.mesh.snapshot import RouteAction
+from remora.mesh.snapshot import PASSTHROUGH_CLUSTER, RouteAction
 from remora.policy.flags import ResponseFlag
 from remora.proxy.call import UpstreamCall
 from remora.proxy.events import Data, EndOfMessage, RequestHead, ResponseHead
@@ -153,6 +153,8 @@ class Exchange:
         if state is None:
             self.local_reply(LocalReply(503, ResponseFlag.NC, details="cluster_not_found"))
             return
+        if not state.cluster.endpoints and target.cluster == PASSTHROUGH_CLUSTER:
+            state = self.tables.passthrough(decision.authority, self.downstream.scheme)
         self.cluster = state
         action = decision.route.action
         assert isinstance(action, RouteAction)

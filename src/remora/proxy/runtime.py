@@ -67,6 +67,7 @@ class ProxyRuntime:
         self.pools = Pools()
         self.metrics = IstioMetrics()
         self.access_log = AccessLog(options.access_log)
+        self.follow_access_log(snapshot)
         self.connections: set[DownstreamConnection] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.servers: dict[int, asyncio.Server] = {}
@@ -165,11 +166,24 @@ class ProxyRuntime:
         settle_heap()
 
     def swap(self, snapshot: Snapshot) -> None:
+        self.follow_access_log(snapshot)
         self.tables = tables = ClusterTable(snapshot, self.pools)
         endpoints = tables.endpoints()
         self.pools.retain(lambda key: key in endpoints)
         self.spawn(self.sync_listeners())
         log.info("config version %s applied", snapshot.version)
+
+    def follow_access_log(self, snapshot: Snapshot) -> None:
+        """MeshConfig accessLogFile/Encoding/Format, unless --access-log chose the log."""
+        if self.options.access_log is not None:
+            return
+        mesh = snapshot.mesh
+        path = mesh.access_log_file or None
+        wanted = (path, mesh.access_log_encoding, mesh.access_log_format)
+        if wanted != self.access_log.settings:
+            self.access_log.close()
+            self.access_log = AccessLog(path, encoding=mesh.access_log_encoding,
+                                        template=mesh.access_log_format)
 
     async def watch(self) -> None:
         await self.source.follow(self.apply)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import IO
 
+from remora.telemetry.accessformat import ISTIO_TEXT_FORMAT, TextFormat
+
 log = logging.getLogger(__name__)
 
 MAX_BUFFERED_LINES = 512
@@ -83,11 +85,14 @@ class _StartTimes:
 
 
 class AccessLog:
-    """Buffered JSON-lines access log: a file path, "-" for stdout, or None for off."""
+    """Buffered access log: a file path, "-" for stdout, or None for off; JSON lines with
+    Envoy's field names, or TEXT (MeshConfig accessLogEncoding) in `template`'s format."""
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, *, encoding: str = "JSON", template: str = "") -> None:
         self.path = path
+        self.settings = (path, encoding, template)
         self.enabled = path is not None
+        self._text = TextFormat(template or ISTIO_TEXT_FORMAT) if encoding == "TEXT" else None
         self._buffer: list[str] = []
         self._times = _StartTimes()
         self._file: IO[bytes] | None = None
@@ -98,7 +103,8 @@ class AccessLog:
         """Queue one line; a full batch is written at once, the rest by the next flush()."""
         if not self.enabled:
             return
-        self._buffer.append(self._format(record))
+        text = self._text
+        self._buffer.append(self._format(record) if text is None else text.format(record))
         if len(self._buffer) >= MAX_BUFFERED_LINES:
             self.flush()
 
