@@ -22,7 +22,7 @@ import yaml
 
 from remora.runner import procfs
 from tests.integration.meshkit import REMORA, free_port
-from tests.integration.test_up import APP, MESH
+from tests.integration.test_up import APP, MESH, wait_for
 
 
 @dataclass
@@ -127,3 +127,137 @@ def test_get_all_lists_pods_services_deployments_as_kubectl(project: Project) ->
     assert any(name.startswith("pod/back-") for name in names)
     kinds = {item["kind"] for item in json.loads(project.ok("get", "all", "-o", "json"))["items"]}
     assert kinds == {"Pod", "Service", "Deployment"}
+
+
+RULES = """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: back}
+spec:
+  host: back
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: back, labels: {team: shop}}
+spec:
+  hosts: [back]
+  http:
+  - match: [{uri: {prefix: /v1}}]
+    route: [{destination: {host: back, subset: v1}}]
+  - route: [{destination: {host: back}}]
+"""
+
+
+@pytest.fixture(scope="module")
+def rules(project: Project) -> Iterator[None]:
+    """A DestinationRule and a VirtualService for `back`, applied as a user would."""
+    assert project.remora("apply", "-f", "-", stdin=RULES).returncode == 0
+    yield
+    project.remora("delete", "-f", "-", stdin=RULES)
+
+
+def field(text: str, name: str) -> str:
+    """The value of kubectl describe's `Name:   value` line."""
+    line = next(line for line in text.splitlines() if line.startswith(f"{name}:"))
+    return line.split(":", 1)[1].strip()
+
+
+def test_describe_service_lists_its_endpoints_and_the_rules_that_apply(
+        project: Project, rules: None) -> None:
+    shown = project.ok("describe", "svc", "back")
+    assert field(shown, "Name") == "back" and field(shown, "Namespace") == "default"
+    assert field(shown, "Selector") == "app=back"
+    assert field(shown, "Port") == "http  9090/TCP"
+    backs = [i for i in project.status()["instances"] if i["workload"] == "back"]
+    assert len(field(shown, "Endpoints").split(",")) == len(backs) == 2
+    assert "VirtualService: back.default" in shown
+    assert 'DestinationRule: back.default for "back"' in shown
+    assert "Subsets: v1, v2" in shown and "ROUND_ROBIN" in shown
+    front = project.ok("describe", "service", "front")  # routed to by the gateway's VS
+    assert "VirtualService: front.default" in front and "No DestinationRules apply" in front
+
+
+def test_describe_pod_deployment_and_istio_resources(project: Project, rules: None) -> None:
+    pod = next(i["name"] for i in project.status()["instances"] if i["workload"] == "back")
+    shown = project.ok("describe", "pod", pod)
+    assert field(shown, "Name") == pod and field(shown, "Status") == "Running"
+    assert field(shown, "Controlled By") == "Deployment/back"
+    assert "  istio-proxy:" in shown and "Restart Count:" in shown
+    assert "Service: back.default" in shown
+    assert "Matching subsets: v1" in shown  # the pod is version v1: v2 does not match it
+    deploy = project.ok("describe", "deploy", "back")
+    assert field(deploy, "Replicas").startswith("2 desired | 2 total | 2 available")
+    vs = project.ok("describe", "vs", "back")
+    assert field(vs, "Kind") == "VirtualService" and field(vs, "Labels") == "team=shop"
+    assert "Spec:\n  Hosts:\n    back\n  Http:" in vs and "Prefix: /v1" in vs
+    missing = project.remora("describe", "pod", "nope")
+    assert missing.returncode == 1 and 'pods "nope" not found' in missing.stderr
+
+
+def test_proxy_config_shows_what_the_sidecar_runs(project: Project, rules: None) -> None:
+    pod = next(i["name"] for i in project.status()["instances"] if i["workload"] == "front")
+
+    def routes_ready() -> bool:
+        table = rows(project.ok("proxy-config", "routes", pod))
+        return any(row[-1] == "back.default" for row in table)
+    wait_for(routes_ready, timeout=30, what="the VirtualService on the sidecar")
+    routes = rows(project.ok("proxy-config", "routes", pod, "--name", "9090"))
+    assert routes[0] == ["NAME", "DOMAINS", "MATCH", "VIRTUAL", "SERVICE"]
+    assert ["9090", "back,", "back.default", "+", "2", "more...", "/v1*", "back.default"] in routes
+    clusters = rows(project.ok("proxy-config", "clusters", pod))
+    assert clusters[0] == ["SERVICE", "FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE",
+                           "DESTINATION", "RULE"]
+    assert ["back.default.svc.cluster.local", "9090", "v1", "outbound", "EDS",
+            "back.default"] in clusters
+    endpoints = rows(project.ok("proxy-config", "endpoints", pod, "--cluster",
+                                "outbound|9090||back.default.svc.cluster.local"))
+    assert endpoints[0] == ["ENDPOINT", "STATUS", "OUTLIER", "CHECK", "CLUSTER"]
+    assert len(endpoints) == 3 and all(row[1:3] == ["HEALTHY", "OK"] for row in endpoints[1:])
+    listeners = rows(project.ok("proxy-config", "listeners", pod))
+    assert listeners[0] == ["ADDRESSES", "PORT", "MATCH", "DESTINATION"]
+    assert any(row[-2:] == ["Route:", "9090"] for row in listeners)
+    dumped = json.loads(project.ok("proxy-config", "clusters", pod, "-o", "json"))
+    assert any(c["name"] == "outbound|9090|v1|back.default.svc.cluster.local" for c in dumped)
+    gateway = rows(project.ok("proxy-config", "routes", "gateway-ingressgateway"))
+    assert gateway[1][-1] == "front.default"
+    unknown = project.remora("proxy-config", "routes", "nope")
+    assert unknown.returncode == 1 and 'pods "nope" not found' in unknown.stderr
+
+
+def test_proxy_status_names_pods_and_says_synced(project: Project, rules: None) -> None:
+    pods = {i["name"] for i in project.status()["instances"]}
+
+    def synced() -> list[list[str]] | None:
+        table = rows(project.ok("proxy-status"))
+        return table if len(table) == 5 and all(row[5] == "SYNCED" for row in table[1:]) \
+            else None
+    table = wait_for(synced, timeout=30, what="every proxy SYNCED")
+    assert table[0][0] == "NAME"
+    assert {row[0] for row in table[1:]} == {f"{pod}.default" for pod in pods} | {
+        "gateway-ingressgateway.default"}
+
+
+def test_analyze_without_files_reads_the_running_control_plane(project: Project,
+                                                               rules: None) -> None:
+    first = project.remora("analyze")  # subset v2 of `back` selects none of the running pods
+    assert first.returncode == 79, first.stdout + first.stderr
+    assert first.stdout.splitlines() == [
+        "Error [IST0173] (DestinationRule default/back) The Subset v2 defined in the "
+        "DestinationRule does not select any pods. Which may lead to 503 UH (NoHealthyUpstream)."]
+    broken = RULES.split("---")[1].replace("name: back,", "name: broken,").replace(
+        "subset: v1", "subset: v9")
+    assert project.remora("apply", "-f", "-", stdin=broken).returncode == 0
+    try:
+        found = json.loads(project.remora("analyze", "-o", "json").stdout)
+        seen = {(m["code"], m["origin"]) for m in found}
+        assert ("IST0101", "VirtualService default/broken") in seen  # subset v9: no such
+        assert ("IST0173", "DestinationRule default/back") in seen
+        assert all("reference" not in m for m in found)  # stored objects: no file:line
+    finally:
+        project.remora("delete", "vs", "broken")
+    project.remora("apply", "-f", "-", stdin=RULES.split("---", 1)[0].replace(
+        ", {name: v2, labels: {version: v2}}", ""))
+    assert "No validation issues found when analyzing namespace: default." in \
+        project.ok("analyze")

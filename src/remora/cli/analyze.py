@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -73,13 +74,28 @@ def analyze(
                                  help="MeshConfig YAML to analyze with (as istioctl takes it); "
                                       "default: ConfigMap istio-system/istio in the input.")
     ] = None,
+    server: Annotated[str, typer.Option(
+        "--server", "--controlplane", show_default=False,
+        help="With no file: the control plane whose resources to analyze (default: the "
+             "current mesh's, as `remora get` finds it).")] = "",
 ) -> None:
-    """Find problems in Istio and Kubernetes config files, with istioctl analyze's messages."""
-    result = _load(paths, filename, namespace)
+    """Find problems in Istio and Kubernetes config files, with istioctl analyze's messages.
+
+    With no file, the resources of the running control plane are analyzed (istioctl analyze
+    against the cluster); with files, those files alone (istioctl's --use-kube=false)."""
+    if paths or filename:
+        result = _load(paths, filename, namespace)
+    else:
+        from remora.cli.analyzelive import load_from  # noqa: PLC0415
+        from remora.cli.kubectl import Client, find_server  # noqa: PLC0415
+
+        result = load_from(Client(find_server(server)), namespace=namespace)
     mesh = _mesh_file(mesh_config_file) if mesh_config_file else None
     from remora.analysis import analyze as run_analyzers  # noqa: PLC0415 - heavy, only here
 
     messages = run_analyzers(result, namespace=None if all_namespaces else namespace, mesh=mesh)
+    if not (paths or filename):  # stored objects: no file or line to point at, as istioctl
+        messages = [dataclasses.replace(m, source=None) for m in messages]
     shown = [m for m in messages if m.type.level >= output_threshold.level]
     target = "all namespaces" if all_namespaces else f"namespace: {namespace}"
     unparsed = _print_parse_errors(result)

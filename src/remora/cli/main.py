@@ -47,12 +47,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
                      "One row per connected proxy: versions sent and acknowledged, SYNCED or "
                      "STALE, and the\nresources it skipped (they did not compile for it; "
                      "everything else was applied)."),
+    "proxy-config": ("remora.cli.proxyconfig",
+                     "Show what one proxy runs, as istioctl proxy-config does: routes, clusters, "
+                     "endpoints, listeners."),
     "controlplane": ("remora.cli.controlplane",
                      "Run the control plane: resources, registry and config center behind one "
                      "HTTP API."),
     "server": ("remora.cli.controlplane", "Alias of `remora controlplane`."),
     "apply": ("remora.cli.kubectl", "Create or update resources from files (kubectl apply -f)."),
     "get": ("remora.cli.kubectl", "Show resources as a table, YAML or JSON (kubectl get)."),
+    "describe": ("remora.cli.describe",
+                 "Show details of resources and pods, with the rules that apply (kubectl "
+                 "describe)."),
     "delete": ("remora.cli.kubectl",
                "Delete resources by kind and names, or those a file describes (kubectl delete)."),
     "services": ("remora.cli.registry",

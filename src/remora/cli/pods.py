@@ -164,6 +164,17 @@ def up_status(server: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def up_pod_names(server: str) -> dict[str, str]:
+    """pid of a proxy -> its pod's name, for the running `remora up` of `server` (a node id
+    names the proxy's workload and pid, the runner knows which pod that pid serves)."""
+    status = up_status(server) or {}
+    names = {str((item.get("sidecar") or {}).get("pid")): item["name"]
+             for item in status.get("instances", []) if (item.get("sidecar") or {}).get("pid")}
+    names.update({str((item.get("process") or {}).get("pid")): item["name"]
+                  for item in status.get("gateways", []) if (item.get("process") or {}).get("pid")})
+    return names
+
+
 def _alive(process: dict[str, Any]) -> bool:
     pid = process.get("pid")
     return bool(pid) and Path(f"/proc/{pid}").exists()

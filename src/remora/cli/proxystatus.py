@@ -1,5 +1,10 @@
 """`remora proxy-status`: which version each connected proxy was sent and runs, and what it
-skipped - `istioctl proxy-status` for Remora's push (GET /api/remora/v1/proxies)."""
+skipped - `istioctl proxy-status` for Remora's push (GET /api/remora/v1/proxies).
+
+As istioctl, a proxy is named `POD.NAMESPACE` (the pod `remora get pods` shows: a `remora up`
+sidecar's pod is found by the pid in its node id) and its state is SYNCED, NOT SENT, STALE or
+STALE (Never Acknowledged); Remora pushes one snapshot, not CDS/LDS/EDS/RDS apart, so there is
+one state per proxy. NACKED: it refused the last version and serves the one before."""
 
 from __future__ import annotations
 
@@ -31,7 +36,21 @@ def proxy_status(
     if output is not OutputFormat.TEXT:
         typer.echo(render(proxies, output), nl=False)
         return
-    typer.echo(table(proxies))
+    from remora.cli.pods import up_pod_names  # noqa: PLC0415
+
+    typer.echo(table(proxies, pods=up_pod_names(server)))
+
+
+def display_name(proxy_id: str, pods: dict[str, str] | None = None) -> str:
+    """`sidecar~127.0.0.1~front-3101.default~default.svc.cluster.local` -> `POD.default`, the
+    pod being the one whose sidecar has pid 3101 when `pods` (pid -> pod) knows it; an id of
+    another shape is shown as it is."""
+    parts = proxy_id.split("~")
+    if len(parts) != 4 or "." not in parts[2]:
+        return proxy_id
+    workload_pid, _, namespace = parts[2].rpartition(".")
+    pid = workload_pid.rpartition("-")[2]
+    return f"{(pods or {}).get(pid, workload_pid)}.{namespace}"
 
 
 def sync_state(proxy: dict[str, Any]) -> str:
@@ -39,10 +58,14 @@ def sync_state(proxy: dict[str, Any]) -> str:
     the last version (it keeps serving the one before)."""
     if proxy.get("error") and proxy.get("nacked") == proxy.get("sent"):
         return "NACKED"
-    return "SYNCED" if proxy.get("synced") else "STALE"
+    if not proxy.get("sent"):
+        return "NOT SENT"
+    if proxy.get("synced"):
+        return "SYNCED"
+    return "STALE" if proxy.get("acked") else "STALE (Never Acknowledged)"
 
 
-def table(proxies: list[dict[str, Any]]) -> str:
+def table(proxies: list[dict[str, Any]], *, pods: dict[str, str] | None = None) -> str:
     """The proxies as a table, then one line per skipped resource or refusal."""
     if not proxies:
         return "No proxies connected."
@@ -50,16 +73,17 @@ def table(proxies: list[dict[str, Any]]) -> str:
     for header in ("NAME", "MODE", "NAMESPACE", "SENT", "ACKED", "SYNCED", "ERRORS"):
         grid.add_column(header, no_wrap=True)
     details: list[str] = []
-    for proxy in sorted(proxies, key=lambda p: str(p.get("id"))):
+    named = [(display_name(str(p.get("id")), pods), p) for p in proxies]
+    for name, proxy in sorted(named, key=lambda item: item[0]):
         skipped = proxy.get("resourceErrors") or []
         errors = len(skipped) + (1 if proxy.get("error") else 0)
-        grid.add_row(str(proxy.get("id")), str(proxy.get("mode")), str(proxy.get("namespace")),
+        grid.add_row(name, str(proxy.get("mode")), str(proxy.get("namespace")),
                      proxy.get("sent") or "-", proxy.get("acked") or "-", sync_state(proxy),
                      str(errors))
         if proxy.get("error"):
-            details.append(f"{proxy.get('id')}: refused {proxy.get('nacked')}: {proxy['error']}")
+            details.append(f"{name}: refused {proxy.get('nacked')}: {proxy['error']}")
         details.extend(
-            f"{proxy.get('id')}: skipped {item['kind']} {item['namespace']}/{item['name']}: "
+            f"{name}: skipped {item['kind']} {item['namespace']}/{item['name']}: "
             f"{item['message']}" for item in skipped)
     console = Console(file=io.StringIO(), width=10_000, highlight=False, color_system=None)
     console.print(grid)
