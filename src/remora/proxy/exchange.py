@@ -17,7 +17,7 @@ from remora.mesh.snapshot import PASSTHROUGH_CLUSTER, RouteAction
 from remora.policy.flags import ResponseFlag
 from remora.proxy.call import UpstreamCall
 from remora.proxy.events import Data, EndOfMessage, RequestHead, ResponseHead
-from remora.proxy.forwarding import upstream_request_headers
+from remora.proxy.forwarding import UPSTREAM_RESPONSE_DROP, upstream_request_headers
 from remora.proxy.http1 import (
     LAST_CHUNK,
     encode_chunk,
@@ -226,7 +226,8 @@ class Exchange:
             return
         send_mirrors(self.runtime, self.tables, action.mirrors, head=self.head,
                      path=decision.path, authority=decision.authority,
-                     client_ip=self.downstream.client_ip, scheme=self.downstream.scheme)
+                     client_ip=self.downstream.client_ip, scheme=self.downstream.scheme,
+                     edge=self.listener.direction == "gateway")
 
     def on_host(self, state: ClusterState, host: int) -> None:
         """The call picked a host for a try (telemetry reports the last one)."""
@@ -242,6 +243,7 @@ class Exchange:
             client_ip=self.downstream.client_ip,
             scheme=self.downstream.scheme,
             request_id_factory=self.runtime.request_id,
+            edge=self.listener.direction == "gateway",  # Istio: use_remote_address at gateways
         )
         headers = self.exchange_peer_metadata(headers)
         headers = decision.target.request_headers.apply(headers)
@@ -354,7 +356,7 @@ class Exchange:
         self.finish()
 
     def send_response_head(self, event: ResponseHead) -> None:
-        headers = strip_hop_by_hop(event.headers)
+        headers = strip_hop_by_hop(event.headers, drop=UPSTREAM_RESPONSE_DROP)
         if self.listener.direction != "inbound":  # the upstream sidecar's, for us only
             headers = [h for h in headers if h[0] not in PEER_HEADERS]
         elif self.peer is not None:  # a caller that described itself hears who answered

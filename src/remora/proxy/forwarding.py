@@ -1,4 +1,5 @@
-"""Header rules for forwarding a message: hop-by-hop removal and the x-forwarded-* / request id.
+"""Header rules for forwarding a message: hop-by-hop removal, Envoy's sanitizing of internal
+headers, and the x-forwarded-* / request id.
 
 Pure functions over header lists (names lowercase), so the proxy shell applies them and tests
 check them without sockets.
@@ -19,14 +20,21 @@ _HOP_BY_HOP: Final = frozenset({
 _CONNECTION_OPTIONS: Final = frozenset({"keep-alive", "close"})
 
 
-def strip_hop_by_hop(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """A new list without hop-by-hop headers nor the ones `Connection` names (RFC 9110 §7.6.1).
+# An upstream's response loses its own x-envoy-upstream-service-time: Envoy's router sets (not
+# adds) the header with its own measure (router_filter x-envoy-upstream-service-time), so a
+# response through gateway -> sidecar -> app carries the gateway's alone.
+UPSTREAM_RESPONSE_DROP: Final = _HOP_BY_HOP | {"x-envoy-upstream-service-time"}
+
+
+def strip_hop_by_hop(headers: Iterable[tuple[str, str]], *,
+                     drop: frozenset[str] = _HOP_BY_HOP) -> list[tuple[str, str]]:
+    """A new list without hop-by-hop headers nor the ones `Connection` names (RFC 9110 §7.6.1),
+    nor any other name in `drop` (UPSTREAM_RESPONSE_DROP for a response).
 
     `te: trailers` survives as exactly "trailers", as Envoy keeps it (envoyproxy/envoy#32255):
     gRPC needs it end to end.
     """
     headers = headers if isinstance(headers, list) else list(headers)
-    drop = _HOP_BY_HOP
     keep_te = False
     for name, value in headers:
         if name == "connection":
@@ -81,6 +89,31 @@ def forwarded_headers(
 # answers `Expect: 100-continue` itself (Envoy's default).
 _NOT_FORWARDED: Final = _HOP_BY_HOP | {"host", "expect"}
 
+# Envoy's HTTP header sanitizing (configuration/http/http_conn_man/header_sanitizing; the code is
+# conn_manager_utility.cc mutateRequestHeaders + cleanInternalHeaders): the headers that steer
+# Envoy or claim what only Envoy may say are removed from requests that are not "internal".
+# None is internal here: a sidecar's listeners have use_remote_address false, so no downstream
+# address is trusted; a gateway's have it true, but Envoy's internal_address_config is empty by
+# default since 1.33 (Istio fills it only from meshNetworks). x-forwarded-client-cert is removed
+# because no client certificate was presented (no mTLS yet): Istio's forwardClientCertDetails
+# (SANITIZE_SET at gateways, APPEND_FORWARD on sidecar inbound, SANITIZE outbound) all drop it then.
+ENVOY_INTERNAL: Final = frozenset({
+    "x-envoy-internal", "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries",
+    "x-envoy-retriable-status-codes", "x-envoy-retriable-header-names",
+    "x-envoy-upstream-alt-stat-name", "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-expected-rq-timeout-ms", "x-envoy-force-trace", "x-envoy-ip-tags",
+    "x-envoy-original-url", "x-envoy-hedge-on-per-try-timeout", "x-forwarded-client-cert",
+})
+# An "edge" request (use_remote_address and not internal: what reaches a gateway) also loses
+# these, and Envoy sets x-envoy-external-address to the client's address: the mesh's first hop.
+EDGE_INTERNAL: Final = frozenset({
+    "x-envoy-decorator-operation", "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node", "x-envoy-external-address",
+})
+_NOT_FORWARDED_MESH: Final = _NOT_FORWARDED | ENVOY_INTERNAL
+_NOT_FORWARDED_EDGE: Final = _NOT_FORWARDED_MESH | EDGE_INTERNAL
+
 
 def upstream_request_headers(
     headers: list[tuple[str, str]],
@@ -89,15 +122,16 @@ def upstream_request_headers(
     client_ip: str,
     scheme: str,
     request_id_factory: Callable[[], str],
+    edge: bool,
 ) -> tuple[list[tuple[str, str]], str]:
-    """The request headers to send upstream, in one pass: Host first, hop-by-hop, Host and
-    Expect dropped, then what `forwarded_headers` adds. Same result as strip_hop_by_hop +
+    """The request headers to send upstream, in one pass: Host first, hop-by-hop, Host, Expect
+    and Envoy's internal headers dropped (`edge`: a gateway's, see EDGE_INTERNAL), then what
+    `forwarded_headers` adds. Same result as strip_hop_by_hop + the sanitizing +
     forwarded_headers + a new Host, at a third of the cost (it runs for every request)."""
+    drop = _NOT_FORWARDED_EDGE if edge else _NOT_FORWARDED_MESH
     if any(name in ("connection", "te") for name, _ in headers):
         headers = strip_hop_by_hop(headers)  # the rare case: Connection lists more to drop
-        drop = _NOT_FORWARDED - {"te"}  # what survived of TE is "te: trailers"
-    else:
-        drop = _NOT_FORWARDED
+        drop = drop - {"te"}  # what survived of TE is "te: trailers"
     out = [("host", authority)]
     xff = -1
     proto = False
@@ -122,4 +156,6 @@ def upstream_request_headers(
     if not request_id:
         request_id = request_id_factory()
         out.append(("x-request-id", request_id))
+    if edge:
+        out.append(("x-envoy-external-address", client_ip))
     return out, request_id

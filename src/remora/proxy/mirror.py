@@ -34,7 +34,7 @@ def shadow_authority(authority: str) -> str:
 
 def send_mirrors(runtime: ProxyRuntime, tables: ClusterTable, mirrors: Sequence[MirrorTarget],
                  *, head: RequestHead, path: str, authority: str, client_ip: str,
-                 scheme: str) -> None:
+                 scheme: str, edge: bool) -> None:
     rng = runtime.rng
     for target in mirrors:
         if target.percentage < 100 and rng.random() * 100 >= target.percentage:
@@ -47,7 +47,7 @@ def send_mirrors(runtime: ProxyRuntime, tables: ClusterTable, mirrors: Sequence[
             continue
         headers, _ = upstream_request_headers(
             head.headers, authority=shadow_authority(authority), client_ip=client_ip,
-            scheme=scheme, request_id_factory=runtime.request_id,
+            scheme=scheme, request_id_factory=runtime.request_id, edge=edge,
         )
         data = encode_request_head(head.method, path, headers)
         runtime.spawn(mirror_once(state, host, data, method=head.method))
