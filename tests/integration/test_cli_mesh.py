@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from remora.runner import procfs
-from tests.integration.meshkit import REMORA, free_port
+from tests.integration.meshkit import REMORA, free_port, run_controlplane, run_proxy, service_yaml
 from tests.integration.test_up import APP, MESH, wait_for
 
 
@@ -261,3 +261,28 @@ def test_analyze_without_files_reads_the_running_control_plane(project: Project,
         ", {name: v2, labels: {version: v2}}", ""))
     assert "No validation issues found when analyzing namespace: default." in \
         project.ok("analyze")
+
+
+def test_proxy_config_and_get_pods_reach_a_proxy_no_runner_started(tmp_path: Path) -> None:
+    """A proxy started by hand (`remora proxy --controlplane`) reports its admin port: the
+    control plane's proxies list is how the CLI finds it, with no `remora up` around."""
+    with run_controlplane(tmp_path) as plane:
+        manifest = tmp_path / "reviews.yaml"
+        manifest.write_text(service_yaml("reviews", 9080, [(free_port(), {"version": "v1"})]))
+        plane.apply(manifest)
+        with run_proxy(tmp_path, "--workload", "productpage", tmp=tmp_path,
+                       controlplane=plane.url) as proxy:
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+                   "REMORA_CONTROLPLANE": plane.url, "REMORA_CREDENTIALS": str(plane.credentials)}
+
+            def cli(*args: str) -> str:
+                done = subprocess.run([*REMORA, *args], cwd=tmp_path, env=env, text=True,
+                                      capture_output=True, timeout=60, check=False)
+                assert done.returncode == 0, done.stderr
+                return done.stdout
+            pod = f"productpage-{proxy.process.pid}"
+            assert rows(cli("get", "pods"))[1][:3] == [pod, "1/1", "Running"]
+            clusters = rows(cli("proxy-config", "clusters", f"{pod}.default"))
+            assert ["reviews.default.svc.cluster.local", "9080", "-", "outbound", "EDS"] in \
+                clusters
+            assert rows(cli("proxy-status"))[1][0] == f"{pod}.default"

@@ -32,6 +32,7 @@ class Node(BaseModel):
     ip: str = "127.0.0.1"
     appPort: int | None = None  # noqa: N815 - wire name
     locality: str = ""
+    adminPort: int | None = None  # noqa: N815 - wire name; where `remora proxy-config` asks
 
 
 class DiscoveryRequest(BaseModel):

@@ -267,7 +267,8 @@ class PushServer:
     def status(self) -> list[dict[str, Any]]:
         return [
             {"id": s.id, "mode": s.node.get("mode"), "namespace": s.node.get("namespace"),
-             "workload": s.node.get("workload"), "sent": s.sent, "acked": s.acked,
+             "workload": s.node.get("workload"), "labels": s.node.get("labels") or {},
+             "adminPort": s.node.get("adminPort"), "sent": s.sent, "acked": s.acked,
              "nacked": s.nacked or None, "error": s.error,
              "resourceErrors": s.resource_errors,
              "synced": s.sent == s.acked, "connectedAt": s.connected_at}

@@ -79,7 +79,9 @@ class RemoteSource:
         self.ports = ports
         self.first_timeout = first_timeout
         self.rng = rng or random.Random()
-        self.node = node_document(identity)
+        # the admin port too, so `remora proxy-config POD` finds this proxy through the
+        # control plane's proxies list (istioctl reaches a pod's 15000 by port-forward)
+        self.node = {**node_document(identity), "adminPort": ports.admin}
         self.version = ""  # the last applied version
         self.received = ""  # the last received version (a NACKed one included)
         self.documents: dict[str, Document] = {}
