@@ -178,6 +178,15 @@ class MeshConfig(Spec):
         return policy.mode if policy is not None else "ALLOW_ANY"
 
     @property
+    def default_retries(self) -> HTTPRetry | None:
+        """defaultHttpRetryPolicy for routes that set no retries (None: Istio's built-in
+        policy); "all settings in the retry policy except perTryTimeout" apply globally."""
+        policy = self.default_http_retry_policy
+        if policy is None or policy.per_try_timeout is None:
+            return policy
+        return policy.model_copy(update={"per_try_timeout": None})
+
+    @property
     def normalization(self) -> Literal["NONE", "BASE", "MERGE_SLASHES",
                                        "DECODE_AND_MERGE_SLASHES"]:
         value = self.path_normalization.normalization if self.path_normalization else "DEFAULT"

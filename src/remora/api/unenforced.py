@@ -227,6 +227,22 @@ def mesh_findings(mesh: MeshConfig, subject: str, prefix: str) -> list[Finding]:
         if entry.harmless is None or _compact(value) != entry.harmless:
             where = f"{prefix}.{path}" if prefix else path
             out.append(Finding(subject, "MeshConfig", where, entry.reason))
+    for path, reason in _mesh_value_findings(mesh):
+        out.append(Finding(subject, "MeshConfig", f"{prefix}.{path}" if prefix else path,
+                           reason))
+    return out
+
+
+def _mesh_value_findings(mesh: MeshConfig) -> list[tuple[str, str]]:
+    """Fields Remora acts on in general but not with this value."""
+    out = []
+    if mesh.access_log_format and mesh.access_log_encoding == "JSON":
+        out.append(("accessLogFormat", "a JSON access log has Envoy's default fields; only a "
+                                       "TEXT format is applied"))
+    retry = mesh.default_http_retry_policy
+    if retry is not None and retry.per_try_timeout is not None:
+        out.append(("defaultHttpRetryPolicy.perTryTimeout",
+                    "Istio takes every setting of the default retry policy but perTryTimeout"))
     return out
 
 

@@ -204,7 +204,8 @@ class Compiler:
 
     def builder(self, gateway: str) -> RouteBuilder:
         return RouteBuilder(identity=self.identity, gateways=frozenset({gateway}),
-                            cluster_for=self.clusters.for_destination)  # fmt: skip
+                            cluster_for=self.clusters.for_destination,
+                            default_retries=self.mesh.default_retries)  # fmt: skip
 
     def rules(self, vs: VirtualService) -> list[Rule]:
         if vs.key not in self._rules:
@@ -256,7 +257,7 @@ class Compiler:
             service_name=PASSTHROUGH_CLUSTER, service_namespace="", endpoints=(),
             lb=LbConfig.from_api(None), connect_timeout=self.mesh.connect_timeout_seconds,
         ))  # fmt: skip
-        route = default_route(PASSTHROUGH_CLUSTER)
+        route = default_route(PASSTHROUGH_CLUSTER, self.mesh.default_retries)
         return VirtualHost("allow_any", ("*",), (replace(route, name="allow_any"),))
 
     def _non_service_hosts(self, bound: list[VirtualService]) -> list[tuple[str, VirtualService]]:
@@ -284,7 +285,8 @@ class Compiler:
         vhosts = []
         for host, service in on_port.items():
             self._all_clusters(service, port)
-            routes = owned.get(host) or [default_route(self.clusters.outbound(host, port))]
+            routes = owned.get(host) or [default_route(self.clusters.outbound(host, port),
+                                                       self.mesh.default_retries)]
             domains = service.domains(self.identity.namespace)
             vhosts.append(VirtualHost(f"{host}:{port}", domains, tuple(routes)))
         for host, vs in extra_hosts:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from remora.api.networking.http_route import HTTPMatchRequest, HTTPRoute
+from remora.api.networking.http_route import HTTPMatchRequest, HTTPRetry, HTTPRoute
 from remora.api.networking.names import to_fqdn
 from remora.api.networking.shared import Destination, Headers
 from remora.api.networking.virtual_service import MESH_GATEWAY, VirtualService
@@ -142,11 +142,13 @@ class RouteBuilder:
     cluster of each destination."""
 
     def __init__(
-        self, *, identity: ProxyIdentity, gateways: frozenset[str], cluster_for: ClusterFor
+        self, *, identity: ProxyIdentity, gateways: frozenset[str], cluster_for: ClusterFor,
+        default_retries: HTTPRetry | None = None,
     ) -> None:
         self.identity = identity
         self.gateways = gateways
         self.cluster_for = cluster_for
+        self.default_retries = default_retries  # MeshConfig defaultHttpRetryPolicy
 
     def routes(self, rules: Iterable[Rule], *, port: int) -> list[Route]:
         out: list[Route] = []
@@ -208,7 +210,7 @@ class RouteBuilder:
             choice=WeightedChoice([c.weight for c in clusters]),
             rewrite=Rewrite.from_api(rule.rewrite, matcher) if rule.rewrite else None,
             timeout=rule.timeout,
-            retries=rule.retries,
+            retries=rule.retries if rule.retries is not None else self.default_retries,
             fault=rule.fault,
             mirrors=mirrors,
         )
@@ -220,14 +222,16 @@ def _header_ops(headers: Headers | None) -> tuple[HeaderOps, HeaderOps]:
     return HeaderOps.from_api(headers.request), HeaderOps.from_api(headers.response)
 
 
-def default_route(cluster: str) -> Route:
-    """A service without VirtualService: everything to all its endpoints (Istio's "default")."""
+def default_route(cluster: str, retries: HTTPRetry | None = None) -> Route:
+    """A service without VirtualService: everything to all its endpoints (Istio's "default"),
+    retried as MeshConfig defaultHttpRetryPolicy says (`retries`; None: Istio's built-in)."""
     return Route(
         name="default",
         matchers=(),
         action=RouteAction(
             clusters=(WeightedCluster(cluster, 100, HeaderOps.EMPTY, HeaderOps.EMPTY),),
             choice=WeightedChoice([100]),
+            retries=retries,
         ),
         request_headers=HeaderOps.EMPTY,
         response_headers=HeaderOps.EMPTY,

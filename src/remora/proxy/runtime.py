@@ -22,6 +22,7 @@ from remora.proxy.clusters import ClusterTable
 from remora.proxy.config import tls_context
 from remora.proxy.server import DownstreamConnection
 from remora.proxy.upstream import Pools
+from remora.telemetry.accessformat import unknown_operators
 from remora.telemetry.accesslog import AccessLog
 from remora.telemetry.metrics import IstioMetrics
 
@@ -181,6 +182,9 @@ class ProxyRuntime:
         path = mesh.access_log_file or None
         wanted = (path, mesh.access_log_encoding, mesh.access_log_format)
         if wanted != self.access_log.settings:
+            for operator in unknown_operators(mesh.access_log_format):
+                log.warning("accessLogFormat: %%%s%% is not known to Remora: it prints -",
+                            operator)
             self.access_log.close()
             self.access_log = AccessLog(path, encoding=mesh.access_log_encoding,
                                         template=mesh.access_log_format)

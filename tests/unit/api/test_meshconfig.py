@@ -136,3 +136,13 @@ def test_analyze_bad_mesh_config_file(tmp_path: Path) -> None:
     assert done.returncode == 65
     assert f"{mesh}:2: MeshConfig: outboundTrafficPolicy.mode: must be one of" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_values_not_acted_on_are_reported() -> None:
+    """A JSON accessLogFormat (a map of fields) is not applied; perTryTimeout is the one
+    setting Istio does not take from defaultHttpRetryPolicy."""
+    extra = ("    accessLogEncoding: JSON\n    accessLogFormat: '{\"code\": \"%RESPONSE_CODE%\"}'\n"
+             "    defaultHttpRetryPolicy: {attempts: 2, perTryTimeout: 1s}\n")
+    (configmap,) = load_text(CONFIGMAP.format(extra=extra)).resources
+    assert sorted(found.path for found in findings(configmap)) == [
+        "data.mesh.accessLogFormat", "data.mesh.defaultHttpRetryPolicy.perTryTimeout"]

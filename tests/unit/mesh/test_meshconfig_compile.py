@@ -98,3 +98,37 @@ def test_data_path_settings_come_from_the_mesh_config() -> None:
     assert settings.path_normalization == "MERGE_SLASHES"
     assert (settings.access_log_file, settings.access_log_encoding) == ("/dev/stdout", "JSON")
     assert sidecar(service("reviews")).mesh.path_normalization == "BASE"
+
+
+def test_default_http_retry_policy_for_routes_without_retries() -> None:
+    """defaultHttpRetryPolicy: "the default HTTP retry policy ... can be overridden on a
+    per-host basis using the Virtual Service API"; perTryTimeout is not taken globally."""
+    vs = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+  - {name: own, match: [{uri: {prefix: /own}}], retries: {attempts: 5},
+     route: [{destination: {host: ratings}}]}
+  - {name: rest, route: [{destination: {host: ratings}}]}
+---
+"""
+    snap = sidecar(mesh("defaultHttpRetryPolicy: {attempts: 1, perTryTimeout: 2s}")
+                   + service("reviews") + service("ratings") + vs)
+    table = snap.outbound_table(9080)
+    assert table is not None
+    retries = {}
+    for host in ("reviews", "ratings"):
+        vhost = table.find(host)
+        assert vhost is not None
+        for route in vhost.routes:
+            retries[route.name] = route.action.retries  # type: ignore[union-attr]
+    assert retries["own"].attempts == 5
+    assert retries["rest"].attempts == 1 and retries["rest"].per_try_timeout is None
+    assert retries["default"].attempts == 1
+    plain = sidecar(service("reviews")).outbound_table(9080)
+    assert plain is not None
+    vhost = plain.find("reviews")
+    assert vhost is not None and vhost.routes[0].action.retries is None  # type: ignore[union-attr]
