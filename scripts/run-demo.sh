@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # `make run`: the e-commerce demo as a local mesh — `remora up examples/ecommerce`, a gentle
-# load that shows the canary split, and the curl commands to try; Ctrl-C stops everything.
-# REMORA_DEMO_EXIT=1 stops it after the load (for scripted runs).
+# load that shows the canary split, and the curl commands to try; Ctrl-C stops everything, and
+# a `remora down` from another terminal ends it too.
+# REMORA_DEMO_EXIT=1 stops it after the load (for scripted runs); REMORA_DEMO_DIR, _STATE,
+# _CONTROLPLANE_PORT and _LOAD_SECONDS run another mesh, elsewhere, shorter (for tests).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REMORA=.venv/bin/remora
-STATE=.remora/up
+DEMO=${REMORA_DEMO_DIR:-examples/ecommerce}
+STATE=${REMORA_DEMO_STATE:-.remora/up}
+CONTROLPLANE_PORT=${REMORA_DEMO_CONTROLPLANE_PORT:-15080}
+LOAD_SECONDS=${REMORA_DEMO_LOAD_SECONDS:-15}
 GATEWAY=http://127.0.0.1:8080
 
-echo "== remora analyze -f examples/ecommerce"
-$REMORA analyze -f examples/ecommerce || exit $?
+echo "== remora analyze -f $DEMO"
+$REMORA analyze -f "$DEMO" || exit $?
 echo
-echo "== remora up -f examples/ecommerce   (control plane, a sidecar per instance, the gateway)"
+echo "== remora up -f $DEMO   (control plane, a sidecar per instance, the gateway)"
 $REMORA down --state-dir "$STATE" >/dev/null 2>&1  # a previous run left behind
-$REMORA up -f examples/ecommerce --detach --state-dir "$STATE" || exit $?
+$REMORA up -f "$DEMO" --detach --state-dir "$STATE" --controlplane-port "$CONTROLPLANE_PORT" \
+  || exit $?
 stop() {
   echo
   echo "== remora down"
@@ -37,12 +43,17 @@ The shop is behind the ingress gateway at $GATEWAY. Try:
   .venv/bin/remora get vs --server http://127.0.0.1:15080   # the mesh config it runs
   .venv/bin/remora logs <instance> -f  # an instance's log
 
-== a gentle load: 10 req/s on /api/products/1 for 15 s (watch the v1/v2 split)
+== a gentle load: 10 req/s on /api/products/1 for $LOAD_SECONDS s (watch the v1/v2 split)
 EOF
-$REMORA load "$GATEWAY/api/products/1" --rps 10 --duration 15
+[ "$LOAD_SECONDS" = 0 ] || $REMORA load "$GATEWAY/api/products/1" --rps 10 --duration "$LOAD_SECONDS"
 if [ "${REMORA_DEMO_EXIT:-0}" = "1" ]; then
   stop
 fi
 echo
 echo "The mesh keeps running; press Ctrl-C to stop it (or run: .venv/bin/remora down)."
-while true; do sleep 3600 & wait $!; done
+# until Ctrl-C, or until the supervisor is gone (`remora down` from another terminal)
+SUPERVISOR=$(cut -d' ' -f1 "$STATE/supervisor.pid" 2>/dev/null)
+while [ -n "$SUPERVISOR" ] && kill -0 "$SUPERVISOR" 2>/dev/null; do sleep 1 & wait $!; done
+echo
+echo "The mesh was stopped (remora down, or its supervisor exited); see $STATE/supervisor.log."
+exit 0

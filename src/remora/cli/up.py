@@ -115,7 +115,7 @@ def status(
     output: Annotated[str, typer.Option("-o", "--output", help="table, json or yaml.")]
     = "table",
 ) -> None:
-    """Workloads and instances: ready, restarts, req/s, errors, ports."""
+    """Instances and gateways: ready, restarts, last exit, req/s, 5xx answered, ports."""
     state = StateDir(state_dir.resolve())
     shown = state.read_status()
     if shown is None:
@@ -132,14 +132,14 @@ def status(
 
 
 def _print_status(shown: dict[str, Any]) -> None:
-    console = Console(width=160, highlight=False)
+    console = Console(width=200, highlight=False)
     supervisor = shown["supervisor"]
     console.print(f"phase {shown['phase']}"
                   + (f" (supervisor pid {supervisor})" if supervisor else " (not running)")
                   + f"; control plane {shown['controlplane']['url']}")
     table = Table(box=None, header_style="bold")
-    for column in ("NAME", "WORKLOAD", "READY", "STATUS", "RESTARTS", "REQ/S", "ERRORS",
-                   "PORTS", "AGE"):
+    for column in ("NAME", "WORKLOAD", "READY", "STATUS", "RESTARTS", "LAST EXIT", "REQ/S",
+                   "ERRORS", "PORTS", "AGE"):
         table.add_column(column)
     now = time.time()
     for item in shown.get("instances", []):
@@ -148,13 +148,32 @@ def _print_status(shown: dict[str, Any]) -> None:
         table.add_row(
             item["name"], f"{item['kind']}/{item['workload']}",
             "1/1" if item["ready"] else "0/1", item["phase"], str(item["restarts"]),
-            _number(item.get("rps")), _number(item.get("errors")),
+            item.get("last_exit") or "-", _number(item.get("rps")), _errors(item),
             f"app {apps or '-'} in {ports['inbound']} out {ports['outbound']}",
             f"{int(now - item['created'])}s")
-    console.print(table)
     for gateway in shown.get("gateways", []):
+        process = gateway.get("process") or {}
+        running = bool(process.get("pid")) and alive(process)
         listen = ", ".join(f"{port}→{local}" for port, local in gateway["listen"].items())
-        console.print(f"{gateway['name']} ({gateway['namespace']}): {listen}")
+        table.add_row(
+            gateway["name"], f"gateway ({gateway['namespace']})", "1/1" if running else "0/1",
+            "Running" if running else "Stopped", "0", "-", _number(gateway.get("rps")),
+            _errors(gateway), f"listen {listen}",
+            f"{int(now - process['since'])}s" if running else "-")
+    console.print(table)
+
+
+def _errors(item: dict[str, Any]) -> str:
+    """5xx answered since the proxy started, with the most frequent code and flags:
+    `12 (503 UH)`."""
+    count = item.get("errors")
+    if count is None:
+        return "-"
+    codes: dict[str, int] = item.get("error_codes") or {}
+    if not count or not codes:
+        return str(count)
+    top = max(codes, key=lambda code: codes[code])
+    return f"{count} ({top}{', ...' if len(codes) > 1 else ''})"
 
 
 def _number(value: Any) -> str:

@@ -34,6 +34,20 @@ def signal_group(pid: int, signum: int) -> None:
         os.killpg(pid, signum)
 
 
+def exit_reason(code: int) -> str:
+    """How a process ended, as a person says it: `completed`, `exited 1`, `killed by SIGKILL`
+    (asyncio's returncode: negative for the signal that ended it)."""
+    if code == 0:
+        return "completed"
+    if code > 0:
+        return f"exited {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"killed by {name}"
+
+
 class Child:
     """A process started in its own session; `stop()` ends its whole process group."""
 

@@ -32,7 +32,7 @@ from remora.runner.cpclient import wait_http_ok
 from remora.runner.metrics import Counters, Rates
 from remora.runner.ports import HOST, PortAllocator
 from remora.runner.probes import PodProbes, Transition, run_probe
-from remora.runner.process import Child
+from remora.runner.process import Child, exit_reason
 from remora.runner.spec import InstanceSpec
 from remora.runner.state import StateDir
 
@@ -219,8 +219,8 @@ class Pod:
             await asyncio.gather(*watchers, return_exceptions=True)
 
     async def _exited(self, child: Child, role: str) -> str:
-        code = await child.wait()
-        return f"{role} exited with {code}"
+        reason = exit_reason(await child.wait())
+        return reason if role == "app" else f"{role} {reason}"
 
     async def _until_stopped(self) -> str:
         await self._stopping.wait()
