@@ -6,6 +6,8 @@ accessLogFile turns the access log on."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.meshkit import EchoServer, echo_servers, run_proxy, service_yaml
+from tests.integration.meshkit import (
+    REMORA,
+    ControlPlaneProcess,
+    EchoServer,
+    echo_servers,
+    run_controlplane,
+    run_proxy,
+    service_yaml,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -84,3 +95,38 @@ def test_registry_only_answers_502_for_unknown_hosts(upstreams: dict[str, EchoSe
         known = httpx.get(f"{proxy.url}/x", headers={"host": f"reviews:{reviews}"}, timeout=10)
         assert known.status_code == 200
     assert outside.hits == before
+
+
+def remora_apply(plane: ControlPlaneProcess, path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*REMORA, "apply", "-f", str(path), "--server", plane.url],
+                          capture_output=True, text=True, timeout=30, check=False,
+                          env={**os.environ, "REMORA_CREDENTIALS": str(plane.credentials)})
+
+
+def test_mesh_config_through_the_control_plane(upstreams: dict[str, EchoServer],
+                                               tmp_path: Path) -> None:
+    """istiod reads ConfigMap istio in its namespace and pushes what follows from it: an
+    invalid mesh config is refused with its file:line and field path, what Remora does not act
+    on is a warning, and a change reaches the proxies already connected."""
+    config = write_config(tmp_path, upstreams, "enableTracing: true")
+    outside = upstreams["outside"].port
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(mesh_configmap("outboundTrafficPolicy: {mode: NOPE}"))
+    with run_controlplane(tmp_path) as plane:
+        applied = remora_apply(plane, config)
+        assert applied.returncode == 0, applied.stderr
+        assert "data.mesh.enableTracing is not enforced by Remora" in applied.stderr
+        refused = remora_apply(plane, bad)
+        assert refused.returncode != 0
+        assert str(bad) in refused.stderr and "Invalid" in refused.stderr  # 422, as kubectl's
+        assert "data.mesh.outboundTrafficPolicy.mode: must be one of" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        with run_proxy(tmp_path, tmp=tmp_path, controlplane=plane.url) as proxy:
+            def status() -> int:
+                return httpx.get(f"{proxy.url}/x", headers={"host": f"127.0.0.1:{outside}"},
+                                 timeout=10).status_code
+            assert status() == 200  # ALLOW_ANY, the default
+            (config / "mesh.yaml").write_text(
+                mesh_configmap("outboundTrafficPolicy: {mode: REGISTRY_ONLY}"))
+            assert remora_apply(plane, config / "mesh.yaml").returncode == 0
+            wait_for(lambda: status() == 502, timeout=10)
