@@ -36,6 +36,25 @@ spec:
 '''
 
 
+ECHO_3 = '''
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      containers:
+      - name: echo
+        image: python:3.11
+        command: [python3, app.py]
+        env: [{name: APP_NAME, value: echo}]
+        ports: [{containerPort: 8080}]
+'''
+
+
 def start(up: Up, *extra: str) -> str:
     started = remora("up", "-f", str(up.mesh), *up.args(), "--controlplane-port",
                      str(up.cp_port), "--detach", *extra)
@@ -111,3 +130,13 @@ def test_the_hpa_writes_spec_replicas_and_its_status(up: Up) -> None:
     wait_for(lambda: table(server, "deploy", "echo")[1][1] == "1/1", timeout=10,
              what="get deploy: echo 1/1")
     assert table(server, "hpa", "echo")[1][5] == "1"
+
+    # replicas applied by hand: the HPA that owns the workload writes its own count back
+    (up.mesh / "echo.yaml").write_text(ECHO_3)
+    applied = remora("apply", "-f", str(up.mesh / "echo.yaml"), "--server", server)
+    assert applied.stdout.strip() == "deployment.apps/echo configured", applied.stderr
+    wait_for(lambda: "autoscaler default/echo: echo 3 -> 1" in
+             (up.state / "supervisor.log").read_text(), timeout=20,
+             what="the HPA to scale echo back from 3 to 1")
+    wait_for(lambda: table(server, "deploy", "echo")[1][1] == "1/1" and
+             len(up.pods("echo")) == 1, timeout=30, what="echo back at 1/1")

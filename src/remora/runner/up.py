@@ -251,6 +251,8 @@ class Mesh:
     def scale(self, namespace: str, workload: str, replicas: int) -> None:
         """Start or stop pods until `workload` has `replicas`: new pods go through the same
         start path; the newest pods (a StatefulSet's highest ordinals) are stopped first."""
+        if self.phase == "Stopping":  # a watch event late in the stop starts nothing
+            return
         current = self.pods_of(namespace, workload)
         if replicas > len(current):
             instances = specs.instances_for(
