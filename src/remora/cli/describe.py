@@ -136,8 +136,9 @@ def _hint_lines(client: Client, service_fqdn: str, labels: dict[str, str] | None
                    if labels is None or all(labels.get(k) == v
                                             for k, v in (s.get("labels") or {}).items())]
         lines.append(f'DestinationRule: {_ref(dr)} for "{spec.get("host")}"')
-        names = ", ".join(s.get("name", "") for s in subsets) or "(none)"
-        lines.append(f"   {'Matching subsets' if labels is not None else 'Subsets'}: {names}")
+        if spec.get("subsets"):
+            names = ", ".join(s.get("name", "") for s in subsets) or "(none)"
+            lines.append(f"   {'Matching subsets' if labels is not None else 'Subsets'}: {names}")
         policy = spec.get("trafficPolicy")
         lines.append(f"   Traffic Policy: {json.dumps(policy)}" if policy
                      else "   No Traffic Policy")

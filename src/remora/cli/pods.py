@@ -31,7 +31,7 @@ PROXIES_PATH = "/api/remora/v1/proxies"
 
 def timestamp(seconds: float | None) -> str | None:
     """RFC 3339 as Kubernetes writes metadata.creationTimestamp."""
-    if not seconds:
+    if seconds is None:
         return None
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -90,7 +90,8 @@ def pod_from_instance(item: dict[str, Any]) -> dict[str, Any]:
                                     {"name": "admin", "containerPort": 15000,
                                      "hostPort": ports.get("admin")}]}]},
         "status": {
-            "phase": "Running" if phase in ("Running", "CrashLoopBackOff", "Restarting")
+            "phase": "Running" if phase in ("Running", "CrashLoopBackOff", "Restarting",
+                                            "Terminating")
             else "Pending" if phase in ("Pending", "ContainerCreating") else "Succeeded",
             "podIP": "127.0.0.1",
             "conditions": [{"type": "Ready", "status": "True" if ready and sidecar_alive

@@ -137,6 +137,9 @@ def clusters(pod: Pod, namespace: Namespace = "default",
         host = str(cluster.get("host") or "")
         rule = next((r for r, ns, written in rules
                      if host and _host_matches(written, ns, host)), "") if not inbound else ""
+        if not host and not inbound:  # PassthroughCluster, BlackHoleCluster: as istioctl
+            rows.append([str(cluster.get("name", "")), "-", "-", "-", "ORIGINAL_DST", ""])
+            continue
         rows.append([host, str(cluster.get("port", "-")), cluster.get("subset") or "-",
                      "inbound" if inbound else "outbound", "STATIC" if inbound else "EDS",
                      rule])
