@@ -28,7 +28,11 @@ TOGGLE = '        elif self.path == "/toggle":'
 EXITING_APP = APP.replace(TOGGLE, '''\
         elif self.path.startswith("/exit/"):
             os._exit(int(self.path[6:]))
+        elif self.path == "/hog":  # 300 MB, written (so resident), kept
+            READY.append(b"x" * (300 << 20))
 ''' + TOGGLE)
+FRONT_PORTS = "        ports: [{containerPort: 8080}]\n"
+LIMITED = MESH.replace(FRONT_PORTS, FRONT_PORTS + "        resources: {limits: {memory: 100Mi}}\n")
 GHOST_ROUTE = "http: [{route: [{destination: {host: front, port: {number: 8080}}}]}]"
 WITH_GHOST = MESH.replace(GHOST_ROUTE, "http: [{match: [{uri: {prefix: /ghost}}], route: "
                           "[{destination: {host: ghost, port: {number: 7070}}}]}, "
@@ -41,7 +45,7 @@ spec:
   selector: {app: ghost}
   ports: [{name: http, port: 7070}]
 '''
-assert GHOST_ROUTE in MESH and TOGGLE in APP
+assert GHOST_ROUTE in MESH and TOGGLE in APP and FRONT_PORTS in MESH
 
 
 def start(up: Up) -> None:
@@ -96,7 +100,9 @@ def test_status_counts_the_gateways_503s_and_real_rates(up: Up) -> None:
 
 
 def test_status_shows_why_an_app_last_exited(up: Up) -> None:
+    """front's container has resources.limits.memory 100Mi: beyond it the app is OOMKilled."""
     (up.mesh / "app.py").write_text(EXITING_APP)
+    (up.mesh / "mesh.yaml").write_text(LIMITED)
     start(up)
     front = up.pods("front")[0]
     with contextlib.suppress(httpx.HTTPError):  # it exits before answering
@@ -108,6 +114,12 @@ def test_status_shows_why_an_app_last_exited(up: Up) -> None:
     wait_for(lambda: "killed by SIGKILL" in status_line(up, back["name"]), timeout=20,
              what="`killed by SIGKILL` in the table")
     assert [p["last_exit"] for p in up.pods("front")] == ["exited 3"]
+
+    wait_for(lambda: up.pods("front")[0]["ready"], timeout=20, what="front restarted")
+    with contextlib.suppress(httpx.HTTPError):  # killed while it allocates
+        up.http.get(f"http://127.0.0.1:{front['ports']['app']['8080']}/hog")
+    wait_for(lambda: "OOMKilled" in status_line(up, front["name"]), timeout=20,
+             what="`OOMKilled` in the table")
 
 
 def test_up_in_the_foreground_ends_when_down_runs_elsewhere(up: Up) -> None:

@@ -104,6 +104,13 @@ def group_cpu_seconds(pid: int) -> float | None:
     return sum(found) if found else None
 
 
+def group_rss_bytes(pid: int) -> int | None:
+    """Resident memory of the process group `pid` leads (None when it is gone)."""
+    sizes = [procfs.rss_bytes(member) for member in procfs.group_members(pid)]
+    found = [s for s in sizes if s is not None]
+    return sum(found) if found else None
+
+
 async def sample(http: httpx.AsyncClient, *, pid: int | None, admin_port: int,
                  now: float) -> Counters:
     """Read the counters of a pod now."""

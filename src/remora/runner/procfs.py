@@ -1,4 +1,5 @@
-"""What /proc says about a process: whether it is still the one we started, its CPU time."""
+"""What /proc says about a process: whether it is still the one we started, its CPU time and
+resident memory."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -37,6 +39,15 @@ def cpu_seconds(pid: int) -> float | None:
     if fields is None:
         return None
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of the process (/proc/<pid>/statm), None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/statm").read_text().split()
+    except OSError:
+        return None
+    return int(fields[1]) * PAGE_SIZE
 
 
 def group_members(pgid: int) -> list[int]:

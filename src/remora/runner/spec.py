@@ -107,6 +107,7 @@ class InstanceSpec:
     service_ports: tuple[ServicePortMapping, ...] = ()
     working_dir: str | None = None
     cpu_request_millis: int | None = None
+    memory_limit_bytes: int | None = None  # resources.limits.memory: beyond it, OOMKilled
     ignored_containers: tuple[str, ...] = ()
 
 
@@ -238,6 +239,8 @@ def _instance(
         service_ports=mappings,
         working_dir=container.working_dir,
         cpu_request_millis=_cpu_request(container),
+        memory_limit_bytes=container.resources.memory_limit_bytes() if container.resources
+        else None,
         ignored_containers=tuple(c.name for c in (*template.spec.init_containers,
                                                    *template.spec.containers[1:])),
     )  # fmt: skip

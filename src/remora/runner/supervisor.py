@@ -6,7 +6,8 @@ Theory of operation, per pod (Kubernetes' restartPolicy Always):
    app starts only then (Istio's holdApplicationUntilProxyStarts).
 2. Start the app with the pod's env, PORT and http_proxy pointing at the sidecar's outbound
    listener.
-3. Watch: the app or the sidecar exiting, a startup or liveness probe failing, ends the run;
+3. Watch: the app or the sidecar exiting, a startup or liveness probe failing, or the app's
+   resident memory going over resources.limits.memory (SIGKILL: OOMKilled) ends the run;
    readiness (probe, or the app port accepting when there is none) is reported to the owner,
    which registers the pod in the registry while it is ready.
 4. Stop the app (SIGTERM, SIGKILL after terminationGracePeriodSeconds), count a restart, wait
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -29,16 +31,17 @@ import httpx
 
 from remora.runner.backoff import CrashLoopBackOff
 from remora.runner.cpclient import wait_http_ok
-from remora.runner.metrics import Counters, Rates
+from remora.runner.metrics import Counters, Rates, group_rss_bytes
 from remora.runner.ports import HOST, PortAllocator
 from remora.runner.probes import PodProbes, Transition, run_probe
-from remora.runner.process import Child, exit_reason
+from remora.runner.process import Child, exit_reason, signal_group
 from remora.runner.spec import InstanceSpec
 from remora.runner.state import StateDir
 
 REMORA = (sys.executable, "-m", "remora.cli.main")
 SIDECAR_READY_TIMEOUT = 30.0
 SIDECAR_GRACE = 5.0
+MEMORY_INTERVAL = 0.5
 _PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy",
                     "NO_PROXY", "all_proxy", "ALL_PROXY")
 _CREDENTIAL_VARIABLES = ("REMORA_CREDENTIALS", "REMORA_TOKEN", "REMORA_ADMIN_PASSWORD",
@@ -210,6 +213,9 @@ class Pod:
         }
         if self.plan.spec.readiness is None and self.plan.spec.startup is None:
             watchers.add(asyncio.create_task(self._ready_when_listening()))
+        if self.plan.spec.memory_limit_bytes is not None:
+            watchers.add(asyncio.create_task(self._memory_limit(
+                self.plan.spec.memory_limit_bytes)))
         try:
             done, _ = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
             return str(next(iter(done)).result())
@@ -221,6 +227,20 @@ class Pod:
     async def _exited(self, child: Child, role: str) -> str:
         reason = exit_reason(await child.wait())
         return reason if role == "app" else f"{role} {reason}"
+
+    async def _memory_limit(self, limit: int) -> str:
+        """The kernel's cgroup OOM killer, from outside: SIGKILL to the app's process group
+        once its resident memory is over resources.limits.memory (sampled each
+        MEMORY_INTERVAL, so a fast allocation can overshoot in between)."""
+        pid = self.app.pid
+        while pid is not None:
+            rss = group_rss_bytes(pid)
+            if rss is not None and rss > limit:
+                signal_group(pid, signal.SIGKILL)
+                return "OOMKilled"
+            await asyncio.sleep(MEMORY_INTERVAL)
+        await asyncio.Event().wait()
+        return ""
 
     async def _until_stopped(self) -> str:
         await self._stopping.wait()
