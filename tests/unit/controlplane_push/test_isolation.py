@@ -78,7 +78,7 @@ class FakeProxy:
 
 
 def prefix(snapshot: Snapshot) -> str:
-    (vhost,) = snapshot.route_tables["80"].virtual_hosts
+    vhost, _allow_any = snapshot.route_tables["80"].virtual_hosts  # the service's, unknown hosts
     match = vhost.routes[0].match
     return str(match.uri.prefix) if match and match.uri else ""
 
