@@ -119,7 +119,7 @@ def test_the_hpa_writes_spec_replicas_and_its_status(up: Up) -> None:
         name, reference, targets, low, high, replicas, _ = hpa[1]
         assert (name, reference, low, high, replicas) == ("echo", "Deployment/echo", "1", "3",
                                                           "3")
-        assert re.fullmatch(r"\d+m?/5", targets), targets  # measured, not <unknown>
+        assert re.fullmatch(r"\d+[mk]?/5", targets), targets  # measured, not <unknown>
         described = remora("get", "hpa", "echo", "-o", "json", "--server", server).stdout
         assert '"desiredReplicas": 3' in described and '"lastScaleTime"' in described
         assert '"reason": "TooManyReplicas"' in described  # the load asks for more than 3
