@@ -25,9 +25,10 @@ from __future__ import annotations
 import re
 from typing import Final
 
-# Per mode: (unescape %2F/%5C, normalize_path, merge_slashes)
+# Per mode: (unescape %2F/%5C, normalize_path, merge_slashes); DEFAULT is BASE (meshconfig.proto)
 _MODES: Final = {
     "NONE": (False, False, False),
+    "DEFAULT": (False, True, False),
     "BASE": (False, True, False),
     "MERGE_SLASHES": (False, True, True),
     "DECODE_AND_MERGE_SLASHES": (True, True, True),
@@ -38,7 +39,8 @@ _MODES: Final = {
 _SUSPECT: Final = re.compile(r"[%\\#\"<>`{}|^\x00-\x20\x7f-\xff]|/\.|//")
 
 # Chromium's kPathCharLookup (url_canon_path.cc), the table Envoy's normalize_path runs on.
-_SPECIAL, _ESCAPE, _UNESCAPE, _INVALID = 1, 2 | 1, 4, 8 | 1
+_SPECIAL, _ESCAPE, _UNESCAPE, _INVALID_BIT = 1, 2 | 1, 4, 8
+_INVALID = _INVALID_BIT | _SPECIAL
 
 
 def _char_classes() -> tuple[int, ...]:
@@ -128,10 +130,10 @@ def canonicalize(path: str) -> str | None:
                         _escape_nested(path, i + 1, last_invalid_percent, out)
                 else:  # kept as sent (hex case too); %00 fails
                     out += ("%", path[i - 1], path[i])
-                    ok = ok and not _CLASS[value] & 8
+                    ok = ok and not _CLASS[value] & _INVALID_BIT
         else:
             out += ("%", _HEX[ord(char) >> 4], _HEX[ord(char) & 15])
-            ok = ok and not flags & 8
+            ok = ok and not flags & _INVALID_BIT
         i += 1
     return "".join(out) if ok else None
 

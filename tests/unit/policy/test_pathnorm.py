@@ -91,6 +91,11 @@ def test_decode_and_merge_slashes_unescape_and_forward(path: str, expected: str)
     assert normalize_path(path, "DECODE_AND_MERGE_SLASHES") == expected
 
 
+def test_default_is_base() -> None:
+    """MeshConfig ProxyPathNormalization: DEFAULT "is currently BASE"."""
+    assert normalize_path("/a/../b%41", "DEFAULT") == normalize_path("/a/../b%41", "BASE") == "/bA"
+
+
 @pytest.mark.parametrize("path", ["/a/../admin/", "/%2e%2e/x", "/a//b", "/a%2fb", "/a\\b"])
 def test_none_forwards_the_path_as_received(path: str) -> None:
     assert normalize_path(path, "NONE") == path
