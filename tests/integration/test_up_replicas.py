@@ -8,6 +8,7 @@ it decided, and `kubectl get hpa` shows TARGETS current/target and REPLICAS).
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 
@@ -93,6 +94,17 @@ def test_applied_replicas_are_carried_out_and_shown(up: Up) -> None:
              timeout=10, what="get deploy: front 1/1")
     status = remora("get", "deploy", "front", "-o", "json", "--server", server).stdout
     assert '"type": "Available"' in status and '"readyReplicas": 1' in status
+
+    # the runner wrote that status, yet may not change the Deployment itself
+    creds = json.loads((up.state / "credentials" / "remora-runner.json").read_text())
+    login = up.http.post(f"{server}/nacos/v1/auth/login", data={
+        "username": creds["username"], "password": creds["password"]})
+    runner = {"Authorization": f"Bearer {login.json()['accessToken']}"}
+    item = f"{server}/apis/apps/v1/namespaces/default/deployments/front"
+    current = up.http.get(item + "/status", headers=runner)
+    assert current.status_code == 200
+    assert up.http.put(item, headers=runner, json=current.json()).status_code == 403
+    assert up.http.put(item + "/status", headers=runner, json=current.json()).status_code == 200
 
 
 def test_the_hpa_writes_spec_replicas_and_its_status(up: Up) -> None:
