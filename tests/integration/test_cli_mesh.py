@@ -106,6 +106,8 @@ def test_get_pods_shows_kubectl_columns_for_each_pod_and_gateway(project: Projec
     for name in names:  # app + istio-proxy, as an injected pod
         assert by_name[name][1:4] == ["2/2", "Running", "0"]
     assert by_name["gateway-ingressgateway"][1:3] == ["1/1", "Running"]
+    backs = rows(project.ok("get", "pods", "-l", "app=back"))[1:]
+    assert len(backs) == 2 and all(row[0].startswith("back-") for row in backs)
     one = next(iter(sorted(names)))
     pod = json.loads(project.ok("get", "pod", one, "-o", "json"))
     assert pod["kind"] == "Pod" and pod["metadata"]["name"] == one

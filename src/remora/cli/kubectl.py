@@ -193,7 +193,8 @@ def get(kind: Annotated[str, typer.Argument(
                          output=output.value)
         else:
             pods.get_pods(Client(server), names or [], namespace=namespace,
-                          all_namespaces=all_namespaces, output=output.value)
+                          all_namespaces=all_namespaces, output=output.value,
+                          selector=selector)
         return
     rtype = resolve_kind(kind)
     client = Client(server)

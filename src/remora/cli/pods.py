@@ -246,9 +246,29 @@ def format_rows(rows: list[list[str]]) -> str:
                      .rstrip() for row in rows)
 
 
+def selects(selector: str, labels: dict[str, str]) -> bool:
+    """kubectl's equality-based -l: `a=b,c!=d,e` (e: the label is set, !e: it is not)."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
 def get_pods(client: Any, names: list[str], *, namespace: str, all_namespaces: bool,
-             output: str) -> None:
-    pods = list_pods(client, namespace=None if all_namespaces else namespace)
+             output: str, selector: str = "") -> None:
+    pods = [p for p in list_pods(client, namespace=None if all_namespaces else namespace)
+            if selects(selector, p["metadata"].get("labels") or {})]
     if names:
         found = {p["metadata"]["name"]: p for p in pods}
         missing = [n for n in names if n not in found]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from remora.cli.describe import fqdn, host_matches, title
-from remora.cli.pods import pod_from_instance, pod_rows, ready_column, status_column
+from remora.cli.pods import pod_from_instance, pod_rows, ready_column, selects, status_column
 from remora.cli.proxyconfig import domains_column, match_column, vs_column
 from remora.cli.proxystatus import display_name, sync_state
 
@@ -85,3 +85,12 @@ def test_a_proxy_is_named_pod_dot_namespace() -> None:
     assert display_name(node) == "front-3101.shop"
     assert display_name(node, {"3101": "front-5f7d-x2"}) == "front-5f7d-x2.shop"
     assert display_name("sidecar~b") == "sidecar~b"
+
+
+@pytest.mark.parametrize(("selector", "chosen"), [
+    ("", True), ("app=back", True), ("app==back", True), ("app=front", False),
+    ("app!=front", True), ("app!=back", False), ("version", False), ("!version", True),
+    ("app=back,version=v1", False),
+])
+def test_get_pods_selector_is_kubectls(selector: str, chosen: bool) -> None:
+    assert selects(selector, {"app": "back"}) is chosen
