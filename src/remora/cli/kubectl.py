@@ -9,7 +9,6 @@ status 0 when everything worked, 1 otherwise.
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 import urllib.error
@@ -362,16 +361,13 @@ COLUMNS: dict[str, list[tuple[str, Any]]] = {
 
 def print_table(rtype: ResourceType, objects: list[dict[str, Any]], *, all_namespaces: bool,
                 wide: bool, now: datetime | None = None) -> None:
-    from rich.console import Console  # noqa: PLC0415  (only to print a table)
-    from rich.table import Table  # noqa: PLC0415
+    from remora.cli.pods import format_rows  # noqa: PLC0415  (kubectl's padding; no rich)
 
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="", padding=(0, 3, 0, 0))
     headers = ["NAMESPACE"] if all_namespaces else []
     headers += ["NAME", *(h for h, _ in COLUMNS.get(rtype.kind, [])), "AGE"]
     if wide:
         headers += ["GENERATION", "LABELS"]
-    for header in headers:
-        table.add_column(header, no_wrap=True)
+    rows = [headers]
     moment = now or datetime.now(UTC)
     for obj in objects:
         meta = obj.get("metadata", {})
@@ -382,11 +378,8 @@ def print_table(rtype: ResourceType, objects: list[dict[str, Any]], *, all_names
             labels = meta.get("labels") or {}
             row += [str(meta.get("generation", "")),
                     ",".join(f"{k}={v}" for k, v in labels.items()) or "<none>"]
-        table.add_row(*row)
-    console = Console(file=io.StringIO(), width=10_000, highlight=False, color_system=None)
-    console.print(table)
-    text = console.file.getvalue()  # type: ignore[attr-defined]
-    typer.echo("\n".join(line.rstrip() for line in text.splitlines()))
+        rows.append(row)
+    typer.echo(format_rows(rows))
 
 
 def age(timestamp: Any, now: datetime) -> str:
