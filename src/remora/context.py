@@ -55,6 +55,17 @@ def current(flag: str | None = None, *, cwd: Path | None = None) -> Current:
     return Current(DEFAULT_SERVER, "default")
 
 
+def stopped_up(cwd: Path | None = None) -> Path | None:
+    """A `remora up` state directory here or in a parent whose supervisor no longer runs (the
+    reason an unreachable default may surprise: the mesh was stopped or crashed)."""
+    here = (cwd or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        state = directory / UP_STATE_DIR
+        if (state / UP_STATUS).exists():
+            return None if supervisor_alive(state) else state
+    return None
+
+
 def running_up(cwd: Path | None = None) -> Path | None:
     """The state directory (.remora/up) of a running `remora up` in `cwd` or a parent."""
     here = (cwd or Path.cwd()).resolve()

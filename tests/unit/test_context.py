@@ -47,6 +47,7 @@ def test_a_stopped_up_is_not_the_current_mesh(tmp_path: Path,
     pid_file = tmp_path / ".remora" / "up" / "supervisor.pid"
     pid_file.write_text(f"{os.getpid()} 1\n")  # the pid was reused by another process
     assert context.current(cwd=tmp_path).server == context.DEFAULT_SERVER
+    assert context.stopped_up(tmp_path) == (tmp_path / ".remora" / "up").resolve()
 
 
 def test_credentials_follow_the_running_up_found_from_a_subdirectory(

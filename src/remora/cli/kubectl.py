@@ -112,9 +112,18 @@ class Client:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise RemoraError(f"cannot reach the control plane at {self.server}: {reason} "
-                              "(is `remora up` or `remora controlplane` running? the URL comes "
-                              "from --server, $REMORA_CONTROLPLANE, a running `remora up` in "
-                              "this directory, else :8848)") from None
+                              f"({unreachable_hint()})") from None
+
+
+def unreachable_hint() -> str:
+    """Why the control plane may not answer: a stopped `remora up` here, else the lookup."""
+    from remora.context import stopped_up  # noqa: PLC0415
+
+    stopped = stopped_up()
+    if stopped is not None:
+        return f"the `remora up` of {stopped} is not running: start it again, or see --server"
+    return ("is `remora up` or `remora controlplane` running? the URL comes from --server, "
+            "$REMORA_CONTROLPLANE, a running `remora up` in this directory, else :8848")
 
 
 def _json_or_none(raw: bytes) -> Any:

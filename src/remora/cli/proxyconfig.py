@@ -186,8 +186,10 @@ def endpoints(pod: Pod, namespace: Namespace = "default",
 def listeners(pod: Pod, namespace: Namespace = "default",
               port: Annotated[int | None, typer.Option("--port", help="Only this port.")] = None,
               output: Output = "short", server: Server = DEFAULT_SERVER) -> None:
-    """The listeners of a proxy: ADDRESSES PORT MATCH DESTINATION. A sidecar has one outbound
-    listener that picks its route table by the request's destination port (one row each)."""
+    """The listeners of a proxy: ADDRESSES PORT MATCH DESTINATION.
+
+    A sidecar has one outbound listener that picks its route table by the request's
+    destination port: one row per port."""
     data = dump(pod, namespace, server)
     tables = data.get("routeTables") or {}
     rows = [["ADDRESSES", "PORT", "MATCH", "DESTINATION"]]
