@@ -239,6 +239,13 @@ def test_proxy_status_names_pods_and_says_synced(project: Project, rules: None) 
     assert table[0][0] == "NAME"
     assert {row[0] for row in table[1:]} == {f"{pod}.default" for pod in pods} | {
         "gateway-ingressgateway.default"}
+    one = sorted(pods)[0]
+    shown = project.ok("proxy-status", one).splitlines()  # asked of the proxy itself too
+    assert len(shown) == 5 and shown[1].split()[0] == f"{one}.default"
+    assert [line.split()[:2] for line in shown[2:]] == [
+        ["Clusters", "Match"], ["Listeners", "Match"], ["Routes", "Match"]]
+    missing = project.remora("proxy-status", "nope")
+    assert missing.returncode == 1 and "no connected proxy of pod nope.default" in missing.stderr
 
 
 def test_analyze_without_files_reads_the_running_control_plane(project: Project,

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from remora.cli.kubectl import DEFAULT_SERVER, Client, Server
 from remora.cli.output import OutputFormat, render
+from remora.errors import RemoraError
 
 PROXIES_PATH = "/api/remora/v1/proxies"
 
@@ -26,19 +27,45 @@ def register(app: typer.Typer) -> None:
 
 
 def proxy_status(
+    pod: Annotated[str | None, typer.Argument(
+        help="POD[.NAMESPACE]: this proxy only, and whether it runs what it was sent.")] = None,
     output: Annotated[OutputFormat, typer.Option("-o", "--output", help="text, json or yaml.")]
     = OutputFormat.TEXT,
     server: Server = DEFAULT_SERVER,
 ) -> None:
     """One row per connected proxy: versions sent and acknowledged, SYNCED or STALE, and the
     resources it skipped (they did not compile for it; everything else was applied)."""
+    from remora.cli.pods import up_pod_names  # noqa: PLC0415
+
     proxies = Client(server).call("GET", PROXIES_PATH)
+    pods = up_pod_names(server)
+    if pod:
+        wanted = pod if "." in pod else f"{pod}.default"
+        proxies = [p for p in proxies if display_name(str(p.get("id")), pods) == wanted]
+        if not proxies:
+            raise RemoraError(f"no connected proxy of pod {wanted} (see `remora proxy-status`)")
     if output is not OutputFormat.TEXT:
         typer.echo(render(proxies, output), nl=False)
         return
-    from remora.cli.pods import up_pod_names  # noqa: PLC0415
+    typer.echo(table(proxies, pods=pods))
+    if pod:
+        typer.echo(compare(proxies[0], pod, server))
 
-    typer.echo(table(proxies, pods=up_pod_names(server)))
+
+def compare(proxy: dict[str, Any], pod: str, server: str) -> str:
+    """istioctl's `proxy-status POD` lines: whether the proxy runs the version the control
+    plane sent it (asked of the proxy itself, at its admin port's /config_dump). Remora sends
+    one snapshot, so clusters, listeners and routes match or differ together."""
+    from remora.cli.proxyconfig import dump  # noqa: PLC0415
+
+    name, _, namespace = pod.partition(".")
+    running = dump(name, namespace or "default", server).get("version")
+    sent = proxy.get("sent")
+    if running == sent:
+        return "\n".join(f"{part} Match (version {sent})"
+                         for part in ("Clusters", "Listeners", "Routes"))
+    return (f"Config differs: the proxy runs {running or 'nothing'}, the control plane sent "
+            f"{sent or 'nothing'} (an ACK is due, or the proxy refused it: see above)")
 
 
 def display_name(proxy_id: str, pods: dict[str, str] | None = None) -> str:
