@@ -27,6 +27,18 @@ import httpx
 REMORA = [sys.executable, "-m", "remora.cli.main"]
 
 
+REGISTRY_ONLY = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+"""
+"""A mesh config whose sidecars answer 502 for a host the registry does not know (MeshConfig
+outboundTrafficPolicy), instead of passing it through (ALLOW_ANY, the default)."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.meshkit import (
+    REGISTRY_ONLY,
     EchoServer,
     Proxy,
     closed_by_peer,
@@ -77,6 +78,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     with echo_servers("v1", "fresh") as servers:
         port = servers["v1"].port
         (config / "reviews.yaml").write_text(service_yaml("reviews", 9080, [(port, {})]))
+        (config / "mesh.yaml").write_text(REGISTRY_ONLY)  # unknown hosts: a local 502
         # its own upstream, so its first request finds no pooled connection
         (config / "fresh.yaml").write_text(
             service_yaml("fresh", 9080, [(servers["fresh"].port, {})]))
@@ -145,8 +147,9 @@ def test_pipelined_requests_answered_in_order_rfc9112_9_3_2(mesh: Mesh) -> None:
 
 
 def test_pipelined_bodies_and_local_replies_keep_their_order_rfc9112_9_3_2(mesh: Mesh) -> None:
-    """Pipelined POSTs with bodies and a request answered by the proxy itself (404, Envoy flag
-    NR) interleave on one connection; every response comes in request order."""
+    """Pipelined POSTs with bodies and a request answered by the proxy itself (502, an unknown
+    host under REGISTRY_ONLY) interleave on one connection; every response comes in request
+    order."""
     raw = (request("/p1", method="POST", body=b"abc") + request("/nr", host="nowhere:9080")
            + request("/p2", method="POST", body=b"defgh") + request("/g3"))
     with connect(mesh.proxy.outbound) as sock:
@@ -154,7 +157,7 @@ def test_pipelined_bodies_and_local_replies_keep_their_order_rfc9112_9_3_2(mesh:
         reader = sock.makefile("rb")
         first, missing, second, third = (read_response(reader) for _ in range(4))
     assert httpx.Response(200, content=first.body).json()["received"] == 3
-    assert missing.status == 404
+    assert missing.status == 502
     assert httpx.Response(200, content=second.body).json()["received"] == 5
     assert httpx.Response(200, content=third.body).json()["path"] == "/g3"
 

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.integration.meshkit import (
+    REGISTRY_ONLY,
     EchoServer,
     Proxy,
     echo_servers,
@@ -28,15 +29,6 @@ from tests.integration.meshkit import (
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-REGISTRY_ONLY = """\
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: istio, namespace: istio-system}
-data:
-  mesh: |
-    outboundTrafficPolicy: {mode: REGISTRY_ONLY}
-"""
 
 ROUTES = """\
 apiVersion: networking.istio.io/v1

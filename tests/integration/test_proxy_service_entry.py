@@ -12,8 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.integration.meshkit import EchoServer, Proxy, echo_servers, run_proxy
-from tests.integration.test_proxy_routing import REGISTRY_ONLY
+from tests.integration.meshkit import REGISTRY_ONLY, EchoServer, Proxy, echo_servers, run_proxy
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.meshkit import run_proxy, service_yaml
+from tests.integration.meshkit import REGISTRY_ONLY, run_proxy, service_yaml
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -49,6 +49,7 @@ def test_upstream_protocol_error_is_502_upe(garbage_upstream: int, tmp_path: Pat
     config = tmp_path / "config"
     config.mkdir()
     (config / "svc.yaml").write_text(service_yaml("broken", 8000, [(garbage_upstream, {})]))
+    (config / "mesh.yaml").write_text(REGISTRY_ONLY)
     log = tmp_path / "access.log"
     with run_proxy(config, "--access-log", str(log), tmp=tmp_path) as proxy:
         response = httpx.get(f"{proxy.url}/x", headers={"host": "broken:8000"}, timeout=5)
@@ -59,4 +60,4 @@ def test_upstream_protocol_error_is_502_upe(garbage_upstream: int, tmp_path: Pat
         assert entry["response_flags"] == "UPE"
         assert entry["response_code"] == 502
         assert httpx.get(f"{proxy.url}/x", headers={"host": "nosuch:8000"},
-                         timeout=5).status_code == 404  # still serving
+                         timeout=5).status_code == 502  # still serving: blocked, a local 502
