@@ -79,9 +79,9 @@ class DownstreamConnection(asyncio.Protocol):
         self.runtime.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
         decoder = self.decoder
-        if self.closing or decoder.error is not None:
-            return  # the error is dispatched already: nothing after it is read
         try:
             events = decoder.feed(data)
         except ProtocolError as error:
@@ -116,7 +116,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     # requests ----------------------------------------------------------------------------------
     def dispatch(self, event: Event) -> None:
-        if self.queue or self.waits(event):
+        if self.queue or (self.exchange is not None and self.waits(event)):
             self.queue.append(event)  # pipelined: answered after the one in flight
             self.pause_reading()
             return
