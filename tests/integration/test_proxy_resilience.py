@@ -334,7 +334,8 @@ def test_overflow_is_an_immediate_503_uo(mesh: Mesh) -> None:
     overflowed = [r for r in results if r[0] == 503]
     assert len(served) + len(overflowed) == 5
     assert 1 <= len(served) <= 2 and overflowed
-    assert all(took < 0.9 for _, took, _ in overflowed)  # well before the 1 s answer
+    # answered at once: each before the served request's 1 s answer (an order, not a clock)
+    assert max(took for _, took, _ in overflowed) < min(took for _, took, _ in served)
     assert all(mesh.flags(rid) == {"UO"} for _, _, rid in overflowed)
 
 
@@ -343,7 +344,9 @@ def test_unset_limits_do_not_overflow(mesh: Mesh) -> None:
     concurrent requests all get 200, served side by side."""
     results = concurrent_gets(mesh, "unlimited", "/slow/1", clients=5)
     assert [status for status, _, _ in results] == [200] * 5
-    assert all(took < 1.9 for _, took, _ in results)
+    # side by side, not one after the other (which would spread them over 1..5 s)
+    times = [took for _, took, _ in results]
+    assert max(times) < 2 * min(times)
 
 
 def test_max_requests_per_connection_1_disables_keep_alive(mesh: Mesh) -> None:
