@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -132,6 +133,48 @@ def test_upstream_receives_the_normalized_path_and_the_query_as_sent(mesh: Mesh)
     response = exchange(mesh.sidecar.outbound, get("/x/./y/../%7ez?next=/../a%2e"))
     assert response.status == 200
     assert echoed(response.body)["path"] == "/x/~z?next=/../a%2e"
+
+
+MESH_CONFIG = """\
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: istio, namespace: istio-system}}
+data:
+  mesh: |
+    pathNormalization: {{normalization: {mode}}}
+"""
+# (sent, what the upstream gets, or None when it is the /admin route) per mode
+MODE_CASES = {
+    "NONE": [("/a/../admin", "/a/../admin"), ("/x/..//admin", "/x/..//admin"),
+             ("/x%2F..%2Fadmin", "/x%2F..%2Fadmin")],
+    "MERGE_SLASHES": [("/a/../admin", None), ("/x/..//admin", None), ("/p//q/", "/p/q/"),
+                      ("/x%2F..%2Fadmin", "/x%2F..%2Fadmin")],
+    "DECODE_AND_MERGE_SLASHES": [("/a/../admin", None), ("/x/..//admin", None),
+                                 ("/x%2F..%2Fadmin", None), ("/p%2Fq?r=%2F", "/p/q?r=%2F")],
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODE_CASES))
+def test_mesh_config_path_normalization_modes(
+    mesh: Mesh, tmp_path: Path, mode: str
+) -> None:
+    """MeshConfig pathNormalization (ConfigMap istio in istio-system, key mesh) picks the mode:
+    NONE forwards as sent; MERGE_SLASHES merges after BASE; DECODE_AND_MERGE_SLASHES decodes
+    %2F first (istio.io/latest/docs/reference/config/istio.mesh.v1alpha1/, the
+    ProxyPathNormalization section)."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "mesh.yaml").write_text(
+        service_yaml("reviews", 9080, [(mesh.reviews.port, {})]) + "---\n" + ADMIN_BLOCKED
+        + "---\n" + MESH_CONFIG.format(mode=mode))
+    with run_proxy(config, tmp=tmp_path) as proxy:
+        for sent, forwarded in MODE_CASES[mode]:
+            response = exchange(proxy.outbound, get(sent))
+            if forwarded is None:
+                assert response.status == 403, (sent, response)
+            else:
+                assert response.status == 200, (sent, response)
+                assert echoed(response.body)["path"] == forwarded, sent
 
 
 def test_fragment_is_dropped_before_routing_cve_2021_39156(mesh: Mesh) -> None:
