@@ -152,7 +152,7 @@ class AdminConnection(asyncio.Protocol):
         try:
             events = self.decoder.feed(data)
         except ProtocolError as error:
-            self.respond(error.status, TEXT, f"{error.reason}\n".encode(), keep_alive=False)
+            self.respond(error.status, TEXT, error.body, keep_alive=False)
             return
         for event in events:
             if isinstance(event, RequestHead):
