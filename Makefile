@@ -28,6 +28,7 @@ bench: setup
 	$(BIN)/python bench/chaos.py
 	$(BIN)/python bench/controlplane.py
 	$(BIN)/python bench/up.py
+	$(BIN)/python bench/cli.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache
