@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from remora.cli.output import OutputFormat, render
 from remora.errors import RemoraError
@@ -132,6 +130,9 @@ def status(
 
 
 def _print_status(shown: dict[str, Any]) -> None:
+    from rich.console import Console  # noqa: PLC0415  (the table only: not -o json, logs)
+    from rich.table import Table  # noqa: PLC0415
+
     console = Console(width=200, highlight=False)
     supervisor = shown["supervisor"]
     console.print(f"phase {shown['phase']}"

@@ -152,3 +152,6 @@ def test_status_loads_neither_the_models_nor_the_runner(tmp_path: Path) -> None:
     for output in ("table", "json"):
         done = modules_after(["status", "--state-dir", str(tmp_path), "-o", output])
         assert done == {"code": 0, "loaded": []}, output
+    done = modules_after(["status", "--state-dir", str(tmp_path), "-o", "json"],
+                         prefixes=("rich", "yaml"))
+    assert done == {"code": 0, "loaded": []}
