@@ -113,3 +113,8 @@ def test_metrics_name_the_workloads_on_both_sides(shop: Up) -> None:
                            what="the server sidecar's report")
     assert {key: source[key] for key in wanted} == wanted
     assert {key: destination[key] for key in wanted} == wanted
+    # both sides name the service the request went to, though the app listens on a port of
+    # remora up's choosing: the server sidecar knows the containerPort it stands for
+    for labels in (source, destination):
+        assert labels["destination_service"] == "back.default.svc.cluster.local"
+        assert labels["destination_service_name"] == "back"

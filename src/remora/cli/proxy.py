@@ -47,6 +47,11 @@ def proxy(
     = "",
     app_port: Annotated[int | None, typer.Option(
         help="Sidecar: the local app port inbound traffic goes to.")] = None,
+    container_port: Annotated[int | None, typer.Option(
+        help="Sidecar: the app's port as its pod declares it (containerPort, what a Service's "
+             "targetPort names); default: --app-port.")] = None,
+    container_port_name: Annotated[str, typer.Option(
+        help="Sidecar: that port's name in the pod spec (a targetPort may name it).")] = "",
     outbound_port: Annotated[int, typer.Option(help="Sidecar outbound listener.")] = 15001,
     inbound_port: Annotated[int, typer.Option(help="Sidecar inbound listener.")] = 15006,
     admin_port: Annotated[int, typer.Option(help="Admin port.")] = 15000,
@@ -75,6 +80,8 @@ def proxy(
         labels=label_map,
         workload=workload or label_map.get("app", "unknown"),
         app_port=app_port,
+        container_port=container_port,
+        container_port_name=container_port_name,
         locality=locality,
     )
     ports = ListenerPorts(outbound=outbound_port, inbound=inbound_port, admin=admin_port,

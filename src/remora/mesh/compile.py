@@ -6,7 +6,8 @@ every name Istio gives it. The first (oldest) VirtualService bound to `mesh` tha
 for a service on a port owns it (istio.io IST0109: only gateways merge VirtualServices); a
 service without one gets the default route to all its endpoints. VirtualService hosts that are
 no service get a virtual host in every table (and table "80" exists for them). The inbound
-listener routes everything to `inbound|<app_port>||` = 127.0.0.1:<app_port>.
+listener routes everything to `inbound|<port>||` = 127.0.0.1:<app_port>, <port> the app's
+containerPort (`--container-port`; the app port itself when not given).
 
 Gateway: a listener per server port (`0.0.0.0_<port>`, table `http.<port>`); VirtualServices
 bound to the gateway contribute routes per exposed host, merged in age order when several name
@@ -305,11 +306,14 @@ class Compiler:
                 self.clusters.outbound(service.host, port, subset)
 
     def _inbound_table(self, app_port: int) -> RouteTable:
+        """The app's port as its pod declares it (containerPort: what a Service's targetPort
+        names and Istio's inbound cluster is named after), served at 127.0.0.1:<app_port>."""
         identity = self.identity
+        port = identity.container_port or app_port
         service = next(
             (s for s in self.registry.services()
              if s.namespace == identity.namespace and _selects(s, identity)
-             and any(p.target == app_port for p in s.ports)),
+             and any(p.target in (port, identity.container_port_name) for p in s.ports)),
             None,
         )  # fmt: skip
         endpoint = Endpoint(
@@ -318,14 +322,14 @@ class Compiler:
             service_account=identity.service_account,
         )  # fmt: skip
         name = self.clusters.add(Cluster(
-            name=cluster_name("inbound", app_port, "", ""), host=service.host if service else "",
-            port=app_port, subset="",
+            name=cluster_name("inbound", port, "", ""), host=service.host if service else "",
+            port=port, subset="",
             service_name=service.name if service else "unknown",
             service_namespace=identity.namespace, endpoints=(endpoint,),
             lb=LbConfig.from_api(None), connect_timeout=self.mesh.connect_timeout_seconds,
         ))  # fmt: skip
-        vhost = VirtualHost(f"inbound|http|{app_port}", ("*",), (default_route(name),))
-        return RouteTable(f"inbound|{app_port}", (vhost,))
+        vhost = VirtualHost(f"inbound|http|{port}", ("*",), (default_route(name),))
+        return RouteTable(f"inbound|{port}", (vhost,))
 
     # -- gateway ------------------------------------------------------------------------------
 

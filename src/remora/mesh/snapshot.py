@@ -86,6 +86,9 @@ class ProxyIdentity:
     cluster: str = "Kubernetes"
     ip: str = "127.0.0.1"
     app_port: int | None = None
+    container_port: int | None = None  # the app's port in its pod spec; app_port is where
+    # it listens here (remora up maps each containerPort to a free local port)
+    container_port_name: str = ""  # its name there, which a Service's targetPort may give
     locality: str = ""  # "region/zone/subzone" of this proxy (locality load balancing)
 
     def __post_init__(self) -> None:
@@ -431,6 +434,8 @@ class Snapshot:
                 "cluster": identity.cluster,
                 "ip": identity.ip,
                 "appPort": identity.app_port,
+                "containerPort": identity.container_port,
+                "containerPortName": identity.container_port_name,
             },
             "listeners": [listener.to_dict() for listener in self.listeners],
             "routeTables": {name: t.to_dict() for name, t in self.route_tables.items()},

@@ -106,7 +106,11 @@ def sidecar_argv(plan: PodPlan, controlplane: str) -> list[str]:
             "--outbound-port", str(ports.outbound), "--inbound-port", str(ports.inbound),
             "--admin-port", str(ports.admin), "--health-port", str(ports.health)]
     if plan.app_port is not None:
-        argv += ["--app-port", str(plan.app_port)]
+        declared = next(p for p in spec.ports if p.container_port in plan.app_ports)
+        argv += ["--app-port", str(plan.app_port),
+                 "--container-port", str(declared.container_port)]
+        if declared.name:
+            argv += ["--container-port-name", declared.name]
     return argv
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from remora.mesh.snapshot import RouteTable, Snapshot
-from tests.unit.mesh import service, sidecar, targets
+from remora.mesh.compile import compile_snapshot
+from remora.mesh.snapshot import ListenerPorts, ProxyIdentity, RouteTable, Snapshot
+from tests.unit.mesh import load, service, sidecar, targets
 
 FQDN = "reviews.default.svc.cluster.local"
 
@@ -367,6 +368,26 @@ def test_inbound_listener_routes_to_the_local_app(app_port: int) -> None:
     assert dict(cluster.endpoints[0].labels) == {"app": "web", "version": "v1"}
     # the Service whose targetPort is the app port names the destination service
     assert cluster.service_name == ("web" if app_port == 8080 else "unknown")
+
+
+def test_inbound_is_named_after_the_container_port_the_app_stands_for() -> None:
+    """remora up runs the app on a free local port: the inbound cluster is still Istio's
+    `inbound|<containerPort>||`, and the Service whose targetPort is that containerPort names
+    the destination service; traffic goes to the local port."""
+    identity = ProxyIdentity(mode="sidecar", labels={"app": "web"}, app_port=43405,
+                             container_port=8080)
+    snap = compile_snapshot(load(PORTS), identity, version="1", listener_ports=ListenerPorts())
+    cluster = snap.clusters["inbound|8080||"]
+    assert [(e.address, e.port) for e in cluster.endpoints] == [("127.0.0.1", 43405)]
+    assert (cluster.service_name, cluster.host) == ("web", "web.default.svc.cluster.local")
+    inbound = [x.route_table for x in snap.listeners if x.direction == "inbound"]
+    assert inbound == ["inbound|8080"]
+    named = service("api", ports="[{name: http, port: 80, targetPort: web-http}]",
+                    selector="{app: web}")
+    identity = ProxyIdentity(mode="sidecar", labels={"app": "web"}, app_port=43405,
+                             container_port=8080, container_port_name="web-http")
+    snap = compile_snapshot(load(named), identity, version="1", listener_ports=ListenerPorts())
+    assert snap.clusters["inbound|8080||"].service_name == "api"  # targetPort by name
 
 
 def test_outbound_listener_uses_the_configured_port() -> None:
