@@ -244,6 +244,17 @@ def test_up_serves_restarts_and_down_leaves_nothing(up: Up) -> None:
     assert restarted["app"]["pid"] != victim["app"]["pid"] and restarted["app"]["alive"]
     assert restarted["last_exit"] == "killed by SIGKILL"
 
+    # logs as kubectl logs -c takes them: the app's container by name, the sidecar as
+    # istio-proxy (Istio's name for it); any other name is refused with the choices
+    pod = up.pods("back")[0]["name"]
+    assert "remora proxy ready" in remora("logs", pod, "-c", "istio-proxy", *up.args()).stdout
+    assert remora("logs", pod, "-c", "back", *up.args()).stdout == \
+        remora("logs", pod, *up.args()).stdout
+    wrong = remora("logs", pod, "-c", "istio-prxy", *up.args())
+    assert wrong.returncode == 1
+    assert f"container istio-prxy is not valid for pod {pod}: choose one of: [back istio-proxy]" \
+        in wrong.stderr
+
     # down: apps, sidecars, gateways, control plane, supervisor — no process left
     status = up.status()
     pids = {pid: "process" for pid in all_pids(status)} | {status["supervisor"]: "supervisor"}

@@ -189,11 +189,12 @@ def logs(
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing.")] = False,
     container: Annotated[str, typer.Option(
-        "-c", "--container", help="app or sidecar (the pod's proxy).")] = "app",
+        "-c", "--container", help="The app's container (its name, or `app`), or the sidecar "
+                                  "(`istio-proxy`, as Istio names it, or `sidecar`).")] = "app",
 ) -> None:
-    """Print a process's output (the app's, or its sidecar's with -c sidecar)."""
+    """Print a process's output (the app's, or its sidecar's with -c istio-proxy)."""
     state = StateDir(state_dir.resolve())
-    files = _log_files(state, name, sidecar=container == "sidecar")
+    files = _log_files(state, name, sidecar=_is_sidecar(state, name, container))
     prefix = len(files) > 1
     offsets = {file: 0 for file in files}
     while True:
@@ -202,6 +203,24 @@ def logs(
         if not follow:
             return
         time.sleep(FOLLOW_POLL)
+
+
+SIDECAR_CONTAINERS = ("istio-proxy", "sidecar")  # istio-proxy: the injected container's name
+
+
+def _is_sidecar(state: StateDir, name: str, container: str) -> bool:
+    """Whether `-c container` names the sidecar; a name that is neither the pod's app
+    container nor its sidecar is an error, as kubectl logs answers it."""
+    if container in SIDECAR_CONTAINERS:
+        return True
+    shown = state.read_status() or {}
+    apps = {i.get("container", "app") for i in shown.get("instances", [])
+            if name in (i["name"], i["workload"])}
+    if container == "app" or container in apps or not apps:
+        return False
+    choices = " ".join(sorted(apps | {"istio-proxy"}))
+    raise RemoraError(f"container {container} is not valid for pod {name}: "
+                      f"choose one of: [{choices}]")
 
 
 def _log_files(state: StateDir, name: str, *, sidecar: bool) -> list[Path]:

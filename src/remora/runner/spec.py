@@ -109,6 +109,7 @@ class InstanceSpec:
     cpu_request_millis: int | None = None
     memory_limit_bytes: int | None = None  # resources.limits.memory: beyond it, OOMKilled
     ignored_containers: tuple[str, ...] = ()
+    container: str = "app"  # the name of the container that runs (`remora logs -c NAME`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +242,7 @@ def _instance(
         cpu_request_millis=_cpu_request(container),
         memory_limit_bytes=container.resources.memory_limit_bytes() if container.resources
         else None,
+        container=container.name,
         ignored_containers=tuple(c.name for c in (*template.spec.init_containers,
                                                    *template.spec.containers[1:])),
     )  # fmt: skip

@@ -304,6 +304,7 @@ class Pod:
         spec, plan = self.plan.spec, self.plan
         return {
             "name": spec.name, "workload": spec.workload, "kind": spec.kind,
+            "container": spec.container,
             "namespace": spec.namespace, "labels": dict(spec.labels), "phase": self.phase,
             "ready": self.ready, "restarts": self.restarts, "last_exit": self.last_exit,
             "backoff": self._backoff.window,
