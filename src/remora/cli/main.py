@@ -71,7 +71,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("remora.cli.up",
                "Instances and gateways: ready, restarts, last exit, req/s, 5xx answered, ports."),
     "logs": ("remora.cli.up",
-             "Print a process's output (the app's, or its sidecar's with -c sidecar)."),
+             "Print a process's output (the app's, or its sidecar's with -c istio-proxy)."),
     "load": ("remora.cli.load",
              "Send --rps requests per second to URL for --duration seconds, then summarize "
              "them."),
