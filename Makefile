@@ -29,6 +29,9 @@ bench: setup
 	$(BIN)/python bench/controlplane.py
 	$(BIN)/python bench/up.py
 	$(BIN)/python bench/cli.py
+	@command -v valgrind >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null)
+	$(BIN)/python bench/instructions.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache
