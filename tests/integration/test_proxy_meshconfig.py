@@ -84,7 +84,9 @@ def test_registry_only_answers_502_for_unknown_hosts(upstreams: dict[str, EchoSe
                                                      tmp_path: Path) -> None:
     """REGISTRY_ONLY: only services of the registry (and ServiceEntries); Istio's block_all
     route answers 502 and nothing reaches the unknown host."""
-    config = write_config(tmp_path, upstreams, "outboundTrafficPolicy: {mode: REGISTRY_ONLY}")
+    config = write_config(tmp_path, upstreams, "outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"
+                                               "accessLogFile: /dev/stdout\n"
+                                               "accessLogEncoding: JSON")
     outside = upstreams["outside"]
     before = outside.hits
     with run_proxy(config, tmp=tmp_path) as proxy:
@@ -94,7 +96,17 @@ def test_registry_only_answers_502_for_unknown_hosts(upstreams: dict[str, EchoSe
         reviews = upstreams["reviews"].port
         known = httpx.get(f"{proxy.url}/x", headers={"host": f"reviews:{reviews}"}, timeout=10)
         assert known.status_code == 200
+        # as `curl -x` sends it (absolute form): logged by its path, as Envoy splits it
+        via_proxy = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-x", proxy.url,
+             f"http://127.0.0.1:{outside.port}/absolute?q=1"],
+            capture_output=True, text=True, timeout=30, check=True)
+        assert via_proxy.stdout == "502"
+        wait_for(lambda: len(access_lines(proxy.logs())) >= 3, timeout=10)
+        lines = access_lines(proxy.logs())
     assert outside.hits == before
+    assert [(entry["path"], entry["route_name"]) for entry in lines] == [
+        ("/x", "block_all"), ("/x", "default"), ("/absolute?q=1", "block_all")]
 
 
 def remora_apply(plane: ControlPlaneProcess, path: Path) -> subprocess.CompletedProcess[str]:

@@ -27,7 +27,7 @@ from remora.proxy.http1 import (
     strip_hop_by_hop,
 )
 from remora.proxy.mirror import send_mirrors
-from remora.proxy.router import Forward, LocalReply, decide
+from remora.proxy.router import Forward, LocalReply, decide, split_target
 from remora.telemetry.peer import HEADERS as PEER_HEADERS
 from remora.telemetry.peer import PEER_METADATA
 
@@ -454,5 +454,10 @@ class Exchange:
 
     @property
     def path(self) -> str:
-        return self.request.path if self.request is not None else self.head.target
+        """%REQ(:PATH)%: an absolute-form target (`curl -x`) is logged by its path, as Envoy's
+        codec splits it into :authority and :path, also when the proxy answered itself."""
+        if self.request is not None:
+            return self.request.path
+        split = split_target(self.head, scheme=self.downstream.scheme)
+        return split[1] if split is not None else self.head.target
 
