@@ -107,6 +107,7 @@ def test_registry_only_answers_502_for_unknown_hosts(upstreams: dict[str, EchoSe
     assert outside.hits == before
     assert [(entry["path"], entry["route_name"]) for entry in lines] == [
         ("/x", "block_all"), ("/x", "default"), ("/absolute?q=1", "block_all")]
+    assert all(entry["request_id"] for entry in lines)  # local replies too, as Envoy's
 
 
 def remora_apply(plane: ControlPlaneProcess, path: Path) -> subprocess.CompletedProcess[str]:

@@ -179,7 +179,8 @@ class Observer:
             upstream_service_time_ms=exchange.upstream_service_ms,
             x_forwarded_for=headers.get("x-forwarded-for"),
             user_agent=headers.get("user-agent"),
-            request_id=exchange.request_id or headers.get("x-request-id"),
+            # Envoy gives every request an id as it decodes it, answered locally or not
+            request_id=exchange.request_id or headers.get("x-request-id") or runtime.request_id(),
             authority=exchange.request.authority if exchange.request else headers.get("host"),
             upstream_host=f"{endpoint.address}:{endpoint.port}" if endpoint else None,
             upstream_cluster=state.cluster.name if state else None,
