@@ -141,7 +141,9 @@ def test_the_hpa_writes_spec_replicas_and_its_status(up: Up) -> None:
     wait_for(lambda: len(up.pods("echo")) == 1, timeout=30, what="scale-down to minReplicas")
     wait_for(lambda: table(server, "deploy", "echo")[1][1] == "1/1", timeout=10,
              what="get deploy: echo 1/1")
-    assert table(server, "hpa", "echo")[1][5] == "1"
+    # the HPA's status says so at its next run (every second here)
+    wait_for(lambda: table(server, "hpa", "echo")[1][5] == "1", timeout=10,
+             what="get hpa: echo REPLICAS 1")
 
     # replicas applied by hand: the HPA that owns the workload writes its own count back
     (up.mesh / "echo.yaml").write_text(ECHO_3)
