@@ -7,6 +7,7 @@ readiness probe is removed from the Service's endpoints and added back when it p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -121,6 +122,26 @@ MESH = textwrap.dedent('''
       gateways: [web]
       http: [{route: [{destination: {host: front, port: {number: 8080}}}]}]
 ''')
+
+
+@contextlib.contextmanager
+def steady_load(gateway: str) -> Iterator[None]:
+    """Requests to `gateway` back to back from a thread while the block runs (far above the
+    HPA's 5 req/s per pod)."""
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            while not stop.is_set():
+                client.get(gateway + "/")
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        loader.join()
 
 
 def remora(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -358,22 +379,10 @@ def test_hpa_scales_on_requests_per_second_and_back(up: Up) -> None:
     (up.mesh / "mesh.yaml").write_text(HPA_MESH)
     up.start("--hpa-interval", "1")
     gateway = up.gateway_url()
-    stop = threading.Event()
-
-    def load() -> None:  # steady, far above 5 req/s per pod
-        with httpx.Client(trust_env=False, timeout=10) as client:
-            while not stop.is_set():
-                client.get(gateway + "/")
-
-    loader = threading.Thread(target=load)
-    loader.start()
-    try:
+    with steady_load(gateway):
         wait_for(lambda: [p["ready"] for p in up.pods("echo")] == [True] * 3, timeout=30,
                  what="three ready pods")
         assert {up.http.get(gateway + "/").json()["pod"] for _ in range(12)} == \
             {p["name"] for p in up.pods("echo")}
         assert all(p["rps"] is not None for p in up.pods("echo"))
-    finally:
-        stop.set()
-        loader.join()
     wait_for(lambda: len(up.pods("echo")) == 1, timeout=20, what="scale-down to minReplicas")

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 
-import httpx
-
-from tests.integration.test_up import HPA_MESH, Up, remora, up, wait_for
+from tests.integration.test_up import HPA_MESH, Up, remora, steady_load, up, wait_for
 
 __all__ = ["up"]  # the fixture
 
@@ -111,16 +108,7 @@ def test_the_hpa_writes_spec_replicas_and_its_status(up: Up) -> None:
     (up.mesh / "mesh.yaml").write_text(HPA_MESH)
     server = start(up, "--hpa-interval", "1")
     gateway = up.gateway_url()
-    stop = threading.Event()
-
-    def load() -> None:  # steady, far above 5 req/s per pod
-        with httpx.Client(trust_env=False, timeout=10) as client:
-            while not stop.is_set():
-                client.get(gateway + "/")
-
-    loader = threading.Thread(target=load)
-    loader.start()
-    try:
+    with steady_load(gateway):
         wait_for(lambda: [p["ready"] for p in up.pods("echo")] == [True] * 3, timeout=30,
                  what="three ready pods")
         wait_for(lambda: table(server, "deploy", "echo")[1][1:4] == ["3/3", "3", "3"],
@@ -135,9 +123,6 @@ def test_the_hpa_writes_spec_replicas_and_its_status(up: Up) -> None:
         described = remora("get", "hpa", "echo", "-o", "json", "--server", server).stdout
         assert '"desiredReplicas": 3' in described and '"lastScaleTime"' in described
         assert '"reason": "TooManyReplicas"' in described  # the load asks for more than 3
-    finally:
-        stop.set()
-        loader.join()
     wait_for(lambda: len(up.pods("echo")) == 1, timeout=30, what="scale-down to minReplicas")
     wait_for(lambda: table(server, "deploy", "echo")[1][1] == "1/1", timeout=10,
              what="get deploy: echo 1/1")
