@@ -158,6 +158,18 @@ def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def wait_for_every_pod_to_answer(up: Up, gateway: str, app: str) -> None:
+    """A ready pod takes traffic once its endpoint has reached the gateway, as in Kubernetes:
+    eventually, not at the moment it turns ready."""
+    answered: set[str] = set()
+
+    def every_pod_answers() -> bool:
+        answered.update(up.http.get(gateway + "/").json()["pod"] for _ in range(6))
+        return answered >= {p["name"] for p in up.pods(app)}
+
+    wait_for(every_pod_answers, timeout=15, what=f"every ready {app} pod answering at {gateway}")
+
+
 def all_pids(status: dict[str, Any]) -> list[int]:
     pids = [status["controlplane"]["process"]["pid"]]
     pids += [g["process"]["pid"] for g in status["gateways"]]
@@ -382,7 +394,6 @@ def test_hpa_scales_on_requests_per_second_and_back(up: Up) -> None:
     with steady_load(gateway):
         wait_for(lambda: [p["ready"] for p in up.pods("echo")] == [True] * 3, timeout=30,
                  what="three ready pods")
-        assert {up.http.get(gateway + "/").json()["pod"] for _ in range(12)} == \
-            {p["name"] for p in up.pods("echo")}
+        wait_for_every_pod_to_answer(up, gateway, "echo")
         assert all(p["rps"] is not None for p in up.pods("echo"))
     wait_for(lambda: len(up.pods("echo")) == 1, timeout=20, what="scale-down to minReplicas")

@@ -11,7 +11,15 @@ from __future__ import annotations
 import json
 import re
 
-from tests.integration.test_up import HPA_MESH, Up, remora, steady_load, up, wait_for
+from tests.integration.test_up import (
+    HPA_MESH,
+    Up,
+    remora,
+    steady_load,
+    up,
+    wait_for,
+    wait_for_every_pod_to_answer,
+)
 
 __all__ = ["up"]  # the fixture
 
@@ -81,8 +89,7 @@ def test_applied_replicas_are_carried_out_and_shown(up: Up) -> None:
     wait_for(lambda: table(server, "deploy", "front")[1][1:4] == ["2/2", "2", "2"],
              timeout=10, what="get deploy: front 2/2")
     gateway = up.gateway_url()
-    served = {up.http.get(gateway + "/").json()["pod"] for _ in range(12)}
-    assert served == {p["name"] for p in up.pods("front")}  # both take traffic
+    wait_for_every_pod_to_answer(up, gateway, "front")  # both take traffic
 
     (up.mesh / "front.yaml").write_text(FRONT % 1)
     remora("apply", "-f", str(up.mesh / "front.yaml"), "--server", server)
