@@ -11,8 +11,8 @@ import json
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
-from remora.proxy.events import Data, EndOfMessage, ResponseHead
-from remora.proxy.http1 import ResponseDecoder
+from remora.proxy.codec.events import Data, EndOfMessage, ResponseHead
+from remora.proxy.codec.http1 import ResponseDecoder
 
 
 class Connection:

@@ -31,9 +31,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from remora.cli.output import OutputFormat, render
-from remora.proxy.events import Data, EndOfMessage, ProtocolError, ResponseHead
-from remora.proxy.http1 import ResponseDecoder
-from remora.proxy.http1_encode import encode_request_head
+from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, ResponseHead
+from remora.proxy.codec.http1 import ResponseDecoder
+from remora.proxy.codec.http1_encode import encode_request_head
 
 READ_SIZE = 65536
 PERCENTILES = (50, 90, 99)

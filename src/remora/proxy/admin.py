@@ -8,8 +8,8 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any, cast
 
-from remora.proxy.events import ProtocolError, RequestHead
-from remora.proxy.http1 import RequestDecoder, encode_response_head
+from remora.proxy.codec.events import ProtocolError, RequestHead
+from remora.proxy.codec.http1 import RequestDecoder, encode_response_head
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from remora.policy.flags import ResponseFlag
 from remora.policy.retry import AttemptResult, GiveUp, Retry, RetryPolicy
-from remora.proxy.events import Data, EndOfMessage, ProtocolError, ResponseHead
+from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, ResponseHead
 from remora.proxy.router import LocalReply
 
 if TYPE_CHECKING:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from remora.mesh.snapshot import PASSTHROUGH_CLUSTER, RouteAction
 from remora.policy.flags import ResponseFlag
 from remora.proxy.call import UpstreamCall
-from remora.proxy.events import Data, EndOfMessage, RequestHead, ResponseHead
-from remora.proxy.forwarding import UPSTREAM_RESPONSE_DROP, upstream_request_headers
-from remora.proxy.http1 import (
+from remora.proxy.codec.events import Data, EndOfMessage, RequestHead, ResponseHead
+from remora.proxy.codec.forwarding import UPSTREAM_RESPONSE_DROP, upstream_request_headers
+from remora.proxy.codec.http1 import (
     LAST_CHUNK,
     encode_chunk,
     encode_request_head,

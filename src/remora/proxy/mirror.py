@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from remora.proxy.events import Data, EndOfMessage, ProtocolError, RequestHead, ResponseHead
-from remora.proxy.forwarding import upstream_request_headers
-from remora.proxy.http1_encode import encode_request_head
+from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, RequestHead, ResponseHead
+from remora.proxy.codec.forwarding import upstream_request_headers
+from remora.proxy.codec.http1_encode import encode_request_head
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

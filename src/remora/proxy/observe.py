@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from remora.mesh.snapshot import Endpoint, ProxyIdentity
     from remora.proxy.clusters import ClusterState
-    from remora.proxy.events import ProtocolError
+    from remora.proxy.codec.events import ProtocolError
     from remora.proxy.exchange import Exchange
     from remora.proxy.runtime import ProxyRuntime
     from remora.proxy.server import DownstreamConnection

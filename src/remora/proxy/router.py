@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from remora.mesh.snapshot import Listener, Route, Snapshot, VirtualHost, WeightedCluster
     from remora.policy.match import RequestMatcher
-    from remora.proxy.events import RequestHead
+    from remora.proxy.codec.events import RequestHead
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 

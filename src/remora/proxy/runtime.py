@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from remora.mesh.snapshot import Listener, Snapshot
+    from remora.proxy.codec.events import ProtocolError
     from remora.proxy.config import SnapshotSource
-    from remora.proxy.events import ProtocolError
     from remora.proxy.exchange import Exchange
 
 log = logging.getLogger("remora.proxy")

@@ -13,9 +13,9 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
-from remora.proxy.events import Data, EndOfMessage, ProtocolError, RequestHead
+from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, RequestHead
+from remora.proxy.codec.http1 import RequestDecoder, encode_response_head
 from remora.proxy.exchange import Exchange
-from remora.proxy.http1 import RequestDecoder, encode_response_head
 from remora.proxy.upstream import WRITE_HIGH_WATER
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ import socket
 from collections import deque
 from typing import TYPE_CHECKING, Protocol, cast
 
-from remora.proxy.events import Data, EndOfMessage, ProtocolError, ResponseHead
-from remora.proxy.http1 import ResponseDecoder
+from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, ResponseHead
+from remora.proxy.codec.http1 import ResponseDecoder
 
 if TYPE_CHECKING:
     from collections.abc import Callable

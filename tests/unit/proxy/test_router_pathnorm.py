@@ -12,7 +12,7 @@ import random
 import pytest
 
 from remora.mesh.snapshot import MeshSettings, PathNormalization, Snapshot
-from remora.proxy.events import RequestHead
+from remora.proxy.codec.events import RequestHead
 from remora.proxy.router import Forward, LocalReply, decide
 from tests.unit.mesh import service, sidecar
 

@@ -31,8 +31,8 @@ from typing import Final
 
 import httptools
 
-from remora.proxy import http1_fast
-from remora.proxy.events import (
+from remora.proxy.codec import http1_fast
+from remora.proxy.codec.events import (
     Data,
     EndOfMessage,
     Headers,
@@ -42,8 +42,8 @@ from remora.proxy.events import (
     ResponseEvent,
     ResponseHead,
 )
-from remora.proxy.forwarding import forwarded_headers, strip_hop_by_hop
-from remora.proxy.http1_encode import (
+from remora.proxy.codec.forwarding import forwarded_headers, strip_hop_by_hop
+from remora.proxy.codec.http1_encode import (
     LAST_CHUNK,
     encode_chunk,
     encode_request_head,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from remora.proxy.forwarding import (
+from remora.proxy.codec.forwarding import (
     EDGE_INTERNAL,
     ENVOY_INTERNAL,
     forwarded_headers,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from remora.proxy.events import Data, EndOfMessage, RequestHead, ResponseHead
-from remora.proxy.http1 import (
+from remora.proxy.codec.events import Data, EndOfMessage, RequestHead, ResponseHead
+from remora.proxy.codec.http1 import (
     LAST_CHUNK,
     RequestDecoder,
     ResponseDecoder,

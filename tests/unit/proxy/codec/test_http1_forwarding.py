@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from remora.proxy.http1 import forwarded_headers, strip_hop_by_hop
+from remora.proxy.codec.http1 import forwarded_headers, strip_hop_by_hop
 
 
 @pytest.mark.parametrize(("headers", "expected"), [

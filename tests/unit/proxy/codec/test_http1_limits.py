@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from remora.proxy.events import Data, EndOfMessage, ProtocolError, RequestHead, ResponseHead
-from remora.proxy.http1 import DEFAULT_MAX_HEADER_BYTES, RequestDecoder, ResponseDecoder
+from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, RequestHead, ResponseHead
+from remora.proxy.codec.http1 import DEFAULT_MAX_HEADER_BYTES, RequestDecoder, ResponseDecoder
 
 LIMIT = DEFAULT_MAX_HEADER_BYTES
 assert LIMIT == 60 * 1024

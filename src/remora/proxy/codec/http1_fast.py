@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from remora.proxy.events import ResponseHead
+from remora.proxy.codec.events import ResponseHead
 
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 _FIELD_LINE = rb"%s+:[ \t]*(?:[!-~\x80-\xff](?:[ \t!-~\x80-\xff]*[!-~\x80-\xff])?)?[ \t]*\r\n" % (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from remora.proxy.events import Data, EndOfMessage, ProtocolError, ResponseHead
-from remora.proxy.http1 import ResponseDecoder
+from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, ResponseHead
+from remora.proxy.codec.http1 import ResponseDecoder
 
 Event = ResponseHead | Data | EndOfMessage
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from remora.proxy import http1_fast
-from remora.proxy.events import ProtocolError
-from remora.proxy.http1 import RequestDecoder, ResponseDecoder
+from remora.proxy.codec import http1_fast
+from remora.proxy.codec.events import ProtocolError
+from remora.proxy.codec.http1 import RequestDecoder, ResponseDecoder
 
 NAMES = [b"Host", b"host", b"Accept", b"X-A", b"Connection", b"Content-Length", b"Expect",
          b"Transfer-Encoding", b"Bad Name", b"X\x00", b"Upgrade", b""]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from remora.proxy.events import Data, EndOfMessage, ProtocolError, RequestHead
-from remora.proxy.http1 import RequestDecoder
+from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, RequestHead
+from remora.proxy.codec.http1 import RequestDecoder
 
 Event = RequestHead | Data | EndOfMessage
 
