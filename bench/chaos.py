@@ -1,5 +1,5 @@
 """Benchmark: the success rate of requests through `remora proxy` while an upstream instance is
-SIGKILLed and restarted over and over (the scenario of tests/integration/test_proxy_chaos.py).
+SIGKILLed and restarted over and over (the scenario of tests/e2e/test_proxy_chaos.py).
 
 Three upstream processes behind one route with a 3 s timeout, retries {attempts: 3, retryOn:
 5xx,reset,connect-failure, perTryTimeout: 1s} and outlierDetection; instance 0 is killed every
@@ -27,7 +27,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.*
 
-from tests.integration.meshkit import CHAOS_ROUTE_TIMEOUT, ChaosRun, chaos_run
+from tests.e2e.meshkit import CHAOS_ROUTE_TIMEOUT, ChaosRun, chaos_run
 
 TARGET_SUCCESS = 0.999  # the issue's bar for the chaos test
 

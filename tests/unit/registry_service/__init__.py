@@ -1,1 +1,0 @@
-"""Registry, config center and Nacos API tests."""
