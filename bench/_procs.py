@@ -1,4 +1,4 @@
-"""Process plumbing for the benchmarks: free ports, process groups, /proc CPU and RSS readings."""
+"""Process plumbing for the benchmarks: process groups, readiness waits, /proc CPU and RSS."""
 
 from __future__ import annotations
 
@@ -16,12 +16,6 @@ from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Service:

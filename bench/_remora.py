@@ -16,7 +16,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from _procs import Service, free_port, wait_for_http
+from _procs import Service, wait_for_http
+from remora.runner.ports import free_port
 
 SERVICE_PORT = 8080
 HOST = f"backend:{SERVICE_PORT}"

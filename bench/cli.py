@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _procs import Service, free_port, wait_for_http
+from _procs import Service, wait_for_http
+from remora.runner.ports import free_port
 
 PYTHON = sys.executable
 REMORA = str(Path(sys.executable).with_name("remora"))

@@ -44,7 +44,8 @@ from rich.console import Console
 from rich.table import Table
 
 from _http import Connection
-from _procs import Service, free_port, usage, wait_for_http
+from _procs import Service, usage, wait_for_http
+from remora.runner.ports import free_port
 
 REMORA = Path(sys.executable).with_name("remora")
 CONCURRENCY = 64

@@ -44,7 +44,8 @@ import _nginx
 import _relay
 import _remora
 from _load import LatencyRun, constant_rate, percentile, run_wrk
-from _procs import Service, free_port, usage
+from _procs import Service, usage
+from remora.runner.ports import free_port
 
 PATH = "/products/42"  # matches none of the three rules: every request reaches the split
 RATE = 1000.0

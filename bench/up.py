@@ -22,7 +22,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from _procs import free_port, usage
+from _procs import usage
+from remora.runner.ports import free_port
 
 REMORA = Path(sys.executable).with_name("remora")
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "ecommerce"

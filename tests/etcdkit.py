@@ -8,7 +8,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,15 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from remora.runner.ports import free_port
+
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 MISSING = "" if os.access(ETCD, os.X_OK) else (
     "etcd is not installed (Debian package etcd-server; `make test` installs it)")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

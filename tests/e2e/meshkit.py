@@ -24,6 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from remora.runner.ports import free_port
+
 REMORA = [sys.executable, "-m", "remora.cli.main"]
 
 
@@ -38,11 +40,6 @@ data:
 """A mesh config whose sidecars answer 502 for a host the registry does not know (MeshConfig
 outboundTrafficPolicy), instead of passing it through (ALLOW_ANY, the default)."""
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class EchoHandler(BaseHTTPRequestHandler):

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from remora.cli.kubectl import human_duration
-from tests.e2e.meshkit import REMORA, ControlPlaneProcess, free_port, run_controlplane
+from remora.runner.ports import free_port
+from tests.e2e.meshkit import REMORA, ControlPlaneProcess, run_controlplane
 
 MESH = """\
 apiVersion: v1

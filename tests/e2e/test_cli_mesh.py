@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from remora.runner import procfs
-from tests.e2e.meshkit import REMORA, free_port, run_controlplane, run_proxy, service_yaml
+from remora.runner.ports import free_port
+from tests.e2e.meshkit import REMORA, run_controlplane, run_proxy, service_yaml
 from tests.e2e.test_up import APP, MESH, wait_for
 
 

@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.e2e.meshkit import REMORA, free_port, run_controlplane, run_proxy
+from remora.runner.ports import free_port
+from tests.e2e.meshkit import REMORA, run_controlplane, run_proxy
 
 
 def remora(*args: str, env: dict[str, str], timeout: float = 60

@@ -28,7 +28,8 @@ import pytest
 from remora.analysis import analyze
 from remora.api.kube.workloads import Deployment
 from remora.api.loader import load_paths
-from tests.e2e.meshkit import free_port, wait_for
+from remora.runner.ports import free_port
+from tests.e2e.meshkit import wait_for
 
 APPS = Path(__file__).resolve().parents[2] / "examples" / "ecommerce" / "apps"
 PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY",

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.meshkit import REMORA, free_port
+from remora.runner.ports import free_port
+from tests.e2e.meshkit import REMORA
 
 pytestmark = pytest.mark.timeout(120)
 

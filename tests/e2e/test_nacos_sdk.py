@@ -15,7 +15,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,18 +27,14 @@ from typing import Any
 
 import pytest
 
+from remora.runner.ports import free_port
+
 nacos = pytest.importorskip("nacos")
 from nacos.listener import SubscribeListener  # noqa: E402
 from nacos.params import parse_key  # noqa: E402
 
 WAIT = 20.0
 ADMIN_PASSWORD = "sdk-admin-pw"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def eventually(check: Callable[[], Any], *, timeout: float = WAIT) -> Any:

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from remora.runner.ports import free_port
 from tests.e2e.meshkit import (
     EchoServer,
     echo_servers,
-    free_port,
     run_controlplane,
     run_proxy,
     service_yaml,

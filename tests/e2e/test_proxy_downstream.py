@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from remora.runner.ports import free_port
 from tests.e2e.meshkit import (
     EchoServer,
     Proxy,
@@ -20,7 +21,6 @@ from tests.e2e.meshkit import (
     connect,
     echo_servers,
     exchange,
-    free_port,
     read_response,
     run_proxy,
     service_yaml,

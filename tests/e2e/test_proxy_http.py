@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from remora.runner.ports import free_port
 from tests.e2e.meshkit import (
     REGISTRY_ONLY,
     EchoServer,
@@ -27,7 +28,6 @@ from tests.e2e.meshkit import (
     connect,
     echo_servers,
     exchange,
-    free_port,
     peak_rss_bytes,
     read_response,
     run_proxy,

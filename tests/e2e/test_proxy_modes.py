@@ -17,14 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.e2e.meshkit import (
-    EchoServer,
-    Proxy,
-    echo_servers,
-    free_port,
-    run_proxy,
-    service_yaml,
-)
+from remora.runner.ports import free_port
+from tests.e2e.meshkit import EchoServer, Proxy, echo_servers, run_proxy, service_yaml
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from remora.runner.ports import free_port
 from tests.e2e.meshkit import (
     EchoServer,
     Proxy,
     cluster_hosts,
     echo_servers,
-    free_port,
     run_proxy,
     service_yaml,
     wait_access_record,

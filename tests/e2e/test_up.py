@@ -23,7 +23,8 @@ import httpx
 import pytest
 
 from remora.runner import procfs
-from tests.e2e.meshkit import REMORA, free_port
+from remora.runner.ports import free_port
+from tests.e2e.meshkit import REMORA
 
 APP = textwrap.dedent('''
     """GET / answers who serves; /call/HOST calls http://HOST/ through http_proxy;

@@ -1,10 +1,18 @@
-"""Free local ports for the processes `remora up` starts, never the same one twice per run."""
+"""Free local ports: for the processes `remora up` starts (never the same one twice per run),
+and the one `free_port()` the tests and benchmarks use too."""
 
 from __future__ import annotations
 
 import socket
 
 HOST = "127.0.0.1"
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port on `host` that nothing listens on right now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:
@@ -28,9 +36,7 @@ class PortAllocator:
 
     def take(self) -> int:
         while True:
-            with socket.socket() as sock:
-                sock.bind((self._host, 0))
-                port = int(sock.getsockname()[1])
+            port = free_port(self._host)
             if port not in self._given:
                 self._given.add(port)
                 return port

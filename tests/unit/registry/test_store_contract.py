@@ -43,7 +43,8 @@ from remora.registry.store.base import (
 )
 from remora.registry.store.etcd import EtcdStore
 from remora.registry.store.sqlite import SqliteStore, prefix_range
-from tests.etcdkit import etcd_cluster, free_port
+from remora.runner.ports import free_port
+from tests.etcdkit import etcd_cluster
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from remora.runner.ports import free_port
 from remora.runner.probes import PodProbes, ProbeState, Transition, run_probe
 from remora.runner.spec import ProbeSpec
 
@@ -182,11 +183,6 @@ def http_port() -> Iterator[int]:
         server.server_close()
         thread.join(timeout=5)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(
