@@ -1,6 +1,6 @@
 """Benchmark: the proxy's per-request Python cost, without sockets or a second process.
 
-Drives the real DownstreamConnection / Exchange / UpstreamConnection objects with in-memory
+Drives the real DownstreamConnection / HttpStream (the filter chain) / UpstreamConnection objects with in-memory
 transports: one request in, one pooled upstream answer back, all of the routing, codec,
 telemetry and access log on the way (the benchmark config of bench/proxy.py). Prints
 microseconds per request, so a change to the hot path can be judged in seconds and with
@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _remora
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
 from remora.proxy.config import FileSource
-from remora.proxy.runtime import ProxyOptions, ProxyRuntime
+from remora.proxy.env import ProxyOptions
+from remora.proxy.runtime import ProxyRuntime
 from remora.proxy.server import DownstreamConnection
 from remora.proxy.upstream import UpstreamConnection
 
@@ -86,9 +87,10 @@ async def measure(requests: int, *, profile: bool, access_log: bool) -> float:
     log = str(workdir / "access.log") if access_log else None
     runtime = ProxyRuntime(source, ProxyOptions(access_log=log), await source.first())
     listener = next(x for x in runtime.snapshot.listeners if x.direction == "outbound")
-    downstream = DownstreamConnection(runtime, listener, scheme="http")
+    downstream = DownstreamConnection(runtime.env, listener, scheme="http",
+                                      connections=runtime.connections)
     downstream.connection_made(MemoryTransport())  # type: ignore[arg-type]
-    upstream_pool = runtime.pools.get("127.0.0.1", UPSTREAM_PORT)
+    upstream_pool = runtime.env.pools.get("127.0.0.1", UPSTREAM_PORT)
     upstream = UpstreamConnection(upstream_pool)
     upstream.connection_made(MemoryTransport())  # type: ignore[arg-type]
     upstream_pool.connections.add(upstream)
@@ -111,7 +113,7 @@ async def measure(requests: int, *, profile: bool, access_log: bool) -> float:
     if profiler is not None:
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
-    runtime.access_log.close()
+    runtime.env.access_log.close()
     return elapsed / requests * 1e6
 
 

@@ -10,8 +10,8 @@ import typer
 
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
 from remora.proxy.config import FileSource, SnapshotSource
+from remora.proxy.env import ProxyOptions
 from remora.proxy.process import run
-from remora.proxy.runtime import ProxyOptions
 
 
 class Mode(StrEnum):

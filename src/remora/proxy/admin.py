@@ -128,7 +128,7 @@ def route(runtime: ProxyRuntime, *, health_only: bool) -> Callable[[RequestHead]
         if path == "/clusters":
             return clusters(runtime, query)
         if path in ("/stats/prometheus", "/metrics"):
-            return 200, "text/plain; version=0.0.4", runtime.metrics.render() + cluster_stats(
+            return 200, "text/plain; version=0.0.4", runtime.env.metrics.render() + cluster_stats(
                 runtime)
         return 404, TEXT, b"endpoints: /config_dump /clusters /stats/prometheus /healthz/ready " \
                           b"POST /drain\n"

@@ -1,26 +1,26 @@
 """One request to a cluster as Envoy's router makes it: pick a host, get a connection within the
 cluster's circuit breakers, time each try, retry with back-off, report to outlier detection.
 
-The exchange owns the client side; an `UpstreamCall` owns every try upstream and hands the
-exchange either the response to forward (`on_response_events`) or, when all tries failed, the
-local reply Envoy would send (`upstream_failed`). The decisions themselves are pure and live in
-remora.policy (retry, circuit, outlier); this module only applies them.
+The stream owns the client side; an `UpstreamCall` owns every try upstream and reports to the
+stream through `CallSink`: the response to forward (`on_response_events`) or, when all tries
+failed, the local reply Envoy would send (`upstream_failed`). The decisions themselves are pure
+and live in remora.policy (retry, circuit, outlier); this module only applies them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from remora.policy.flags import ResponseFlag
 from remora.policy.retry import AttemptResult, GiveUp, Retry, RetryPolicy
 from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, ResponseHead
-from remora.proxy.router import LocalReply
+from remora.proxy.filter import LocalReply
 
 if TYPE_CHECKING:
     import asyncio
 
     from remora.proxy.clusters import ClusterState
-    from remora.proxy.exchange import Exchange
+    from remora.proxy.env import ProxyEnv
     from remora.proxy.upstream import EndpointPool, UpstreamConnection
 
 REPLAY_LIMIT = 1024 * 1024  # request body kept for retries (Envoy: per-request buffer limit)
@@ -44,6 +44,34 @@ _REPLIES = {
 }
 
 
+class CallSink(Protocol):
+    """What an upstream call reports to: the stream of the request it carries."""
+
+    def on_host(self, state: ClusterState, host: int) -> None:
+        """A host was picked for a try (telemetry reports the last one)."""
+        ...
+
+    def on_response_events(self, events: list[ResponseEvent]) -> None: ...
+
+    def upstream_service(self, seconds: float) -> None:
+        """The time from the request sent to the response head, of the try that answered."""
+        ...
+
+    def upstream_failed(self, reply: LocalReply) -> None:
+        """Every try failed, or none could be made: answer the client with `reply`."""
+        ...
+
+    def upstream_cut(self) -> None:
+        """The upstream broke off a response already on its way to the client."""
+        ...
+
+    def add_flag(self, flag: ResponseFlag) -> None: ...
+
+    def pause_request_body(self) -> None: ...
+
+    def resume_request_body(self) -> None: ...
+
+
 def failure_reply(result: AttemptResult, *, exhausted: bool) -> LocalReply:
     status, flag, body, details = _REPLIES[result]
     reply = LocalReply(status, flag, body.encode(), details=details)
@@ -62,7 +90,7 @@ class UpstreamCall:
         "body_done",
         "connection",
         "delivering",
-        "exchange",
+        "env",
         "finished",
         "head",
         "holding",
@@ -78,6 +106,7 @@ class UpstreamCall:
         "retry_held",
         "reused",
         "sent_at",
+        "sink",
         "state",
         "tried",
         "try_timer",
@@ -86,9 +115,10 @@ class UpstreamCall:
         "waiting",
     )
 
-    def __init__(self, exchange: Exchange, state: ClusterState, *, head: bytes, method: str,
-                 retry: RetryPolicy, key: int | None, body_done: bool) -> None:
-        self.exchange = exchange
+    def __init__(self, env: ProxyEnv, sink: CallSink, state: ClusterState, *, head: bytes,
+                 method: str, retry: RetryPolicy, key: int | None, body_done: bool) -> None:
+        self.env = env
+        self.sink = sink
         self.state = state
         self.head = head
         self.method = method
@@ -123,34 +153,33 @@ class UpstreamCall:
         if not breaker.may_request():
             self.give_up(OVERFLOW, exhausted=False)
             return
-        runtime = self.exchange.runtime
         avoid = self.tried if self.retry.ignore_previous_hosts else None
-        host = state.pick(rng=runtime.rng, key=self.key, avoid=avoid,
+        host = state.pick(rng=self.env.rng, key=self.key, avoid=avoid,
                           attempts=self.retry.host_selection_attempts)
         if host is None:
             self.finished = True
-            self.exchange.upstream_failed(LocalReply(
+            self.sink.upstream_failed(LocalReply(
                 503, ResponseFlag.UH, b"no healthy upstream", details="no_healthy_upstream"))
             return
         self.attempt += 1
         self.host = host
         self.tried.add(host)
         self.pool = pool = state.pools[host]
-        self.exchange.on_host(state, host)
+        self.sink.on_host(state, host)
         pool.active += 1
         pool.rq_total += 1
         breaker.requests += 1
         self.holding = True
         timeout = self.retry.per_try_timeout
         if timeout is not None:
-            self.try_timer = runtime.loop.call_later(timeout, self.on_try_timeout, self.attempt)
+            self.try_timer = self.env.loop.call_later(timeout, self.on_try_timeout, self.attempt)
         connection = pool.take_idle()
         if connection is not None:
             self.reused = True
             self.attach(connection)
         elif breaker.may_connect():
             breaker.connections += 1
-            runtime.spawn(self.connect(self.attempt))
+            self.env.spawn(self.connect(self.attempt))
         elif breaker.may_queue():
             breaker.pending += 1
             self.waiting = True
@@ -193,19 +222,19 @@ class UpstreamCall:
         self.waiting = False
         breaker.pending -= 1
         breaker.connections += 1
-        self.exchange.runtime.spawn(self.connect(self.attempt))
+        self.env.spawn(self.connect(self.attempt))
         return True
 
     def attach(self, connection: UpstreamConnection) -> None:
         self.connection = connection
         connection.start(self, method=self.method)
-        self.sent_at = self.exchange.runtime.loop.time()
+        self.sent_at = self.env.loop.time()
         body = self.replay if self.replay is not None else self.unsent
         connection.write(self.head + b"".join(body) if body else self.head)
         if self.unsent:
             self.unsent = []
             self.unsent_size = 0
-            self.exchange.resume_body()
+            self.sink.resume_request_body()
 
     # the request body --------------------------------------------------------------------------
     def send(self, data: bytes, *, end: bool) -> None:
@@ -223,13 +252,13 @@ class UpstreamCall:
                 if connection is None:  # everything so far waits for the next connection
                     self.unsent = replay
                     self.unsent_size = self.replay_size
-                    self.exchange.pause_body()
+                    self.sink.pause_request_body()
                     return
         elif connection is None:
             self.unsent.append(data)
             self.unsent_size += len(data)
             if self.unsent_size > REPLAY_LIMIT:
-                self.exchange.pause_body()
+                self.sink.pause_request_body()
             return
         if connection is not None:
             connection.write(data)
@@ -243,7 +272,7 @@ class UpstreamCall:
                     return  # 100 Continue: we answered the client ourselves
                 if not self.accept(head):
                     return
-        self.exchange.on_response_events(events)
+        self.sink.on_response_events(events)
         if isinstance(events[-1], EndOfMessage):
             self.complete(events[-1])
 
@@ -251,7 +280,7 @@ class UpstreamCall:
         """A response head: forward it, or (retriable status, retries left) try again."""
         self.cancel_try_timer()
         state = self.state
-        now = self.exchange.runtime.loop.time()
+        now = self.env.loop.time()
         if state.detector is not None:
             state.record(self.host, status=head.status, local_failure=False, now=now)
         if head.status >= 400:
@@ -263,15 +292,15 @@ class UpstreamCall:
                     self.schedule(decision)
                     return False
                 if decision.exhausted:
-                    self.exchange.flags.append(ResponseFlag.URX)
+                    self.sink.add_flag(ResponseFlag.URX)
         self.delivering = True
         self.keep_alive = head.keep_alive
-        self.exchange.upstream_service(now - self.sent_at)
+        self.sink.upstream_service(now - self.sent_at)
         return True
 
     def complete(self, end: EndOfMessage) -> None:
         connection = self.connection
-        now = self.exchange.runtime.loop.time()
+        now = self.env.loop.time()
         limits = self.state.limits
         reusable = (self.body_done and self.keep_alive and connection is not None
                     and connection.reusable(limits, now))
@@ -286,14 +315,14 @@ class UpstreamCall:
             self.end_try(reusable=False)
             self.finished = True
             self.release_retry()
-            self.exchange.upstream_cut()
+            self.sink.upstream_cut()
             return
         if error is not None and not eof:
             self.end_try(reusable=False, failure=True)
             self.finished = True
             self.release_retry()
             # Envoy answers an upstream protocol error with 502 (envoyproxy/envoy#15033)
-            self.exchange.upstream_failed(LocalReply(
+            self.sink.upstream_failed(LocalReply(
                 502, ResponseFlag.UPE, (UPSTREAM_RESET + "protocol error").encode(),
                 details="upstream_reset_before_response_started{protocol_error}"))
             return
@@ -309,9 +338,19 @@ class UpstreamCall:
 
     def on_upstream_writable(self, writable: bool) -> None:
         if writable:
-            self.exchange.resume_body()
+            self.sink.resume_request_body()
         else:
-            self.exchange.pause_body()
+            self.sink.pause_request_body()
+
+    # back-pressure from the client side ------------------------------------------------------
+    def pause_reading(self) -> None:
+        """The client reads slower than the upstream answers: stop reading the upstream."""
+        if self.connection is not None:
+            self.connection.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.connection is not None:
+            self.connection.resume_reading()
 
     def on_try_timeout(self, attempt: int) -> None:
         if attempt == self.attempt and not self.delivering and not self.finished:
@@ -332,7 +371,7 @@ class UpstreamCall:
         if self.replay is None or self.finished:
             return GiveUp(exhausted=False)
         decision = self.retry.decide(retries_done=self.retries_done, result=result,
-                                     rng=self.exchange.runtime.rng)
+                                     rng=self.env.rng)
         if isinstance(decision, Retry):
             breaker = self.state.breaker
             if not self.retry_held:
@@ -344,9 +383,8 @@ class UpstreamCall:
 
     def schedule(self, retry: Retry) -> None:
         self.retries_done += 1
-        runtime = self.exchange.runtime
         if retry.backoff > 0:
-            runtime.loop.call_later(retry.backoff, self.retry_now, self.attempt)
+            self.env.loop.call_later(retry.backoff, self.retry_now, self.attempt)
         else:
             self.retry_now(self.attempt)
 
@@ -359,10 +397,10 @@ class UpstreamCall:
             self.state.overflows += 1
         self.finished = True
         self.release_retry()
-        self.exchange.upstream_failed(failure_reply(result, exhausted=exhausted))
+        self.sink.upstream_failed(failure_reply(result, exhausted=exhausted))
 
     def abandon(self) -> None:
-        """The exchange ends without this call (client gone, route timeout)."""
+        """The request ends without this call (client gone, route timeout)."""
         if self.finished:
             return
         self.finished = True
@@ -390,7 +428,7 @@ class UpstreamCall:
                 if failure:
                     pool.rq_error += 1
         if failure and self.state.detector is not None:
-            now = self.exchange.runtime.loop.time()
+            now = self.env.loop.time()
             self.state.record(self.host, status=None, local_failure=True, now=now)
 
     def release_retry(self) -> None:

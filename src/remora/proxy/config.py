@@ -36,12 +36,6 @@ class InvalidConfigError(RemoraError):
     """The configuration has issues; the message lists them (file:line: resource: path: msg)."""
 
 
-def node_id(identity: ProxyIdentity) -> str:
-    """Envoy-style node id: `sidecar~127.0.0.1~reviews-v1-12345.default~default.svc`."""
-    return (f"{identity.mode}~{identity.ip}~{identity.workload}-{os.getpid()}."
-            f"{identity.namespace}~{identity.namespace}.svc.cluster.local")
-
-
 class SnapshotSource(Protocol):
     """What feeds a proxy its configuration."""
 

@@ -27,8 +27,8 @@ from remora.credentials import CredentialsError, TokenSource
 from remora.errors import RemoraError
 from remora.mesh.documents import compile_documents
 from remora.mesh.wire import ACK_PATH, DISCOVERY_PATH, Document, ack_body, apply_message
-from remora.proxy.config import node_id
 from remora.proxy.configlog import ConfigLog
+from remora.proxy.labels import node_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

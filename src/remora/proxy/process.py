@@ -10,7 +10,8 @@ from remora.errors import RemoraError
 from remora.gcpause import settle_heap
 from remora.proxy.admin import serve_admin
 from remora.proxy.config import SnapshotSource
-from remora.proxy.runtime import ProxyOptions, ProxyRuntime
+from remora.proxy.env import ProxyOptions
+from remora.proxy.runtime import ProxyRuntime
 
 log = logging.getLogger("remora.proxy")
 

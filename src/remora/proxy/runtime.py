@@ -1,7 +1,8 @@
-"""A running proxy: listeners, the current snapshot, pools, telemetry, swaps and drain.
+"""A running proxy: listeners, config swaps, timers, signals and drain, around its `ProxyEnv`.
 
-The snapshot is replaced in one assignment; each exchange keeps the `ClusterTable` it started
-with, so a swap never disturbs a request in flight (DESIGN.md: snapshots swap atomically).
+A new snapshot becomes an `ActiveConfig` (cluster state and filter chains) put in place in one
+assignment; each request keeps the one it started with, so a swap never disturbs a request in
+flight (DESIGN.md: snapshots swap atomically).
 """
 
 from __future__ import annotations
@@ -9,17 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import signal
 import ssl
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from remora.gcpause import settle_heap
-from remora.policy.flags import ResponseFlag
-from remora.proxy.clusters import ClusterTable
+from remora.proxy.chain import activate
 from remora.proxy.config import tls_context
+from remora.proxy.env import ProxyEnv
+from remora.proxy.labels import Labels
 from remora.proxy.server import DownstreamConnection
 from remora.proxy.upstream import Pools
 from remora.telemetry.accessformat import unknown_operators
@@ -31,29 +31,11 @@ if TYPE_CHECKING:
     from typing import Any
 
     from remora.mesh.snapshot import Listener, Snapshot
-    from remora.proxy.codec.events import ProtocolError
+    from remora.proxy.clusters import ClusterTable
     from remora.proxy.config import SnapshotSource
-    from remora.proxy.exchange import Exchange
+    from remora.proxy.env import ProxyOptions
 
 log = logging.getLogger("remora.proxy")
-
-
-@dataclass(frozen=True, slots=True)
-class ProxyOptions:
-    """Knobs of the proxy shell; defaults are Envoy's/Istio's where they define one."""
-
-    bind: str = "127.0.0.1"
-    access_log: str | None = None
-    connect_timeout: float = 10.0  # Istio's connectTimeout default
-    headers_timeout: float = 10.0  # a client must send a whole request head within this
-    idle_timeout: float = 300.0  # keep-alive connections with no request in flight
-    drain_timeout: float = 5.0  # Istio's terminationDrainDuration
-    max_header_bytes: int = 60 * 1024  # Envoy's max_request_headers_kb default
-    # Envoy's accept_http_10 (default false: HTTP/1.0 gets 426); Istio turns it on for a proxy
-    # whose environment has ISTIO_META_HTTP10=1, as this does.
-    accept_http_10: bool = field(
-        default_factory=lambda: os.environ.get("ISTIO_META_HTTP10") == "1")
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class ProxyRuntime:
@@ -62,34 +44,31 @@ class ProxyRuntime:
     def __init__(self, source: SnapshotSource, options: ProxyOptions, snapshot: Snapshot) -> None:
         self.source = source
         self.options = options
-        self.connect_timeout = options.connect_timeout
         self.loop = asyncio.get_running_loop()
-        self.rng = random.Random()
-        self.pools = Pools()
-        self.metrics = IstioMetrics()
-        self.access_log = AccessLog(options.access_log)
-        self.follow_access_log(snapshot)
         self.connections: set[DownstreamConnection] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.servers: dict[int, asyncio.Server] = {}
-        self.draining = False
         self.ready = False
         self.stopped = asyncio.Event()
-        self.tables = ClusterTable(snapshot, self.pools)
-        from remora.proxy.observe import Observer  # noqa: PLC0415 - needs metrics built first
-
-        self.observer = Observer(self)
+        self.env = ProxyEnv(
+            loop=self.loop, rng=random.Random(), options=options, pools=Pools(),
+            metrics=IstioMetrics(), access_log=AccessLog(options.access_log), labels=Labels(),
+            spawn=self.spawn,
+        )
+        self.follow_access_log(snapshot)
+        self.env.active = activate(self.env, snapshot)
 
     @property
     def snapshot(self) -> Snapshot:
-        return self.tables.snapshot
+        return self.env.active.snapshot
 
-    def request_id(self) -> str:
-        """A random (version 4) UUID for x-request-id, as Envoy generates; from the runtime's
-        PRNG: a request id needs uniqueness, not secrecy, and os.urandom costs a syscall."""
-        bits = self.rng.getrandbits(128) & ~(0xF << 76 | 0x3 << 62) | (0x4 << 76 | 0x2 << 62)
-        text = "%032x" % bits  # noqa: UP031 - the fastest way to zero-padded hex
-        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    @property
+    def tables(self) -> ClusterTable:
+        return self.env.active.tables
+
+    @property
+    def draining(self) -> bool:
+        return self.env.draining
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -140,13 +119,13 @@ class ProxyRuntime:
         self, listener: Listener, context: ssl.SSLContext | None
     ) -> Any:
         scheme = "https" if context is not None else "http"
-        runtime = self
+        env, connections = self.env, self.connections
 
         def factory() -> DownstreamConnection:
             # the listener object of the current snapshot (a swap may have replaced it)
-            current = next((item for item in runtime.snapshot.listeners
+            current = next((item for item in env.active.snapshot.listeners
                             if item.port == listener.port), listener)
-            return DownstreamConnection(runtime, current, scheme=scheme)
+            return DownstreamConnection(env, current, scheme=scheme, connections=connections)
 
         return factory
 
@@ -168,9 +147,10 @@ class ProxyRuntime:
 
     def swap(self, snapshot: Snapshot) -> None:
         self.follow_access_log(snapshot)
-        self.tables = tables = ClusterTable(snapshot, self.pools)
-        endpoints = tables.endpoints()
-        self.pools.retain(lambda key: key in endpoints)
+        env = self.env
+        env.active = active = activate(env, snapshot)
+        endpoints = active.tables.endpoints()
+        env.pools.retain(lambda key: key in endpoints)
         self.spawn(self.sync_listeners())
         log.info("config version %s applied", snapshot.version)
 
@@ -181,13 +161,14 @@ class ProxyRuntime:
         mesh = snapshot.mesh
         path = mesh.access_log_file or None
         wanted = (path, mesh.access_log_encoding, mesh.access_log_format)
-        if wanted != self.access_log.settings:
+        env = self.env
+        if wanted != env.access_log.settings:
             for operator in unknown_operators(mesh.access_log_format):
                 log.warning("accessLogFormat: %%%s%% is not known to Remora: it prints -",
                             operator)
-            self.access_log.close()
-            self.access_log = AccessLog(path, encoding=mesh.access_log_encoding,
-                                        template=mesh.access_log_format)
+            env.access_log.close()
+            env.access_log = AccessLog(path, encoding=mesh.access_log_encoding,
+                                       template=mesh.access_log_format)
 
     async def watch(self) -> None:
         await self.source.follow(self.apply)
@@ -201,7 +182,7 @@ class ProxyRuntime:
             await asyncio.sleep(period)
             now = self.loop.time()
             for connection in list(self.connections):
-                if connection.exchange is not None:
+                if connection.stream is not None:
                     continue
                 if connection.header_started:
                     if now - connection.header_started > options.headers_timeout:
@@ -215,20 +196,13 @@ class ProxyRuntime:
         while True:
             await asyncio.sleep(0.25)
             now = self.loop.time()
-            self.tables.sweep(now)
-            self.pools.close_expired(now)
+            self.env.active.tables.sweep(now)
+            self.env.pools.close_expired(now)
 
     async def flush_access_log(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            self.access_log.flush()
-
-    # telemetry ---------------------------------------------------------------------------------
-    def observe(self, exchange: Exchange) -> None:
-        self.observer.exchange(exchange)
-
-    def observe_rejected(self, connection: DownstreamConnection, error: ProtocolError) -> None:
-        self.observer.rejected(connection, error, flag=ResponseFlag.DPE)
+            self.env.access_log.flush()
 
     # drain -------------------------------------------------------------------------------------
     def request_drain(self) -> None:
@@ -237,7 +211,7 @@ class ProxyRuntime:
 
     async def drain(self) -> None:
         """Stop accepting, let requests in flight finish, close idle connections, then stop."""
-        self.draining = True
+        self.env.draining = True
         self.ready = False
         for server in self.servers.values():
             server.close()
@@ -251,6 +225,6 @@ class ProxyRuntime:
             await asyncio.sleep(0.05)
         for connection in list(self.connections):
             connection.close()
-        self.pools.close()
-        self.access_log.close()
+        self.env.pools.close()
+        self.env.access_log.close()
         self.stopped.set()

@@ -1,10 +1,10 @@
 """Downstream side of the proxy: one asyncio protocol per client connection.
 
-It feeds bytes to the I/O-free codec, starts an exchange per request head, hands body events to
-it, answers pipelined requests in order, and turns codec errors into 400/431/426 + close, in
-their turn: a broken request pipelined behind a valid one is refused after the valid one's
-response. Timeouts
-(slow headers, idle keep-alive) are enforced by the runtime's sweeper from the stamps kept here.
+It feeds bytes to the I/O-free codec, starts a stream per request head (remora.proxy.stream:
+the filter chain), hands body events to it, answers pipelined requests in order, and turns
+codec errors into 400/431/426 + close, in their turn: a broken request pipelined behind a valid
+one is refused after the valid one's response. Timeouts (slow headers, idle keep-alive) are
+enforced by the runtime's sweeper from the stamps kept here.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, cast
 
 from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, RequestHead
 from remora.proxy.codec.http1 import RequestDecoder, encode_response_head
-from remora.proxy.exchange import Exchange
+from remora.proxy.stream import HttpStream, log_rejected
 from remora.proxy.upstream import WRITE_HIGH_WATER
 
 if TYPE_CHECKING:
     from remora.mesh.snapshot import Listener
-    from remora.proxy.runtime import ProxyRuntime
+    from remora.proxy.env import ProxyEnv
 
 Event = RequestHead | Data | EndOfMessage | ProtocolError
 
@@ -31,9 +31,10 @@ class DownstreamConnection(asyncio.Protocol):
     __slots__ = (
         "client_ip",
         "closing",
+        "connections",
         "corked",
         "decoder",
-        "exchange",
+        "env",
         "header_started",
         "idle_since",
         "listener",
@@ -41,19 +42,21 @@ class DownstreamConnection(asyncio.Protocol):
         "paused",
         "peer_closed",
         "queue",
-        "runtime",
         "scheme",
+        "stream",
         "transport",
     )
 
-    def __init__(self, runtime: ProxyRuntime, listener: Listener, *, scheme: str) -> None:
-        self.runtime = runtime
+    def __init__(self, env: ProxyEnv, listener: Listener, *, scheme: str,
+                 connections: set[DownstreamConnection]) -> None:
+        self.env = env
         self.listener = listener
         self.scheme = scheme
+        self.connections = connections
         self.transport: asyncio.Transport | None = None
-        self.decoder = RequestDecoder(max_header_bytes=runtime.options.max_header_bytes,
-                                      accept_http_10=runtime.options.accept_http_10)
-        self.exchange: Exchange | None = None
+        self.decoder = RequestDecoder(max_header_bytes=env.options.max_header_bytes,
+                                      accept_http_10=env.options.accept_http_10)
+        self.stream: HttpStream | None = None
         self.queue: deque[Event] = deque()  # pipelined requests waiting for the current one
         self.client_ip = "unknown"
         self.closing = False
@@ -66,7 +69,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     @property
     def draining(self) -> bool:
-        return self.runtime.draining
+        return self.env.draining
 
     # asyncio callbacks -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -75,8 +78,8 @@ class DownstreamConnection(asyncio.Protocol):
         peer = self.transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.client_ip = str(peer[0])
-        self.idle_since = self.runtime.loop.time()
-        self.runtime.connections.add(self)
+        self.idle_since = self.env.loop.time()
+        self.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -87,8 +90,8 @@ class DownstreamConnection(asyncio.Protocol):
         except ProtocolError as error:
             self.dispatch(error)
             return
-        if self.exchange is None and not self.header_started:
-            self.header_started = self.runtime.loop.time()
+        if self.stream is None and not self.header_started:
+            self.header_started = self.env.loop.time()
         for event in events:
             self.dispatch(event)
         if decoder.error is not None:  # a broken request after the ones just decoded
@@ -97,26 +100,26 @@ class DownstreamConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         # A client may half-close after sending its request; keep writing the response then.
         self.peer_closed = True
-        return self.exchange is not None
+        return self.stream is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self.runtime.connections.discard(self)
-        exchange = self.exchange
-        if exchange is not None:
-            exchange.on_downstream_lost()
+        self.connections.discard(self)
+        stream = self.stream
+        if stream is not None:
+            stream.on_downstream_lost()
 
     def pause_writing(self) -> None:
-        if self.exchange is not None:
-            self.exchange.on_downstream_writable(False)
+        if self.stream is not None:
+            self.stream.on_downstream_writable(False)
 
     def resume_writing(self) -> None:
-        if self.exchange is not None:
-            self.exchange.on_downstream_writable(True)
+        if self.stream is not None:
+            self.stream.on_downstream_writable(True)
 
     # requests ----------------------------------------------------------------------------------
     def dispatch(self, event: Event) -> None:
-        if self.queue or (self.exchange is not None and self.waits(event)):
+        if self.queue or (self.stream is not None and self.waits(event)):
             self.queue.append(event)  # pipelined: answered after the one in flight
             self.pause_reading()
             return
@@ -125,34 +128,35 @@ class DownstreamConnection(asyncio.Protocol):
     def waits(self, event: Event) -> bool:
         """Whether `event` belongs after the response in flight: a next request, or an error
         in what follows a complete request (an error inside its body ends it now)."""
-        exchange = self.exchange
-        if exchange is None:
+        stream = self.stream
+        if stream is None:
             return False
         return isinstance(event, RequestHead) or (
-            isinstance(event, ProtocolError) and exchange.request_done)
+            isinstance(event, ProtocolError) and stream.ctx.request_done)
 
     def handle(self, event: Event) -> None:
         if isinstance(event, RequestHead):
             self.header_started = 0.0
-            runtime = self.runtime
-            exchange = self.exchange = Exchange(
-                self, event, listener=self.listener, tables=runtime.tables
+            env = self.env
+            stream = self.stream = HttpStream(
+                env, self, event, listener=self.listener, active=env.active, scheme=self.scheme,
+                client_ip=self.client_ip,
             )
-            exchange.begin()
+            stream.begin()
         elif isinstance(event, ProtocolError):
             self.reject(event)
-        elif self.exchange is not None:
-            self.exchange.on_request_event(event)
+        elif self.stream is not None:
+            self.stream.on_request_event(event)
 
-    def exchange_done(self, exchange: Exchange) -> None:
+    def stream_done(self, stream: HttpStream) -> None:
         """The response is complete: keep the connection for the next request, or close it."""
-        if exchange is not self.exchange:
+        if stream is not self.stream:
             return
-        if not exchange.keep_alive or self.closing or (self.peer_closed and not self.queue):
+        if not stream.ctx.keep_alive or self.closing or (self.peer_closed and not self.queue):
             self.close()
             return
-        self.exchange = None
-        self.idle_since = self.runtime.loop.time()
+        self.stream = None
+        self.idle_since = self.env.loop.time()
         if self.draining:
             self.close()
             return
@@ -164,8 +168,8 @@ class DownstreamConnection(asyncio.Protocol):
 
     def reject(self, error: ProtocolError) -> None:
         """Malformed input: answer with the codec's status (400, 431, ...) and close."""
-        exchange = self.exchange
-        if exchange is None or not exchange.response_head_sent:
+        stream = self.stream
+        if stream is None or not stream.ctx.response_head_sent:
             body = error.body
             head = encode_response_head(
                 error.status,
@@ -174,10 +178,11 @@ class DownstreamConnection(asyncio.Protocol):
                  ("connection", "close")],
             )
             self.write(head + body)
-            self.runtime.observe_rejected(self, error)
+            log_rejected(self.env, listener=self.listener, client_ip=self.client_ip,
+                         scheme=self.scheme, error=error, control=self)
         self.close()
 
-    # used by the exchange and the runtime ------------------------------------------------------
+    # used by the stream and the runtime ------------------------------------------------------
     def write(self, data: bytes) -> None:
         if self.corked:
             self.out.append(data)
@@ -215,4 +220,4 @@ class DownstreamConnection(asyncio.Protocol):
         self.closing = True
 
     def idle(self) -> bool:
-        return self.exchange is None and not self.header_started
+        return self.stream is None and not self.header_started

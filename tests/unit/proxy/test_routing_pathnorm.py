@@ -13,7 +13,8 @@ import pytest
 
 from remora.mesh.snapshot import MeshSettings, PathNormalization, Snapshot
 from remora.proxy.codec.events import RequestHead
-from remora.proxy.router import Forward, LocalReply, decide
+from remora.proxy.filter import LocalReply
+from remora.proxy.routing import RouteDecision, decide
 from tests.unit.mesh import service, sidecar
 
 # /admin is answered 403 by the proxy itself: whatever reaches the backend is "not admin".
@@ -36,7 +37,7 @@ def snapshot(mode: PathNormalization) -> Snapshot:
     return dataclasses.replace(BASE_SNAPSHOT, mesh=MeshSettings(path_normalization=mode))
 
 
-def route(snap: Snapshot, target: str) -> LocalReply | Forward:
+def route(snap: Snapshot, target: str) -> LocalReply | RouteDecision:
     head = RequestHead("GET", target, [("host", "reviews:9080")], "1.1", True, False, False, None)
     outbound = next(li for li in snap.listeners if li.direction == "outbound")
     return decide(snap, outbound, head, scheme="http", rng=random.Random(0))
@@ -64,10 +65,11 @@ def test_admin_spellings_match_the_admin_route_as_normalized(
     mode: PathNormalization, path: str, admin_in: str
 ) -> None:
     decision = route(snapshot(mode), path)
+    assert isinstance(decision, RouteDecision), decision
     if mode in admin_in.split():
-        assert isinstance(decision, LocalReply) and decision.status == 403, decision
+        assert decision.reply is not None and decision.reply.status == 403, decision
     else:
-        assert isinstance(decision, Forward), decision
+        assert decision.reply is None and decision.target is not None, decision
 
 
 @pytest.mark.parametrize(("mode", "sent", "forwarded"), [
@@ -80,7 +82,7 @@ def test_upstream_gets_the_normalized_path_and_the_query_as_sent(
     mode: PathNormalization, sent: str, forwarded: str
 ) -> None:
     decision = route(snapshot(mode), sent)
-    assert isinstance(decision, Forward)
+    assert isinstance(decision, RouteDecision) and decision.request is not None
     assert decision.path == forwarded
     assert decision.request.path == forwarded  # what later policy (authz) sees
 
@@ -91,4 +93,4 @@ def test_a_path_normalization_rejects_gets_400() -> None:
     decision = route(BASE_SNAPSHOT, "/a%00b")
     assert isinstance(decision, LocalReply)
     assert (decision.status, decision.details) == (400, "path_normalization_failed")
-    assert isinstance(route(snapshot("NONE"), "/a%00b"), Forward)
+    assert isinstance(route(snapshot("NONE"), "/a%00b"), RouteDecision)

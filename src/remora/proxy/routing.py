@@ -1,10 +1,12 @@
-"""The routing decision for one request: from its head and a snapshot to a local reply or an
-upstream target. No I/O: the exchange applies what this returns.
+"""The routing decision for one request (Envoy's cached route): from its head and a snapshot to
+the route and upstream target, or to the reply the router filter gives instead. No I/O.
 
 Envoy's order (life of a request): find the route table for the listener (sidecar outbound: the
 one for the destination port), the virtual host by authority, the first route whose match
-holds, then the weighted cluster. Nothing found → 404 with flag NR. The path is normalized
-first (remora.policy.pathnorm), as Envoy's connection manager does before routing.
+holds, then the weighted cluster. Nothing found → 404 with flag NR, which the router filter
+sends after the filters before it ran. The path is normalized first (remora.policy.pathnorm),
+as Envoy's connection manager does before routing and before any filter; a request it cannot
+route at all (no authority, a path normalization refuses) is answered before the chain.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from remora.policy.flags import ResponseFlag
 from remora.policy.match import RequestAttributes
 from remora.policy.pathnorm import normalize_path
 from remora.policy.redirect import DirectResponse, Redirect
+from remora.proxy.filter import LocalReply
 
 if TYPE_CHECKING:
     import random
@@ -26,30 +29,20 @@ if TYPE_CHECKING:
     from remora.proxy.codec.events import RequestHead
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+NO_ROUTE = LocalReply(404, ResponseFlag.NR, details="route_not_found")
 
 
 @dataclass(slots=True)
-class LocalReply:
-    """A response the proxy writes itself (no route, redirect, direct response, CORS)."""
+class RouteDecision:
+    """The route of a request and where it goes; `reply` when the router answers instead
+    (no route: 404 NR; an HTTPS redirect; a redirect or direct response route)."""
 
-    status: int
-    flag: ResponseFlag = ResponseFlag.NONE
-    body: bytes = b""
-    headers: list[tuple[str, str]] | None = None
-    route: Route | None = None
-    details: str = ""
-    extra_flags: tuple[ResponseFlag, ...] = ()  # e.g. URX beside UF when retries ran out
-
-
-@dataclass(slots=True)
-class Forward:
-    """Send the request upstream: to `cluster`, with this path and authority."""
-
-    route: Route
-    target: WeightedCluster
-    path: str
-    authority: str
-    request: RequestAttributes
+    route: Route | None
+    request: RequestAttributes | None
+    target: WeightedCluster | None = None
+    path: str = ""
+    authority: str = ""
+    reply: LocalReply | None = None
 
 
 def split_target(head: RequestHead, *, scheme: str) -> tuple[str, str] | None:
@@ -125,8 +118,9 @@ def decide(
     *,
     scheme: str,
     rng: random.Random,
-) -> LocalReply | Forward:
-    """Where this request goes, per the snapshot the exchange started with."""
+) -> LocalReply | RouteDecision:
+    """Where this request goes, per the snapshot the request started with. A LocalReply: the
+    request cannot be routed at all, and is answered before any filter runs."""
     split = split_target(head, scheme=scheme)
     if split is None:
         return LocalReply(400, ResponseFlag.DPE, b"missing host header\n", details="missing_host")
@@ -144,7 +138,7 @@ def decide(
         port = listener.port
     vhost = table.find(host) if table is not None else None
     if vhost is None:
-        return LocalReply(404, ResponseFlag.NR, details="route_not_found")
+        return RouteDecision(None, None, reply=NO_ROUTE)
     request = RequestAttributes(
         method=head.method,
         path=path,
@@ -155,24 +149,22 @@ def decide(
     )
     if vhost.https_redirect and scheme == "http":
         location = f"https://{host}{path}"
-        return LocalReply(301, headers=[("location", location)], details="https_redirect")
+        return RouteDecision(None, request, reply=LocalReply(
+            301, headers=[("location", location)], details="https_redirect"))
     found = first_route(vhost, request)
     if found is None:
-        return LocalReply(404, ResponseFlag.NR, details="route_not_found")
+        return RouteDecision(None, request, reply=NO_ROUTE)
     route, matched = found
-    if route.cors is not None and head.method == "OPTIONS":
-        preflight = route.cors.preflight(request)
-        if preflight is not None:
-            return LocalReply(200, headers=preflight, route=route, details="cors_preflight")
     action = route.action
     if isinstance(action, Redirect):
         status, location = action.response(request, matched)
-        return LocalReply(status, headers=[("location", location)], route=route,
-                          details="redirect")
+        return RouteDecision(route, request, reply=LocalReply(
+            status, headers=[("location", location)], route=route, details="redirect"))
     if isinstance(action, DirectResponse):
-        return LocalReply(action.status, body=action.body, route=route, details="direct_response")
+        return RouteDecision(route, request, reply=LocalReply(
+            action.status, body=action.body, route=route, details="direct_response"))
     assert isinstance(action, RouteAction)
     target = action.clusters[action.choice.pick(rng)]
     if action.rewrite is not None:
         path, authority = action.rewrite.apply(path=path, authority=authority)
-    return Forward(route, target, path, authority, request)
+    return RouteDecision(route, request, target, path, authority)

@@ -3,23 +3,27 @@
 Envoy's request mirror policy: the copy goes to the mirror cluster with "-shadow" appended to
 the host of its authority, its response is dropped, and nothing about it — failure, slowness —
 reaches the client's request. Each mirror is drawn on its own `mirrorPercentage` (absent: 100).
+Only bodiless requests are mirrored.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
+from remora.mesh.snapshot import RouteAction
 from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, RequestHead, ResponseHead
 from remora.proxy.codec.forwarding import upstream_request_headers
 from remora.proxy.codec.http1_encode import encode_request_head
+from remora.proxy.filter import CONTINUE, HeadersResult, HttpFilter
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from remora.mesh.snapshot import MirrorTarget
     from remora.proxy.clusters import ClusterState, ClusterTable
-    from remora.proxy.runtime import ProxyRuntime
+    from remora.proxy.context import RequestContext
+    from remora.proxy.env import ProxyEnv
 
 MIRROR_TIMEOUT = 10.0  # a mirror that takes longer is dropped (its connection closed)
 
@@ -32,10 +36,28 @@ def shadow_authority(authority: str) -> str:
     return f"{authority}-shadow"
 
 
-def send_mirrors(runtime: ProxyRuntime, tables: ClusterTable, mirrors: Sequence[MirrorTarget],
+class Mirror(HttpFilter):
+    name: ClassVar[str] = "envoy.filters.http.router.mirror"
+
+    def __init__(self, env: ProxyEnv, *, edge: bool) -> None:
+        self.env = env
+        self.edge = edge
+
+    def request_headers(self, ctx: RequestContext) -> HeadersResult:
+        route = ctx.route
+        action = route.action if route is not None else None
+        if (isinstance(action, RouteAction) and action.mirrors and ctx.request_done
+                and not ctx.head.content_length):
+            send_mirrors(self.env, ctx.tables, action.mirrors, head=ctx.head, path=ctx.path,
+                         authority=ctx.authority, client_ip=ctx.client_ip, scheme=ctx.scheme,
+                         edge=self.edge)
+        return CONTINUE
+
+
+def send_mirrors(env: ProxyEnv, tables: ClusterTable, mirrors: Sequence[MirrorTarget],
                  *, head: RequestHead, path: str, authority: str, client_ip: str,
                  scheme: str, edge: bool) -> None:
-    rng = runtime.rng
+    rng = env.rng
     for target in mirrors:
         if target.percentage < 100 and rng.random() * 100 >= target.percentage:
             continue
@@ -47,10 +69,10 @@ def send_mirrors(runtime: ProxyRuntime, tables: ClusterTable, mirrors: Sequence[
             continue
         headers, _ = upstream_request_headers(
             head.headers, authority=shadow_authority(authority), client_ip=client_ip,
-            scheme=scheme, request_id_factory=runtime.request_id, edge=edge,
+            scheme=scheme, request_id_factory=env.request_id, edge=edge,
         )
         data = encode_request_head(head.method, path, headers)
-        runtime.spawn(mirror_once(state, host, data, method=head.method))
+        env.spawn(mirror_once(state, host, data, method=head.method))
 
 
 class _Discard:

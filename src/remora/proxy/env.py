@@ -1,0 +1,64 @@
+"""What lives for the whole proxy process, passed explicitly to whatever needs it: the loop and
+its clock, the random source, endpoint pools, metrics, the access log, the active config.
+
+The active config (`ActiveConfig`: cluster state and filter chains of one snapshot) is replaced
+in one assignment; a request keeps the one it started with.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
+    import random
+    from collections.abc import Callable, Coroutine
+
+    from remora.proxy.chain import ActiveConfig
+    from remora.proxy.labels import Labels
+    from remora.proxy.upstream import Pools
+    from remora.telemetry.accesslog import AccessLog
+    from remora.telemetry.metrics import IstioMetrics
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyOptions:
+    """Knobs of the proxy shell; defaults are Envoy's/Istio's where they define one."""
+
+    bind: str = "127.0.0.1"
+    access_log: str | None = None
+    connect_timeout: float = 10.0  # Istio's connectTimeout default
+    headers_timeout: float = 10.0  # a client must send a whole request head within this
+    idle_timeout: float = 300.0  # keep-alive connections with no request in flight
+    drain_timeout: float = 5.0  # Istio's terminationDrainDuration
+    max_header_bytes: int = 60 * 1024  # Envoy's max_request_headers_kb default
+    # Envoy's accept_http_10 (default false: HTTP/1.0 gets 426); Istio turns it on for a proxy
+    # whose environment has ISTIO_META_HTTP10=1, as this does.
+    accept_http_10: bool = field(
+        default_factory=lambda: os.environ.get("ISTIO_META_HTTP10") == "1")
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class ProxyEnv:
+    """The process-wide state of one proxy, shared by its connections and filters."""
+
+    loop: asyncio.AbstractEventLoop
+    rng: random.Random
+    options: ProxyOptions
+    pools: Pools
+    metrics: IstioMetrics
+    access_log: AccessLog
+    labels: Labels
+    spawn: Callable[[Coroutine[Any, Any, None]], None]  # a background task, kept and logged
+    active: ActiveConfig = field(init=False)
+    draining: bool = False
+
+    def request_id(self) -> str:
+        """A random (version 4) UUID for x-request-id, as Envoy generates; from the env's
+        PRNG: a request id needs uniqueness, not secrecy, and os.urandom costs a syscall."""
+        bits = self.rng.getrandbits(128) & ~(0xF << 76 | 0x3 << 62) | (0x4 << 76 | 0x2 << 62)
+        text = "%032x" % bits  # noqa: UP031 - the fastest way to zero-padded hex
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
