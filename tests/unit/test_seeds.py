@@ -136,10 +136,10 @@ INVALID: dict[tuple[str, int], list[str]] = {
 }  # fmt: skip
 
 # Objects in Istio's API groups that Remora does not model: real kinds Remora does not serve, and
-# seed mistakes (PeerAuthentication belongs to security.istio.io, not networking.istio.io).
+# seed mistakes (PeerAuthentication belongs to security.istio.io, not networking.istio.io). The
+# seeds' two EnvoyFilters (gzip, cache) are modelled: they load like any resource.
 ISTIO_GROUPS = ("networking.istio.io", "security.istio.io", "telemetry.istio.io")
 UNSERVED_ISTIO = {
-    ("networking.istio.io/v1alpha3", "EnvoyFilter"): 2,
     ("networking.istio.io/v1alpha3", "PeerAuthentication"): 1,
 }
 

@@ -217,6 +217,11 @@ NOT_ENFORCED = MessageType("RMR0001", "NotEnforced", _W, "%s")
 """A kind or field Remora accepts (or, for kinds it does not model, skips) without enforcing
 it: remora.api.unenforced. A Warning, so it never fails an analysis on its own (exit 0)."""
 
+ENVOY_FILTER_PATCH_NOT_APPLIED = MessageType("RMR0002", "EnvoyFilterPatchNotApplied", _W, "%s")
+"""An EnvoyFilter HTTP_FILTER patch that Remora will not apply although it models it: its anchor
+is not in Remora's filter chain (Istio's rule: a patch whose filter is not found is not applied),
+or it would leave a filter after the router (Envoy refuses such a chain)."""
+
 ALL_TYPES: tuple[MessageType, ...] = (
     REFERENCED_RESOURCE_NOT_FOUND,
     SCHEMA_VALIDATION_ERROR,
@@ -231,4 +236,5 @@ ALL_TYPES: tuple[MessageType, ...] = (
     DESTINATION_RULE_SUBSET_NOT_SELECT_PODS,
     UNKNOWN_DESTINATION_RULE_HOST,
     NOT_ENFORCED,
+    ENVOY_FILTER_PATCH_NOT_APPLIED,
 )

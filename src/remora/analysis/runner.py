@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from remora.analysis import authz, destinationrule, gateway, unenforced
+from remora.analysis import authz, destinationrule, envoyfilter, gateway, unenforced
 from remora.analysis.context import Context
 from remora.analysis.messages import Message
 from remora.analysis.schema import schema_messages
@@ -33,6 +33,7 @@ ANALYZERS: tuple[Analyzer, ...] = (
     destinationrule.check,
     authz.check,
     gateway.check_conflicts,
+    envoyfilter.check,
     unenforced.check,
 )
 

@@ -3,15 +3,20 @@
 Each entry is a kind (path "": the whole resource) or a field path of a kind, with why it is not
 enforced. `remora apply` answers a `Warning:` for it, `remora analyze` reports RMR0001 naming the
 field path, and a proxy that receives it logs it once (docs/unenforced.md is checked against
-this list). Kinds Remora does not model at all (EnvoyFilter, WasmPlugin, ...) are listed too: the
-API refuses them, and `remora proxy -f` / `remora analyze` name them with the same reason. As a
+this list). Kinds Remora does not model at all (WasmPlugin, ...) are listed too: the API
+refuses them, and `remora proxy -f` / `remora analyze` name them with the same reason. As a
 feature lands, its entries go.
+
+Most entries are reported whenever their field is set; EnvoyFilter's (`by_value`) depend on the
+patch they are in (an `applyTo` other than HTTP_FILTER, a MERGE, a listener match Remora's
+listeners cannot meet) and are found by `_envoy_filter_findings`.
 
 Paths use Istio's YAML names; `[]` stands for every item of a list.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +32,12 @@ from remora.api.meshconfig import (
     configmap_mesh_config,
     is_mesh_configmap,
 )
+from remora.api.networking import httpfilters
+from remora.api.networking.envoy_filter import (
+    HTTP_FILTER_OPERATIONS,
+    EnvoyConfigObjectPatch,
+    EnvoyFilter,
+)
 from remora.api.resource import Resource
 
 
@@ -38,6 +49,7 @@ class Unenforced:
     path: str
     reason: str
     harmless: Any = None  # a value that asks for what happens anyway (not reported)
+    by_value: bool = False  # reported by a check of the value, not whenever set
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +143,35 @@ _MESH_CONFIG = tuple(Unenforced("MeshConfig", path, reason, harmless)
 """MeshConfig fields (ConfigMap istio-system/istio, key `mesh`) Remora does not act on; the
 ones it does are in remora.api.meshconfig (MeshConfig's properties)."""
 
+_EF = "spec.configPatches[]"
+_NO_CHAIN = "Remora's HTTP listeners have one filter chain each, with no name, SNI or protocols " \
+            "to match: a patch with this condition applies to none"
+_ENVOY_FILTER = tuple(Unenforced("EnvoyFilter", path, reason, by_value=True)
+                      for path, reason in (
+    (f"{_EF}.applyTo", "only HTTP_FILTER patches are applied (there are no Envoy listeners, "
+                       "clusters or route configurations to patch)"),
+    (f"{_EF}.patch.operation", "MERGE is not applied to HTTP filters (ADD, INSERT_BEFORE, "
+                               "INSERT_AFTER, INSERT_FIRST, REPLACE and REMOVE are)"),
+    (f"{_EF}.patch.filterClass", "the filter is placed by the patch's operation alone"),
+    (f"{_EF}.match.context", "there are no waypoint proxies: the patch applies to none"),
+    (f"{_EF}.match.proxy", "Remora's proxies carry no Istio version or node metadata, so (as "
+                           "Istio does for such a proxy) the patch applies to none"),
+    (f"{_EF}.match.listener.name", "Remora's listeners are virtualInbound, virtualOutbound and "
+                                   "0.0.0.0_<port>: a patch naming another applies to none"),
+    (f"{_EF}.match.listener.portName", "not implemented (nor is it by Istio): the condition is "
+                                       "ignored"),
+    (f"{_EF}.match.listener.listenerFilter", "listener filters are not HTTP filters: the "
+                                             "condition is ignored"),
+    (f"{_EF}.match.listener.filterChain.filter.name",
+     "only the HTTP connection manager has HTTP filters: the patch matches no HTTP filter chain"),
+    *((f"{_EF}.match.listener.filterChain.{field}", _NO_CHAIN)
+      for field in ("name", "sni", "transportProtocol", "applicationProtocols",
+                    "destinationPort")),
+    ("spec.targetRefs[]", "only a Gateway (gateway.networking.k8s.io) is a target: the proxies "
+                          "labelled gateway.networking.k8s.io/gateway-name with its name"),
+))
+"""EnvoyFilter: what Remora does not act on, found by value (`_envoy_filter_findings`)."""
+
 UNENFORCED: tuple[Unenforced, ...] = (
     Unenforced("AuthorizationPolicy", "",
                "authorization is not implemented yet: requests this policy would DENY (or not "
@@ -160,14 +201,12 @@ UNENFORCED: tuple[Unenforced, ...] = (
     Unenforced("ServiceEntry", "spec.subjectAltNames", _MTLS),
     Unenforced("WorkloadEntry", "spec.network", "one network only: endpoints are dialled "
                                                 "directly whatever their network"),
+    *_ENVOY_FILTER,
     *_MESH_CONFIG,
 )
 """Kinds and fields that Remora models (accepts) but whose effect it does not implement."""
 
 NOT_MODELLED: tuple[Unenforced, ...] = (
-    Unenforced("EnvoyFilter", "", "Remora is not Envoy: there is no filter chain to patch, so "
-                                  "the filters it adds (rate limits, Lua, ext_authz...) are not "
-                                  "applied"),
     Unenforced("WasmPlugin", "", "Wasm extensions are not loaded"),
     Unenforced("ProxyConfig", "", "proxy settings come from `remora proxy` flags"),
     Unenforced("WorkloadGroup", "", "workloads are registered through the registry instead"),
@@ -195,7 +234,7 @@ class _Node:
 
 
 _BY_KIND: dict[str, _Node] = {}
-for _entry in UNENFORCED:
+for _entry in (entry for entry in UNENFORCED if not entry.by_value):
     _BY_KIND.setdefault(_entry.kind, _Node()).add(
         [part for part in _entry.path.split(".") if part], _entry)
 _NOT_MODELLED = {entry.kind: entry for entry in NOT_MODELLED}
@@ -207,6 +246,8 @@ def findings(resource: Resource) -> list[Finding]:
     resource, thousands of times."""
     if is_mesh_configmap(resource):
         return _configmap_findings(resource)
+    if isinstance(resource, EnvoyFilter):
+        return _envoy_filter_findings(resource)
     root = _BY_KIND.get(resource.kind)
     if root is None:
         return []
@@ -244,6 +285,64 @@ def _mesh_value_findings(mesh: MeshConfig) -> list[tuple[str, str]]:
         out.append(("defaultHttpRetryPolicy.perTryTimeout",
                     "Istio takes every setting of the default retry policy but perTryTimeout"))
     return out
+
+
+_ENVOY_REASONS = {entry.path: entry.reason for entry in _ENVOY_FILTER}
+
+
+def _envoy_filter_findings(resource: EnvoyFilter) -> list[Finding]:
+    """What an EnvoyFilter asks that Remora does not do (istio.io/latest/docs/reference/config/
+    networking/envoy-filter/): each with the concrete path and the reason of its entry."""
+    out = []
+    for path in _envoy_filter_paths(resource):
+        generic = re.sub(r"\[\d+\]", "[]", path)
+        out.append(Finding(resource.subject, resource.kind, path, _ENVOY_REASONS[generic]))
+    return out
+
+
+def _envoy_filter_paths(resource: EnvoyFilter) -> Iterator[str]:
+    for index, ref in enumerate(resource.spec.target_refs):
+        if (ref.group, ref.kind) != ("gateway.networking.k8s.io", "Gateway"):
+            yield f"spec.targetRefs[{index}]"
+    for index, patch in enumerate(resource.spec.config_patches):
+        yield from _patch_paths(patch, f"spec.configPatches[{index}]")
+
+
+def _patch_paths(patch: EnvoyConfigObjectPatch, where: str) -> Iterator[str]:
+    if patch.apply_to != "HTTP_FILTER":
+        yield f"{where}.applyTo"
+        return
+    assert patch.patch is not None  # the model requires it
+    if patch.patch.operation not in HTTP_FILTER_OPERATIONS:
+        yield f"{where}.patch.operation"
+    if patch.patch.filter_class not in (None, "UNSPECIFIED"):
+        yield f"{where}.patch.filterClass"
+    match = patch.match
+    if match is None:
+        return
+    if match.context == "WAYPOINT":
+        yield f"{where}.match.context"
+    if match.proxy is not None and (match.proxy.proxy_version or match.proxy.metadata):
+        yield f"{where}.match.proxy"
+    listener = match.listener
+    if listener is None:
+        return
+    where = f"{where}.match.listener"
+    if listener.name and httpfilters.listener_scope(listener.name) is None:
+        yield f"{where}.name"
+    if listener.port_name:
+        yield f"{where}.portName"
+    if listener.listener_filter:
+        yield f"{where}.listenerFilter"
+    chain = listener.filter_chain
+    if chain is None:
+        return
+    found = chain.filter
+    if found is not None and found.name not in httpfilters.HTTP_CONNECTION_MANAGER_NAMES:
+        yield f"{where}.filterChain.filter.name"
+    for field in ("name", "sni", "transportProtocol", "applicationProtocols", "destinationPort"):
+        if getattr(chain, to_snake(field)) not in (None, ""):
+            yield f"{where}.filterChain.{field}"
 
 
 def _configmap_findings(resource: Resource) -> list[Finding]:

@@ -33,6 +33,7 @@ SERVED: tuple[tuple[str, str, tuple[str, ...], bool, str, tuple[str, ...]], ...]
     ("networking.istio.io", "ServiceEntry", _NETWORKING, True, "serviceentries", ("se",)),
     ("networking.istio.io", "WorkloadEntry", _NETWORKING, True, "workloadentries", ("we",)),
     ("networking.istio.io", "Sidecar", _NETWORKING, True, "sidecars", ()),
+    ("networking.istio.io", "EnvoyFilter", ("v1alpha3",), True, "envoyfilters", ()),
     ("security.istio.io", "PeerAuthentication", _SECURITY, True, "peerauthentications", ("pa",)),
     ("security.istio.io", "AuthorizationPolicy", _SECURITY, True, "authorizationpolicies",
      ("ap",)),

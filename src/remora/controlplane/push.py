@@ -39,6 +39,7 @@ WRITE_CHUNK = 64 * 1024  # bytes of a line written at a time (see subscribe)
 PROXY_KINDS = frozenset({
     "VirtualService", "DestinationRule", "Gateway", "ServiceEntry", "WorkloadEntry", "Sidecar",
     "Service", "EndpointSlice", "Deployment", "StatefulSet",
+    "EnvoyFilter",  # its HTTP_FILTER patches: Snapshot.http_filter_patches
     # not enforced yet, but pushed as istiod does: the proxy says so (remora.api.unenforced)
     "AuthorizationPolicy", "PeerAuthentication", "RequestAuthentication", "Telemetry",
 })

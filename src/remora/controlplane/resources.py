@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from remora.analysis import unenforced
+from remora.analysis import envoyfilter, unenforced
 from remora.analysis.context import Context
 from remora.analysis.messages import Level, Message
 from remora.analysis.virtualservice import rules
@@ -47,7 +47,7 @@ BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "istio-system")
 """Namespaces that exist from the start, as on a fresh cluster with Istio installed."""
 SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields",
                  "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds")
-SINGLE_RESOURCE_ANALYZERS = (rules.check, unenforced.check)
+SINGLE_RESOURCE_ANALYZERS = (rules.check, envoyfilter.check, unenforced.check)
 """Analyzers that judge one object on its own (the others need the whole mesh): what Istio's
 validating webhook reports too (unreachable rules are its warnings), and what Remora accepts
 without enforcing it (never silently: a warning names the field)."""

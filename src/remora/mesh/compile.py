@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TypeVar
 
 from remora.api.kube.core import Secret, Service
@@ -38,6 +39,7 @@ from remora.api.networking.virtual_service import VirtualService
 from remora.api.resource import Resource
 from remora.api.unenforced import findings
 from remora.mesh.endpoints import EndpointIndex, subset_endpoints
+from remora.mesh.envoyfilter import HttpFilterPatch, compile_envoy_filter, selected_envoy_filters
 from remora.mesh.gateway import exposed_hosts, listener_tls, selected_servers, server_problem
 from remora.mesh.hosts import MeshService, Registry, labels_subset
 from remora.mesh.routes import RouteBuilder, Rule, VirtualServices, default_route
@@ -396,12 +398,23 @@ def compile_snapshot(
     else:
         listeners, tables = compiler.sidecar(listener_ports)
     clusters = compiler.clusters.build()
+    patches = filter_patches(resources, identity, left_out, mesh)
     return Snapshot(
         version=version, identity=identity, listeners=tuple(listeners), route_tables=tables,
         clusters=clusters, notes=tuple(compiler.notes), skipped=tuple(left_out.items.values()),
         unenforced=tuple(found for resource in resources for found in findings(resource)),
-        mesh=mesh_settings(mesh),
+        mesh=mesh_settings(mesh), http_filter_patches=patches,
     )  # fmt: skip
+
+
+def filter_patches(resources: Sequence[Resource], identity: ProxyIdentity, skipped: Skipped,
+                   mesh: MeshConfig) -> tuple[HttpFilterPatch, ...]:
+    """The EnvoyFilter HTTP_FILTER patches for the proxy, in Istio's order; an EnvoyFilter whose
+    filter config is invalid is skipped whole (remora.mesh.envoyfilter)."""
+    out: list[HttpFilterPatch] = []
+    for envoy_filter in selected_envoy_filters(resources, identity, root_namespace=mesh.root):
+        out.extend(skipped.guard(envoy_filter, partial(compile_envoy_filter, envoy_filter), []))
+    return tuple(out)
 
 
 def mesh_settings(mesh: MeshConfig) -> MeshSettings:

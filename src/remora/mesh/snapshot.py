@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # only annotations: the snapshot holds these, it does not bui
     )
     from remora.api.networking.traffic_policy import TrafficPolicy
     from remora.api.unenforced import Finding
+    from remora.mesh.envoyfilter import HttpFilterPatch
     from remora.policy.cors import Cors
     from remora.policy.headers import HeaderOps
     from remora.policy.lb import LbConfig
@@ -395,7 +396,9 @@ class Listener:
 class Snapshot:
     """Everything one proxy needs, compiled once. `notes` say what was left out and why;
     `skipped` are the resources that could not be compiled (the rest still are); `unenforced`
-    what the resources set that Remora does not enforce (remora.api.unenforced)."""
+    what the resources set that Remora does not enforce (remora.api.unenforced);
+    `http_filter_patches` the EnvoyFilter HTTP_FILTER patches that select this proxy, in the
+    order they apply (remora.mesh.envoyfilter.http_filter_chain builds a listener's chain)."""
 
     version: str
     identity: ProxyIdentity
@@ -406,6 +409,7 @@ class Snapshot:
     skipped: tuple[SkippedResource, ...] = ()
     unenforced: tuple[Finding, ...] = ()
     mesh: MeshSettings = DEFAULT_MESH
+    http_filter_patches: tuple[HttpFilterPatch, ...] = ()
     _by_port: Mapping[int, RouteTable] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -444,4 +448,5 @@ class Snapshot:
             "skipped": [item.to_dict() for item in self.skipped],
             "unenforced": [str(item) for item in self.unenforced],
             "mesh": self.mesh.to_dict(),
+            "httpFilterPatches": [patch.to_dict() for patch in self.http_filter_patches],
         }

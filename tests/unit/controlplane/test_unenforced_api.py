@@ -80,15 +80,31 @@ def test_an_unenforced_field_is_named_by_its_path(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
-def test_an_envoy_filter_is_refused_with_the_reason(tmp_path: Path) -> None:
-    envoy_filter = {"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
-                    "metadata": {"name": "ratelimit"}, "spec": {"configPatches": []}}
+def envoy_filter(name: str, value: dict[str, object]) -> dict[str, object]:
+    return {"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+            "metadata": {"name": name},
+            "spec": {"configPatches": [{"applyTo": "HTTP_FILTER",
+                                        "patch": {"operation": "INSERT_FIRST", "value": value}}]}}
+
+
+def test_an_envoy_filter_inserting_a_filter_remora_lacks_is_refused_with_its_path(
+        tmp_path: Path) -> None:
+    """istio.io/latest/docs/reference/config/networking/envoy-filter/: an EnvoyFilter is
+    modelled; one that would insert a filter Remora does not implement is Invalid (never
+    accepted and ignored), one inserting a filter it implements is created."""
+    ratelimit = envoy_filter("ratelimit", {"name": "envoy.filters.http.local_ratelimit"})
+    gzip = envoy_filter("gzip", {"name": "envoy.filters.http.gzip"})
 
     async def scenario(http: httpx.AsyncClient, _: ControlPlane) -> None:
-        refused = await http.post("/api/remora/apply", content=json.dumps(envoy_filter),
+        refused = await http.post("/api/remora/apply", content=json.dumps(ratelimit),
                                   headers={"content-type": "application/json"})
-        assert refused.status_code == 404
-        assert "Remora does not model EnvoyFilter" in refused.json()["message"]
+        assert refused.status_code == 422, refused.text
+        assert ("spec.configPatches[0].patch.value.name: envoy.filters.http.local_ratelimit is "
+                "not an HTTP filter Remora implements (it implements: envoy.filters.http.cors, "
+                in refused.json()["message"])
+        created = await http.post(
+            "/apis/networking.istio.io/v1alpha3/namespaces/default/envoyfilters", json=gzip)
+        assert created.status_code == 201, created.text
 
     run(tmp_path, scenario)
 

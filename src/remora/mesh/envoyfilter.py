@@ -1,0 +1,292 @@
+"""EnvoyFilter's HTTP_FILTER patches: which select a proxy, in what order, and the chains they make.
+
+istio.io/latest/docs/reference/config/networking/envoy-filter/. Theory of operation:
+
+1. `http_filter_patches(resources, identity, root_namespace=...)` picks the EnvoyFilters that
+   select the proxy: those of the root namespace (MeshConfig rootNamespace) and of the proxy's
+   namespace, each without selector, or whose `workloadSelector.labels` the proxy carries, or
+   whose `targetRefs` name its Gateway (label gateway.networking.k8s.io/gateway-name). They are
+   ordered as istiod orders them (pilot/pkg/model/push_context.go EnvoyFilters): by
+   `priority`, then root namespace before the proxy's own, then creation time, then
+   `name.namespace`; patches keep their order inside a resource. Each HTTP_FILTER patch that
+   Remora acts on becomes one frozen `HttpFilterPatch`; the rest is reported, not applied
+   (remora.api.unenforced).
+2. `http_filter_chain(context, port, patches)` applies them, in that order, to the default chain
+   of a context (remora.api.networking.httpfilters.REMORA_CHAINS) the way Istio edits an HTTP
+   connection manager's filters (pilot/pkg/networking/core/envoyfilter/http_filter_patch.go):
+   ADD appends; INSERT_FIRST prepends; INSERT_BEFORE / INSERT_AFTER go before / after the first
+   filter named by the anchor (match...subFilter.name), at the start / end when there is no
+   anchor; REPLACE replaces the first filter of that name; REMOVE removes every filter of that
+   name. A patch whose anchor is not in the chain is not applied (Istio's rule). Envoy refuses a
+   chain whose last filter is not the router or with a filter after it; where Istio would have
+   the whole listener refused, Remora leaves out the one patch that would do that.
+
+Everything here is pure: resources and identity in, frozen values out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal
+
+from remora.api.networking import httpfilters
+from remora.api.networking.envoy_filter import (
+    HTTP_FILTER_OPERATIONS,
+    EnvoyConfigObjectPatch,
+    EnvoyFilter,
+)
+from remora.api.networking.httpfilters import Context
+from remora.api.resource import Resource
+from remora.mesh.snapshot import ProxyIdentity
+from remora.policy.filterconfig import check_typed_config
+
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+"""The label Istio gives a Gateway API gateway's pods: how `targetRefs` find their proxies."""
+
+PatchContext = Literal["ANY", "SIDECAR_INBOUND", "SIDECAR_OUTBOUND", "GATEWAY"]
+HttpOperation = Literal["ADD", "INSERT_BEFORE", "INSERT_AFTER", "INSERT_FIRST", "REPLACE",
+                        "REMOVE"]
+FilterEntry = tuple[str, Mapping[str, Any]]
+"""One HTTP filter of a chain: its name and its typed_config (read-only; empty when none)."""
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFilterPatch:
+    """One HTTP_FILTER patch Remora applies, compiled: where, what, relative to which filter."""
+
+    context: PatchContext  # match.context (ANY when unset)
+    port: int | None  # match.listener.portNumber: the port of the listener; None for every port
+    operation: HttpOperation
+    filter_name: str  # patch.value.name: the filter put in the chain ("" for REMOVE)
+    anchor: str  # match.listener.filterChain.filter.subFilter.name ("" when none); REMOVE's target
+    config: Mapping[str, Any]  # patch.value.typed_config, read-only (empty for REMOVE)
+    source: str  # "EnvoyFilter istio-system/gzip spec.configPatches[0]"
+    implementation: str = ""  # the filter of httpfilters.IMPLEMENTED it runs ("" for REMOVE)
+
+    def applies_to(self, context: Context, port: int) -> bool:
+        return self.context in ("ANY", context) and self.port in (None, port)
+
+    @property
+    def entry(self) -> FilterEntry:
+        return self.filter_name, self.config
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"context": self.context, "port": self.port, "operation": self.operation,
+                "filter": self.filter_name, "anchor": self.anchor,
+                "config": httpfilters.thaw(self.config), "source": self.source}
+
+
+@dataclass(frozen=True, slots=True)
+class NotApplied:
+    """A patch that left a chain as it was, and why (the proxy may log it)."""
+
+    patch: HttpFilterPatch
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PatchedChain:
+    """The HTTP filters of one listener after the patches, and the patches not applied."""
+
+    filters: tuple[FilterEntry, ...]
+    not_applied: tuple[NotApplied, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.filters)
+
+
+# -- selection and order ----------------------------------------------------------------------
+
+
+def selected_envoy_filters(
+    resources: Iterable[Resource], identity: ProxyIdentity, *, root_namespace: str,
+) -> list[EnvoyFilter]:  # fmt: skip
+    """The EnvoyFilters that select the proxy, in the order istiod applies them."""
+    chosen = [r for r in resources if isinstance(r, EnvoyFilter)
+              and r.namespace in (root_namespace, identity.namespace) and _selects(r, identity)]
+    return sorted(chosen, key=lambda r: _order(r, root_namespace))
+
+
+def _selects(envoy_filter: EnvoyFilter, identity: ProxyIdentity) -> bool:
+    spec = envoy_filter.spec
+    if spec.target_refs:
+        gateway = identity.labels.get(GATEWAY_NAME_LABEL)
+        return any(ref.group == "gateway.networking.k8s.io" and ref.kind == "Gateway"
+                   and ref.name == gateway for ref in spec.target_refs)  # fmt: skip
+    if spec.workload_selector is None:
+        return True
+    labels = identity.labels
+    return all(labels.get(key) == value for key, value in spec.workload_selector.labels.items())
+
+
+def _order(envoy_filter: EnvoyFilter, root_namespace: str) -> tuple[int, bool, str, str]:
+    """istiod's sort: priority, root namespace first, creation time, then `name.namespace`
+    (a filter without creation time, as in files, is oldest)."""
+    created = envoy_filter.metadata.creation_timestamp
+    return (envoy_filter.priority, envoy_filter.namespace != root_namespace,
+            str(created) if created else "", f"{envoy_filter.name}.{envoy_filter.namespace}")
+
+
+def http_filter_patches(
+    resources: Sequence[Resource], identity: ProxyIdentity, *, root_namespace: str,
+) -> tuple[HttpFilterPatch, ...]:  # fmt: skip
+    """The HTTP_FILTER patches that apply to the proxy, in application order. Raises nothing
+    for one bad resource: see `compile_envoy_filter` (the compiler skips what it rejects)."""
+    out: list[HttpFilterPatch] = []
+    for envoy_filter in selected_envoy_filters(resources, identity,
+                                               root_namespace=root_namespace):
+        out.extend(compile_envoy_filter(envoy_filter))
+    return tuple(out)
+
+
+def compile_envoy_filter(envoy_filter: EnvoyFilter) -> list[HttpFilterPatch]:
+    """The patches of one EnvoyFilter Remora applies; ValueError (with the field path) when a
+    filter's typed_config is invalid (remora.policy.filterconfig)."""
+    out = []
+    for index, patch in enumerate(envoy_filter.spec.config_patches):
+        where = f"spec.configPatches[{index}]"
+        compiled = _compile_patch(patch, f"{envoy_filter.subject} {where}")
+        if compiled is None:
+            continue
+        if compiled.operation != "REMOVE":
+            try:
+                check_typed_config(compiled.implementation, httpfilters.thaw(compiled.config))
+            except ValueError as exc:
+                key = "typed_config"
+                raise ValueError(f"{where}.patch.value.{key}: {exc}") from None
+        out.append(compiled)
+    return out
+
+
+def _compile_patch(patch: EnvoyConfigObjectPatch, source: str) -> HttpFilterPatch | None:
+    """The patch as Remora applies it, or None when it applies to no Remora listener (the
+    reasons are remora.api.unenforced's EnvoyFilter entries)."""
+    body = patch.patch
+    if patch.apply_to != "HTTP_FILTER" or body is None or body.operation is None \
+            or body.operation not in HTTP_FILTER_OPERATIONS:
+        return None
+    scope = _scope(patch)
+    if scope is None:
+        return None
+    context, port = scope
+    operation: HttpOperation = body.operation  # type: ignore[assignment]
+    if operation == "REMOVE":
+        return HttpFilterPatch(context=context, port=port, operation=operation, filter_name="",
+                               anchor=patch.anchor, config=_EMPTY, source=source)
+    value = body.value or {}
+    name = str(value.get("name", ""))
+    typed_config = httpfilters.typed_config_of(value)
+    return HttpFilterPatch(
+        context=context, port=port, operation=operation, filter_name=name,
+        anchor=patch.anchor, config=httpfilters.freeze(typed_config or {}), source=source,
+        implementation=httpfilters.implementation_of(name, typed_config) or "",
+    )  # fmt: skip
+
+
+def _scope(patch: EnvoyConfigObjectPatch) -> tuple[PatchContext, int | None] | None:
+    """(context, port) the patch's match selects among Remora's listeners; None for none."""
+    match = patch.match
+    if match is None:
+        return "ANY", None
+    if match.context == "WAYPOINT":
+        return None
+    if match.proxy is not None and (match.proxy.proxy_version or match.proxy.metadata):
+        return None  # Istio: a proxy without a version (or that metadata) does not match
+    context: PatchContext = match.context or "ANY"
+    listener = match.listener
+    if listener is None:
+        return context, None
+    port = listener.port_number or None
+    if listener.name:
+        scope = httpfilters.listener_scope(listener.name)
+        if scope is None:
+            return None
+        named_context, named_port = scope
+        if named_context is not None:
+            if context not in ("ANY", named_context):
+                return None
+            context = named_context
+        if named_port is not None:
+            if port not in (None, named_port):
+                return None
+            port = named_port
+    chain = listener.filter_chain
+    if chain is not None:
+        if chain.name or chain.sni or chain.transport_protocol or chain.application_protocols \
+                or chain.destination_port:
+            return None
+        found = chain.filter
+        if found is not None and found.name not in httpfilters.HTTP_CONNECTION_MANAGER_NAMES:
+            return None
+    return context, port
+
+
+# -- applying patches to a chain --------------------------------------------------------------
+
+
+def http_filter_chain(
+    context: Context, port: int, patches: Iterable[HttpFilterPatch], *,
+    base: Sequence[str] | None = None,
+) -> tuple[FilterEntry, ...]:  # fmt: skip
+    """The HTTP filters (name, typed_config) of the listener for `context` and `port` (the
+    destination port outbound, the app's container port inbound, the server port at a
+    gateway): `base` (default: Remora's chain for the context) with the patches applied."""
+    return patch_http_filters(context, port, patches, base=base).filters
+
+
+def patch_http_filters(
+    context: Context, port: int, patches: Iterable[HttpFilterPatch], *,
+    base: Sequence[str] | None = None,
+) -> PatchedChain:  # fmt: skip
+    """`http_filter_chain`, with the patches that were not applied and why."""
+    names = httpfilters.REMORA_CHAINS[context] if base is None else tuple(base)
+    chain: list[FilterEntry] = [(name, _EMPTY) for name in names]
+    guarded = _well_ended(chain)
+    skipped: list[NotApplied] = []
+    for patch in patches:
+        if not patch.applies_to(context, port):
+            continue
+        patched = _apply(chain, patch)
+        if isinstance(patched, str):
+            skipped.append(NotApplied(patch, patched))
+        elif guarded and not _well_ended(patched):
+            skipped.append(NotApplied(patch, f"it would leave a filter after "
+                                             f"{httpfilters.TERMINAL}, or none last: Envoy "
+                                             f"refuses such a chain"))
+        else:
+            chain = patched
+    return PatchedChain(tuple(chain), tuple(skipped))
+
+
+def _apply(chain: list[FilterEntry], patch: HttpFilterPatch) -> list[FilterEntry] | str:
+    """The chain after one patch (a new list), or why the patch does not apply."""
+    operation, anchor = patch.operation, patch.anchor
+    if operation == "ADD" or (operation == "INSERT_AFTER" and not anchor):
+        return [*chain, patch.entry]
+    if operation == "INSERT_FIRST" or (operation == "INSERT_BEFORE" and not anchor):
+        return [patch.entry, *chain]
+    if not anchor:  # REPLACE and REMOVE need one (Istio skips them without)
+        return f"{operation} names no filter (match.listener.filterChain.filter.subFilter)"
+    found = [i for i, (name, _) in enumerate(chain) if httpfilters.canonical_name(name) == anchor]
+    if not found:
+        return f"{anchor} is not in the chain"
+    first = found[0]
+    if operation == "INSERT_BEFORE":
+        return [*chain[:first], patch.entry, *chain[first:]]
+    if operation == "INSERT_AFTER":
+        return [*chain[:first + 1], patch.entry, *chain[first + 1:]]
+    if operation == "REPLACE":
+        return [*chain[:first], patch.entry, *chain[first + 1:]]
+    return [entry for i, entry in enumerate(chain) if i not in found]  # REMOVE: every one
+
+
+def _well_ended(chain: Sequence[FilterEntry]) -> bool:
+    """Envoy's rule: the terminal filter (the router) is last, and only last."""
+    terminal = [httpfilters.implementation_of(name, config) == httpfilters.TERMINAL
+                for name, config in chain]
+    return bool(terminal) and terminal[-1] and not any(terminal[:-1])
