@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from remora.loadgen import Dispatch, LoadRun, Target, run_load, schedule
 from remora.runner.ports import free_port
 
 REMORA = [sys.executable, "-m", "remora.cli.main"]
@@ -649,7 +650,6 @@ class LoadResult:
 
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def requests(self) -> int:
@@ -679,44 +679,19 @@ class LoadResult:
 def steady_load(port: int, *, host: str, path: str, clients: int, rate: float, seconds: float,
                 timeout: float = 10.0) -> LoadResult:
     """`clients` keep-alive connections sending GET `path` at `rate` requests/s in total (each
-    on its own schedule) for `seconds`; a non-200 or a broken connection is a failure."""
-    import http.client  # noqa: PLC0415 - only the chaos tests need it
-
+    on its own schedule: remora.loadgen's PINNED dispatch) for `seconds`; a non-200 or a broken
+    connection is a failure, and a latency runs from when the request was sent."""
+    target = Target.build(f"http://127.0.0.1:{port}{path}", headers=[("host", host)])
+    run = LoadRun(target, schedule(rate, seconds), clients, timeout, dispatch=Dispatch.PINNED,
+                  retry_stale=False)  # fmt: skip
+    results, _ = run_load(run)
     result = LoadResult()
-    start = time.monotonic()
-    end = start + seconds
-    gap = clients / rate
-
-    def client(index: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        due = start + gap * index / clients
-        while due < end:
-            pause = due - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            due += gap
-            sent = time.monotonic()
-            failure = None
-            try:
-                connection.request("GET", path, headers={"host": host})
-                response = connection.getresponse()
-                body = response.read()
-                if response.status != 200:
-                    failure = f"{response.status} {body[:80]!r}"
-            except (OSError, http.client.HTTPException) as error:
-                failure = repr(error)
-                connection.close()
-            with result.lock:
-                result.latencies.append(time.monotonic() - sent)
-                if failure is not None:
-                    result.failures.append(failure)
-        connection.close()
-
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=seconds + timeout + 5)
+    for one in results:
+        result.latencies.append(one.service_time)
+        if one.status is None:
+            result.failures.append(f"error: {one.error}")
+        elif one.status != 200:
+            result.failures.append(f"{one.status} {one.excerpt!r}")
     return result
 
 

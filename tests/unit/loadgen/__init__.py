@@ -1,1 +1,2 @@
-"""Tests of `remora load`: its schedule, percentiles and summary, and a run against a server."""
+"""Tests of the load generator (remora.loadgen) and `remora load`: its schedule, percentiles and
+summary, and runs against a server."""

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from remora.cli.load import LoadRun, Result, Target, run_load, schedule, summarize
+from remora.loadgen import Dispatch, LoadRun, Result, Target, run_load, schedule, summarize
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -127,3 +127,35 @@ def test_the_command_prints_a_table_and_fails_when_nothing_answers() -> None:
     assert run.returncode == 1
     assert "error: connection refused" in run.stdout
     assert "2/2 requests" in run.stdout
+
+
+def test_pinned_connections_each_carry_their_share_and_are_opened_first(
+    server: ThreadingHTTPServer,
+) -> None:
+    target = Target.build(url(server, "/split"))
+    run = LoadRun(target, schedule(100, 0.4), 4, 5.0, dispatch=Dispatch.PINNED)
+    results, elapsed = run_load(run, precise=True)
+    assert [r.status for r in results] == [200] * 40
+    assert len(Handler.connections) == 4  # fortio -c 4: every connection used, none added
+    assert elapsed >= 39 / 100
+    assert all(0 <= r.wait < r.latency for r in results)
+
+
+def test_an_answer_that_is_not_2xx_keeps_the_start_of_its_body(
+    server: ThreadingHTTPServer,
+) -> None:
+    failed, _ = load(url(server, "/fail"), rps=20, duration=0.1)
+    assert [(r.status, r.excerpt) for r in failed] == [(503, b"down")] * 2
+    ok, _ = load(url(server, "/split"), rps=20, duration=0.1)
+    assert {r.excerpt for r in ok} == {b""}
+
+
+def test_without_retry_a_stale_keep_alive_connection_is_an_error(
+    server: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Handler, "timeout", 0.05)
+    target = Target.build(url(server, "/split"))
+    run = LoadRun(target, schedule(10, 0.5), 1, 5.0, retry_stale=False)
+    results, _ = run_load(run)
+    assert "error: connection closed" in {r.outcome for r in results}
+    assert results[0].status == 200
