@@ -16,12 +16,21 @@ from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, Respons
 from remora.proxy.codec.http1 import ResponseDecoder
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from remora.api.networking.traffic_policy import TcpKeepalive
     from remora.policy.circuit import Breaker, PoolLimits
 
 WRITE_HIGH_WATER = 256 * 1024  # bytes buffered towards a peer before we stop reading the other
+
+
+
+class Connector(Protocol):
+    """How a pool opens a connection, in loop.create_connection's shape. The seam lets tests
+    put the proxy on an in-memory network (tests/unit/proxy/harness.py)."""
+
+    def __call__(self, factory: Callable[[], asyncio.Protocol], host: str, port: int, /
+                 ) -> Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]]: ...
 
 
 class Waiter(Protocol):
@@ -170,6 +179,7 @@ class EndpointPool:
         "address",
         "closed",
         "connections",
+        "connector",
         "cx_connect_fail",
         "cx_total",
         "idle",
@@ -179,9 +189,10 @@ class EndpointPool:
         "waiters",
     )
 
-    def __init__(self, address: str, port: int) -> None:
+    def __init__(self, address: str, port: int, *, connector: Connector | None = None) -> None:
         self.address = address
         self.port = port
+        self.connector = connector
         self.idle: deque[UpstreamConnection] = deque()
         self.connections: set[UpstreamConnection] = set()
         self.closed = False
@@ -208,9 +219,10 @@ class EndpointPool:
         `breaker` has counted it already; the connection gives the slot back when it closes."""
         loop = asyncio.get_running_loop()
         self.cx_total += 1
+        connect: Connector = self.connector or loop.create_connection
         try:
             async with asyncio.timeout(timeout):
-                transport, connection = await loop.create_connection(
+                transport, protocol = await connect(
                     lambda: UpstreamConnection(self, breaker=breaker, created=loop.time()),
                     self.address, self.port,
                 )
@@ -219,6 +231,7 @@ class EndpointPool:
             raise
         if keepalive is not None:
             set_keepalive(transport.get_extra_info("socket"), keepalive)
+        connection = cast("UpstreamConnection", protocol)
         self.connections.add(connection)
         return connection
 
@@ -261,14 +274,15 @@ class EndpointPool:
 class Pools:
     """All endpoint pools of a proxy, keyed by (address, port), shared by every cluster."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, connector: Connector | None = None) -> None:
         self._pools: dict[tuple[str, int], EndpointPool] = {}
+        self.connector = connector
 
     def get(self, address: str, port: int) -> EndpointPool:
         key = (address, port)
         pool = self._pools.get(key)
         if pool is None or pool.closed:
-            pool = self._pools[key] = EndpointPool(address, port)
+            pool = self._pools[key] = EndpointPool(address, port, connector=self.connector)
         return pool
 
     def retain(self, keep: Callable[[tuple[str, int]], bool]) -> None:
