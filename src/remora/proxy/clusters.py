@@ -16,7 +16,7 @@ from remora.policy.lb import hash_key, make_balancer
 from remora.policy.locality import LocalityPicker, distribute_weights, priorities
 from remora.policy.outlier import OutlierConfig, OutlierDetector
 from remora.policy.retry import RetryPolicy
-from remora.proxy.routing import split_authority
+from remora.proxy.routing import Memo, split_authority
 
 PASSTHROUGH_DESTINATIONS = 1024  # passthrough clusters kept per snapshot (then started afresh)
 
@@ -232,6 +232,7 @@ class ClusterTable:
             for name, c in snapshot.clusters.items()
         }
         self._routes: dict[tuple[int, bool], RoutePolicies] = {}
+        self.decisions: Memo = {}  # routing.decide's memo for this snapshot
         self._passthrough: dict[str, ClusterState] = {}
 
     def passthrough(self, authority: str, scheme: str) -> ClusterState:

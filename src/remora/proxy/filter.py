@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from remora.policy.flags import ResponseFlag
 
 if TYPE_CHECKING:
-    from remora.mesh.snapshot import Route
     from remora.proxy.clusters import ClusterState
     from remora.proxy.codec.events import ResponseEvent, ResponseHead
     from remora.proxy.context import RequestContext
@@ -47,7 +46,6 @@ class LocalReply:
     flag: ResponseFlag = ResponseFlag.NONE
     body: bytes = b""
     headers: list[tuple[str, str]] | None = None
-    route: Route | None = None
     details: str = ""
     extra_flags: tuple[ResponseFlag, ...] = ()  # e.g. URX beside UF when retries ran out
 

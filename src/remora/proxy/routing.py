@@ -11,8 +11,9 @@ route at all (no authority, a path normalization refuses) is answered before the
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from remora.mesh.snapshot import RouteAction
 from remora.policy.flags import ResponseFlag
@@ -85,15 +86,46 @@ def split_authority(authority: str, *, scheme: str) -> tuple[str, int]:
     return host.lower(), port
 
 
-def header_map(headers: list[tuple[str, str]]) -> dict[str, str]:
-    """Header names to values, repeated headers joined with "," as Envoy's matchers see them."""
-    result: dict[str, str] = {}
-    for name, value in headers:
-        if name in result:
-            result[name] = f"{result[name]},{value}"
-        else:
-            result[name] = value
-    return result
+class HeaderMap(Mapping[str, str]):
+    """Header names to values, repeated headers joined with "," as Envoy's matchers see them;
+    built on first use (most requests are routed without reading a header)."""
+
+    __slots__ = ("_headers", "_map")
+
+    def __init__(self, headers: list[tuple[str, str]]) -> None:
+        self._headers = headers
+        self._map: dict[str, str] | None = None
+
+    @property
+    def read(self) -> bool:
+        """Whether anything looked at the headers (then a decision depended on them)."""
+        return self._map is not None
+
+    def _built(self) -> dict[str, str]:
+        found = self._map
+        if found is None:
+            found = self._map = {}
+            for name, value in self._headers:
+                if name in found:
+                    found[name] = f"{found[name]},{value}"
+                else:
+                    found[name] = value
+        return found
+
+    def __getitem__(self, name: str) -> str:
+        return self._built()[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._built().get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._built()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
 
 
 def first_route(
@@ -111,6 +143,22 @@ def first_route(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What routing found for a request target: all but the weighted pick, drawn again for each
+    request. Kept in the memo when the route was found without reading a header."""
+
+    path: str  # normalized
+    port: int
+    route: Route | None
+    reply: LocalReply | None
+    rewritten: tuple[str, str] | None  # (path, authority) after the route's rewrite
+
+
+Memo = dict[tuple[int, str, str, str, str], _Known]
+MEMO_SIZE = 4096  # targets remembered per snapshot; then it starts over
+
+
 def decide(
     snapshot: Snapshot,
     listener: Listener,
@@ -118,13 +166,43 @@ def decide(
     *,
     scheme: str,
     rng: random.Random,
+    memo: Memo | None = None,
 ) -> LocalReply | RouteDecision:
     """Where this request goes, per the snapshot the request started with. A LocalReply: the
-    request cannot be routed at all, and is answered before any filter runs."""
+    request cannot be routed at all, and is answered before any filter runs. `memo` (one per
+    snapshot) keeps what was decided by the target, method and authority alone, so a request
+    like one before it is routed by one lookup (the weighted pick is drawn anew)."""
     split = split_target(head, scheme=scheme)
     if split is None:
         return LocalReply(400, ResponseFlag.DPE, b"missing host header\n", details="missing_host")
     authority, sent_path = split
+    headers = HeaderMap(head.headers)
+    key = (listener.port, scheme, head.method, authority, sent_path)
+    known = memo.get(key) if memo is not None else None
+    if known is None:
+        found = _route(snapshot, listener, method=head.method, authority=authority,
+                       sent_path=sent_path, headers=headers, scheme=scheme)
+        if isinstance(found, LocalReply):
+            return found
+        known = found
+        if memo is not None and not headers.read:
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            memo[key] = known
+    request = RequestAttributes(method=head.method, path=known.path, scheme=scheme,
+                                authority=authority, port=known.port, headers=headers)
+    route = known.route
+    if known.reply is not None or route is None:
+        return RouteDecision(route, request, reply=known.reply)
+    action = route.action
+    assert isinstance(action, RouteAction)
+    target = action.clusters[action.choice.pick(rng)]
+    path, authority = known.rewritten or (known.path, authority)
+    return RouteDecision(route, request, target, path, authority)
+
+
+def _route(snapshot: Snapshot, listener: Listener, *, method: str, authority: str,
+           sent_path: str, headers: HeaderMap, scheme: str) -> LocalReply | _Known:
     # Envoy normalizes the path before routing and every filter (MeshConfig pathNormalization);
     # the upstream gets the normalized path too.
     path = normalize_path(sent_path, snapshot.mesh.path_normalization)
@@ -138,33 +216,27 @@ def decide(
         port = listener.port
     vhost = table.find(host) if table is not None else None
     if vhost is None:
-        return RouteDecision(None, None, reply=NO_ROUTE)
-    request = RequestAttributes(
-        method=head.method,
-        path=path,
-        scheme=scheme,
-        authority=authority,
-        port=port,
-        headers=header_map(head.headers),
-    )
+        return _Known(path, port, None, NO_ROUTE, None)
     if vhost.https_redirect and scheme == "http":
         location = f"https://{host}{path}"
-        return RouteDecision(None, request, reply=LocalReply(
-            301, headers=[("location", location)], details="https_redirect"))
+        return _Known(path, port, None, LocalReply(
+            301, headers=[("location", location)], details="https_redirect"), None)
+    request = RequestAttributes(method=method, path=path, scheme=scheme, authority=authority,
+                                port=port, headers=headers)
     found = first_route(vhost, request)
     if found is None:
-        return RouteDecision(None, request, reply=NO_ROUTE)
+        return _Known(path, port, None, NO_ROUTE, None)
     route, matched = found
     action = route.action
     if isinstance(action, Redirect):
         status, location = action.response(request, matched)
-        return RouteDecision(route, request, reply=LocalReply(
-            status, headers=[("location", location)], route=route, details="redirect"))
+        return _Known(path, port, route, LocalReply(
+            status, headers=[("location", location)], details="redirect"), None)
     if isinstance(action, DirectResponse):
-        return RouteDecision(route, request, reply=LocalReply(
-            action.status, body=action.body, route=route, details="direct_response"))
+        return _Known(path, port, route, LocalReply(
+            action.status, body=action.body, details="direct_response"), None)
     assert isinstance(action, RouteAction)
-    target = action.clusters[action.choice.pick(rng)]
+    rewritten = None
     if action.rewrite is not None:
-        path, authority = action.rewrite.apply(path=path, authority=authority)
-    return RouteDecision(route, request, target, path, authority)
+        rewritten = action.rewrite.apply(path=path, authority=authority)
+    return _Known(path, port, route, None, rewritten)

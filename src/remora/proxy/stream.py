@@ -87,8 +87,9 @@ class HttpStream:
     # the way in --------------------------------------------------------------------------------
     def begin(self) -> None:
         ctx = self.ctx
-        decision = decide(ctx.tables.snapshot, ctx.listener, ctx.head, scheme=ctx.scheme,
-                          rng=self.env.rng)
+        tables = ctx.tables
+        decision = decide(tables.snapshot, ctx.listener, ctx.head, scheme=ctx.scheme,
+                          rng=self.env.rng, memo=tables.decisions)
         if isinstance(decision, LocalReply):  # not routable at all: before any filter
             self.local_reply(decision, index=0)
             return

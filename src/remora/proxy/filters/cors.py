@@ -23,7 +23,7 @@ class Cors(HttpFilter):
         preflight = route.cors.preflight(ctx.request)
         if preflight is None:
             return CONTINUE
-        return LocalReply(200, headers=preflight, route=route, details="cors_preflight")
+        return LocalReply(200, headers=preflight, details="cors_preflight")
 
     def response_headers(self, ctx: RequestContext, head: ResponseHead) -> HeadersResult:
         route = ctx.route
