@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from remora.proxy.codec.http1_fast import field_lines
+
 if TYPE_CHECKING:
     import asyncio
 
@@ -51,7 +53,11 @@ class RequestContext:
     authority: str = ""
     cluster: ClusterState | None = None
     policies: RoutePolicies | None = None
-    upstream_headers: Headers | None = None  # what the router sends; filters edit the list
+    # What the router sends upstream: the field lines received (`upstream_raw`, forwarded as
+    # they are) and `upstream_headers` after them, or, once a filter asked for the whole list
+    # (`upstream_header_list`), all of it in `upstream_headers`. Appending needs neither.
+    upstream_raw: bytes | None = None
+    upstream_headers: Headers | None = None
     request_trailers: Headers | None = None
     upstream: Upstream | None = None
     timer: asyncio.TimerHandle | None = None  # a fault delay, then the route timeout
@@ -60,7 +66,8 @@ class RequestContext:
     endpoint_index: int = -1
     upstream_service_ms: float | None = None
     # the response
-    response_headers: Headers = field(default_factory=list)  # response_headers filters edit it
+    response_raw: bytes | None = None  # as upstream_raw, for the response to the client
+    response_headers: Headers = field(default_factory=list)
     response_status: int = 0
     response_head_sent: bool = False
     local: bool = False  # the proxy answered itself
@@ -73,6 +80,25 @@ class RequestContext:
     end: float = 0.0  # loop time of the last byte
     peer: tuple[str, ...] | None = None  # inbound: the caller's labels, if it said
     state: dict[str, Any] | None = None  # per-request state of filters, by filter name
+
+    def upstream_header_list(self) -> Headers:
+        """All the request headers the upstream will get, as a list a filter may change."""
+        headers = self.upstream_headers
+        assert headers is not None, "no upstream request"
+        raw = self.upstream_raw
+        if raw is not None:
+            self.upstream_raw = None
+            headers = self.upstream_headers = [
+                ("host", self.authority), *field_lines(raw), *headers]
+        return headers
+
+    def response_header_list(self) -> Headers:
+        """All the response headers the client will get, as a list a filter may change."""
+        raw = self.response_raw
+        if raw is not None:
+            self.response_raw = None
+            self.response_headers = [*field_lines(raw), *self.response_headers]
+        return self.response_headers
 
     @property
     def duration_ms(self) -> float:

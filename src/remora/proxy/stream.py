@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Protocol
 from remora.mesh.snapshot import PASSTHROUGH_CLUSTER, RouteAction
 from remora.policy.flags import ResponseFlag
 from remora.proxy.codec.events import Data, EndOfMessage, RequestHead, ResponseHead
-from remora.proxy.codec.forwarding import UPSTREAM_RESPONSE_DROP, upstream_request_headers
+from remora.proxy.codec.forwarding import (
+    UPSTREAM_RESPONSE_DROP,
+    added_request_headers,
+    kept_request_lines,
+    kept_response_lines,
+    upstream_request_headers,
+)
 from remora.proxy.codec.http1 import (
     LAST_CHUNK,
     encode_chunk,
@@ -26,6 +32,7 @@ from remora.proxy.codec.http1 import (
     encode_trailers,
     strip_hop_by_hop,
 )
+from remora.proxy.codec.http1_encode import encode_response_lines
 from remora.proxy.context import RequestContext
 from remora.proxy.filter import CONTINUE, STOP, LocalReply
 from remora.proxy.routing import decide
@@ -118,13 +125,22 @@ class HttpStream:
         assert ctx.route is not None and isinstance(ctx.route.action, RouteAction)
         ctx.policies = tables.policies(ctx.route.action,
                                        consistent_hash=state.hash_policy is not None)
+        head = ctx.head
+        edge = ctx.listener.direction == "gateway"  # Istio: use_remote_address at gateways
+        kept = kept_request_lines(head.raw) if head.raw is not None else None
+        if kept is not None:  # forwarded as received, with what the proxy adds after them
+            ctx.upstream_raw = kept
+            ctx.upstream_headers, ctx.request_id = added_request_headers(
+                kept, client_ip=ctx.client_ip, scheme=ctx.scheme,
+                request_id_factory=self.env.request_id, edge=edge)
+            return
         ctx.upstream_headers, ctx.request_id = upstream_request_headers(
-            ctx.head.headers,
+            head.headers,
             authority=ctx.authority,
             client_ip=ctx.client_ip,
             scheme=ctx.scheme,
             request_id_factory=self.env.request_id,
-            edge=ctx.listener.direction == "gateway",  # Istio: use_remote_address at gateways
+            edge=edge,
         )
 
     def decode_headers(self, start: int) -> None:
@@ -240,7 +256,12 @@ class HttpStream:
     # the way out -------------------------------------------------------------------------------
     def encode_headers(self, head: ResponseHead) -> None:
         ctx = self.ctx
-        ctx.response_headers = strip_hop_by_hop(head.headers, drop=UPSTREAM_RESPONSE_DROP)
+        kept = kept_response_lines(head.raw) if head.raw is not None else None
+        if kept is not None:  # forwarded as received, with what the filters add after them
+            ctx.response_raw = kept
+            ctx.response_headers = []
+        else:
+            ctx.response_headers = strip_hop_by_hop(head.headers, drop=UPSTREAM_RESPONSE_DROP)
         ctx.response_status = status = head.status
         for index, phase in self.chain.response_headers:
             result = phase(ctx, head)
@@ -260,7 +281,9 @@ class HttpStream:
                 ctx.keep_alive = False  # HTTP/1.0 client: the close delimits the body
         self.add_connection_header(headers)
         ctx.response_head_sent = True
-        self.downstream.write(encode_response_head(status, head.reason, headers))
+        raw = ctx.response_raw
+        self.downstream.write(encode_response_head(status, head.reason, headers) if raw is None
+                              else encode_response_lines(status, head.reason, raw, headers))
 
     def encode_body(self, data: bytes, *, end: bool) -> bytes:
         ctx = self.ctx

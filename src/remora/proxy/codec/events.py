@@ -26,6 +26,9 @@ class RequestHead:
     expect_continue: bool  # "Expect: 100-continue" (RFC 9110 §10.1.1)
     chunked: bool  # body in chunked coding (RFC 9112 §7.1)
     content_length: int | None  # None when chunked or no Content-Length (then no body)
+    # The field lines as received, each ending in CRLF, when the fast path decoded the head:
+    # they can be forwarded as they are (remora.proxy.codec.forwarding).
+    raw: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -39,6 +42,7 @@ class ResponseHead:
     keep_alive: bool  # False also when the body is delimited by the connection closing
     chunked: bool
     content_length: int | None  # as sent, also for HEAD/204/304 where no body follows
+    raw: bytes | None = field(default=None, compare=False, repr=False)  # as RequestHead.raw
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ check them without sockets.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -159,3 +160,67 @@ def upstream_request_headers(
     if edge:
         out.append(("x-envoy-external-address", client_ip))
     return out, request_id
+
+
+# Forwarding the field lines as received. A request head decoded by the fast path keeps its
+# raw field lines; when none of them is one the rules above drop or change (but Host, replaced
+# by the authority, and a plain `Connection: keep-alive|close`, which names no other header),
+# the upstream gets those bytes unchanged after a new Host line, plus what the proxy adds: no
+# list of tuples is built or encoded again. Anything else takes the list path above.
+_PLAIN_CONNECTION: Final = re.compile(
+    rb"(?im)^(?:host[ \t]*:[^\r]*|connection[ \t]*:[ \t]*(?:keep-alive|close)[ \t]*)\r\n")
+_REQUEST_SPECIAL: Final = re.compile(
+    rb"(?im)^(?:connection|keep-alive|proxy-connection|te|transfer-encoding|upgrade|trailer"
+    rb"|host|expect|x-envoy-[a-z0-9-]*|x-forwarded-for|x-forwarded-client-cert)[ \t]*:")
+_REQUEST_ID: Final = re.compile(rb"(?im)^x-request-id[ \t]*:[ \t]*([^\r]*?)[ \t]*\r\n")
+_FORWARDED_PROTO: Final = re.compile(rb"(?im)^x-forwarded-proto[ \t]*:")
+
+
+def kept_request_lines(raw: bytes) -> bytes | None:
+    """The field lines to forward as they are (Host and a plain Connection removed), or None
+    when the request needs the list path (a header to drop, change or append to)."""
+    kept = _PLAIN_CONNECTION.sub(b"", raw)
+    if _REQUEST_SPECIAL.search(kept) is not None:
+        return None
+    return kept
+
+
+def added_request_headers(
+    kept: bytes,
+    *,
+    client_ip: str,
+    scheme: str,
+    request_id_factory: Callable[[], str],
+    edge: bool,
+) -> tuple[list[tuple[str, str]], str]:
+    """What the proxy appends to `kept` field lines (forwarded_headers' rules: x-forwarded-for
+    is absent from them, x-forwarded-proto and x-request-id are kept when the client sent them),
+    and the request id."""
+    added = [("x-forwarded-for", client_ip)]
+    if _FORWARDED_PROTO.search(kept) is None:
+        added.append(("x-forwarded-proto", scheme))
+    found = _REQUEST_ID.search(kept)
+    if found is not None and found.group(1):
+        request_id = found.group(1).decode("latin-1")
+    else:
+        request_id = request_id_factory()
+        added.append(("x-request-id", request_id))
+    if edge:
+        added.append(("x-envoy-external-address", client_ip))
+    return added, request_id
+
+
+_RESPONSE_SPECIAL: Final = re.compile(
+    rb"(?im)^(?:connection|keep-alive|proxy-connection|te|transfer-encoding|upgrade|trailer"
+    rb"|x-envoy-upstream-service-time|x-envoy-peer-metadata(?:-id)?)[ \t]*:")
+_RESPONSE_CONNECTION: Final = re.compile(
+    rb"(?im)^connection[ \t]*:[ \t]*(?:keep-alive|close)[ \t]*\r\n")
+
+
+def kept_response_lines(raw: bytes) -> bytes | None:
+    """The response field lines to forward as they are (a plain Connection removed: the proxy
+    writes its own), or None when one must be dropped (UPSTREAM_RESPONSE_DROP, peer metadata)."""
+    kept = _RESPONSE_CONNECTION.sub(b"", raw)
+    if _RESPONSE_SPECIAL.search(kept) is not None:
+        return None
+    return kept

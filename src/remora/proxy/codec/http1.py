@@ -283,14 +283,14 @@ class RequestDecoder(_Decoder):
                 and data.endswith(b"\r\n\r\n")):
             fast = http1_fast.request_head(data, max_bytes=self._max, max_count=self._max_count)
             if fast is not None:
-                method, target, version, headers, keep_alive, expect_continue = fast
+                method, target, version, headers, keep_alive, expect_continue, raw = fast
                 if version == "1.0" and not self._accept_http_10:
                     raise self._fail(426, "low_version", body=UPGRADE_REQUIRED)
                 self._keep = keep_alive
                 self._closed = not keep_alive
                 return [
                     RequestHead(method, target, headers, version, keep_alive, expect_continue,
-                                False, None),
+                                False, None, raw),
                     EndOfMessage([]),
                 ]
         self._events = events

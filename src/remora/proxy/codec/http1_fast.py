@@ -32,13 +32,23 @@ _REQUEST_FALLBACK: Final = frozenset({"content-length", "transfer-encoding", "up
 _NO_BODY_STATUS: Final = frozenset({204, 304})
 
 
-def _fields(block: bytes) -> list[tuple[str, str]]:
+# A field line of a head the strict expression above already accepted: name, value sans OWS.
+_FIELD: Final = re.compile(r"([^:\r\n]+):[ \t]*(.*?)[ \t]*\r\n")
+_LOWER: Final = {
+    spelling: name
+    for name in ("host", "user-agent", "accept", "accept-encoding", "accept-language",
+                 "connection", "content-length", "content-type", "server", "date",
+                 "cache-control", "x-request-id", "x-forwarded-for", "x-forwarded-proto",
+                 "etag", "last-modified", "vary", "cookie", "set-cookie", "authorization")
+    for spelling in (name, name.title(), name.upper())
+}
+
+
+def field_lines(block: bytes) -> list[tuple[str, str]]:
     """Field lines (already validated) to (lowercase name, value without surrounding OWS)."""
-    fields = []
-    for line in block.decode("latin-1").split("\r\n")[:-1]:
-        name, _, value = line.partition(":")
-        fields.append((name.lower(), value.strip(" \t")))
-    return fields
+    lower = _LOWER.get
+    return [(lower(name) or name.lower(), value)
+            for name, value in _FIELD.findall(block.decode("latin-1"))]
 
 
 def _keep_alive(connection: str | None, version: str) -> bool:
@@ -51,18 +61,17 @@ def _keep_alive(connection: str | None, version: str) -> bool:
     return version == "1.1" or "keep-alive" in tokens
 
 
-def request_head(data: bytes, *, max_bytes: int, max_count: int) -> tuple[str, str, str,
-                                                                           list[tuple[str, str]],
-                                                                           bool, bool] | None:
-    """(method, target, version, headers, keep_alive, expect_continue) when `data` is exactly
-    one well-formed request head without a body; None for everything else."""
+def request_head(data: bytes, *, max_bytes: int, max_count: int) -> tuple[
+        str, str, str, list[tuple[str, str]], bool, bool, bytes] | None:
+    """(method, target, version, headers, keep_alive, expect_continue, field lines) when `data`
+    is exactly one well-formed request head without a body; None for everything else."""
     if len(data) > max_bytes:
         return None
     match = _REQUEST.fullmatch(data)
     if match is None:
         return None
     method, target, minor, block = match.groups()
-    headers = _fields(block)
+    headers = field_lines(block)
     if len(headers) > max_count:
         return None
     version = "1.1" if minor == b"1" else "1.0"
@@ -81,7 +90,7 @@ def request_head(data: bytes, *, max_bytes: int, max_count: int) -> tuple[str, s
         return None  # the full decoder answers 400
     expect_continue = expect is not None and version == "1.1" and expect.lower() == "100-continue"
     return (method.decode(), target.decode("latin-1"), version, headers,
-            _keep_alive(connection, version), expect_continue)
+            _keep_alive(connection, version), expect_continue, block)
 
 
 def response(data: bytes, *, head_request: bool, max_bytes: int,
@@ -98,7 +107,7 @@ def response(data: bytes, *, head_request: bool, max_bytes: int,
     status = int(code)
     if status in _NO_BODY_STATUS:
         return None
-    headers = _fields(block)
+    headers = field_lines(block)
     if len(headers) > max_count:
         return None
     length: int | None = None
@@ -126,5 +135,6 @@ def response(data: bytes, *, head_request: bool, max_bytes: int,
         keep_alive=_keep_alive(connection, version),
         chunked=False,
         content_length=length,
+        raw=block,
     )
     return head, data[end:]

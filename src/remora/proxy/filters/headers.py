@@ -22,26 +22,27 @@ class HeaderOperations(HttpFilter):
     name: ClassVar[str] = "envoy.filters.http.header_mutation"
 
     def request_headers(self, ctx: RequestContext) -> HeadersResult:
-        headers = ctx.upstream_headers
-        target = ctx.target
-        if headers is not None and target is not None:
-            headers = target.request_headers.apply(headers)
-            route = ctx.route
-            if route is not None:
-                headers = route.request_headers.apply(headers)
-            ctx.upstream_headers = headers
+        target, route = ctx.target, ctx.route
+        if ctx.upstream_headers is None or target is None or route is None:
+            return CONTINUE
+        if target.request_headers.levels or route.request_headers.levels:
+            headers = target.request_headers.apply(ctx.upstream_header_list())
+            ctx.upstream_headers = route.request_headers.apply(headers)
         return CONTINUE
 
     def response_headers(self, ctx: RequestContext, head: ResponseHead) -> HeadersResult:
         route = ctx.route
-        if ctx.local:
-            if route is not None and ctx.response_status < 500:
-                ctx.response_headers = route.response_headers.apply(ctx.response_headers)
+        if route is None:
             return CONTINUE
-        headers = ctx.response_headers
-        if ctx.target is not None:
-            headers = ctx.target.response_headers.apply(headers)
-        if route is not None:
-            headers = route.response_headers.apply(headers)
-        ctx.response_headers = headers
+        if ctx.local:
+            if route.response_headers.levels and ctx.response_status < 500:
+                ctx.response_headers = route.response_headers.apply(ctx.response_header_list())
+            return CONTINUE
+        target = ctx.target
+        if (target is not None and target.response_headers.levels) or \
+                route.response_headers.levels:
+            headers = ctx.response_header_list()
+            if target is not None:
+                headers = target.response_headers.apply(headers)
+            ctx.response_headers = route.response_headers.apply(headers)
         return CONTINUE

@@ -32,6 +32,10 @@ class MetadataExchange(HttpFilter):
         headers = ctx.upstream_headers
         if headers is None:
             return CONTINUE
+        if ctx.upstream_raw is not None:  # the lines as received hold no peer header
+            if not self.inbound and not (ctx.cluster is None or ctx.cluster.cluster.mesh_external):
+                headers.extend(self.env.labels.peer_headers(ctx.tables.snapshot.identity))
+            return CONTINUE
         kept = [h for h in headers if h[0] not in PEER_HEADERS]
         if self.inbound:
             value = next((v for k, v in headers if k == PEER_METADATA), None)
@@ -48,7 +52,9 @@ class MetadataExchange(HttpFilter):
         if ctx.local:
             return CONTINUE
         if not self.inbound:
-            ctx.response_headers = [h for h in ctx.response_headers if h[0] not in PEER_HEADERS]
+            if ctx.response_raw is None:  # (the lines as received hold no peer header)
+                ctx.response_headers = [h for h in ctx.response_headers
+                                        if h[0] not in PEER_HEADERS]
         elif ctx.peer is not None:
             ctx.response_headers.extend(self.env.labels.peer_headers(ctx.tables.snapshot.identity))
         return CONTINUE

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 from remora.policy.flags import ResponseFlag
 from remora.proxy.call import UpstreamCall
 from remora.proxy.codec.http1 import LAST_CHUNK, encode_chunk, encode_request_head, encode_trailers
+from remora.proxy.codec.http1_encode import encode_request_lines
 from remora.proxy.filter import CONTINUE, HeadersResult, HttpFilter, LocalReply
 
 if TYPE_CHECKING:
@@ -53,8 +54,11 @@ class Router(HttpFilter):
             ctx.stream.send_continue()
         if head.chunked:
             headers.append(("transfer-encoding", "chunked"))
+        raw = ctx.upstream_raw
+        data = (encode_request_head(head.method, ctx.path, headers) if raw is None
+                else encode_request_lines(head.method, ctx.path, ctx.authority, raw, headers))
         call = UpstreamCall(
-            self.env, ctx.stream, state, head=encode_request_head(head.method, ctx.path, headers),
+            self.env, ctx.stream, state, head=data,
             method=head.method, retry=policies.retry, key=key, body_done=ctx.request_done,
         )
         ctx.upstream = call
