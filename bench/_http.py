@@ -1,4 +1,4 @@
-"""A minimal keep-alive HTTP/1.1 client for benchmarks: asyncio streams and Remora's own codec.
+"""A minimal keep-alive HTTP/1.1 client for the control plane benchmark's push streams and ACKs.
 
 httpx's pool costs more CPU per request than the servers measured here spend answering; this
 client sends a request and reads the response on one connection, nothing else.

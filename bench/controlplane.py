@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import math
 import re
@@ -34,10 +33,11 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from rich.console import Console
@@ -45,6 +45,8 @@ from rich.table import Table
 
 from _http import Connection
 from _procs import Service, usage, wait_for_http
+from remora.loadgen import BackToBack, Dispatch, LoadRun
+from remora.loadgen import Target as LoadTarget
 from remora.runner.ports import free_port
 
 REMORA = Path(sys.executable).with_name("remora")
@@ -101,6 +103,14 @@ class Target:
     def headers(self) -> dict[str, str]:
         return {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
 
+    def load_target(self, method: str) -> LoadTarget:
+        return LoadTarget.build(f"{self.url}/", method=method, headers=list(self.headers.items()))
+
+    def request(self, method: str, path: str, params: dict[str, object]) -> bytes:
+        """The bytes of one request with `params` in its query string (no body)."""
+        return LoadTarget.build(f"{self.url}{path}?{urlencode(params)}", method=method,
+                                headers=list(self.headers.items())).request  # fmt: skip
+
     async def connect(self) -> Connection:
         return await Connection.open("127.0.0.1", self.port, headers=self.headers)
 
@@ -114,30 +124,25 @@ def login(url: str, data_dir: Path) -> str:
     return str(answer.json()["accessToken"])
 
 
-async def pooled(target: Target, count: int | None, job: Any, *,
-                 until: float = math.inf) -> float:
-    """Run `await job(connection, i)` for i = 0, 1, ... (`count` of them, or until the
-    perf_counter passes `until`) over CONCURRENCY keep-alive connections; seconds taken."""
-    numbers = itertools.count() if count is None else iter(range(count))
-
-    async def worker() -> None:
-        connection = await target.connect()
-        try:
-            for i in numbers:
-                if time.perf_counter() >= until:
-                    break
-                await job(connection, i)
-        finally:
-            connection.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    return time.perf_counter() - started
+async def pooled(target: Target, request: Callable[[int], bytes], *, count: int,
+                 seconds: float = math.inf, method: str = "GET") -> tuple[int, float]:
+    """`request(i)` for i = 0, 1, ... (`count` of them, or as many as `seconds` allow) over
+    CONCURRENCY keep-alive connections, each sending its next one when the last is answered
+    (remora.loadgen: every request due at the start, PINNED); (answered, seconds taken). An
+    answer >= 300 or no answer at all stops the benchmark."""
+    load = LoadRun(target.load_target(method), BackToBack(count), CONCURRENCY, 30.0,
+                   dispatch=Dispatch.PINNED, request_for=request, deadline=seconds,
+                   versions=False)  # fmt: skip
+    results, elapsed = await load.run()
+    for result in results:
+        if result.status is None or result.status >= 300:
+            raise RuntimeError(f"control plane answered {result.outcome}: {result.excerpt!r}")
+    return len(results), elapsed
 
 
 async def register(target: Target, instances: int) -> float:
-    async def one(connection: Connection, i: int) -> None:
-        check(*await connection.request("POST", "/nacos/v1/ns/instance", params=target.nacos({
+    def request(i: int) -> bytes:
+        return target.request("POST", "/nacos/v1/ns/instance", target.nacos({
             "serviceName": f"svc-{i % SERVICES}", "ip": f"10.{i // 65536 % 256}."
             f"{i // 256 % 256}.{i % 256}", "port": 8080, "ephemeral": "true",
             # ephemeral, as Nacos clients register; long beat timeouts (Nacos's preserved.*
@@ -145,22 +150,17 @@ async def register(target: Target, instances: int) -> float:
             "metadata": json.dumps({"version": f"v{i % 3}",
                                     "preserved.heart.beat.timeout": "600000",
                                     "preserved.ip.delete.timeout": "600000"}),
-        })))
+        }))
 
-    return instances / await pooled(target, instances, one)
+    done, seconds = await pooled(target, request, count=instances, method="POST")
+    return done / seconds
 
 
 async def list_queries(target: Target) -> float:
-    done = 0
-
-    async def one(connection: Connection, i: int) -> None:
-        nonlocal done
-        check(*await connection.request("GET", "/nacos/v1/ns/instance/list",
-                                        params=target.nacos({"serviceName": f"svc-{i % SERVICES}",
-                                                             "healthyOnly": "true"})))
-        done += 1
-
-    seconds = await pooled(target, None, one, until=time.perf_counter() + LIST_SECONDS)
+    requests = [target.request("GET", "/nacos/v1/ns/instance/list", target.nacos(
+        {"serviceName": f"svc-{i}", "healthyOnly": "true"})) for i in range(SERVICES)]
+    done, seconds = await pooled(target, lambda i: requests[i % SERVICES], count=1 << 40,
+                                 seconds=LIST_SECONDS)  # fmt: skip
     return done / seconds
 
 

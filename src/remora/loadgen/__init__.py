@@ -12,7 +12,15 @@ loop that sends on time. No typer or rich here: the command lives in `remora.cli
 """
 
 from remora.loadgen.driver import Dispatch, LoadRun, run_load
-from remora.loadgen.plan import Result, Summary, Target, percentile, schedule, summarize
+from remora.loadgen.plan import (
+    BackToBack,
+    Result,
+    Summary,
+    Target,
+    percentile,
+    schedule,
+    summarize,
+)
 
-__all__ = ["Dispatch", "LoadRun", "Result", "Summary", "Target", "percentile", "run_load",
-           "schedule", "summarize"]  # fmt: skip
+__all__ = ["BackToBack", "Dispatch", "LoadRun", "Result", "Summary", "Target", "percentile",
+           "run_load", "schedule", "summarize"]  # fmt: skip

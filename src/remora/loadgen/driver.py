@@ -8,7 +8,8 @@ spent waiting behind a slow server is in the percentiles (no coordinated omissio
           `remora load`, as wrk2 offers load; few connections when the server keeps up.
   PINNED  request i goes out on connection i mod concurrency, after that connection's previous
           answer, each connection on its own fixed schedule (fortio -c N -qps R, Istio's
-          published latency setup): the benchmarks and the chaos tests.
+          published latency setup): the benchmarks and the chaos tests. With every request
+          due at the start (`BackToBack`), `concurrency` closed loops (bench/controlplane.py).
 
 Connections are raw sockets driven by the proxy's own HTTP/1.1 codec, so the generator spends
 little CPU per request. `run_load` runs on uvloop, as the proxy does, or with `precise=True` on
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import selectors
 import time
 from collections.abc import Callable, Sequence
@@ -53,6 +55,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.reusable = True
         self.closed = False
+        self.expires = math.inf  # when the answer in progress counts as timed out
         self._waiter: asyncio.Future[tuple[int, bytes, float]] | None = None
         self._status = 0
         self._body = bytearray()
@@ -65,14 +68,18 @@ class Connection(asyncio.Protocol):
                                                      target.port)  # fmt: skip
         return connection
 
-    async def exchange(self, target: Target) -> tuple[int, bytes, float]:
-        """Send the request, read the whole response: (status, body, when its end came)."""
+    async def exchange(
+        self, request: bytes, method: str, *, expires: float = math.inf
+    ) -> tuple[int, bytes, float]:
+        """Send `request`, read the whole response: (status, body, when its end came); a
+        TimeoutError when `expire()` is called first (the Watchdog does, after `expires`)."""
         if self.closed or self.transport is None:
             raise EOFError("connection closed before a response")
+        self.expires = expires
         self._waiter = asyncio.get_running_loop().create_future()
         self._status, self._body, self._got_any = 0, bytearray(), False
-        self.decoder.start(method=target.method)
-        self.transport.write(target.request)
+        self.decoder.start(method=method)
+        self.transport.write(request)
         return await self._waiter
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -119,10 +126,35 @@ class Connection(asyncio.Protocol):
                 self._waiter.set_result((self._status, bytes(self._body), self.clock()))
                 return
 
+    def expire(self) -> None:
+        """The answer took too long: fail it with TimeoutError and close the connection."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError("no answer in time"))
+        self.close()
+
     def close(self) -> None:
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+
+class Watchdog:
+    """Times answers out: one periodic check of every connection waiting for one (every
+    timeout / 20, within 10 to 100 ms), instead of a timer per request."""
+
+    def __init__(self, timeout: float, clock: Callable[[], float]) -> None:
+        self.timeout = timeout
+        self.clock = clock
+        self.waiting: set[Connection] = set()
+
+    async def run(self) -> None:
+        tick = max(0.01, min(0.1, self.timeout / 20))
+        while True:
+            await asyncio.sleep(tick)
+            now = self.clock()
+            for connection in [c for c in self.waiting if c.expires <= now]:
+                connection.expire()
 
 
 def error_word(exc: BaseException) -> str:
@@ -148,6 +180,10 @@ def _ignore(result: Result) -> None:
 class LoadRun:
     """The open-loop driver: due times in, one Result per request out (also to `on_result`).
 
+    `request_for(i)`: the bytes of request i when they differ from one request to the next
+    (same method and server as `target`). `deadline`: seconds after the start after which no
+    request is sent any more (a run bounded in time; with every request due at 0 and PINNED,
+    `concurrency` closed loops). `versions`: read Result.version from JSON bodies.
     `retry_stale`: a request that finds its reused keep-alive connection closed before any
     byte of the answer is sent again once on a new connection (the server closed it while it
     sat idle, as clients such as browsers assume); off, that counts as "connection closed".
@@ -160,6 +196,9 @@ class LoadRun:
     on_result: Callable[[Result], None] = _ignore
     dispatch: Dispatch = Dispatch.POOLED
     retry_stale: bool = True
+    request_for: Callable[[int], bytes] | None = None
+    deadline: float = math.inf
+    versions: bool = True
     idle: list[Connection] = field(default_factory=list)
 
     async def run(self) -> tuple[list[Result], float]:
@@ -170,28 +209,34 @@ class LoadRun:
         slots = asyncio.Semaphore(self.concurrency)
         results: list[Result] = []
         tasks: set[asyncio.Task[None]] = set()
+        watchdog = Watchdog(self.timeout, clock)
+        guard = asyncio.create_task(watchdog.run())
         start = clock()
 
-        async def one(due_at: float) -> None:
+        async def one(index: int, due_at: float) -> None:
             try:
-                result = await self._request(due_at, clock, self.idle)
+                result = await self._request(index, due_at, watchdog, self.idle)
             finally:
                 slots.release()
             results.append(result)
             self.on_result(result)
 
         try:
-            for offset in self.due:
+            for index, offset in enumerate(self.due):
                 delay = start + offset - clock()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 await slots.acquire()
-                task = asyncio.create_task(one(start + offset))
+                if clock() - start >= self.deadline:
+                    slots.release()
+                    break
+                task = asyncio.create_task(one(index, start + offset))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             if tasks:
                 await asyncio.gather(*tasks)
         finally:
+            guard.cancel()
             for task in tasks:
                 task.cancel()
             _close_all(self.idle)
@@ -210,36 +255,52 @@ class LoadRun:
                 pool.append(await Connection.open(self.target, clock))
 
         await asyncio.gather(*(open_into(pool) for pool in pools), return_exceptions=True)
+        watchdog = Watchdog(self.timeout, clock)
+        guard = asyncio.create_task(watchdog.run())
         start = clock()
 
-        async def worker(index: int) -> None:
-            for offset in self.due[index::count]:
-                delay = start + offset - clock()
+        async def worker(first: int) -> None:
+            pool = pools[first]
+            for index in range(first, len(self.due), count):
+                delay = start + self.due[index] - clock()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                result = await self._request(start + offset, clock, pools[index])
+                if clock() - start >= self.deadline:
+                    break
+                result = await self._request(index, start + self.due[index], watchdog, pool)
                 results.append(result)
                 self.on_result(result)
 
         try:
             await asyncio.gather(*(worker(i) for i in range(count)))
         finally:
+            guard.cancel()
             for pool in pools:
                 _close_all(pool)
         return results, clock() - start
 
     async def _request(
-        self, due_at: float, clock: Callable[[], float], idle: list[Connection]
+        self, index: int, due_at: float, watchdog: Watchdog, idle: list[Connection]
     ) -> Result:
-        """One request on an idle connection from `idle` (or a new one, left there after)."""
-        wait = clock() - due_at
+        """Request `index` on an idle connection from `idle` (or a new one, left there after),
+        `timeout` seconds for connecting and answering."""
+        clock = watchdog.clock
+        began = clock()
+        wait = began - due_at
+        request = self.target.request if self.request_for is None else self.request_for(index)
         for _attempt in range(2):
             connection = idle.pop() if idle else None
             reused = connection is not None
             try:
-                async with asyncio.timeout(self.timeout):
-                    connection = connection or await Connection.open(self.target, clock)
-                    status, body, done = await connection.exchange(self.target)
+                if connection is None:
+                    async with asyncio.timeout(began + self.timeout - clock()):
+                        connection = await Connection.open(self.target, clock)
+                watchdog.waiting.add(connection)
+                try:
+                    status, body, done = await connection.exchange(
+                        request, self.target.method, expires=began + self.timeout)
+                finally:
+                    watchdog.waiting.discard(connection)
             except (OSError, ProtocolError, EOFError) as exc:
                 if connection is not None:
                     connection.close()
@@ -251,7 +312,7 @@ class LoadRun:
                 idle.append(connection)
             else:
                 connection.close()
-            return answered(latency, status, body, wait=wait)
+            return answered(latency, status, body, wait=wait, versions=self.versions)
         return Result(clock() - due_at, error="connection closed", wait=wait)
 
 

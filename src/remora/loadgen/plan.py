@@ -9,7 +9,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 from urllib.parse import urlsplit
 
 from remora.proxy.codec.http1_encode import encode_request_head
@@ -25,6 +25,28 @@ def schedule(rps: float, duration: float) -> list[float]:
         return []
     count = math.floor(rps * duration + 1e-9)
     return [i / rps for i in range(count)]
+
+
+class BackToBack(Sequence[float]):
+    """`count` requests all due at the start, without a list of them: with PINNED dispatch,
+    `concurrency` closed loops, each sending its next request when the last one is answered."""
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[float]: ...
+    def __getitem__(self, index: int | slice) -> float | Sequence[float]:
+        if isinstance(index, slice):
+            return BackToBack(len(range(self._count)[index]))
+        if not -self._count <= index < self._count:
+            raise IndexError(index)
+        return 0.0
 
 
 def percentile(ordered: Sequence[float], p: float) -> float | None:
@@ -69,11 +91,12 @@ def version_of(body: bytes) -> str | None:
     return version if isinstance(version, str) else None
 
 
-def answered(latency: float, status: int, body: bytes, *, wait: float) -> Result:
-    """The Result of a request that got a whole response."""
+def answered(latency: float, status: int, body: bytes, *, wait: float,
+             versions: bool = True) -> Result:  # fmt: skip
+    """The Result of a request that got a whole response (its version read if `versions`)."""
     ok = 200 <= status < 300
-    return Result(latency, status=status, version=version_of(body), wait=wait,
-                  excerpt=b"" if ok else body[:EXCERPT])  # fmt: skip
+    return Result(latency, status=status, version=version_of(body) if versions else None,
+                  wait=wait, excerpt=b"" if ok else body[:EXCERPT])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -133,8 +156,8 @@ class Target:
         body: bytes = b"",
     ) -> Target:  # fmt: skip
         """The request for `url` (http://host[:port]/path only; ValueError otherwise), with a
-        Host header unless `headers` has one, and Content-Length (and a JSON Content-Type
-        unless given) when there is a body or the method usually has one."""
+        Host header unless `headers` has one, Content-Length when there is a body or the method
+        usually has one, and a JSON Content-Type for a body unless `headers` give one."""
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"{url!r}: only http://host:port/path")
@@ -147,8 +170,8 @@ class Target:
         fields += list(headers)
         if body or method in ("POST", "PUT", "PATCH"):
             fields.append(("Content-Length", str(len(body))))
-            if "content-type" not in names:
-                fields.append(("Content-Type", "application/json"))
+        if body and "content-type" not in names:
+            fields.append(("Content-Type", "application/json"))
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         head = encode_request_head(method, target, fields)
         return cls(parts.hostname, port, head + body, method)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -12,7 +13,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from remora.loadgen import Dispatch, LoadRun, Result, Target, run_load, schedule, summarize
+from remora.loadgen import (
+    BackToBack,
+    Dispatch,
+    LoadRun,
+    Result,
+    Target,
+    run_load,
+    schedule,
+    summarize,
+)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -159,3 +169,29 @@ def test_without_retry_a_stale_keep_alive_connection_is_an_error(
     results, _ = run_load(run)
     assert "error: connection closed" in {r.outcome for r in results}
     assert results[0].status == 200
+
+
+@pytest.mark.parametrize("dispatch", list(Dispatch))
+def test_a_server_that_never_answers_is_a_timeout_per_request(dispatch: Dispatch) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # accepted by the kernel, never answered
+        target = Target.build(f"http://127.0.0.1:{listener.getsockname()[1]}/")
+        run = LoadRun(target, schedule(20, 0.1), 2, 0.2, dispatch=dispatch)
+        results, elapsed = run_load(run)
+    assert [r.error for r in results] == ["timeout"] * 2
+    assert all(0.2 <= r.latency < 1.0 for r in results)
+    assert elapsed < 2.0
+
+
+def test_request_for_varies_the_request_and_deadline_ends_a_closed_loop(
+    server: ThreadingHTTPServer,
+) -> None:
+    target = Target.build(url(server, "/split"))
+    requests = [Target.build(url(server, p)).request for p in ("/split", "/fail")]
+    run = LoadRun(target, BackToBack(10**9), 2, 5.0, dispatch=Dispatch.PINNED,
+                  request_for=lambda i: requests[i % 2], deadline=0.3)  # fmt: skip
+    results, elapsed = run_load(run)
+    assert 0.3 <= elapsed < 2.0
+    assert {r.status for r in results} == {200, 503}
+    assert len(results) > 4  # back to back: far more than two connections' worth per second
