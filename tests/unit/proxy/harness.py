@@ -233,3 +233,36 @@ class ProxyHarness:
 def run(test: Callable[[], Any]) -> Any:
     """Run an async test body on a fresh event loop."""
     return asyncio.run(test())
+
+
+# helpers added for the filter, call and cluster tests -------------------------------------------
+def requests_total(proxy: ProxyHarness) -> list[tuple[dict[str, str], float]]:
+    """istio_requests_total as the proxy would serve it on /stats/prometheus: (labels, count)
+    per series, read back through the Prometheus text format."""
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    out: list[tuple[dict[str, str], float]] = []
+    for family in text_string_to_metric_families(proxy.env.metrics.render().decode()):
+        if family.name == "istio_requests":  # the parser drops a counter's "_total"
+            out.extend((dict(s.labels), s.value) for s in family.samples
+                       if s.name == "istio_requests_total")
+    return out
+
+
+def access_log_lines(proxy: ProxyHarness, path: str) -> list[dict[str, Any]]:
+    """The JSON access log records written so far (flushed first)."""
+    import json  # noqa: PLC0415
+
+    proxy.env.access_log.flush()
+    with open(path, encoding="ascii") as log:
+        return [json.loads(line) for line in log if line.strip()]
+
+
+def request_bytes(method: str, target: str, *, host: str,
+                  headers: Mapping[str, str] | None = None, body: bytes = b"") -> bytes:
+    """An HTTP/1.1 request as a client writes it; a body gets a Content-Length."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
