@@ -679,3 +679,42 @@ def test_an_upstream_response_without_a_length_is_not_reused() -> None:
         assert len(proxy.network.opened) == 2
 
     run(body)
+
+
+def test_a_queued_request_whose_client_left_gives_its_pending_slot_back() -> None:
+    """A pending request abandoned by its client leaves the queue: the next one may wait."""
+    async def body() -> None:
+        proxy = ProxyHarness(breaker("{tcp: {maxConnections: 1}, http: "
+                                     "{http1MaxPendingRequests: 1}}"))
+        first, gone, third = proxy.client(), proxy.client(), proxy.client()
+        first.get("/r", host="reviews:9080")
+        await proxy.settle()
+        gone.get("/r", host="reviews:9080")
+        await proxy.settle()
+        gone.lose()
+        third.get("/r", host="reviews:9080")
+        await proxy.settle()
+        assert third.responses() == []  # queued, not refused
+        upstream = proxy.network.last
+        upstream.request()
+        upstream.respond(OK)
+        assert first.response().status == 200
+        await proxy.settle()
+        assert upstream.request().startswith(b"GET /r HTTP/1.1\r\n")
+        upstream.respond(OK)
+        assert third.response().status == 200
+
+    run(body)
+
+
+def test_a_client_gone_during_the_retry_back_off_stops_the_retries() -> None:
+    async def body() -> None:
+        proxy = ProxyHarness(route(RETRY_5XX))
+        client = proxy.client()
+        client.get("/r", host="reviews:9080")
+        (await next_try(proxy, 0)).respond(UNAVAILABLE)
+        client.lose()
+        await proxy.settle(TRY_GAP)
+        assert len(proxy.network.opened) == 1
+
+    run(body)
