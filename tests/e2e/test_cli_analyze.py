@@ -145,8 +145,10 @@ spec: {action: DENY, rules: [{}]}
 ---
 apiVersion: networking.istio.io/v1alpha3
 kind: EnvoyFilter
-metadata: {name: ratelimit}
-spec: {configPatches: []}
+metadata: {name: timeout}
+spec:
+  configPatches:
+  - {applyTo: CLUSTER, patch: {operation: MERGE, value: {connect_timeout: 1s}}}
 """
 
 
@@ -159,9 +161,9 @@ def test_what_remora_does_not_enforce_is_a_warning_that_keeps_exit_0() -> None:
         "Warning [RMR0001] (AuthorizationPolicy default/deny-all -:1) AuthorizationPolicy is NOT "
         "enforced by Remora: authorization is not implemented yet: requests this policy would "
         "DENY (or not ALLOW) are let through. It does NOT protect anything.",
-        "Warning [RMR0001] (EnvoyFilter ratelimit -:6) EnvoyFilter is NOT enforced by Remora (not "
-        "modelled): Remora is not Envoy: there is no filter chain to patch, so the filters it "
-        "adds (rate limits, Lua, ext_authz...) are not applied",
+        "Warning [RMR0001] (EnvoyFilter default/timeout -:11) spec.configPatches[0].applyTo is not "
+        "enforced by Remora: only HTTP_FILTER patches are applied (there are no Envoy listeners, "
+        "clusters or route configurations to patch)",
     ]
     strict = remora("analyze", "-f", "-", "--failure-threshold", "Warning", stdin=UNENFORCED)
     assert strict.returncode == 79

@@ -123,11 +123,29 @@ def test_what_is_not_enforced_is_applied_with_a_plain_warning(plane: ControlPlan
         "implemented yet: requests this policy would DENY (or not ALLOW) are let through. It "
         "does NOT protect anything."]
     assert done.stdout.strip() == "authorizationpolicy.security.istio.io/deny-all created"
-    envoy_filter = remora(plane, "apply", "-f", "-", stdin=(
-        "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\n"
-        "metadata: {name: ratelimit, namespace: default}\nspec: {configPatches: []}\n"))
-    assert envoy_filter.returncode == 1
-    assert "Remora does not model EnvoyFilter" in envoy_filter.stderr
+    # istio.io/latest/docs/reference/config/networking/envoy-filter/: a patch Remora does not
+    # act on is applied with a warning naming its field; one inserting a filter Remora does not
+    # implement is refused, never accepted and ignored
+    cluster = remora(plane, "apply", "-f", "-", stdin=envoy_filter(
+        "timeout", "{applyTo: CLUSTER, patch: {operation: MERGE, value: {connect_timeout: 1s}}}"))
+    assert cluster.returncode == 0, cluster.stderr
+    assert cluster.stderr.splitlines() == [
+        "Warning: [RMR0001] spec.configPatches[0].applyTo is not enforced by Remora: only "
+        "HTTP_FILTER patches are applied (there are no Envoy listeners, clusters or route "
+        "configurations to patch)"]
+    assert cluster.stdout.strip() == "envoyfilter.networking.istio.io/timeout created"
+    lua = remora(plane, "apply", "-f", "-", stdin=envoy_filter(
+        "lua", "{applyTo: HTTP_FILTER, patch: {operation: INSERT_FIRST, value: "
+               "{name: envoy.filters.http.lua}}}"))
+    assert lua.returncode == 1
+    assert "Error from server (Invalid)" in lua.stderr
+    assert ("  spec.configPatches[0].patch.value.name: envoy.filters.http.lua is not an HTTP "
+            "filter Remora implements (it implements: envoy.filters.http.cors, ") in lua.stderr
+
+
+def envoy_filter(name: str, patch: str) -> str:
+    return ("apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\n"
+            f"metadata: {{name: {name}, namespace: default}}\nspec: {{configPatches: [{patch}]}}\n")
 
 
 def test_not_found_and_unknown_kind(plane: ControlPlaneProcess) -> None:

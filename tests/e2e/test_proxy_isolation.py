@@ -119,15 +119,16 @@ ENVOY_FILTER = """\
 ---
 apiVersion: networking.istio.io/v1alpha3
 kind: EnvoyFilter
-metadata: {name: ratelimit}
-spec: {configPatches: [{applyTo: HTTP_FILTER}]}
+metadata: {name: timeout}
+spec: {configPatches: [{applyTo: CLUSTER, patch: {operation: MERGE, value: {}}}]}
 """
 
 
 def test_file_mode_names_what_it_does_not_enforce_once(upstreams: dict[str, EchoServer],
                                                        tmp_path: Path) -> None:
-    """`remora proxy -f`: an EnvoyFilter (not modelled) and an AuthorizationPolicy (not
-    enforced) are logged once each, however often the files are reloaded; routing works."""
+    """`remora proxy -f`: an EnvoyFilter patch Remora does not act on (applyTo CLUSTER) and an
+    AuthorizationPolicy (not enforced) are logged once each, with the field path, however often
+    the files are reloaded; routing works."""
     config = write_config(tmp_path / "mesh", upstreams, "v1")
     (config / "filter.yaml").write_text(ENVOY_FILTER)
     with run_proxy(config, tmp=tmp_path) as proxy:
@@ -136,6 +137,7 @@ def test_file_mode_names_what_it_does_not_enforce_once(upstreams: dict[str, Echo
                                           .replace("subset: v1", "subset: v2"))
         wait_for(lambda: served(proxy.url) == "v2", timeout=15, message="reloaded")
         logs = proxy.logs()
-        assert logs.count("EnvoyFilter ratelimit is NOT applied: Remora is not Envoy") == 1
+        assert logs.count("EnvoyFilter default/timeout: spec.configPatches[0].applyTo is not "
+                          "enforced by Remora: only HTTP_FILTER patches are applied") == 1
         assert logs.count("AuthorizationPolicy default/deny-all: AuthorizationPolicy is NOT "
                           "enforced") == 1
