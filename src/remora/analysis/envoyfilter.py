@@ -15,7 +15,7 @@ from remora.analysis.messages import ENVOY_FILTER_PATCH_NOT_APPLIED, SCHEMA_VALI
 from remora.analysis.unenforced import yaml_path
 from remora.api.networking import httpfilters
 from remora.api.networking.envoy_filter import INSERTING, EnvoyConfigObjectPatch, EnvoyFilter
-from remora.policy.filterconfig import check_typed_config
+from remora.policy.filterconfig import FilterConfigError, check_typed_config
 
 _RELATIVE = frozenset({"INSERT_BEFORE", "INSERT_AFTER", "REPLACE", "REMOVE"})
 
@@ -59,10 +59,13 @@ def _check_config(context: Context, envoy_filter: EnvoyFilter, patch: EnvoyConfi
         return
     try:
         check_typed_config(implementation, dict(typed_config or {}))
-    except ValueError as exc:
+    except FilterConfigError as exc:
         key = "typedConfig" if "typedConfig" in body.value else "typed_config"
-        field = f"{where}.patch.value.{key}"
-        context.report(envoy_filter, SCHEMA_VALIDATION_ERROR, f"{field}: {exc}",
+        inner = exc.path.removeprefix("typed_config") if exc.path.startswith("typed_config") \
+            else f".{exc.path}"
+        field = f"{where}.patch.value.{key}{inner}" if exc.path != "name" \
+            else f"{where}.patch.value.name"
+        context.report(envoy_filter, SCHEMA_VALIDATION_ERROR, f"{field}: {exc.message}",
                        path=yaml_path(field))
 
 

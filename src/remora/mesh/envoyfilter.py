@@ -40,7 +40,7 @@ from remora.api.networking.envoy_filter import (
 from remora.api.networking.httpfilters import Context
 from remora.api.resource import Resource
 from remora.mesh.snapshot import ProxyIdentity
-from remora.policy.filterconfig import check_typed_config
+from remora.policy.filterconfig import FilterConfigError, check_typed_config
 
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 """The label Istio gives a Gateway API gateway's pods: how `targetRefs` find their proxies."""
@@ -146,7 +146,10 @@ def http_filter_patches(
 
 def compile_envoy_filter(envoy_filter: EnvoyFilter) -> list[HttpFilterPatch]:
     """The patches of one EnvoyFilter Remora applies; ValueError (with the field path) when a
-    filter's typed_config is invalid (remora.policy.filterconfig)."""
+    filter's typed_config is invalid (remora.policy.filterconfig).
+
+    For the proxy: `config` is the typed_config as written, frozen; `httpfilters.thaw(config)`
+    gives the dict the filters' `from_api` take (CompressorConfig, CacheConfig)."""
     out = []
     for index, patch in enumerate(envoy_filter.spec.config_patches):
         where = f"spec.configPatches[{index}]"
@@ -156,9 +159,8 @@ def compile_envoy_filter(envoy_filter: EnvoyFilter) -> list[HttpFilterPatch]:
         if compiled.operation != "REMOVE":
             try:
                 check_typed_config(compiled.implementation, httpfilters.thaw(compiled.config))
-            except ValueError as exc:
-                key = "typed_config"
-                raise ValueError(f"{where}.patch.value.{key}: {exc}") from None
+            except FilterConfigError as exc:
+                raise ValueError(f"{where}.patch.value.{exc}") from None
         out.append(compiled)
     return out
 

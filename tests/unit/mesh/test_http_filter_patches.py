@@ -241,9 +241,9 @@ def test_a_filter_config_the_filter_rejects_skips_the_envoy_filter(
         raise ValueError("memory_level: must be 1..9")
 
     monkeypatch.setitem(filterconfig._CHECKS, GZIP, check)
-    text = envoy_filter("gzip", "default") + envoy_filter("cache", "default", filter_name=CACHE)
+    text = envoy_filter("gzip", "default") + envoy_filter("cors", "default", filter_name=CORS)
     snap = sidecar(text)
-    assert sources(snap) == ["default/cache"]
+    assert sources(snap) == ["default/cors"]
     (skipped,) = snap.skipped
     assert skipped.subject == "EnvoyFilter default/gzip"
     assert skipped.message == ("cannot be compiled: spec.configPatches[0].patch.value."
@@ -258,9 +258,9 @@ def test_analyze_warns_of_patches_remora_will_not_apply() -> None:
     """RMR0002: an anchor Remora's chain does not have (Istio: not found, not applied), or a
     filter after the router (Envoy refuses the chain)."""
     text = (envoy_filter("after-stats", "default").replace(ROUTER, httpfilters.STATS)
-            + envoy_filter("on-inserted", "default").replace(f"{{name: {ROUTER}}}",
-                                                             f"{{name: {CACHE}}}")
-            + envoy_filter("cache", "default", filter_name=CACHE)
+            + envoy_filter("on-inserted", "default", filter_name=CORS).replace(
+                f"{{name: {ROUTER}}}", f"{{name: {GZIP}}}")
+            + envoy_filter("gzip", "default")
             + envoy_filter("add", "default", "ADD"))
     messages = [str(m) for m in analyze(load_text(text, "ef.yaml"), namespace=None)]
     assert messages == [
@@ -272,4 +272,34 @@ def test_analyze_warns_of_patches_remora_will_not_apply() -> None:
         "are recorded by the proxy itself, not by a filter), so this INSERT_BEFORE patch is not "
         "applied, as Istio does when a patch's filter is not found (Remora's chain: "
         "envoy.filters.http.fault, envoy.filters.http.cors, envoy.filters.http.router)",
+    ]
+
+
+def with_config(name: str, filter_name: str, typed_config: str) -> str:
+    written = f"value: {{name: {filter_name}, typed_config: {typed_config}}}"
+    return envoy_filter(name, "default", filter_name=filter_name).replace(
+        f"value: {{name: {filter_name}}}", written)
+
+
+def test_compressor_gzip_and_cache_configs_are_checked_by_their_filters() -> None:
+    """remora.policy.filterconfig calls remora.policy.compression and remora.policy.httpcache:
+    what they refuse is an error at its field (so apply refuses it) and is not compiled."""
+    gzip_type = "type.googleapis.com/envoy.extensions.filters.http.gzip.v3.Gzip"
+    cache_type = "type.googleapis.com/envoy.extensions.filters.http.cache.v3.CacheConfig"
+    simple = ("type.googleapis.com/envoy.extensions.http.cache.simple_http_cache.v3."
+              "SimpleHttpCacheConfig")
+    text = (with_config("gzip", GZIP, f"{{'@type': {gzip_type}, memory_level: 30}}")
+            + with_config("cache", CACHE,
+                          f"{{'@type': {cache_type}, typed_config: {{'@type': {simple}}}}}")
+            + with_config("no-store", CACHE, f"{{'@type': {cache_type}}}")
+            + with_config("compressor", COMPRESSOR, "{}"))
+    assert sources(sidecar(text)) == ["default/cache"]
+    messages = [str(m) for m in analyze(load_text(text, "ef.yaml"), namespace=None)]
+    assert messages == [
+        "Error [IST0106] (EnvoyFilter default/compressor ef.yaml:35) Schema validation error: "
+        "spec.configPatches[0].patch.value.typed_config.compressor_library: is required",
+        "Error [IST0106] (EnvoyFilter default/gzip ef.yaml:8) Schema validation error: "
+        "spec.configPatches[0].patch.value.typed_config.memory_level: must be in [1, 9], not 30",
+        "Error [IST0106] (EnvoyFilter default/no-store ef.yaml:26) Schema validation error: "
+        "spec.configPatches[0].patch.value.typed_config.typed_config: is required unless disabled",
     ]
