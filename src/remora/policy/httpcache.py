@@ -56,7 +56,9 @@ _NOT_UPDATED = frozenset({"content-length", "content-encoding", "content-range"}
 # RFC 9110 §15.4.5: what a 304 carries of the response it stands for.
 _NOT_MODIFIED_FIELDS = frozenset({"cache-control", "content-location", "date", "etag",
                                   "expires", "vary", "last-modified"})  # fmt: skip
-_UNHANDLED_CONDITIONS = ("if-match", "if-unmodified-since", "if-range", "range")
+# Ranges bypass the cache (Remora serves none from it). If-Match and If-Unmodified-Since are
+# ignored, as Envoy does (RFC 9110 §13.1.1, §13.1.4: a cache MAY ignore them).
+_UNHANDLED_CONDITIONS = ("if-range", "range")
 
 
 class CacheConfigError(ConfigError, ValueError):
@@ -87,7 +89,7 @@ class CacheConfig:
     allowed_vary_headers: tuple[HeaderMatcher, ...] = ()
     exclude_scheme: bool = False
     exclude_host: bool = False
-    query_included: tuple[str, ...] = ()  # query parameter names kept in the key ("" = all)
+    query_included: tuple[str, ...] = ()  # query parameter names kept in the key (empty: all)
     query_excluded: tuple[str, ...] = ()
     max_body_bytes: int = 0  # 0: no limit but the store's
     ignore_request_cache_control_header: bool = False
@@ -163,6 +165,11 @@ class _Entry:
     response_time: float
     size: int = 0
 
+    def age(self, now: float) -> float:
+        return current_age(
+            self.headers, request_time=self.request_time, response_time=self.response_time, now=now
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
@@ -217,7 +224,7 @@ class HttpCache:
         if self.config.disabled or method not in ("GET", "HEAD") or scheme not in ("http", "https"):
             return Lookup("miss")
         if any(_get(request_headers, name) is not None for name in _UNHANDLED_CONDITIONS):
-            return Lookup("miss")  # Envoy bypasses these; Remora serves no ranges either
+            return Lookup("miss")
         directives = self._request_directives(request_headers)
         request = CacheRequest(
             key=self.key(scheme=scheme, authority=authority, path=path),
@@ -304,6 +311,16 @@ class HttpCache:
             self._insert(request.key, entry)
         return self._answer(entry, request, response_time)
 
+    def invalidate(
+        self, *, method: str, scheme: str, authority: str, path: str, status: int
+    ) -> None:
+        """RFC 9111 §4.4: a non-error answer to an unsafe method drops the target's entries."""
+        if method in ("GET", "HEAD", "OPTIONS", "TRACE") or not 200 <= status < 400:
+            return
+        key = self.key(scheme=scheme, authority=authority, path=path)
+        for vary in list(self._variants.get(key, ())):
+            self._remove((key, vary))
+
     def key(self, *, scheme: str, authority: str, path: str) -> CacheKey:
         """Envoy's Key: host, path and query, scheme, less what key_creator_params exclude."""
         path, _, query = path.partition("?")
@@ -342,13 +359,7 @@ class HttpCache:
         cc = _cache_control(entry.headers)
         if "no-cache" in cc or "no-cache" in directives:  # §5.2.2.4, §5.2.1.4
             return False
-        lifetime = freshness_lifetime(entry.headers)
-        age = current_age(
-            entry.headers,
-            request_time=entry.request_time,
-            response_time=entry.response_time,
-            now=now,
-        )
+        lifetime, age = freshness_lifetime(entry.headers), entry.age(now)
         max_age = _seconds(directives.get("max-age", ""), default=None)
         if max_age is not None and age > max_age:
             return False  # §5.2.1.1
@@ -362,14 +373,8 @@ class HttpCache:
 
     def _answer(self, entry: _Entry, request: CacheRequest, now: float) -> Lookup:
         """The stored response with Age, or 304 for a client condition it meets (§4.3.2)."""
-        age = current_age(
-            entry.headers,
-            request_time=entry.request_time,
-            response_time=entry.response_time,
-            now=now,
-        )
         headers = [(n, v) for n, v in entry.headers if n != "age"]
-        headers.append(("age", str(int(age))))
+        headers.append(("age", str(int(entry.age(now)))))
         if _not_modified(entry.headers, request.headers):
             return Lookup(
                 "hit", request, 304, [h for h in headers if _in_304(h[0])], b"", [], entry

@@ -156,7 +156,8 @@ def test_disabled_cache_is_a_no_op() -> None:
         ("GET", [("cache-control", "no-store")], False),  # RFC 9111 §5.2.1.5
         ("GET", [("cache-control", "no-cache")], True),  # §5.2.1.4: validate, may store
         ("GET", [("range", "bytes=0-1")], False),  # ranges bypass the cache here
-        ("GET", [("if-match", '"v1"')], False),
+        ("GET", [("if-range", '"v1"')], False),
+        ("GET", [("if-match", '"v1"')], True),  # ignored, as Envoy (RFC 9110 §13.1.1)
     ],
 )
 def test_which_requests_may_store(method: str, headers: Headers, store_allowed: bool) -> None:
@@ -443,6 +444,21 @@ def test_client_conditional_answered_from_a_fresh_entry(conditions: Headers, sta
         assert answer.body == b"" and ("etag", '"v1"') in answer.headers
         assert ("content-type", "text/plain") not in answer.headers  # RFC 9110 §15.4.5
         assert ("age", "1") in answer.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "dropped"),
+    [("POST", 200, True), ("DELETE", 204, True), ("PUT", 302, True), ("POST", 500, False),
+     ("GET", 200, False), ("OPTIONS", 200, False)],
+)  # fmt: skip
+def test_unsafe_methods_invalidate(method: str, status: int, dropped: bool) -> None:
+    """RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI."""
+    cache = HttpCache(config(allowed_vary_headers=[{"exact": "accept-encoding"}]))
+    fill(cache, [*FRESH, ("vary", "accept-encoding")], request=[("accept-encoding", "gzip")])
+    fill(cache, [*FRESH, ("vary", "accept-encoding")])
+    cache.invalidate(method=method, scheme="http", authority="svc", path="/a", status=status)
+    assert (len(cache) == 0) is dropped
+    assert (cache.size == 0) is dropped
 
 
 # --- keys and Vary ----------------------------------------------------------------------------
