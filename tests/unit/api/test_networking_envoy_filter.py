@@ -279,3 +279,15 @@ def test_envoy_filter_is_served_as_v1alpha3_only() -> None:
     text = document("configPatches: []").replace("v1alpha3", "v1")
     (issue,) = load_text(text, "ef.yaml").issues
     assert "version 'v1' of networking.istio.io EnvoyFilter is not served (served: networking.istio.io/v1alpha3)" in str(issue)
+
+
+def test_analyze_reports_a_filter_remora_does_not_implement_as_an_error_naming_it() -> None:
+    from remora.analysis.runner import analyze  # noqa: PLC0415  (analysis sits above api)
+
+    result = load_text(document(patch("INSERT_BEFORE", "{name: envoy.filters.http.lua}",
+                                      SUB.replace("ANCHOR", "envoy.filters.http.router"))),
+                       "ef.yaml")
+    assert [str(m) for m in analyze(result, namespace=None)] == [
+        "Error [IST0106] (EnvoyFilter default/f ef.yaml:9) Schema validation error: "
+        "spec.configPatches[0].patch.value.name: envoy.filters.http.lua is not an HTTP filter "
+        f"Remora implements {IMPLEMENTS}"]
