@@ -78,8 +78,11 @@ def _contexts(patch: EnvoyConfigObjectPatch) -> tuple[httpfilters.Context, ...]:
 
 def _anchor_problem(patch: EnvoyConfigObjectPatch, inserted: frozenset[str]) -> str | None:
     assert patch.patch is not None
-    anchor = patch.anchor
-    if patch.patch.operation not in _RELATIVE or not anchor:
+    anchor, operation = patch.anchor, patch.patch.operation
+    if operation in ("REPLACE", "REMOVE") and not anchor:
+        return (f"{operation} names no filter (match.listener.filterChain.filter.subFilter."
+                f"name): Istio skips such a patch, and so does Remora")
+    if operation not in _RELATIVE or not anchor:
         return None
     contexts = _contexts(patch)
     if not contexts or anchor in inserted or \

@@ -261,7 +261,9 @@ def test_analyze_warns_of_patches_remora_will_not_apply() -> None:
             + envoy_filter("on-inserted", "default", filter_name=CORS).replace(
                 f"{{name: {ROUTER}}}", f"{{name: {GZIP}}}")
             + envoy_filter("gzip", "default")
-            + envoy_filter("add", "default", "ADD"))
+            + envoy_filter("add", "default", "ADD")
+            + envoy_filter("remove-nothing", "default", "REMOVE").replace(
+                f"subFilter: {{name: {ROUTER}}}", ""))
     messages = [str(m) for m in analyze(load_text(text, "ef.yaml"), namespace=None)]
     assert messages == [
         "Warning [RMR0002] (EnvoyFilter default/add ef.yaml:33) spec.configPatches[0]: ADD puts "
@@ -272,6 +274,9 @@ def test_analyze_warns_of_patches_remora_will_not_apply() -> None:
         "are recorded by the proxy itself, not by a filter), so this INSERT_BEFORE patch is not "
         "applied, as Istio does when a patch's filter is not found (Remora's chain: "
         "envoy.filters.http.fault, envoy.filters.http.cors, envoy.filters.http.router)",
+        "Warning [RMR0002] (EnvoyFilter default/remove-nothing ef.yaml:42) "
+        "spec.configPatches[0]: REMOVE names no filter (match.listener.filterChain.filter."
+        "subFilter.name): Istio skips such a patch, and so does Remora",
     ]
 
 
