@@ -236,13 +236,14 @@ class HttpCache:
         authorized = _get(request_headers, "authorization") is not None
         if entry and authorized and not _shared_auth_ok(_cache_control(entry.headers)):
             entry = None  # RFC 9111 §3.5
+        if entry is not None:
+            self._entries.move_to_end((request.key, entry.vary))
+            if self._usable(entry, directives, now):
+                return self._answer(entry, request, now)
+        if "only-if-cached" in directives:  # RFC 9111 §5.2.1.7: nothing usable, no upstream
+            return Lookup("hit", request, status=504)
         if entry is None:
-            if "only-if-cached" in directives:  # RFC 9111 §5.2.1.7
-                return Lookup("hit", request, status=504)
             return Lookup("miss", request)
-        self._entries.move_to_end((request.key, entry.vary))
-        if self._usable(entry, directives, now):
-            return self._answer(entry, request, now)
         conditions = _validators(entry)
         if not conditions:
             return Lookup("miss", request)

@@ -341,6 +341,10 @@ def test_only_if_cached_without_entry_is_504() -> None:
     cache = HttpCache(config())
     answer = lookup(cache, [("cache-control", "only-if-cached")])
     assert (answer.kind, answer.status) == ("hit", 504)
+    fill(cache, FRESH)
+    assert lookup(cache, [("cache-control", "only-if-cached")]).status == 200
+    stale = lookup(cache, [("cache-control", "only-if-cached")], now=T0 + 61)
+    assert (stale.kind, stale.status) == ("hit", 504)
 
 
 # --- validation (RFC 9111 §4.3) -----------------------------------------------------------
