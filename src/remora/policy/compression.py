@@ -376,6 +376,7 @@ def _from_gzip_filter(cfg: dict[str, Any]) -> CompressorConfig:
     gzip = _gzip_settings(cfg, "typed_config", names=_LEVELS_V2, numbers=_LEVEL_NUMBERS_V2, v2=True)
     if "compressor" in cfg:
         common = _snake(cfg["compressor"], "typed_config.compressor")
+        _known(common, _COMPRESSOR_V2_FIELDS, "typed_config.compressor")
         return _legacy(common, gzip, "typed_config.compressor", min_length_floor=0)
     return _legacy(cfg, gzip, "typed_config", min_length_floor=DEFAULT_MIN_CONTENT_LENGTH)
 
@@ -384,8 +385,6 @@ def _legacy(
     cfg: dict[str, Any], gzip: GzipSettings, path: str, *, min_length_floor: int
 ) -> CompressorConfig:
     """The deprecated top-level content_length/content_type/... (Compressor v3 and gzip v2)."""
-    if path.endswith("compressor"):
-        _known(cfg, _COMPRESSOR_V2_FIELDS, path)
     length = _uint(cfg, "content_length", path, default=0)
     if length and length < min_length_floor:  # gzip v2: content_length gte 30
         raise CompressorConfigError(f"{path}.content_length", f"must be >= {min_length_floor}")
