@@ -33,7 +33,8 @@ spec:
 """
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 UNAVAILABLE = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy"
-TRY_GAP = 0.12  # more than the jittered back-off before a second retry (25 ms, then 50 ms)
+TRY_GAP = 0.03  # more than a retry's jittered back-off: HTTPRetry backoff 1ms (caps 1, 2, 4 ms),
+#                 and Istio's default 25 ms before a first retry
 
 
 def route(extra: str = "", *, policy: str = "") -> str:
@@ -75,7 +76,7 @@ async def next_try(proxy: ProxyHarness, seen: int) -> Upstream:
 
 
 # retries -------------------------------------------------------------------------------------
-RETRY_5XX = "    retries: {attempts: 2, retryOn: 5xx}\n"
+RETRY_5XX = "    retries: {attempts: 2, retryOn: 5xx, backoff: 1ms}\n"
 
 
 def test_5xx_is_retried_the_configured_number_of_times_then_urx(tmp_path: Path) -> None:
@@ -134,7 +135,7 @@ def test_5xx_is_not_retried_under_istios_default_policy() -> None:
 def test_retry_on_status_codes_retries_only_those() -> None:
     """retryOn "502": Istio's bare codes become retriable-status-codes."""
     async def body() -> None:
-        proxy = ProxyHarness(route("    retries: {attempts: 3, retryOn: '502'}\n"))
+        proxy = ProxyHarness(route("    retries: {attempts: 3, retryOn: '502', backoff: 1ms}\n"))
         client = proxy.client()
         client.get("/r", host="reviews:9080")
         (await next_try(proxy, 0)).respond(b"HTTP/1.1 502 Bad\r\ncontent-length: 0\r\n\r\n")
@@ -150,12 +151,13 @@ def test_connect_failure_is_retried_then_503_uf_urx(tmp_path: Path) -> None:
     log = str(tmp_path / "access.log")
 
     async def body() -> None:
-        proxy = ProxyHarness(route("    retries: {attempts: 3, retryOn: connect-failure}\n"),
-                             access_log=log)
+        proxy = ProxyHarness(route(
+            "    retries: {attempts: 3, retryOn: connect-failure, backoff: 1ms}\n"),
+            access_log=log)
         proxy.network.refused.add(9080)
         client = proxy.client()
         client.get("/r", host="reviews:9080")
-        await proxy.settle(0.5)  # back-off caps 25, 50, 100 ms
+        await proxy.settle(0.05)  # back-off caps 1, 2, 4 ms
         assert pool(proxy) == (4, 4)
         response = client.response()
         assert response.status == 503
@@ -170,6 +172,7 @@ def test_connect_failure_is_retried_then_503_uf_urx(tmp_path: Path) -> None:
 
 def test_connect_failure_then_a_connection_that_works() -> None:
     async def body() -> None:
+        # Istio's default back-off (25 ms) leaves time to let the next connect through
         proxy = ProxyHarness(route("    retries: {attempts: 2, retryOn: connect-failure}\n"))
         proxy.network.refused.add(9080)
         client = proxy.client()
@@ -185,7 +188,7 @@ def test_connect_failure_then_a_connection_that_works() -> None:
 
 def test_a_reset_before_the_response_is_retried_on_retry_on_reset() -> None:
     async def body() -> None:
-        proxy = ProxyHarness(route("    retries: {attempts: 1, retryOn: reset}\n"))
+        proxy = ProxyHarness(route("    retries: {attempts: 1, retryOn: reset, backoff: 1ms}\n"))
         client = proxy.client()
         client.get("/r", host="reviews:9080")
         (await next_try(proxy, 0)).close()
@@ -262,15 +265,17 @@ def test_per_try_timeout_starts_another_try_then_504_ut_urx(tmp_path: Path) -> N
 
     async def body() -> None:
         proxy = ProxyHarness(route(
-            "    retries: {attempts: 1, retryOn: 5xx, perTryTimeout: 0.04s}\n"), access_log=log)
+            "    retries: {attempts: 1, retryOn: 5xx, perTryTimeout: 0.04s, backoff: 1ms}\n"),
+            access_log=log)
         client = proxy.client()
         client.get("/r", host="reviews:9080")
         await proxy.settle()
         assert len(proxy.network.opened) == 1
-        await proxy.settle(0.05 + TRY_GAP)
+        await proxy.settle(0.06)  # the first try timed out at 40 ms, the second times out at 80
         assert len(proxy.network.opened) == 2
         assert proxy.network.opened[0].transport.closed  # the timed-out try's connection
-        await proxy.settle(0.05)
+        assert client.responses() == []
+        await proxy.settle(0.04)
         response = client.response()
         assert (response.status, response.body) == (504, b"upstream request timeout")
         [record] = access_log_lines(proxy, log)
@@ -591,8 +596,8 @@ def test_max_retries_overflow_gives_up_without_retrying() -> None:
     """http.maxRetries (Envoy max_retries): a retry beyond it is not attempted, the failed
     try's answer goes to the client."""
     async def body() -> None:
-        proxy = ProxyHarness(route(RETRY_5XX, policy="    connectionPool: "
-                                   "{http: {maxRetries: 1}}\n"))
+        proxy = ProxyHarness(route("    retries: {attempts: 2, retryOn: 5xx}\n",
+                                   policy="    connectionPool: {http: {maxRetries: 1}}\n"))
         first, second = proxy.client(), proxy.client()
         first.get("/r", host="reviews:9080")
         second.get("/r", host="reviews:9080")
@@ -711,12 +716,12 @@ def test_a_queued_request_whose_client_left_gives_its_pending_slot_back() -> Non
 
 def test_a_client_gone_during_the_retry_back_off_stops_the_retries() -> None:
     async def body() -> None:
-        proxy = ProxyHarness(route(RETRY_5XX))
+        proxy = ProxyHarness(route("    retries: {attempts: 2, retryOn: 5xx, backoff: 100ms}\n"))
         client = proxy.client()
         client.get("/r", host="reviews:9080")
         (await next_try(proxy, 0)).respond(UNAVAILABLE)
         client.lose()
-        await proxy.settle(TRY_GAP)
+        await proxy.settle(0.11)  # the back-off (< 100 ms) is over
         assert len(proxy.network.opened) == 1
 
     run(body)
@@ -773,5 +778,25 @@ spec:
         assert timeouts == 2
         state = proxy.env.active.tables.states[f"outbound|9080||{REVIEWS_HOST}"]
         assert state.detector is not None and state.detector.is_ejected(0)
+
+    run(body)
+
+
+def test_a_retry_goes_to_another_host() -> None:
+    """Istio sets Envoy's previous_hosts retry predicate (retry_host_predicate, with
+    host_selection_retry_max_attempts 5): a retry avoids the hosts already tried."""
+    async def body() -> None:
+        three = SERVICE.replace("endpoints: [{address: 10.0.0.1}]", "endpoints: [{address: "
+                                "10.0.0.1}, {address: 10.0.0.2}, {address: 10.0.0.3}]")
+        for seed in range(3):
+            proxy = ProxyHarness(three.replace("---\n", "", 1) + "---\n" + route(
+                RETRY_5XX).removeprefix(SERVICE), seed=seed)
+            client = proxy.client()
+            client.get("/r", host="reviews:9080")
+            for tries in range(3):
+                (await next_try(proxy, tries)).respond(UNAVAILABLE)
+            assert client.response().status == 503
+            assert sorted(u.host for u in proxy.network.opened) == [
+                "10.0.0.1", "10.0.0.2", "10.0.0.3"]
 
     run(body)
