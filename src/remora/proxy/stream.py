@@ -127,11 +127,11 @@ class HttpStream:
                                        consistent_hash=state.hash_policy is not None)
         head = ctx.head
         edge = ctx.listener.direction == "gateway"  # Istio: use_remote_address at gateways
-        kept = kept_request_lines(head.raw) if head.raw is not None else None
-        if kept is not None:  # forwarded as received, with what the proxy adds after them
-            ctx.upstream_raw = kept
+        plain = kept_request_lines(head.raw, head.headers) if head.raw is not None else None
+        if plain is not None:  # forwarded as received, with what the proxy adds after them
+            ctx.upstream_raw, proto, request_id = plain
             ctx.upstream_headers, ctx.request_id = added_request_headers(
-                kept, client_ip=ctx.client_ip, scheme=ctx.scheme,
+                proto=proto, request_id=request_id, client_ip=ctx.client_ip, scheme=ctx.scheme,
                 request_id_factory=self.env.request_id, edge=edge)
             return
         ctx.upstream_headers, ctx.request_id = upstream_request_headers(
@@ -256,7 +256,7 @@ class HttpStream:
     # the way out -------------------------------------------------------------------------------
     def encode_headers(self, head: ResponseHead) -> None:
         ctx = self.ctx
-        kept = kept_response_lines(head.raw) if head.raw is not None else None
+        kept = kept_response_lines(head.raw, head.headers) if head.raw is not None else None
         if kept is not None:  # forwarded as received, with what the filters add after them
             ctx.response_raw = kept
             ctx.response_headers = []

@@ -7,7 +7,6 @@ check them without sockets.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -162,47 +161,49 @@ def upstream_request_headers(
     return out, request_id
 
 
-# Forwarding the field lines as received. A request head decoded by the fast path keeps its
-# raw field lines; when none of them is one the rules above drop or change (but Host, replaced
-# by the authority, and a plain `Connection: keep-alive|close`, which names no other header),
-# the upstream gets those bytes unchanged after a new Host line, plus what the proxy adds: no
-# list of tuples is built or encoded again. Anything else takes the list path above.
-_PLAIN_CONNECTION: Final = re.compile(
-    rb"(?im)^(?:host[ \t]*:[^\r]*|connection[ \t]*:[ \t]*(?:keep-alive|close)[ \t]*)\r\n")
-_REQUEST_SPECIAL: Final = re.compile(
-    rb"(?im)^(?:connection|keep-alive|proxy-connection|te|transfer-encoding|upgrade|trailer"
-    rb"|host|expect|x-envoy-[a-z0-9-]*|x-forwarded-for|x-forwarded-client-cert)[ \t]*:")
-_REQUEST_ID: Final = re.compile(rb"(?im)^x-request-id[ \t]*:[ \t]*([^\r]*?)[ \t]*\r\n")
-_FORWARDED_PROTO: Final = re.compile(rb"(?im)^x-forwarded-proto[ \t]*:")
+# Forwarding the field lines as received. A head decoded by the fast path keeps its raw field
+# lines; when none of them is one the rules above drop or change, the peer gets those bytes
+# unchanged, plus what the proxy adds: no list of tuples is encoded again. The checks run on the
+# header list the decoder built anyway (a set lookup per name); anything else takes the list
+# path above.
+_REQUEST_LIST_PATH: Final = (_NOT_FORWARDED_EDGE | {"x-forwarded-for", "x-envoy-peer-metadata",
+                                                    "x-envoy-peer-metadata-id"}) - {"host"}
 
 
-def kept_request_lines(raw: bytes) -> bytes | None:
-    """The field lines to forward as they are (Host and a plain Connection removed), or None
-    when the request needs the list path (a header to drop, change or append to)."""
-    kept = _PLAIN_CONNECTION.sub(b"", raw)
-    if _REQUEST_SPECIAL.search(kept) is not None:
+def kept_request_lines(raw: bytes, headers: list[tuple[str, str]]
+                       ) -> tuple[bytes, bool, str] | None:
+    """The field lines to forward as they are after a new Host line (the received Host, the
+    first line, removed), whether x-forwarded-proto is among them, and their x-request-id ("" if
+    none); None when the request needs the list path (a header to drop, change or append to)."""
+    if not headers or headers[0][0] != "host":
         return None
-    return kept
+    proto = False
+    request_id = ""
+    for name, value in headers:
+        if name in _REQUEST_LIST_PATH:
+            return None
+        if name == "x-forwarded-proto":
+            proto = True
+        elif name == "x-request-id" and not request_id:
+            request_id = value
+    return raw[raw.index(b"\r\n") + 2:], proto, request_id
 
 
 def added_request_headers(
-    kept: bytes,
     *,
+    proto: bool,
+    request_id: str,
     client_ip: str,
     scheme: str,
     request_id_factory: Callable[[], str],
     edge: bool,
 ) -> tuple[list[tuple[str, str]], str]:
-    """What the proxy appends to `kept` field lines (forwarded_headers' rules: x-forwarded-for
-    is absent from them, x-forwarded-proto and x-request-id are kept when the client sent them),
-    and the request id."""
+    """What the proxy appends to kept field lines (forwarded_headers' rules; x-forwarded-for is
+    not among them), and the request id."""
     added = [("x-forwarded-for", client_ip)]
-    if _FORWARDED_PROTO.search(kept) is None:
+    if not proto:
         added.append(("x-forwarded-proto", scheme))
-    found = _REQUEST_ID.search(kept)
-    if found is not None and found.group(1):
-        request_id = found.group(1).decode("latin-1")
-    else:
+    if not request_id:
         request_id = request_id_factory()
         added.append(("x-request-id", request_id))
     if edge:
@@ -210,17 +211,29 @@ def added_request_headers(
     return added, request_id
 
 
-_RESPONSE_SPECIAL: Final = re.compile(
-    rb"(?im)^(?:connection|keep-alive|proxy-connection|te|transfer-encoding|upgrade|trailer"
-    rb"|x-envoy-upstream-service-time|x-envoy-peer-metadata(?:-id)?)[ \t]*:")
-_RESPONSE_CONNECTION: Final = re.compile(
-    rb"(?im)^connection[ \t]*:[ \t]*(?:keep-alive|close)[ \t]*\r\n")
+_RESPONSE_LIST_PATH: Final = UPSTREAM_RESPONSE_DROP | {"x-envoy-peer-metadata",
+                                                       "x-envoy-peer-metadata-id"}
+# A plain Connection line as servers spell it: the proxy writes its own instead.
+_PLAIN_CONNECTION: Final = tuple(
+    f"{name}: {value}\r\n".encode()
+    for name in ("Connection", "connection") for value in ("keep-alive", "close"))
 
 
-def kept_response_lines(raw: bytes) -> bytes | None:
-    """The response field lines to forward as they are (a plain Connection removed: the proxy
-    writes its own), or None when one must be dropped (UPSTREAM_RESPONSE_DROP, peer metadata)."""
-    kept = _RESPONSE_CONNECTION.sub(b"", raw)
-    if _RESPONSE_SPECIAL.search(kept) is not None:
-        return None
-    return kept
+def kept_response_lines(raw: bytes, headers: list[tuple[str, str]]) -> bytes | None:
+    """The response field lines to forward as they are (a plain Connection line cut out), or
+    None when one must be dropped or changed (UPSTREAM_RESPONSE_DROP, peer metadata)."""
+    connection = False
+    for name, _ in headers:
+        if name == "connection" and not connection:
+            connection = True
+        elif name in _RESPONSE_LIST_PATH:
+            return None
+    if not connection:
+        return raw
+    for line in _PLAIN_CONNECTION:
+        if raw.startswith(line):
+            return raw[len(line):]
+        at = raw.find(b"\r\n" + line)
+        if at >= 0:
+            return raw[:at + 2] + raw[at + 2 + len(line):]
+    return None

@@ -32,23 +32,13 @@ _REQUEST_FALLBACK: Final = frozenset({"content-length", "transfer-encoding", "up
 _NO_BODY_STATUS: Final = frozenset({204, 304})
 
 
-# A field line of a head the strict expression above already accepted: name, value sans OWS.
-_FIELD: Final = re.compile(r"([^:\r\n]+):[ \t]*(.*?)[ \t]*\r\n")
-_LOWER: Final = {
-    spelling: name
-    for name in ("host", "user-agent", "accept", "accept-encoding", "accept-language",
-                 "connection", "content-length", "content-type", "server", "date",
-                 "cache-control", "x-request-id", "x-forwarded-for", "x-forwarded-proto",
-                 "etag", "last-modified", "vary", "cookie", "set-cookie", "authorization")
-    for spelling in (name, name.title(), name.upper())
-}
-
-
 def field_lines(block: bytes) -> list[tuple[str, str]]:
     """Field lines (already validated) to (lowercase name, value without surrounding OWS)."""
-    lower = _LOWER.get
-    return [(lower(name) or name.lower(), value)
-            for name, value in _FIELD.findall(block.decode("latin-1"))]
+    fields = []
+    for line in block.decode("latin-1").split("\r\n")[:-1]:
+        name, _, value = line.partition(":")
+        fields.append((name.lower(), value.strip(" \t")))
+    return fields
 
 
 def _keep_alive(connection: str | None, version: str) -> bool:
