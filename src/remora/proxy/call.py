@@ -399,12 +399,13 @@ class UpstreamCall:
         self.release_retry()
         self.sink.upstream_failed(failure_reply(result, exhausted=exhausted))
 
-    def abandon(self) -> None:
-        """The request ends without this call (client gone, route timeout)."""
+    def abandon(self, *, timed_out: bool = False) -> None:
+        """The request ends without this call (client gone, route timeout). A route timeout
+        counts against the host as a failure (Envoy's onResponseTimeout: LocalOriginTimeout)."""
         if self.finished:
             return
         self.finished = True
-        self.end_try(reusable=False)
+        self.end_try(reusable=False, failure=timed_out and not self.delivering)
         self.release_retry()
 
     # bookkeeping -------------------------------------------------------------------------------

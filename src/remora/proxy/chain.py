@@ -5,27 +5,38 @@ Order, first to last on the way in (and last to first on the way out):
     header operations   VirtualService `headers` (remora.proxy.filters.headers: outermost,
                         so every response leaves through it, as Envoy finalizes them)
     metadata exchange   istio.metadata_exchange: who called, who answered
-    CORS                envoy.filters.http.cors: preflights, Access-Control-* headers
     fault               envoy.filters.http.fault: delays and aborts
+    CORS                envoy.filters.http.cors: preflights, Access-Control-* headers
     mirror              the router's request mirror policy, fire and forget
     router              envoy.filters.http.router: upstream call, timeouts, retries, balancing
 
 and in the log phase, once a request is over: istio.stats (Istio's standard metrics), then the
-access log. A chain holds only the filters its snapshot needs: without a route that has a
-fault, no fault filter runs; without CORS policies, no CORS filter; with the access log off, no
-access log filter. The metadata exchange, the router and the stats are always there.
+access log. The named HTTP filters (fault, CORS, router) are Istio's chain for the listener's
+context (remora.api.networking.httpfilters); EnvoyFilter HTTP_FILTER patches that select the
+proxy insert filters there (the compressor, the cache), or remove them, per context and port
+(remora.mesh.envoyfilter). A chain holds only the filters its snapshot needs: without a route
+that has a fault, no fault filter runs; without CORS policies, no CORS filter; with the access
+log off, no access log filter. The metadata exchange, the router and the stats are always there.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from remora.api.networking import httpfilters
+from remora.errors import RemoraError
+from remora.mesh.envoyfilter import patch_http_filters
 from remora.mesh.snapshot import RouteAction
+from remora.policy.compression import CompressorConfig
 from remora.policy.headers import HeaderOps
+from remora.policy.httpcache import CacheConfig
 from remora.proxy.clusters import ClusterTable
 from remora.proxy.filter import HttpFilter
 from remora.proxy.filters.accesslog import AccessLogFilter
+from remora.proxy.filters.cache import Cache
+from remora.proxy.filters.compressor import Compressor
 from remora.proxy.filters.cors import Cors
 from remora.proxy.filters.fault import FaultInjection
 from remora.proxy.filters.headers import HeaderOperations
@@ -37,14 +48,20 @@ from remora.proxy.filters.stats import IstioStats
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
-    from remora.mesh.snapshot import Route, Snapshot
+    from remora.mesh.envoyfilter import FilterEntry, HttpFilterPatch
+    from remora.mesh.snapshot import Listener, Route, Snapshot
     from remora.proxy.codec.events import ResponseHead
     from remora.proxy.context import RequestContext
     from remora.proxy.env import ProxyEnv
     from remora.proxy.filter import HeadersResult
 
+log = logging.getLogger("remora.proxy")
+
 Direction = Literal["outbound", "inbound", "gateway"]
 DIRECTIONS: tuple[Direction, ...] = ("outbound", "inbound", "gateway")
+CONTEXTS: Mapping[str, httpfilters.Context] = {
+    "outbound": "SIDECAR_OUTBOUND", "inbound": "SIDECAR_INBOUND", "gateway": "GATEWAY"}
+NO_PORT = -1  # the chain of a context for ports no patch names
 
 RequestHeadersPhase = tuple[tuple[int, "Callable[[RequestContext], HeadersResult]"], ...]
 ResponseHeadersPhase = tuple[
@@ -124,20 +141,18 @@ def _has_header_operations(route: Route) -> bool:
         for c in action.clusters)
 
 
-def build_chain(env: ProxyEnv, direction: Direction, needs: Needs) -> FilterChain:
-    """The chain of a listener kind, for a snapshot whose routes need `needs`."""
+def build_chain(env: ProxyEnv, direction: Direction, needs: Needs,
+                entries: tuple[FilterEntry, ...]) -> FilterChain:
+    """The chain of a listener kind, for a snapshot whose routes need `needs`; `entries` are
+    its named HTTP filters after the EnvoyFilter patches (the router last)."""
     inbound = direction == "inbound"
     filters: list[HttpFilter] = []
     if needs.header_operations:
         filters.append(HeaderOperations())
     filters.append(MetadataExchange(env, inbound=inbound))
-    if needs.cors:
-        filters.append(Cors())
-    if needs.fault:
-        filters.append(FaultInjection(env))
-    if needs.mirror:
-        filters.append(Mirror(env, edge=direction == "gateway"))
-    filters.append(Router(env))
+    for name, config in entries:
+        made = _filter(env, name, config, needs=needs, edge=direction == "gateway")
+        filters.extend(made)
     # log phase only: their place before the router is Istio's, their order the log's
     filters.insert(len(filters) - 1, IstioStats(env, inbound=inbound))
     if env.access_log.enabled:
@@ -145,22 +160,83 @@ def build_chain(env: ProxyEnv, direction: Direction, needs: Needs) -> FilterChai
     return FilterChain(tuple(filters))
 
 
+def _filter(env: ProxyEnv, name: str, config: Mapping[str, Any], *, needs: Needs,
+            edge: bool) -> list[HttpFilter]:
+    """The filter objects one chain entry becomes (none when the config does not need it)."""
+    implementation = httpfilters.implementation_of(name, config)
+    if implementation == httpfilters.FAULT:
+        return [FaultInjection(env)] if needs.fault else []
+    if implementation == httpfilters.CORS:
+        return [Cors()] if needs.cors else []
+    if implementation == httpfilters.ROUTER:
+        return [*([Mirror(env)] if needs.mirror else []), Router(env)]
+    try:  # validated when applied and compiled: a failure here is a bug, logged, not fatal
+        if implementation in (httpfilters.COMPRESSOR, httpfilters.GZIP):
+            return [Compressor(CompressorConfig.from_api(httpfilters.thaw(config),
+                                                         filter_name=name))]
+        if implementation == httpfilters.CACHE:
+            return [Cache(CacheConfig.from_api(httpfilters.thaw(config)))]
+    except (RemoraError, ValueError) as error:
+        log.error("HTTP filter %s not built: %s", name, error)
+        return []
+    log.error("HTTP filter %s is not implemented: left out of the chain", name)
+    return []
+
+
 @dataclass(frozen=True, slots=True)
 class ActiveConfig:
-    """One snapshot as the proxy serves it: live cluster state and a chain per listener kind.
-    Swapped in one assignment; a request keeps the one it started with."""
+    """One snapshot as the proxy serves it: live cluster state and a chain per listener kind
+    (and per port, for the ports EnvoyFilter patches name). Swapped in one assignment; a
+    request keeps the one it started with."""
 
     tables: ClusterTable
     chains: Mapping[str, FilterChain]
+    port_chains: Mapping[tuple[str, int], FilterChain]
 
     @property
     def snapshot(self) -> Snapshot:
         return self.tables.snapshot
 
+    def chain(self, listener: Listener, port: int) -> FilterChain:
+        """The chain for a request to `port` (outbound: its destination port) on `listener`."""
+        chains = self.port_chains
+        if chains:
+            found = chains.get((listener.direction, chain_port(self.snapshot, listener, port)))
+            if found is not None:
+                return found
+        return self.chains[listener.direction]
+
+
+def chain_port(snapshot: Snapshot, listener: Listener, port: int) -> int:
+    """The port an EnvoyFilter's match.listener.portNumber means: the destination port
+    outbound, the app's container port inbound, the server port at a gateway."""
+    if listener.direction == "inbound":
+        identity = snapshot.identity
+        return identity.container_port or identity.app_port or listener.port
+    return port if listener.direction == "outbound" else listener.port
+
 
 def activate(env: ProxyEnv, snapshot: Snapshot) -> ActiveConfig:
     needs = Needs.of(snapshot)
-    return ActiveConfig(
-        tables=ClusterTable(snapshot, env.pools),
-        chains={direction: build_chain(env, direction, needs) for direction in DIRECTIONS},
-    )
+    patches = snapshot.http_filter_patches
+    chains: dict[str, FilterChain] = {}
+    port_chains: dict[tuple[str, int], FilterChain] = {}
+    for direction in DIRECTIONS:
+        context = CONTEXTS[direction]
+        chains[direction] = _patched(env, direction, needs, context=context, port=NO_PORT,
+                                     patches=patches)
+        for port in sorted({p.port for p in patches if p.port is not None
+                            and p.context in ("ANY", context)}):
+            port_chains[direction, port] = _patched(env, direction, needs, context=context,
+                                                    port=port, patches=patches)
+    return ActiveConfig(ClusterTable(snapshot, env.pools), chains, port_chains)
+
+
+def _patched(env: ProxyEnv, direction: Direction, needs: Needs, *,
+             context: httpfilters.Context, port: int,
+             patches: tuple[HttpFilterPatch, ...]) -> FilterChain:
+    patched = patch_http_filters(context, port, patches)
+    for skipped in patched.not_applied:
+        log.warning("%s: not applied to %s%s: %s", skipped.patch.source, context,
+                    "" if port == NO_PORT else f" port {port}", skipped.reason)
+    return build_chain(env, direction, needs, patched.filters)

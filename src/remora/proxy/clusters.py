@@ -233,13 +233,13 @@ class ClusterTable:
         }
         self._routes: dict[tuple[int, bool], RoutePolicies] = {}
         self.decisions: Memo = {}  # routing.decide's memo for this snapshot
-        self._passthrough: dict[str, ClusterState] = {}
+        self._passthrough: dict[tuple[str, str], ClusterState] = {}
 
     def passthrough(self, authority: str, scheme: str) -> ClusterState:
         """MeshConfig outboundTrafficPolicy ALLOW_ANY: a cluster of one endpoint, the host and
         port the request names (Envoy's ORIGINAL_DST PassthroughCluster; without traffic
         capture the request's authority is the original destination)."""
-        found = self._passthrough.get(authority)
+        found = self._passthrough.get((authority, scheme))
         if found is None:
             if len(self._passthrough) >= PASSTHROUGH_DESTINATIONS:
                 self._passthrough.clear()
@@ -247,7 +247,7 @@ class ClusterTable:
             template = self.snapshot.clusters[PASSTHROUGH_CLUSTER]
             cluster = replace(template, endpoints=(Endpoint(host.strip("[]"), port),))
             found = ClusterState(cluster, self.pools, self.snapshot.identity)
-            self._passthrough[authority] = found
+            self._passthrough[authority, scheme] = found
         return found
 
     def policies(self, action: RouteAction, *, consistent_hash: bool) -> RoutePolicies:

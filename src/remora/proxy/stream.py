@@ -73,14 +73,15 @@ class Downstream(Protocol):
 class HttpStream:
     """Drives one request's context through its listener's chain."""
 
-    __slots__ = ("chain", "chunked_out", "ctx", "decoding", "downstream", "early", "early_size",
-                 "env", "held_by")
+    __slots__ = ("active", "chain", "chunked_out", "ctx", "decoding", "downstream", "early",
+                 "early_size", "env", "held_by")
 
     def __init__(self, env: ProxyEnv, downstream: Downstream, head: RequestHead, *,
                  listener: Listener, active: ActiveConfig, scheme: str, client_ip: str) -> None:
         self.env = env
         self.downstream = downstream
-        self.chain: FilterChain = active.chains[listener.direction]
+        self.chain: FilterChain = active.chains[listener.direction]  # per port once routed
+        self.active = active
         ctx = self.ctx = RequestContext(head, listener, active.tables, self, scheme, client_ip,
                                         env.loop.time())
         ctx.request_done = not head.chunked and not head.content_length
@@ -101,7 +102,10 @@ class HttpStream:
             self.local_reply(decision, index=0)
             return
         ctx.route = decision.route
-        ctx.request = decision.request
+        request = ctx.request = decision.request
+        active = self.active
+        if active.port_chains and request is not None:
+            self.chain = active.chain(ctx.listener, request.port)
         target = decision.target
         if decision.reply is not None or target is None:
             ctx.no_route = decision.reply

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.unit.proxy.harness import (
     ProxyHarness,
     Upstream,
@@ -731,8 +729,6 @@ TWO_HOSTS = SERVICE.replace("endpoints: [{address: 10.0.0.1}]",
                             "endpoints: [{address: 10.0.0.1}, {address: 10.0.0.2}]")
 
 
-@pytest.mark.xfail(strict=True, reason="the route timeout abandons the call without telling "
-                   "outlier detection; Envoy records LocalOriginTimeout (as a 504)")
 def test_route_timeouts_count_towards_outlier_detection() -> None:
     """Envoy's Filter::onResponseTimeout: a try still awaiting headers is reported to outlier
     detection as LocalOriginTimeout (the 504 it answers), so a host that hangs is ejected by

@@ -101,8 +101,9 @@ spec:
 
 def test_the_order_with_every_feature_on_is_envoys(tmp_path: Path) -> None:
     """Header operations outermost (Envoy finalizes response headers last), then metadata
-    exchange, CORS before fault (a preflight is answered even when a fault would abort), the
-    fault before mirror and router; stats then the access log just before the router."""
+    exchange, then Istio's order of its HTTP filters: fault before CORS (istio/istio
+    buildHTTPConnectionManager; a fault aborts a preflight too), mirror and router; stats then
+    the access log just before the router."""
     rule = FAULT + CORS + MIRROR + HEADERS
 
     async def body() -> None:
@@ -110,8 +111,8 @@ def test_the_order_with_every_feature_on_is_envoys(tmp_path: Path) -> None:
         assert proxy.chain_names["outbound"] == (
             "envoy.filters.http.header_mutation",
             "istio.metadata_exchange",
-            "envoy.filters.http.cors",
             "envoy.filters.http.fault",
+            "envoy.filters.http.cors",
             "envoy.filters.http.router.mirror",
             "istio.stats",
             "envoy.access_loggers.file",

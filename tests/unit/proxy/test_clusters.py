@@ -10,7 +10,6 @@ import functools
 import random
 from collections import Counter
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -322,8 +321,6 @@ def test_passthrough_requests_to_different_hosts_use_different_connections() -> 
     run(body)
 
 
-@pytest.mark.xfail(strict=True, reason="ClusterTable.passthrough caches by authority alone: "
-                   "an authority without a port seen first over http keeps port 80 for https")
 def test_a_portless_authority_passes_through_to_its_schemes_port_whatever_came_first() -> None:
     """Latent today (only gateway listeners terminate TLS, and they never pass through), but
     `passthrough(authority, scheme)` promises the scheme's port."""

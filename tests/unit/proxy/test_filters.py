@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from remora.telemetry.peer import PEER_METADATA, PEER_METADATA_ID, PeerMetadata, encode
 from tests.unit.proxy.harness import (
     ProxyHarness,
@@ -146,8 +144,6 @@ def test_cors_headers_are_added_to_an_actual_response_for_an_allowed_origin_only
     run(body)
 
 
-@pytest.mark.xfail(strict=True, reason="Cors.response_headers appends Access-Control-Allow-"
-                   "Origin after the upstream's own; Envoy's CORS filter sets (replaces) it")
 def test_cors_replaces_the_upstreams_own_allow_origin() -> None:
     """Envoy's CorsFilter::encodeHeaders sets access-control-allow-origin (setInline) to the
     request's origin; two values make browsers reject the response ("The
@@ -321,8 +317,6 @@ def test_response_header_operations_apply_to_a_direct_response() -> None:
     run(body)
 
 
-@pytest.mark.xfail(strict=True, reason="HeaderOperations skips local replies >= 500; Envoy "
-                   "applies route response header rules to every local reply (envoy#13204)")
 def test_response_header_operations_apply_to_the_503_of_an_upstream_failure() -> None:
     """Envoy applies a route's response_headers_to_add to local replies, the router's 503/504
     included, since 1.16 (envoyproxy/envoy#13204, "http: applying route header rules on local
@@ -495,8 +489,6 @@ def test_a_mirror_that_never_answers_does_not_hold_the_client() -> None:
     run(body)
 
 
-@pytest.mark.xfail(strict=True, reason="the mirror re-encodes the client's own headers: no "
-                   "route header operations, a new x-request-id, the app's peer headers")
 def test_the_mirrored_copy_is_the_request_as_the_router_sends_it() -> None:
     """Envoy's router copies the request headers it forwards (after the route's
     request_headers_to_add/remove and the filters before it) for the shadow, with only the

@@ -29,5 +29,9 @@ class Cors(HttpFilter):
         route = ctx.route
         if not ctx.local and route is not None and route.cors is not None \
                 and ctx.request is not None:
-            ctx.response_headers.extend(route.cors.response_headers(ctx.request))
+            added = route.cors.response_headers(ctx.request)
+            if added:  # Envoy's CORS filter sets these: the upstream's own are replaced
+                names = {name for name, _ in added}
+                ctx.response_headers = [h for h in ctx.response_header_list()
+                                        if h[0] not in names] + added
         return CONTINUE

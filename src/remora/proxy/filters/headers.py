@@ -3,8 +3,8 @@ route and on each destination): set, add, remove.
 
 Outermost in the chain, so on the way out it runs last, for every response: Envoy applies a
 route's response header operations when the response leaves the connection manager
-(finalizeResponseHeaders), replies the proxy makes itself included, except the 5xx ones it
-makes when the upstream failed.
+(finalizeResponseHeaders), replies the proxy makes itself included (envoyproxy/envoy#13204:
+the 503 or 504 of a failed upstream too).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class HeaderOperations(HttpFilter):
         if route is None:
             return CONTINUE
         if ctx.local:
-            if route.response_headers.levels and ctx.response_status < 500:
+            if route.response_headers.levels:
                 ctx.response_headers = route.response_headers.apply(ctx.response_header_list())
             return CONTINUE
         target = ctx.target

@@ -12,8 +12,7 @@ import asyncio
 from typing import TYPE_CHECKING, ClassVar
 
 from remora.mesh.snapshot import RouteAction
-from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, RequestHead, ResponseHead
-from remora.proxy.codec.forwarding import upstream_request_headers
+from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, ResponseHead
 from remora.proxy.codec.http1_encode import encode_request_head
 from remora.proxy.filter import CONTINUE, HeadersResult, HttpFilter
 
@@ -39,24 +38,28 @@ def shadow_authority(authority: str) -> str:
 class Mirror(HttpFilter):
     name: ClassVar[str] = "envoy.filters.http.router.mirror"
 
-    def __init__(self, env: ProxyEnv, *, edge: bool) -> None:
+    def __init__(self, env: ProxyEnv) -> None:
         self.env = env
-        self.edge = edge
 
     def request_headers(self, ctx: RequestContext) -> HeadersResult:
         route = ctx.route
         action = route.action if route is not None else None
         if (isinstance(action, RouteAction) and action.mirrors and ctx.request_done
-                and not ctx.head.content_length):
-            send_mirrors(self.env, ctx.tables, action.mirrors, head=ctx.head, path=ctx.path,
-                         authority=ctx.authority, client_ip=ctx.client_ip, scheme=ctx.scheme,
-                         edge=self.edge)
+                and not ctx.head.content_length and ctx.upstream_headers is not None):
+            # the request as the router sends it (same headers, same x-request-id), to the
+            # shadow authority: the filters before this one have done their work on it
+            shadow = shadow_authority(ctx.authority)
+            headers = [("host", shadow) if name == "host" else (name, value)
+                       for name, value in ctx.upstream_header_list()]
+            send_mirrors(self.env, ctx.tables, action.mirrors,
+                         data=encode_request_head(ctx.head.method, ctx.path, headers),
+                         method=ctx.head.method)
         return CONTINUE
 
 
 def send_mirrors(env: ProxyEnv, tables: ClusterTable, mirrors: Sequence[MirrorTarget],
-                 *, head: RequestHead, path: str, authority: str, client_ip: str,
-                 scheme: str, edge: bool) -> None:
+                 *, data: bytes, method: str) -> None:
+    """A copy of the request head `data` to each mirror drawn by its percentage."""
     rng = env.rng
     for target in mirrors:
         if target.percentage < 100 and rng.random() * 100 >= target.percentage:
@@ -67,12 +70,7 @@ def send_mirrors(env: ProxyEnv, tables: ClusterTable, mirrors: Sequence[MirrorTa
         host = state.pick(rng=rng, key=None)
         if host is None:
             continue
-        headers, _ = upstream_request_headers(
-            head.headers, authority=shadow_authority(authority), client_ip=client_ip,
-            scheme=scheme, request_id_factory=env.request_id, edge=edge,
-        )
-        data = encode_request_head(head.method, path, headers)
-        env.spawn(mirror_once(state, host, data, method=head.method))
+        env.spawn(mirror_once(state, host, data, method=method))
 
 
 class _Discard:

@@ -92,8 +92,8 @@ class Router(HttpFilter):
         if ctx.finished:
             return
         call, ctx.upstream = ctx.upstream, None
-        if call is not None:
-            call.abandon()
+        if isinstance(call, UpstreamCall):
+            call.abandon(timed_out=True)
         if not ctx.response_head_sent:
             ctx.stream.send_local_reply(ROUTE_TIMEOUT)
         else:
