@@ -1,8 +1,8 @@
 """Benchmark: the proxy's per-request Python cost, without sockets or a second process.
 
-Drives the real DownstreamConnection / HttpStream (the filter chain) / UpstreamConnection objects with in-memory
-transports: one request in, one pooled upstream answer back, all of the routing, codec,
-telemetry and access log on the way (the benchmark config of bench/proxy.py). Prints
+Drives the real DownstreamConnection / HttpStream (the filter chain) / UpstreamConnection
+objects with in-memory transports (tests/unit/proxy/harness.py): one request in, one pooled
+upstream answer back, all of the routing, codec, telemetry and access log on the way (the benchmark config of bench/proxy.py). Prints
 microseconds per request, so a change to the hot path can be judged in seconds and with
 little noise; `--profile` shows where the time goes.
 
@@ -19,9 +19,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the test tree's in-memory transport
+
+from tests.unit.proxy.harness import MemoryTransport
 
 import _remora
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
@@ -43,36 +45,6 @@ RESPONSE = (
 )
 
 
-class MemoryTransport:
-    """Just enough of asyncio.Transport for the proxy's protocols."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-        if len(self.written) > 64:
-            del self.written[:-2]
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-
 async def measure(requests: int, *, profile: bool, access_log: bool) -> float:
     workdir = Path(tempfile.mkdtemp(prefix="remora-hotpath-"))
     config = workdir / "config"
@@ -89,10 +61,12 @@ async def measure(requests: int, *, profile: bool, access_log: bool) -> float:
     listener = next(x for x in runtime.snapshot.listeners if x.direction == "outbound")
     downstream = DownstreamConnection(runtime.env, listener, scheme="http",
                                       connections=runtime.connections)
-    downstream.connection_made(MemoryTransport())  # type: ignore[arg-type]
+    client = MemoryTransport()
+    downstream.connection_made(client)  # type: ignore[arg-type]
     upstream_pool = runtime.env.pools.get("127.0.0.1", UPSTREAM_PORT)
     upstream = UpstreamConnection(upstream_pool)
-    upstream.connection_made(MemoryTransport())  # type: ignore[arg-type]
+    server = MemoryTransport()
+    upstream.connection_made(server)  # type: ignore[arg-type]
     upstream_pool.connections.add(upstream)
     upstream_pool.idle.append(upstream)
     request = REQUEST.replace(b"8080", str(_remora.SERVICE_PORT).encode())
@@ -100,6 +74,8 @@ async def measure(requests: int, *, profile: bool, access_log: bool) -> float:
     def one() -> None:
         downstream.data_received(request)
         upstream.data_received(RESPONSE)
+        client.written.clear()
+        server.written.clear()
 
     for _ in range(2000):  # warm caches (label tuples, RE2, pools)
         one()
