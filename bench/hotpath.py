@@ -2,7 +2,8 @@
 
 Drives the real DownstreamConnection / HttpStream (the filter chain) / UpstreamConnection
 objects with in-memory transports (tests/unit/proxy/harness.py): one request in, one pooled
-upstream answer back, all of the routing, codec, telemetry and access log on the way (the benchmark config of bench/proxy.py). Prints
+upstream answer back, all of the routing, codec, telemetry and access log on the way (the
+benchmark config of bench/proxy.py). Prints
 microseconds per request, so a change to the hot path can be judged in seconds and with
 little noise; `--profile` shows where the time goes.
 
