@@ -88,18 +88,15 @@ def split_authority(authority: str, *, scheme: str) -> tuple[str, int]:
 
 class HeaderMap(Mapping[str, str]):
     """Header names to values, repeated headers joined with "," as Envoy's matchers see them;
-    built on first use (most requests are routed without reading a header)."""
+    built on first use (most requests are routed without reading a header). While `asked` is
+    a list, the names looked up are noted in it (None after a whole-map read: any may count)."""
 
-    __slots__ = ("_headers", "_map")
+    __slots__ = ("_headers", "_map", "asked")
 
     def __init__(self, headers: list[tuple[str, str]]) -> None:
         self._headers = headers
         self._map: dict[str, str] | None = None
-
-    @property
-    def read(self) -> bool:
-        """Whether anything looked at the headers (then a decision depended on them)."""
-        return self._map is not None
+        self.asked: list[str] | None = None
 
     def _built(self) -> dict[str, str]:
         found = self._map
@@ -113,15 +110,22 @@ class HeaderMap(Mapping[str, str]):
         return found
 
     def __getitem__(self, name: str) -> str:
+        if self.asked is not None:
+            self.asked.append(name)
         return self._built()[name]
 
     def get(self, name: str, default: Any = None) -> Any:
+        if self.asked is not None:
+            self.asked.append(name)
         return self._built().get(name, default)
 
     def __contains__(self, name: object) -> bool:
+        if self.asked is not None:
+            self.asked.append(str(name))
         return name in self._built()
 
     def __iter__(self) -> Iterator[str]:
+        self.asked = None
         return iter(self._built())
 
     def __len__(self) -> int:
@@ -146,7 +150,7 @@ def first_route(
 @dataclass(frozen=True, slots=True)
 class _Known:
     """What routing found for a request target: all but the weighted pick, drawn again for each
-    request. Kept in the memo when the route was found without reading a header."""
+    request."""
 
     path: str  # normalized
     port: int
@@ -155,8 +159,18 @@ class _Known:
     rewritten: tuple[str, str] | None  # (path, authority) after the route's rewrite
 
 
-Memo = dict[tuple[int, str, str, str, str], _Known]
+@dataclass(slots=True)
+class _ByHeaders:
+    """The decisions for one target that depended on header values: by the values of every
+    header name looked at so far for it (more names than one decision read: still exact)."""
+
+    names: tuple[str, ...]
+    known: dict[tuple[str | None, ...], _Known]
+
+
+Memo = dict[tuple[int, str, str, str, str], "_Known | _ByHeaders"]
 MEMO_SIZE = 4096  # targets remembered per snapshot; then it starts over
+VARIANTS = 64  # header-value combinations remembered per target; then it starts over
 
 
 def decide(
@@ -170,25 +184,31 @@ def decide(
 ) -> LocalReply | RouteDecision:
     """Where this request goes, per the snapshot the request started with. A LocalReply: the
     request cannot be routed at all, and is answered before any filter runs. `memo` (one per
-    snapshot) keeps what was decided by the target, method and authority alone, so a request
-    like one before it is routed by one lookup (the weighted pick is drawn anew)."""
+    snapshot) keeps what routing found for a target, method and authority (and the values of
+    the headers the matches read), so a request like one before it is routed by lookups; the
+    weighted pick is drawn anew each time."""
     split = split_target(head, scheme=scheme)
     if split is None:
         return LocalReply(400, ResponseFlag.DPE, b"missing host header\n", details="missing_host")
     authority, sent_path = split
     headers = HeaderMap(head.headers)
     key = (listener.port, scheme, head.method, authority, sent_path)
-    known = memo.get(key) if memo is not None else None
+    entry = memo.get(key) if memo is not None else None
+    known: _Known | None
+    if entry is None or isinstance(entry, _Known):
+        known = entry
+    else:
+        known = entry.known.get(tuple([headers.get(name) for name in entry.names]))
     if known is None:
+        headers.asked = []
         found = _route(snapshot, listener, method=head.method, authority=authority,
                        sent_path=sent_path, headers=headers, scheme=scheme)
         if isinstance(found, LocalReply):
             return found
         known = found
-        if memo is not None and not headers.read:
-            if len(memo) >= MEMO_SIZE:
-                memo.clear()
-            memo[key] = known
+        asked, headers.asked = headers.asked, None
+        if memo is not None and asked is not None:
+            remember(memo, key, known, asked, headers)
     request = RequestAttributes(method=head.method, path=known.path, scheme=scheme,
                                 authority=authority, port=known.port, headers=headers)
     route = known.route
@@ -199,6 +219,23 @@ def decide(
     target = action.clusters[action.choice.pick(rng)]
     path, authority = known.rewritten or (known.path, authority)
     return RouteDecision(route, request, target, path, authority)
+
+
+def remember(memo: Memo, key: tuple[int, str, str, str, str], known: _Known, asked: list[str],
+             headers: HeaderMap) -> None:
+    """Keep a decision: by its target alone if no header was read, else by header values."""
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()
+    entry = memo.get(key)
+    if not asked and entry is None:
+        memo[key] = known
+        return
+    names = tuple(dict.fromkeys([*(entry.names if isinstance(entry, _ByHeaders) else ()),
+                                 *asked]))
+    if not isinstance(entry, _ByHeaders) or entry.names != names or \
+            len(entry.known) >= VARIANTS:
+        entry = memo[key] = _ByHeaders(names, {})
+    entry.known[tuple([headers.get(name) for name in names])] = known
 
 
 def _route(snapshot: Snapshot, listener: Listener, *, method: str, authority: str,
