@@ -5,6 +5,13 @@ WorkloadEntries, version v1 and v2, both the nginx upstream; a DestinationRule w
 a VirtualService with three match rules (uri prefix, header, uri regex) that the benchmark's
 requests do not match, then the default route splitting 90/10 over v1/v2. So every request walks
 the whole rule list, picks a weighted subset and is counted in metrics and the access log.
+
+(f), the heavier chain (`start(..., heavy=True)`): the same mesh with one more rule before the
+default, matched by the benchmark's requests by a header (HEAVY_HEADER), with retries and a
+response header set (headers.response.set), and an EnvoyFilter that inserts
+envoy.filters.http.compressor with the gzip library (Envoy's defaults: DEFAULT_COMPRESSION, i.e.
+zlib level 6, window_bits 12, memory_level 5) before envoy.filters.http.router on
+SIDECAR_OUTBOUND, for application/json of at least 100 bytes.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from remora.runner.ports import free_port
 
 SERVICE_PORT = 8080
 HOST = f"backend:{SERVICE_PORT}"
+HEAVY_HEADER = ("x-bench-chain", "heavy")  # (f)'s requests carry it: the header match
+HEAVY_RESPONSE_HEADER = ("x-bench-route", "heavy-chain")  # what the matched route sets
 REMORA = Path(sys.executable).with_name("remora")
 
 _CONFIG = """\
@@ -71,12 +80,12 @@ spec:
     route: [{{destination: {{host: backend, subset: v2}}}}]
   - name: legacy-regex
     match: [{{uri: {{regex: "/legacy/[0-9]+/.*"}}}}]
-    route: [{{destination: {{host: backend, subset: v1}}}}]
+    route: [{{destination: {{host: backend, subset: v1}}}}]{heavy_rule}
   - name: default{route_policy}
     route:
     - {{destination: {{host: backend, subset: v1}}, weight: 90}}
     - {{destination: {{host: backend, subset: v2}}, weight: 10}}
-"""
+{envoy_filter}"""
 
 
 @dataclass(frozen=True)
@@ -118,16 +127,57 @@ _ROUTE_POLICY = """
     timeout: 10s
     retries: {attempts: 3, perTryTimeout: 2s, retryOn: "5xx,reset,connect-failure"}"""
 
+# (f): the header-matched rule and the compressor. The request header and the response header
+# are HEAVY_HEADER and HEAVY_RESPONSE_HEADER.
+_MATCH, _SET = HEAVY_HEADER, HEAVY_RESPONSE_HEADER
+_HEAVY_RULE = f"""
+  - name: heavy-chain
+    match: [{{headers: {{{_MATCH[0]}: {{exact: {_MATCH[1]}}}}}}}]
+    headers: {{response: {{set: {{{_SET[0]}: {_SET[1]}}}}}}}
+    retries: {{attempts: 3, perTryTimeout: 2s, retryOn: "5xx,reset,connect-failure"}}
+    route: [{{destination: {{host: backend, subset: v1}}}}]"""
+_ENVOY_FILTER = """\
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: gzip, namespace: default}
+spec:
+  configPatches:
+  - applyTo: HTTP_FILTER
+    match:
+      context: SIDECAR_OUTBOUND
+      listener: {filterChain: {filter: {name: envoy.filters.network.http_connection_manager,
+                                        subFilter: {name: envoy.filters.http.router}}}}
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: envoy.filters.http.compressor
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor
+          response_direction_config:
+            common_config: {min_content_length: 100, content_type: [application/json]}
+          compressor_library:
+            name: text_optimized
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.compression.gzip.compressor.v3.Gzip
+"""
 
-def start(workdir: Path, *, upstream: int, resilience: bool = False) -> RemoraProxy:
+
+def start(
+    workdir: Path, *, upstream: int, resilience: bool = False, heavy: bool = False
+) -> RemoraProxy:
     """Write the mesh config and start `remora proxy` (sidecar, 1 process); wait until ready.
-    `resilience`: with connectionPool, outlierDetection, a route timeout and retries."""
+    `resilience`: with connectionPool, outlierDetection, a route timeout and retries.
+    `heavy`: (f), with the header-matched rule (retries, a response header) and the gzip
+    compressor inserted by an EnvoyFilter."""
     config = workdir / "config"
     config.mkdir(parents=True)
     (config / "mesh.yaml").write_text(_CONFIG.format(
         service_port=SERVICE_PORT, upstream=upstream,
         traffic_policy=_TRAFFIC_POLICY if resilience else "",
         route_policy=_ROUTE_POLICY if resilience else "",
+        heavy_rule=_HEAVY_RULE if heavy else "",
+        envoy_filter=_ENVOY_FILTER if heavy else "",
     ))
     port, inbound, admin, health = (free_port() for _ in range(4))
     access_log = workdir / "access.log"
