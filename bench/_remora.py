@@ -163,6 +163,17 @@ spec:
 """
 
 
+def mesh_config(*, upstream: int, resilience: bool = False, heavy: bool = False) -> str:
+    """The benchmark's mesh YAML (bench/hotpath.py routes through the same config)."""
+    return _CONFIG.format(
+        service_port=SERVICE_PORT, upstream=upstream,
+        traffic_policy=_TRAFFIC_POLICY if resilience else "",
+        route_policy=_ROUTE_POLICY if resilience else "",
+        heavy_rule=_HEAVY_RULE if heavy else "",
+        envoy_filter=_ENVOY_FILTER if heavy else "",
+    )
+
+
 def start(
     workdir: Path, *, upstream: int, resilience: bool = False, heavy: bool = False
 ) -> RemoraProxy:
@@ -172,13 +183,8 @@ def start(
     compressor inserted by an EnvoyFilter."""
     config = workdir / "config"
     config.mkdir(parents=True)
-    (config / "mesh.yaml").write_text(_CONFIG.format(
-        service_port=SERVICE_PORT, upstream=upstream,
-        traffic_policy=_TRAFFIC_POLICY if resilience else "",
-        route_policy=_ROUTE_POLICY if resilience else "",
-        heavy_rule=_HEAVY_RULE if heavy else "",
-        envoy_filter=_ENVOY_FILTER if heavy else "",
-    ))
+    (config / "mesh.yaml").write_text(mesh_config(upstream=upstream, resilience=resilience,
+                                                  heavy=heavy))
     port, inbound, admin, health = (free_port() for _ in range(4))
     access_log = workdir / "access.log"
     argv = [str(REMORA), "proxy", "-f", str(config), "--mode", "sidecar",

@@ -50,10 +50,7 @@ async def measure(requests: int, *, profile: bool, access_log: bool) -> float:
     workdir = Path(tempfile.mkdtemp(prefix="remora-hotpath-"))
     config = workdir / "config"
     config.mkdir()
-    (config / "mesh.yaml").write_text(
-        _remora._CONFIG.format(service_port=_remora.SERVICE_PORT, upstream=UPSTREAM_PORT,
-                               traffic_policy="", route_policy="")
-    )
+    (config / "mesh.yaml").write_text(_remora.mesh_config(upstream=UPSTREAM_PORT))
     identity = ProxyIdentity(mode="sidecar", labels={"app": "client", "version": "v1"},
                              workload="client")
     source = FileSource([str(config)], identity=identity, ports=ListenerPorts())
