@@ -237,6 +237,7 @@ def _patched(env: ProxyEnv, direction: Direction, needs: Needs, *,
              patches: tuple[HttpFilterPatch, ...]) -> FilterChain:
     patched = patch_http_filters(context, port, patches)
     for skipped in patched.not_applied:
-        log.warning("%s: not applied to %s%s: %s", skipped.patch.source, context,
-                    "" if port == NO_PORT else f" port {port}", skipped.reason)
+        where = "" if port == NO_PORT else f" port {port}"
+        env.log_once(logging.WARNING, f"{skipped.patch.source}: not applied to {context}{where}: "
+                                      f"{skipped.reason}")
     return build_chain(env, direction, needs, patched.filters)

@@ -7,6 +7,7 @@ in one assignment; a request keeps the one it started with.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,12 @@ class ProxyEnv:
     spawn: Callable[[Coroutine[Any, Any, None]], None]  # a background task, kept and logged
     active: ActiveConfig = field(init=False)
     draining: bool = False
+    logged: set[str] = field(default_factory=set)  # config notes said once, not every swap
+
+    def log_once(self, level: int, line: str) -> None:
+        if line not in self.logged:
+            self.logged.add(line)
+            logging.getLogger("remora.proxy").log(level, "%s", line)
 
     def request_id(self) -> str:
         """A random (version 4) UUID for x-request-id, as Envoy generates; from the env's
