@@ -476,3 +476,73 @@ def test_a_head_served_from_the_cache_has_the_stored_content_length_only() -> No
         assert raw.endswith(b"\r\n\r\n")
 
     run(body)
+
+
+def test_a_revalidated_entry_is_compressed_for_a_gzip_client() -> None:
+    """Compressor before the cache: the stored 200 the cache answers after a 304 passes the
+    compressor on its way out like any hit."""
+    async def body() -> None:
+        proxy = ProxyHarness(compressor_then_cache())
+        clock = with_clock(proxy)
+        x = Exchange(proxy)
+        gzip_client = {"Accept-Encoding": "gzip"}
+        await x.forwarded(reply(BIG, cache_control="max-age=10", extra='etag: "v1"\r\n'),
+                          headers=gzip_client)
+        clock.now += 30
+        validated = await x.forwarded(
+            b'HTTP/1.1 304 Not Modified\r\ncache-control: max-age=10\r\netag: "v1"\r\n\r\n',
+            headers=gzip_client)
+        assert 'if-none-match: "v1"' in x.last_upstream_request.decode().lower()
+        assert validated.status == 200
+        assert validated.headers.get("content-encoding") == "gzip"
+        assert gzip.decompress(validated.body) == BIG
+
+    run(body)
+
+
+def cache_then_compressor(vary: str) -> str:
+    return envoy_filter(cache_value(extra=vary), compressor_value(
+        min_content_length=30, content_type="[text/plain]"))
+
+
+def test_the_cache_before_the_compressor_stores_nothing_compressible_without_vary_allowed(
+) -> None:
+    """The cache outside the compressor sees its responses: each has Vary: Accept-Encoding
+    (the compressor adds it to every compressible response), and a Vary on a header
+    allowed_vary_headers does not list is not stored (Envoy's cache filter docs), for gzip
+    and identity clients alike."""
+    async def body() -> None:
+        proxy = ProxyHarness(cache_then_compressor(""))
+        assert proxy.chain_names["outbound"] == (
+            "istio.metadata_exchange", CACHE, "envoy.filters.http.compressor",
+            "istio.stats", ROUTER)
+        with_clock(proxy)
+        x = Exchange(proxy)
+        for encoding in ("gzip", "gzip", "identity", "identity"):
+            await x.forwarded(reply(BIG), headers={"Accept-Encoding": encoding})
+
+    run(body)
+
+
+def test_the_cache_before_the_compressor_keeps_encodings_apart_with_vary_allowed() -> None:
+    """allowed_vary_headers: accept-encoding: the compressed and the identity responses are
+    two variants; each client gets its own from the cache (no second compression)."""
+    async def body() -> None:
+        proxy = ProxyHarness(cache_then_compressor(
+            "          allowed_vary_headers: [{exact: accept-encoding}]\n"))
+        with_clock(proxy)
+        x = Exchange(proxy)
+        gzip_client, identity_client = {"Accept-Encoding": "gzip"}, {"Accept-Encoding": "identity"}
+        first = await x.forwarded(reply(BIG), headers=gzip_client)
+        assert first.headers.get("content-encoding") == "gzip"
+        assert "content-encoding" not in (
+            await x.forwarded(reply(BIG), headers=identity_client)).headers
+        for _ in range(2):
+            hit = await x.from_cache(headers=gzip_client)
+            assert hit.headers.get("content-encoding") == "gzip"
+            assert gzip.decompress(hit.body) == BIG
+            plain = await x.from_cache(headers=identity_client)
+            assert "content-encoding" not in plain.headers
+            assert plain.body == BIG
+
+    run(body)

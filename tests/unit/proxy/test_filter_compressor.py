@@ -437,3 +437,48 @@ def test_a_direct_response_goes_through_the_compressor() -> None:
         assert plain.body == message
 
     run(body)
+
+
+# validators and request headers -----------------------------------------------------------------
+@pytest.mark.parametrize(("etag", "weaken", "sent"), [
+    ('"v1"', False, None), ('W/"v1"', False, 'W/"v1"'), ('"v1"', True, 'W/"v1"')])
+def test_a_compressed_response_keeps_no_strong_etag(etag: str, weaken: bool,
+                                                    sent: str | None) -> None:
+    """A strong ETag names the identity bytes: Envoy drops it from a compressed response,
+    keeps a weak one, and with weaken_etag_on_compress makes the strong one weak."""
+    value = compressor_value()
+    if weaken:
+        value = value.replace("          compressor_library:",
+                              "            weaken_etag_on_compress: true\n"
+                              "          compressor_library:")
+
+    async def body() -> None:
+        proxy = ProxyHarness(SERVICES + envoy_filter(value))
+        response = await exchange(
+            proxy, [head(length=len(BODY), extra=f"etag: {etag}\r\n") + BODY],
+            headers=GZIP_CLIENT)
+        assert_gzipped(response, BODY)
+        assert response.headers.get("etag") == sent
+
+    run(body)
+
+
+def test_remove_accept_encoding_header_keeps_the_upstream_from_compressing() -> None:
+    """response_direction_config.remove_accept_encoding_header: the upstream never sees the
+    client's Accept-Encoding, and the client still gets gzip from the proxy."""
+    value = compressor_value().replace(
+        "          compressor_library:",
+        "            remove_accept_encoding_header: true\n          compressor_library:")
+
+    async def body() -> None:
+        proxy = ProxyHarness(SERVICES + envoy_filter(value))
+        client = proxy.client()
+        client.get("/r", host=REVIEWS, headers=GZIP_CLIENT)
+        await proxy.settle()
+        upstream = proxy.network.last
+        assert "accept-encoding" not in upstream.request().decode().lower()
+        upstream.respond(head(length=len(BODY)) + BODY)
+        await proxy.settle()
+        assert_gzipped(client.response(), BODY)
+
+    run(body)
