@@ -546,3 +546,54 @@ def test_the_cache_before_the_compressor_keeps_encodings_apart_with_vary_allowed
             assert plain.body == BIG
 
     run(body)
+
+
+def test_the_age_of_a_hit_counts_the_upstreams_age_and_a_too_old_response_is_not_served(
+) -> None:
+    """RFC 9111 §4.2.3: a hit's Age is the Age the upstream gave plus the seconds it has been
+    stored; a response whose Age is already past its max-age is stale at once."""
+    async def body() -> None:
+        proxy = ProxyHarness(envoy_filter(cache_value()))
+        clock = with_clock(proxy)
+        x = Exchange(proxy)
+        await x.forwarded(reply(extra="age: 10\r\n"))
+        clock.now += 5
+        assert (await x.from_cache()).headers["age"] == "15"
+        proxy2 = ProxyHarness(envoy_filter(cache_value()))
+        with_clock(proxy2)
+        y = Exchange(proxy2)
+        await y.forwarded(reply(extra="age: 100\r\n"))
+        assert (await y.forwarded(reply(b"again"))).body == b"again"
+
+    run(body)
+
+
+def test_the_query_and_the_host_are_part_of_the_key() -> None:
+    """Envoy's cache key: host, path and query (and scheme): /r?page=1 is not /r?page=2, and
+    the same path of another service is another entry."""
+    async def body() -> None:
+        proxy = ProxyHarness(envoy_filter(cache_value()))
+        with_clock(proxy)
+        client = proxy.client()
+
+        async def get(target: str, host: str = REVIEWS, answer: bytes | None = None) -> bytes:
+            sent = sum(len(u.transport.written) for u in proxy.network.opened)
+            client.send(request_bytes("GET", target, host=host))
+            await proxy.settle()
+            if answer is not None:
+                proxy.network.last.respond(answer)
+                await proxy.settle()
+            else:
+                assert sum(len(u.transport.written) for u in proxy.network.opened) == sent
+            transport = client.transport
+            transport.written[:] = one_content_length(transport.take())
+            return client.response().body
+
+        assert await get("/r?page=1", answer=reply(b"page 1")) == b"page 1"
+        assert await get("/r?page=2", answer=reply(b"page 2")) == b"page 2"
+        assert await get("/r?page=1") == b"page 1"
+        assert await get("/r?page=2") == b"page 2"
+        assert await get("/r?page=1", host="shadow:9090", answer=reply(b"shadow")) == b"shadow"
+        assert await get("/r?page=1") == b"page 1"
+
+    run(body)

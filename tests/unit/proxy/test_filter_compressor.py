@@ -482,3 +482,57 @@ def test_remove_accept_encoding_header_keeps_the_upstream_from_compressing() -> 
         assert_gzipped(client.response(), BODY)
 
     run(body)
+
+
+@pytest.mark.parametrize(("accept", "content_type", "compressed"), [
+    ("br, GZIP", "Application/JSON; charset=utf-8", True),
+    ("*", "application/json", True),
+    ("gzip;q=0.5, identity;q=1", "application/json", False),
+    ("br", "application/json", False),
+], ids=["other-coding-and-upper-case", "star", "identity-preferred", "brotli-only"])
+def test_accept_encoding_and_content_type_are_read_as_envoy_reads_them(
+        accept: str, content_type: str, compressed: bool) -> None:
+    """Envoy's chooseEncoding: the highest q among gzip, identity and `*` wins (codings the
+    chain has no compressor for do not count); the content type is compared without its
+    parameters (charset) and case-insensitively."""
+    async def body() -> None:
+        proxy = ProxyHarness(GZIP_EVERYWHERE)
+        response = await exchange(
+            proxy, [head(content_type=content_type, length=len(BODY)) + BODY],
+            headers={"Accept-Encoding": accept})
+        if compressed:
+            assert_gzipped(response, BODY)
+        else:
+            assert "content-encoding" not in response.headers
+            assert response.body == BODY
+
+    run(body)
+
+
+def test_an_upstream_vary_is_kept_and_accept_encoding_added_to_it() -> None:
+    async def body() -> None:
+        proxy = ProxyHarness(GZIP_EVERYWHERE)
+        response = await exchange(
+            proxy, [head(length=len(BODY), extra="vary: Origin\r\n") + BODY], headers=GZIP_CLIENT)
+        assert response.header_list("vary") == ["Origin, Accept-Encoding"]
+        assert gzip.decompress(response.body) == BODY
+
+    run(body)
+
+
+@pytest.mark.parametrize(("port", "compressed"), [(8080, True), (9999, False)])
+def test_an_inbound_port_number_is_the_apps_port(port: int, compressed: bool) -> None:
+    """SIDECAR_INBOUND with listener.portNumber: the workload's port (8080 here), as Istio
+    matches the inbound listener's filter chain; another port compresses nothing."""
+    async def body() -> None:
+        yaml = SERVICES + envoy_filter(compressor_value(),
+                                       match="      context: SIDECAR_INBOUND\n").replace(
+            "      listener:\n", f"      listener:\n        portNumber: {port}\n", 1)
+        proxy = ProxyHarness(yaml, app_port=8080)
+        assert {key: chain.names for key, chain in proxy.env.active.port_chains.items()} \
+            == {("inbound", port): WITH_COMPRESSOR}
+        response = await exchange(proxy, [head(length=len(BODY)) + BODY], host="client:8080",
+                                  headers=GZIP_CLIENT, direction="inbound")
+        assert (response.headers.get("content-encoding") == "gzip") is compressed
+
+    run(body)
