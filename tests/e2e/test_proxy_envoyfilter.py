@@ -329,9 +329,6 @@ def test_remora_apply_refuses_a_lua_config_under_a_known_filter_name(tmp_path: P
         assert 'envoyfilters.networking.istio.io "lua-hello" not found' in missing.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="a HEAD served from the cache has Content-Length twice, "
-                   "the stored value and 0 (remora.proxy.stream.local_reply appends its own to "
-                   "the cached headers): httpx refuses the response")
 def test_a_head_after_a_cached_get_is_answered_with_the_stored_head(caching: Sidecar) -> None:
     """Envoy's cache serves HEAD from a stored GET (never stores a HEAD itself): the 200's
     headers, its Content-Length included (RFC 9110 §9.3.2), no body."""

@@ -339,9 +339,13 @@ class HttpStream:
                 if at < index:
                     body = body_phase(ctx, body, True)
         headers = ctx.response_headers
-        if body and not any(name == "content-type" for name, _ in headers):
+        names = {name for name, _ in headers}
+        if body and "content-type" not in names:
             headers.append(("content-type", "text/plain"))
-        headers.append(("content-length", str(len(body))))
+        # a reply with a stored head (the cache's) keeps its length, also for HEAD; a 304 or
+        # 204 carries none (RFC 9110 §8.6)
+        if "content-length" not in names and reply.status not in NO_BODY_STATUSES:
+            headers.append(("content-length", str(len(body))))
         self.add_connection_header(headers)
         ctx.response_head_sent = True
         ctx.bytes_sent = len(body)
