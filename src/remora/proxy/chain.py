@@ -151,8 +151,7 @@ def build_chain(env: ProxyEnv, direction: Direction, needs: Needs,
         filters.append(HeaderOperations())
     filters.append(MetadataExchange(env, inbound=inbound))
     for name, config in entries:
-        made = _filter(env, name, config, needs=needs, edge=direction == "gateway")
-        filters.extend(made)
+        filters.extend(_filter(env, name, config, needs=needs))
     # log phase only: their place before the router is Istio's, their order the log's
     filters.insert(len(filters) - 1, IstioStats(env, inbound=inbound))
     if env.access_log.enabled:
@@ -160,8 +159,8 @@ def build_chain(env: ProxyEnv, direction: Direction, needs: Needs,
     return FilterChain(tuple(filters))
 
 
-def _filter(env: ProxyEnv, name: str, config: Mapping[str, Any], *, needs: Needs,
-            edge: bool) -> list[HttpFilter]:
+def _filter(env: ProxyEnv, name: str, config: Mapping[str, Any], *,
+            needs: Needs) -> list[HttpFilter]:
     """The filter objects one chain entry becomes (none when the config does not need it)."""
     implementation = httpfilters.implementation_of(name, config)
     if implementation == httpfilters.FAULT:
