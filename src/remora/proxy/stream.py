@@ -326,6 +326,7 @@ class HttpStream:
         ctx.details = reply.details
         ctx.local = True
         ctx.response_status = reply.status
+        ctx.response_raw = None  # not an upstream's head that a filter replaced with this one
         ctx.response_headers = list(reply.headers or ())
         body = reply.body
         chain = self.chain
