@@ -32,6 +32,24 @@ from remora.telemetry.metrics import IstioMetrics
 from tests.unit.mesh import load
 
 
+def service_entry(name: str, *, port: int = 9080, endpoints: tuple[str, ...] = ("10.0.0.1",),
+                  location: str = "MESH_INTERNAL") -> str:
+    """A STATIC ServiceEntry `<name>.default.svc.cluster.local` with endpoints, then "---"."""
+    addresses = ", ".join(f"{{address: {a}}}" for a in endpoints)
+    return f"""\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}}}
+spec:
+  hosts: [{name}.default.svc.cluster.local]
+  location: {location}
+  resolution: STATIC
+  ports: [{{number: {port}, name: http, protocol: HTTP}}]
+  endpoints: [{addresses}]
+---
+"""
+
+
 class MemoryTransport:
     """Just enough of asyncio.Transport for the proxy's protocols; keeps what was written."""
 

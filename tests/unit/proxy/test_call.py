@@ -14,21 +14,11 @@ from tests.unit.proxy.harness import (
     access_log_lines,
     request_bytes,
     run,
+    service_entry,
 )
 
 REVIEWS_HOST = "reviews.default.svc.cluster.local"
-SERVICE = """\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  endpoints: [{address: 10.0.0.1}]
----
-"""
+SERVICE = service_entry("reviews")
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 UNAVAILABLE = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy"
 TRY_GAP = 0.03  # more than a retry's jittered back-off: HTTPRetry backoff 1ms (caps 1, 2, 4 ms),

@@ -10,20 +10,9 @@ from pathlib import Path
 import pytest
 
 from remora.proxy.filter import HttpFilter
-from tests.unit.proxy.harness import ProxyHarness, run
+from tests.unit.proxy.harness import ProxyHarness, run, service_entry
 
-SERVICE = """\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  endpoints: [{address: 10.0.0.1}]
----
-"""
+SERVICE = service_entry("reviews")
 
 
 def virtual_service(rule: str) -> str:
