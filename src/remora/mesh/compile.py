@@ -39,7 +39,8 @@ from remora.api.networking.virtual_service import VirtualService
 from remora.api.resource import Resource
 from remora.api.unenforced import findings
 from remora.mesh.endpoints import EndpointIndex, subset_endpoints
-from remora.mesh.envoyfilter import HttpFilterPatch, compile_envoy_filter, selected_envoy_filters
+from remora.mesh.envoyfilter import compile_envoy_filter, selected_envoy_filters
+from remora.mesh.filterpatch import HttpFilterPatch
 from remora.mesh.gateway import exposed_hosts, listener_tls, selected_servers, server_problem
 from remora.mesh.hosts import MeshService, Registry, labels_subset
 from remora.mesh.routes import RouteBuilder, Rule, VirtualServices, default_route
@@ -57,12 +58,14 @@ from remora.mesh.snapshot import (
     RouteTable,
     SkippedResource,
     Snapshot,
+    UnenforcedFinding,
     VirtualHost,
 )
-from remora.mesh.trafficpolicy import DestinationRules, effective_policy
+from remora.mesh.trafficpolicy import DestinationRules, cluster_policy, effective_policy
 from remora.policy.headers import HeaderOps
 from remora.policy.lb import LbConfig
 from remora.policy.redirect import DirectResponse
+from remora.policy.retry import RetrySpec
 
 MESH = "mesh"
 HTTP_DEFAULT_PORT = 80
@@ -171,16 +174,18 @@ class Clusters:
         policy = effective_policy(rule.traffic_policy if rule else None, subset_policy, port=port)
         try:
             lb = LbConfig.from_api(policy.load_balancer if policy else None)
+            compiled = cluster_policy(policy, connect_timeout=self.connect_timeout) \
+                if policy is not None else None
         except ValueError as exc:  # the rule is skipped: the cluster keeps Istio's defaults
             for key in rule.names if rule is not None else ():
                 namespace_, _, rule_name = key.partition("/")
                 self.skipped.add("DestinationRule", namespace_, rule_name,
                                  f"cannot be compiled: {exc}")
-            lb, policy = LbConfig.from_api(None), None
+            lb, compiled = LbConfig.from_api(None), None
         return Cluster(
             name=name, host=host, port=port, subset=subset,
             service_name=service.name if service else host, service_namespace=namespace,
-            endpoints=endpoints, lb=lb, traffic_policy=policy,
+            endpoints=endpoints, lb=lb, traffic_policy=compiled,
             connect_timeout=self.connect_timeout,
             mesh_external=service is not None and service.mesh_external,
         )  # fmt: skip
@@ -204,11 +209,13 @@ class Compiler:
             connect_timeout=mesh.connect_timeout_seconds,
         )  # fmt: skip
         self._rules: dict[str, list[Rule]] = {}
+        retries = mesh.default_retries  # MeshConfig defaultHttpRetryPolicy
+        self.default_retries = RetrySpec.from_api(retries) if retries is not None else None
 
     def builder(self, gateway: str) -> RouteBuilder:
         return RouteBuilder(identity=self.identity, gateways=frozenset({gateway}),
                             cluster_for=self.clusters.for_destination,
-                            default_retries=self.mesh.default_retries)  # fmt: skip
+                            default_retries=self.default_retries)  # fmt: skip
 
     def rules(self, vs: VirtualService) -> list[Rule]:
         if vs.key not in self._rules:
@@ -260,7 +267,7 @@ class Compiler:
             service_name=PASSTHROUGH_CLUSTER, service_namespace="", endpoints=(),
             lb=LbConfig.from_api(None), connect_timeout=self.mesh.connect_timeout_seconds,
         ))  # fmt: skip
-        route = default_route(PASSTHROUGH_CLUSTER, self.mesh.default_retries)
+        route = default_route(PASSTHROUGH_CLUSTER, self.default_retries)
         return VirtualHost("allow_any", ("*",), (replace(route, name="allow_any"),))
 
     def _non_service_hosts(self, bound: list[VirtualService]) -> list[tuple[str, VirtualService]]:
@@ -289,7 +296,7 @@ class Compiler:
         for host, service in on_port.items():
             self._all_clusters(service, port)
             routes = owned.get(host) or [default_route(self.clusters.outbound(host, port),
-                                                       self.mesh.default_retries)]
+                                                       self.default_retries)]
             domains = service.domains(self.identity.namespace)
             vhosts.append(VirtualHost(f"{host}:{port}", domains, tuple(routes)))
         for host, vs in extra_hosts:
@@ -402,7 +409,10 @@ def compile_snapshot(
     return Snapshot(
         version=version, identity=identity, listeners=tuple(listeners), route_tables=tables,
         clusters=clusters, notes=tuple(compiler.notes), skipped=tuple(left_out.items.values()),
-        unenforced=tuple(found for resource in resources for found in findings(resource)),
+        unenforced=tuple(
+            UnenforcedFinding(found.subject, found.kind, found.path, found.reason)
+            for resource in resources for found in findings(resource)
+        ),
         mesh=mesh_settings(mesh), http_filter_patches=patches,
     )  # fmt: skip
 

@@ -9,8 +9,8 @@ istio.io/latest/docs/reference/config/networking/envoy-filter/. Theory of operat
    ordered as istiod orders them (pilot/pkg/model/push_context.go EnvoyFilters): by
    `priority`, then root namespace before the proxy's own, then creation time, then
    `name.namespace`; patches keep their order inside a resource. Each HTTP_FILTER patch that
-   Remora acts on becomes one frozen `HttpFilterPatch`; the rest is reported, not applied
-   (remora.api.unenforced).
+   Remora acts on becomes one frozen `HttpFilterPatch` (remora.mesh.filterpatch); the rest is
+   reported, not applied (remora.api.unenforced).
 2. `http_filter_chain(context, port, patches)` applies them, in that order, to the default chain
    of a context (remora.api.networking.httpfilters.REMORA_CHAINS) the way Istio edits an HTTP
    connection manager's filters (pilot/pkg/networking/core/envoyfilter/http_filter_patch.go):
@@ -26,10 +26,8 @@ Everything here is pure: resources and identity in, frozen values out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Literal
 
 from remora.api.networking import httpfilters
 from remora.api.networking.envoy_filter import (
@@ -39,45 +37,13 @@ from remora.api.networking.envoy_filter import (
 )
 from remora.api.networking.httpfilters import Context
 from remora.api.resource import Resource
+from remora.mesh.filterpatch import EMPTY as _EMPTY
+from remora.mesh.filterpatch import FilterEntry, HttpFilterPatch, HttpOperation, PatchContext
 from remora.mesh.snapshot import ProxyIdentity
 from remora.policy.filterconfig import FilterConfigError, check_typed_config
 
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 """The label Istio gives a Gateway API gateway's pods: how `targetRefs` find their proxies."""
-
-PatchContext = Literal["ANY", "SIDECAR_INBOUND", "SIDECAR_OUTBOUND", "GATEWAY"]
-HttpOperation = Literal["ADD", "INSERT_BEFORE", "INSERT_AFTER", "INSERT_FIRST", "REPLACE",
-                        "REMOVE"]
-FilterEntry = tuple[str, Mapping[str, Any]]
-"""One HTTP filter of a chain: its name and its typed_config (read-only; empty when none)."""
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class HttpFilterPatch:
-    """One HTTP_FILTER patch Remora applies, compiled: where, what, relative to which filter."""
-
-    context: PatchContext  # match.context (ANY when unset)
-    port: int | None  # match.listener.portNumber: the port of the listener; None for every port
-    operation: HttpOperation
-    filter_name: str  # patch.value.name: the filter put in the chain ("" for REMOVE)
-    anchor: str  # match.listener.filterChain.filter.subFilter.name ("" when none); REMOVE's target
-    config: Mapping[str, Any]  # patch.value.typed_config, read-only (empty for REMOVE)
-    source: str  # "EnvoyFilter istio-system/gzip spec.configPatches[0]"
-    implementation: str = ""  # the filter of httpfilters.IMPLEMENTED it runs ("" for REMOVE)
-
-    def applies_to(self, context: Context, port: int) -> bool:
-        return self.context in ("ANY", context) and self.port in (None, port)
-
-    @property
-    def entry(self) -> FilterEntry:
-        return self.filter_name, self.config
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"context": self.context, "port": self.port, "operation": self.operation,
-                "filter": self.filter_name, "anchor": self.anchor,
-                "config": httpfilters.thaw(self.config), "source": self.source}
 
 
 @dataclass(frozen=True, slots=True)

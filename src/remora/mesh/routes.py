@@ -14,15 +14,18 @@ translateRoute, sourceMatchHTTP):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
-from remora.api.networking.http_route import HTTPMatchRequest, HTTPRetry, HTTPRoute
+from remora.api.networking.http_route import HTTPMatchRequest, HTTPRoute
 from remora.api.networking.names import to_fqdn
 from remora.api.networking.shared import Destination, Headers
 from remora.api.networking.virtual_service import MESH_GATEWAY, VirtualService
 from remora.api.resource import Resource
 from remora.mesh.delegate import merge_rule
+from remora.mesh.frozen import EMPTY, config_dump
 from remora.mesh.hosts import labels_subset, visible
 from remora.mesh.snapshot import (
     MirrorTarget,
@@ -32,9 +35,11 @@ from remora.mesh.snapshot import (
     WeightedCluster,
 )
 from remora.policy.cors import Cors
+from remora.policy.fault import FaultPolicy
 from remora.policy.headers import HeaderOps
 from remora.policy.match import RequestMatcher
 from remora.policy.redirect import DirectResponse, Redirect
+from remora.policy.retry import RetrySpec
 from remora.policy.rewrite import Rewrite
 from remora.policy.weighted import WeightedChoice
 
@@ -143,7 +148,7 @@ class RouteBuilder:
 
     def __init__(
         self, *, identity: ProxyIdentity, gateways: frozenset[str], cluster_for: ClusterFor,
-        default_retries: HTTPRetry | None = None,
+        default_retries: RetrySpec | None = None,
     ) -> None:
         self.identity = identity
         self.gateways = gateways
@@ -180,8 +185,8 @@ class RouteBuilder:
             response_headers=response,
             cors=Cors.from_api(rule.cors_policy) if rule.cors_policy is not None else None,
             virtual_service=item.virtual_service,
-            rule=rule,
-            match=block,
+            match_dump=config_dump(block) if block is not None else EMPTY,
+            rule_dump=rule_dump(rule),
         )
 
     def _action(
@@ -201,17 +206,19 @@ class RouteBuilder:
             cluster = self.cluster_for(dest.destination, item.namespace, port)
             weight = (dest.weight or 0) if len(destinations) > 1 else 100
             clusters.append(WeightedCluster(cluster, weight, request, response))
+        retries = RetrySpec.from_api(rule.retries) if rule.retries is not None \
+            else self.default_retries
         mirrors = tuple(
             MirrorTarget(self.cluster_for(dest, item.namespace, port), share)
             for dest, share in rule.mirror_destinations
         )
         return RouteAction(
             clusters=tuple(clusters),
-            choice=WeightedChoice([c.weight for c in clusters]),
+            choice=WeightedChoice(tuple(c.weight for c in clusters)),
             rewrite=Rewrite.from_api(rule.rewrite, matcher) if rule.rewrite else None,
             timeout=rule.timeout,
-            retries=rule.retries if rule.retries is not None else self.default_retries,
-            fault=rule.fault,
+            retries=retries,
+            fault=FaultPolicy.from_api(rule.fault) if rule.fault is not None else None,
             mirrors=mirrors,
         )
 
@@ -222,7 +229,19 @@ def _header_ops(headers: Headers | None) -> tuple[HeaderOps, HeaderOps]:
     return HeaderOps.from_api(headers.request), HeaderOps.from_api(headers.response)
 
 
-def default_route(cluster: str, retries: HTTPRetry | None = None) -> Route:
+_DUMPED = (("redirect", "redirect"), ("directResponse", "direct_response"),
+           ("rewrite", "rewrite"), ("retries", "retries"), ("fault", "fault"),
+           ("corsPolicy", "cors_policy"), ("headers", "headers"))
+"""The fields of an http rule /config_dump shows, in its order (Istio name, attribute)."""
+
+
+def rule_dump(rule: HTTPRoute) -> Mapping[str, Any]:
+    """The set fields of `_DUMPED`, for Route.rule_dump."""
+    values = ((key, getattr(rule, attribute)) for key, attribute in _DUMPED)
+    return MappingProxyType({key: config_dump(value) for key, value in values if value is not None})
+
+
+def default_route(cluster: str, retries: RetrySpec | None = None) -> Route:
     """A service without VirtualService: everything to all its endpoints (Istio's "default"),
     retried as MeshConfig defaultHttpRetryPolicy says (`retries`; None: Istio's built-in)."""
     return Route(
@@ -230,7 +249,7 @@ def default_route(cluster: str, retries: HTTPRetry | None = None) -> Route:
         matchers=(),
         action=RouteAction(
             clusters=(WeightedCluster(cluster, 100, HeaderOps.EMPTY, HeaderOps.EMPTY),),
-            choice=WeightedChoice([100]),
+            choice=WeightedChoice((100,)),
             retries=retries,
         ),
         request_headers=HeaderOps.EMPTY,

@@ -4,6 +4,15 @@ A snapshot is what `compile_snapshot` builds from the resources and what the pro
 reference to: it is swapped in one assignment, so every type here is frozen and its collections
 are tuples or read-only mappings. Lookups the proxy does per request (`RouteTable.find`,
 `Snapshot.outbound_table`) are dict lookups prepared when the snapshot is built.
+
+Everything reachable from a Snapshot is plain data (tests/unit/mesh/test_snapshot_plain.py):
+dataclasses whose init fields hold str, int, float, bool, None, bytes, enums, tuples,
+frozensets, read-only mappings or such dataclasses. What is derived from them (lookup tables,
+compiled predicates and patterns) is an `init=False` field built in `__post_init__`, so
+`type(obj)(**init_fields)` rebuilds an equal object: a snapshot compiled by the control plane
+can be sent as JSON (remora.mesh.encoding) and rebuilt by a proxy that never imports the api
+models or pydantic. The configuration /config_dump shows (a route's match block, a cluster's
+trafficPolicy) is kept as frozen JSON (remora.mesh.frozen), computed when compiling.
 """
 
 from __future__ import annotations
@@ -13,21 +22,20 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
+from remora.mesh.frozen import EMPTY, thaw
+
 if TYPE_CHECKING:  # only annotations: the snapshot holds these, it does not build them
-    from remora.api.networking.http_route import (
-        HTTPFaultInjection,
-        HTTPMatchRequest,
-        HTTPRetry,
-        HTTPRoute,
-    )
-    from remora.api.networking.traffic_policy import TrafficPolicy
-    from remora.api.unenforced import Finding
-    from remora.mesh.envoyfilter import HttpFilterPatch
+    from remora.mesh.filterpatch import HttpFilterPatch
+    from remora.policy.circuit import PoolLimits
     from remora.policy.cors import Cors
+    from remora.policy.fault import FaultPolicy
     from remora.policy.headers import HeaderOps
     from remora.policy.lb import LbConfig
+    from remora.policy.locality import LocalitySetting
     from remora.policy.match import RequestMatcher
+    from remora.policy.outlier import OutlierConfig
     from remora.policy.redirect import DirectResponse, Redirect
+    from remora.policy.retry import RetrySpec
     from remora.policy.rewrite import Rewrite
     from remora.policy.weighted import WeightedChoice
 
@@ -39,9 +47,24 @@ def frozen_labels(labels: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(dict(labels)) if labels else EMPTY_LABELS
 
 
-def _api(model: Any) -> Any:
-    """An api model as JSON-able data, with Istio's camelCase names."""
-    return model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+@dataclass(frozen=True, slots=True)
+class UnenforcedFinding:
+    """One unenforced thing set in one resource (remora.api.unenforced.Finding, as the snapshot
+    carries it): `spec.subsets[0].trafficPolicy.tls`."""
+
+    subject: str  # "DestinationRule default/reviews"
+    kind: str
+    path: str  # the concrete path ("" for the whole resource)
+    reason: str
+
+    @property
+    def message(self) -> str:
+        if not self.path:
+            return f"{self.kind} is NOT enforced by Remora: {self.reason}"
+        return f"{self.path} is not enforced by Remora: {self.reason}"
+
+    def __str__(self) -> str:
+        return f"{self.subject}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +169,17 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterPolicy:
+    """A cluster's effective DestinationRule trafficPolicy, compiled to what the proxy uses;
+    `config` is the policy as written (Istio's names, defaults left out) for /config_dump."""
+
+    limits: PoolLimits  # connectionPool, with the mesh's connectTimeout where it sets none
+    outlier: OutlierConfig | None  # outlierDetection; None = off
+    locality: LocalitySetting | None  # loadBalancer.localityLbSetting
+    config: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
 class Cluster:
     """Istio's cluster: `outbound|<port>|<subset>|<host>` or `inbound|<port>||`."""
 
@@ -157,7 +191,7 @@ class Cluster:
     service_namespace: str
     endpoints: tuple[Endpoint, ...]
     lb: LbConfig
-    traffic_policy: TrafficPolicy | None = None  # effective: subset over rule, port level
+    traffic_policy: ClusterPolicy | None = None  # effective: subset over rule, port level
     connect_timeout: float = 10.0  # MeshConfig connectTimeout; connectionPool.tcp overrides it
     mesh_external: bool = False  # a MESH_EXTERNAL ServiceEntry's: no peer metadata sent to it
 
@@ -171,7 +205,7 @@ class Cluster:
             "service": f"{self.service_name}.{self.service_namespace}",
             "meshExternal": self.mesh_external,
             "lb": asdict(self.lb),
-            "trafficPolicy": _api(self.traffic_policy) if self.traffic_policy else None,
+            "trafficPolicy": thaw(self.traffic_policy.config) if self.traffic_policy else None,
             "endpoints": [e.to_dict() for e in self.endpoints],
         }
 
@@ -202,8 +236,8 @@ class RouteAction:
     choice: WeightedChoice
     rewrite: Rewrite | None = None
     timeout: float | None = None  # seconds; None = no timeout (Istio's default)
-    retries: HTTPRetry | None = None
-    fault: HTTPFaultInjection | None = None
+    retries: RetrySpec | None = None  # None: MeshConfig's default (Istio's built-in policy)
+    fault: FaultPolicy | None = None  # set: the route has a fault (so no retries, no timeout)
     mirrors: tuple[MirrorTarget, ...] = ()
 
 
@@ -211,8 +245,10 @@ class RouteAction:
 class Route:
     """One Envoy route: at most one VirtualService match block and what to do when it holds.
 
-    `rule` and `match` are the api objects the route came from (after delegate merging), kept
-    for /config_dump; `matchers` is what the proxy evaluates.
+    `match_dump` and `rule_dump` are what /config_dump shows of the api objects the route came
+    from (after delegate merging): the match block, and the rule's redirect, directResponse,
+    rewrite, retries, fault, corsPolicy and headers that are set, as frozen JSON with Istio's
+    names; `matchers` is what the proxy evaluates.
     """
 
     name: str
@@ -222,12 +258,12 @@ class Route:
     response_headers: HeaderOps
     cors: Cors | None
     virtual_service: str  # "ns/name"; "" for a service's default route
-    rule: HTTPRoute | None = None
-    match: HTTPMatchRequest | None = None
+    match_dump: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    rule_dump: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "virtualService": self.virtual_service}
-        out["match"] = _api(self.match) if self.match is not None else {}
+        out["match"] = thaw(self.match_dump)
         action = self.action
         if isinstance(action, RouteAction):
             out["route"] = {
@@ -236,18 +272,8 @@ class Route:
                 "mirrors": [{"cluster": m.cluster, "percentage": m.percentage}
                             for m in action.mirrors],
             }  # fmt: skip
-        rule = self.rule
-        if rule is not None:
-            for key in ("redirect", "directResponse", "rewrite", "retries", "fault",
-                        "corsPolicy", "headers"):  # fmt: skip
-                value = getattr(rule, _snake(key))
-                if value is not None:
-                    out[key] = _api(value)
+        out.update(thaw(self.rule_dump))
         return out
-
-
-def _snake(camel: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,7 +433,7 @@ class Snapshot:
     clusters: Mapping[str, Cluster]
     notes: tuple[str, ...] = ()
     skipped: tuple[SkippedResource, ...] = ()
-    unenforced: tuple[Finding, ...] = ()
+    unenforced: tuple[UnenforcedFinding, ...] = ()
     mesh: MeshSettings = DEFAULT_MESH
     http_filter_patches: tuple[HttpFilterPatch, ...] = ()
     _by_port: Mapping[int, RouteTable] = field(init=False, repr=False, compare=False)

@@ -11,7 +11,8 @@ Policy of a cluster (pilot MergeSubsetTrafficPolicy; "Destination Rule" referenc
 settings specified at the destination-level will not be inherited when overridden by port-level
 settings"): a portLevelSettings entry for the port replaces loadBalancer, connectionPool,
 outlierDetection and tls wholesale; a subset's policy (after its own port level) then overrides
-the rule's field by field.
+the rule's field by field. `cluster_policy` compiles the result into what the proxy reads
+(remora.mesh.snapshot.ClusterPolicy): pool limits, outlier detection, locality settings.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from remora.api.networking.destination_rule import DestinationRule, Subset
 from remora.api.networking.names import host_subset_of, to_fqdn
 from remora.api.networking.traffic_policy import TrafficPolicy
 from remora.api.resource import Resource
+from remora.mesh.frozen import config_dump
 from remora.mesh.hosts import ROOT_NAMESPACE, labels_subset, visible
-from remora.mesh.snapshot import ProxyIdentity
+from remora.mesh.snapshot import ClusterPolicy, ProxyIdentity
+from remora.policy.circuit import PoolLimits
+from remora.policy.locality import LocalitySetting
+from remora.policy.outlier import OutlierConfig
 
 _REPLACED = ("connection_pool", "load_balancer", "outlier_detection", "tls")
 _KEPT = ("tunnel", "proxy_protocol", "retry_budget")
@@ -126,3 +131,16 @@ def _without_port_levels(policy: TrafficPolicy | None) -> TrafficPolicy | None:
     if policy is None or not policy.port_level_settings:
         return policy
     return policy.model_copy(update={"port_level_settings": []})
+
+
+def cluster_policy(policy: TrafficPolicy, *, connect_timeout: float) -> ClusterPolicy:
+    """The effective policy of a cluster as the proxy uses it; `connect_timeout` is MeshConfig's
+    connectTimeout, which connectionPool.tcp.connectTimeout overrides."""
+    balancer = policy.load_balancer
+    setting = balancer.locality_lb_setting if balancer is not None else None
+    return ClusterPolicy(
+        limits=PoolLimits.from_api(policy.connection_pool, connect_timeout),
+        outlier=OutlierConfig.from_api(policy.outlier_detection),
+        locality=LocalitySetting.from_api(setting) if setting is not None else None,
+        config=config_dump(policy),
+    )

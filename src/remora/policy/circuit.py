@@ -19,9 +19,11 @@ ends; before starting it asks `may_*`. A refusal is an overflow: the request fai
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from remora.api.networking.traffic_policy import ConnectionPoolSettings, TcpKeepalive
+if TYPE_CHECKING:
+    from remora.api.networking.traffic_policy import ConnectionPoolSettings
+    from remora.api.networking.traffic_policy import TcpKeepalive as ApiTcpKeepalive
 
 UNLIMITED = 2**32 - 1
 """Istio's default for every circuit-breaker threshold (math.MaxUint32)."""
@@ -29,6 +31,25 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 """MeshConfig.connectTimeout default, which Istio applies when tcp.connectTimeout is unset."""
 DEFAULT_IDLE_TIMEOUT = 3600.0
 """Envoy's upstream idle_timeout default (1 h) when neither idleTimeout is set."""
+
+
+@dataclass(frozen=True, slots=True)
+class TcpKeepalive:
+    """connectionPool.tcp.tcpKeepalive: SO_KEEPALIVE's probes, idle time and interval (seconds);
+    None leaves the system's value."""
+
+    probes: int | None = None
+    time: float | None = None
+    interval: float | None = None
+
+    @classmethod
+    def from_api(cls, keepalive: ApiTcpKeepalive) -> TcpKeepalive:
+        return cls(probes=keepalive.probes, time=keepalive.time, interval=keepalive.interval)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As Istio's YAML names it, unset fields left out."""
+        out = {"probes": self.probes, "time": self.time, "interval": self.interval}
+        return {key: value for key, value in out.items() if value is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +87,10 @@ class PoolLimits:
             connect_timeout=_or(tcp.connect_timeout if tcp else None, connect_timeout),
             idle_timeout=_or(idle, DEFAULT_IDLE_TIMEOUT),
             max_connection_duration=tcp.max_connection_duration if tcp else None,
-            tcp_keepalive=tcp.tcp_keepalive if tcp else None,
+            tcp_keepalive=(
+                TcpKeepalive.from_api(tcp.tcp_keepalive)
+                if tcp is not None and tcp.tcp_keepalive is not None else None
+            ),
         )
 
     def idle_deadline(self, now: float) -> float:
@@ -85,8 +109,7 @@ class PoolLimits:
             "connectTimeout": self.connect_timeout, "idleTimeout": self.idle_timeout,
             "maxConnectionDuration": self.max_connection_duration,
             "tcpKeepalive": (
-                self.tcp_keepalive.model_dump(by_alias=True, exclude_none=True)
-                if self.tcp_keepalive is not None else None
+                self.tcp_keepalive.to_dict() if self.tcp_keepalive is not None else None
             ),
         }  # fmt: skip
 

@@ -11,9 +11,12 @@ Origin is echoed back; a preflight is OPTIONS with a non-empty Access-Control-Re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from remora.api.networking.http_route import CorsPolicy
 from remora.policy.match import RequestAttributes, StringMatcher
+
+if TYPE_CHECKING:
+    from remora.api.networking.http_route import CorsPolicy
 
 Header = tuple[str, str]
 

@@ -14,9 +14,11 @@ maybeDoAbort), each with `random % denominator < numerator`.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from remora.api.networking.http_route import HTTPFaultInjection
+if TYPE_CHECKING:
+    from remora.api.networking.http_route import HTTPFaultInjection
 
 PER_MILLION = 1_000_000
 
@@ -54,28 +56,31 @@ def per_million(percentage: float | None, percent: int | None = None) -> int:
     return (percent or 0) * (PER_MILLION // 100)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FaultPolicy:
-    """Draws, per request, whether to delay and whether to abort; both odds precomputed."""
+    """A route's compiled fault: draws, per request, whether to delay and whether to abort.
 
-    __slots__ = ("_decisions", "abort_per_million", "delay", "delay_per_million")
+    The odds are per million; an odds without its delay or abort is 0. The four possible
+    decisions are built once, from the fields, in `__post_init__`.
+    """
 
-    def __init__(
-        self,
-        *,
-        delay: float | None = None,
-        delay_per_million: int = 0,
-        abort_status: int | None = None,
-        grpc_status: str | None = None,
-        abort_per_million: int = 0,
-    ) -> None:
+    delay: float | None = None
+    delay_per_million: int = 0
+    abort_status: int | None = None
+    grpc_status: str | None = None
+    abort_per_million: int = 0
+    _decisions: tuple[FaultDecision, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        delay, abort_status, grpc_status = self.delay, self.abort_status, self.grpc_status
         if abort_status is not None and grpc_status is not None:
             raise ValueError("an abort has httpStatus or grpcStatus, not both")
-        self.delay = delay
-        self.delay_per_million = delay_per_million if delay is not None else 0
-        aborts = abort_status is not None or grpc_status is not None
-        self.abort_per_million = abort_per_million if aborts else 0
+        if delay is None:
+            object.__setattr__(self, "delay_per_million", 0)
+        if abort_status is None and grpc_status is None:
+            object.__setattr__(self, "abort_per_million", 0)
         # The four possible outcomes, built once: index 2 * delayed + aborted.
-        self._decisions = tuple(
+        object.__setattr__(self, "_decisions", tuple(
             FaultDecision(
                 delay=delay if delayed else None,
                 abort_status=abort_status if aborted else None,
@@ -83,7 +88,7 @@ class FaultPolicy:
             )
             for delayed in (False, True)
             for aborted in (False, True)
-        )
+        ))  # fmt: skip
 
     @classmethod
     def from_api(cls, f: HTTPFaultInjection) -> FaultPolicy:

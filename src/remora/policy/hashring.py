@@ -12,14 +12,24 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from hashlib import blake2b
 
-from remora.api.networking.traffic_policy import MAGLEV_TABLE_LIMIT, is_prime
-
 DEFAULT_MIN_RING_SIZE = 1024  # Envoy RingHashLbConfig.minimum_ring_size default
 MAX_RING_SIZE = 8 * 1024 * 1024  # Envoy RingHashLbConfig.maximum_ring_size default and limit
 DEFAULT_TABLE_SIZE = 65537  # Envoy MaglevLbConfig.table_size default
+MAGLEV_TABLE_LIMIT = 5000011  # Envoy MaglevLbConfig.table_size: less than this (the api checks
+# the same limit when it validates a DestinationRule: remora.api.networking.traffic_policy)
 
 _UNPACK = struct.Struct("<Q").unpack
 _SKIP_SALT = b"\x01"  # a second, independent hash for Maglev's skip (Envoy: xxHash64 seed 1)
+
+
+def is_prime(value: int) -> bool:
+    """Envoy's Primes::isPrime, which Istio copies for maglev tableSize (the api's validation
+    has its own copy: it sits below this layer and the proxy must not import it)."""
+    if 0 < value < 4:
+        return True
+    if value % 2 == 0:
+        return False
+    return all(value % f for f in range(3, math.isqrt(value) + 1, 2))
 
 
 def hash_key(value: str | bytes) -> int:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from remora.api.networking.shared import HeaderOperations
+if TYPE_CHECKING:
+    from remora.api.networking.shared import HeaderOperations
 
 Header = tuple[str, str]
 _AUTHORITY = frozenset({"host", ":authority"})

@@ -13,21 +13,20 @@ import heapq
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from remora.api.networking.traffic_policy import (
-    ConsistentHashLB,
-    LoadBalancerSettings,
-    is_prime,
-)
 from remora.policy.hashring import (
     DEFAULT_MIN_RING_SIZE,
     DEFAULT_TABLE_SIZE,
     Maglev,
     RingHash,
     hash_key,
+    is_prime,
 )
 from remora.policy.weighted import check_weights, edf_cycle
+
+if TYPE_CHECKING:
+    from remora.api.networking.traffic_policy import ConsistentHashLB, LoadBalancerSettings
 
 __all__ = [
     "Balancer",

@@ -26,8 +26,11 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from remora.api.networking.traffic_policy import Distribute, LocalityLoadBalancerSetting
+if TYPE_CHECKING:
+    from remora.api.networking.traffic_policy import LocalityLoadBalancerSetting
 
 REGION = "topology.kubernetes.io/region"
 ZONE = "topology.kubernetes.io/zone"
@@ -35,6 +38,44 @@ SUBZONE = "topology.istio.io/subzone"
 NETWORK = "topology.istio.io/network"
 LOCALITY_LABELS = ("topology.istio.io/locality", "istio-locality")
 OVERPROVISIONING = 140  # Envoy's default overprovisioning factor, in percent
+
+
+@dataclass(frozen=True, slots=True)
+class Distribute:
+    """A `distribute` rule: from the proxy's locality `from_` (may end in `*`), weights `to`."""
+
+    from_: str | None
+    to: Mapping[str, int]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "to", MappingProxyType(dict(self.to)))
+
+
+@dataclass(frozen=True, slots=True)
+class Failover:
+    """A `failover` rule: traffic from region `from_` fails over to region `to`."""
+
+    from_: str | None
+    to: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalitySetting:
+    """A DestinationRule's `localityLbSetting`, compiled (the names are Istio's)."""
+
+    enabled: bool | None = None
+    distribute: tuple[Distribute, ...] = ()
+    failover: tuple[Failover, ...] = ()
+    failover_priority: tuple[str, ...] = ()
+
+    @classmethod
+    def from_api(cls, setting: LocalityLoadBalancerSetting) -> LocalitySetting:
+        return cls(
+            enabled=setting.enabled,
+            distribute=tuple(Distribute(d.from_, d.to) for d in setting.distribute),
+            failover=tuple(Failover(f.from_, f.to) for f in setting.failover),
+            failover_priority=tuple(setting.failover_priority),
+        )
 
 
 def split_locality(locality: str) -> tuple[str, str, str]:
@@ -83,7 +124,7 @@ def priorities(
     localities: Sequence[str],
     *,
     proxy: str,
-    setting: LocalityLoadBalancerSetting | None,
+    setting: LocalitySetting | None,
     labels: Sequence[Mapping[str, str]] | None = None,
     proxy_labels: Mapping[str, str] | None = None,
     outlier_detection: bool = True,

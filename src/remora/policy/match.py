@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import re2
 
-from remora.api.common import StringMatch
-from remora.api.networking.http_route import HTTPMatchRequest
+if TYPE_CHECKING:  # only the from_api constructors read these
+    from remora.api.common import StringMatch
+    from remora.api.networking.http_route import HTTPMatchRequest
 
 Predicate = Callable[[str], bool]
 RequestPredicate = Callable[["RequestAttributes"], bool]
@@ -183,36 +184,45 @@ def _all_of(checks: Sequence[RequestPredicate]) -> RequestPredicate:
     return check
 
 
+Condition = tuple[str, StringMatcher]
+"""A header, query parameter or pseudo-header name, and how its value is matched."""
+
+
+@dataclass(frozen=True, slots=True)
 class RequestMatcher:
-    """One HTTPMatchRequest, compiled. `matches(req)` is a precomputed predicate.
+    """One HTTPMatchRequest, compiled. The fields are the match spec as plain data (what the
+    control plane sends); `matches(req)` is the predicate built from them once, in
+    `__post_init__`.
 
     sourceLabels, sourceNamespace and gateways are not checked here: they select proxies, and
     the compiler applies them per proxy (Istio sourceMatchHTTP).
     """
 
-    __slots__ = ("ignore_uri_case", "matches", "name", "path_kind", "path_pattern")
+    name: str = ""
+    path_kind: MatchKind = "prefix"  # how the uri is matched; no uri = prefix "/"
+    path_pattern: str = "/"
+    ignore_uri_case: bool = False
+    port: int = 0  # 0 = any port
+    pseudo_headers: tuple[Condition, ...] = ()  # ("method" | "authority" | "scheme", matcher)
+    headers: tuple[Condition, ...] = ()  # sorted by name
+    without_headers: tuple[Condition, ...] = ()  # each inverted (Istio withoutHeaders)
+    query_params: tuple[Condition, ...] = ()
+    matches: RequestPredicate = field(init=False, repr=False, compare=False)
 
-    name: str
-    path_kind: MatchKind  # how the uri is matched; no uri = prefix "/"
-    path_pattern: str
-    ignore_uri_case: bool
-    matches: RequestPredicate
-
-    def __init__(
-        self,
-        *,
-        name: str = "",
-        path_kind: MatchKind = "prefix",
-        path_pattern: str = "/",
-        ignore_uri_case: bool = False,
-        checks: Sequence[RequestPredicate] = (),
-    ) -> None:
-        self.name = name
-        self.path_kind = path_kind
-        self.path_pattern = path_pattern
-        self.ignore_uri_case = ignore_uri_case
-        path = _path_check(path_kind, path_pattern, ignore_uri_case)
-        self.matches = _all_of([path, *checks])
+    def __post_init__(self) -> None:
+        checks = [_path_check(self.path_kind, self.path_pattern, self.ignore_uri_case)]
+        if self.port:  # Istio builds routes per listener port; a rule for another port is dropped
+            port = self.port
+            checks.append(lambda req: req.port == port)
+        checks.extend(_pseudo_check(attribute, matcher)
+                      for attribute, matcher in self.pseudo_headers)  # fmt: skip
+        checks.extend(_header_check(header, matcher, invert=False)
+                      for header, matcher in self.headers)  # fmt: skip
+        checks.extend(_header_check(header, matcher, invert=True)
+                      for header, matcher in self.without_headers)  # fmt: skip
+        if self.query_params:
+            checks.append(_query_check(self.query_params))
+        object.__setattr__(self, "matches", _all_of(checks))
 
     def __repr__(self) -> str:
         return f"RequestMatcher(name={self.name!r}, {self.path_kind}={self.path_pattern!r})"
@@ -225,30 +235,21 @@ class RequestMatcher:
             kind, pattern = "prefix", "/"  # Istio: no uri match is Envoy prefix "/"
         else:
             kind, pattern = uri.kind, uri.pattern
-        checks: list[RequestPredicate] = []
-        if m.port:  # Istio builds routes per listener port; a rule for another port is dropped
-            port = m.port
-            checks.append(lambda req: req.port == port)
+        pseudo: list[Condition] = []
         for attribute in ("method", "authority", "scheme"):
             value: StringMatch | None = getattr(m, attribute)
             if value is not None:
-                checks.append(_pseudo_check(attribute, StringMatcher.from_api(value)))
-        for header, value in sorted(m.headers.items()):
-            checks.append(_header_check(header, StringMatcher.from_api(value), invert=False))
-        for header, absent in sorted(m.without_headers.items()):
-            checks.append(_header_check(header, StringMatcher.from_api(absent), invert=True))
-        if m.query_params:
-            query = tuple(
-                (key, StringMatcher.from_api(value))
-                for key, value in sorted(m.query_params.items())
-            )
-            checks.append(_query_check(query))
+                pseudo.append((attribute, StringMatcher.from_api(value)))
         return cls(
             name=m.name or "",
             path_kind=kind,
             path_pattern=pattern,
             ignore_uri_case=bool(m.ignore_uri_case) and kind != "regex",
-            checks=checks,
+            port=m.port or 0,
+            pseudo_headers=tuple(pseudo),
+            headers=_conditions(m.headers),
+            without_headers=_conditions(m.without_headers),
+            query_params=_conditions(m.query_params),
         )
 
     def matched_length(self, path: str) -> int:
@@ -256,6 +257,10 @@ class RequestMatcher:
         if self.path_kind == "prefix":
             return len(self.path_pattern)
         return len(path_only(path))
+
+
+def _conditions(matches: Mapping[str, StringMatch]) -> tuple[Condition, ...]:
+    return tuple((name, StringMatcher.from_api(value)) for name, value in sorted(matches.items()))
 
 
 CATCH_ALL = RequestMatcher()

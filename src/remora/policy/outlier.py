@@ -27,10 +27,12 @@ as current Istio ignores it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from remora.api.networking.traffic_policy import OutlierDetection
 from remora.policy.locality import in_panic, level_health
+
+if TYPE_CHECKING:
+    from remora.api.networking.traffic_policy import OutlierDetection
 
 DEFAULT_CONSECUTIVE = 5
 DEFAULT_INTERVAL = 10.0

@@ -12,10 +12,13 @@ changes away from the request's default port.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from remora.api.networking.http_route import HTTPDirectResponse, HTTPRedirect
 from remora.policy.match import CATCH_ALL, RequestAttributes, RequestMatcher
 from remora.policy.rewrite import replace_prefix
+
+if TYPE_CHECKING:
+    from remora.api.networking.http_route import HTTPDirectResponse, HTTPRedirect
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})  # Envoy RedirectResponseCode
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}

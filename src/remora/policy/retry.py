@@ -16,9 +16,10 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from remora.api.networking.http_route import HTTPRetry
+if TYPE_CHECKING:
+    from remora.api.networking.http_route import HTTPRetry
 
 # retry.go defaultRetryOn. The default sets no retriable status codes: istio/istio#52111 made
 # EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY (default true) drop 503, and #56023 removed the flag
@@ -83,6 +84,29 @@ class GiveUp:
 _EXHAUSTED = GiveUp(exhausted=True)
 _NOT_RETRIABLE = GiveUp(exhausted=False)
 _IMMEDIATE = Retry(backoff=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySpec:
+    """An HTTPRetry as plain data, as the snapshot carries it: the proxy builds a RetryPolicy
+    from it per route (`RetryPolicy.from_spec`), since the policy also depends on the route's
+    timeout, fault and the cluster's consistent hashing. None fields are unset."""
+
+    attempts: int | None = None
+    per_try_timeout: float | None = None
+    retry_on: str | None = None
+    retry_remote_localities: bool | None = None
+    retry_ignore_previous_hosts: bool | None = None
+    backoff: float | None = None
+
+    @classmethod
+    def from_api(cls, retry: HTTPRetry) -> RetrySpec:
+        return cls(
+            attempts=retry.attempts, per_try_timeout=retry.per_try_timeout,
+            retry_on=retry.retry_on, retry_remote_localities=retry.retry_remote_localities,
+            retry_ignore_previous_hosts=retry.retry_ignore_previous_hosts,
+            backoff=retry.backoff,
+        )  # fmt: skip
 
 
 def parse_retry_on(text: str) -> tuple[str, tuple[int, ...]]:
@@ -201,6 +225,20 @@ class RetryPolicy:
     def from_api(
         cls,
         retry: HTTPRetry | None,
+        *,
+        route_timeout: float | None,
+        has_fault: bool,
+        consistent_hash: bool = False,
+    ) -> RetryPolicy:
+        """`from_spec` of the HTTPRetry."""
+        spec = RetrySpec.from_api(retry) if retry is not None else None
+        return cls.from_spec(spec, route_timeout=route_timeout, has_fault=has_fault,
+                             consistent_hash=consistent_hash)  # fmt: skip
+
+    @classmethod
+    def from_spec(
+        cls,
+        retry: RetrySpec | None,
         *,
         route_timeout: float | None,
         has_fault: bool,

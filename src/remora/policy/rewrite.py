@@ -10,12 +10,14 @@ regex_rewrite over the path without its query string (RE2::GlobalReplace); the q
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import re2
 
-from remora.api.networking.http_route import HTTPRewrite
 from remora.policy.match import CATCH_ALL, RequestMatcher, path_only
+
+if TYPE_CHECKING:
+    from remora.api.networking.http_route import HTTPRewrite
 
 Template = tuple[str | int, ...]  # literal text and capture-group numbers
 
@@ -57,12 +59,16 @@ class RegexSubstitution:
 
     pattern: str
     template: Template
-    compiled: Any = field(repr=False, compare=False)  # the RE2 pattern, compiled
+    compiled: Any = field(init=False, repr=False, compare=False)  # the RE2 pattern, compiled
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compiled", re2.compile(self.pattern))
 
     @classmethod
     def compile(cls, pattern: str, rewrite: str) -> RegexSubstitution:
-        regex = re2.compile(pattern)
-        return cls(pattern, parse_substitution(rewrite, groups=regex.groups), regex)
+        """Raises ValueError for a substitution RE2 rejects (Envoy rejects the route)."""
+        groups = re2.compile(pattern).groups
+        return cls(pattern, parse_substitution(rewrite, groups=groups))
 
     def replace_all(self, text: str) -> str:
         """RE2::GlobalReplace: no empty match right where the previous match ended."""

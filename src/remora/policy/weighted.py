@@ -12,6 +12,7 @@ import random
 from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 MAX_CYCLE = 1 << 16
 """Longest precomputed round-robin cycle; larger weight sums are scaled down to fit."""
@@ -29,28 +30,35 @@ def check_weights(weights: Sequence[int]) -> tuple[int, ...]:
     return values
 
 
+@dataclass(frozen=True, slots=True)
 class WeightedChoice:
     """Destination i with probability weight_i / sum (Envoy weighted_clusters); 0 never.
 
     One destination is always index 0, whatever its weight, and draws nothing from the RNG:
-    Istio ignores the weight of a lone destination.
+    Istio ignores the weight of a lone destination. `weights` may be given as any sequence; it
+    is kept as a tuple, and the bisect bounds are computed from it once.
     """
 
-    __slots__ = ("_bounds", "_last", "_only", "_total", "weights")
+    weights: tuple[int, ...]
+    _bounds: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _total: int = field(init=False, repr=False, compare=False)
+    _last: int = field(init=False, repr=False, compare=False)
+    _only: int = field(init=False, repr=False, compare=False)
 
-    def __init__(self, weights: Sequence[int]) -> None:
-        self.weights = check_weights(weights)
+    def __post_init__(self) -> None:
+        weights = check_weights(self.weights)
+        object.__setattr__(self, "weights", weights)
         running = 0
         bounds = []
-        for weight in self.weights:
+        for weight in weights:
             running += weight
             bounds.append(running)
-        self._bounds = tuple(bounds)
-        self._total = running
-        positive = [i for i, w in enumerate(self.weights) if w > 0] or [0]
+        object.__setattr__(self, "_bounds", tuple(bounds))
+        object.__setattr__(self, "_total", running)
+        positive = [i for i, w in enumerate(weights) if w > 0] or [0]
         # r * total can round up to total itself; that draw belongs to the last positive weight.
-        self._last = positive[-1]
-        self._only = positive[0] if len(positive) == 1 else -1
+        object.__setattr__(self, "_last", positive[-1])
+        object.__setattr__(self, "_only", positive[0] if len(positive) == 1 else -1)
 
     def pick(self, rng: random.Random) -> int:
         """Index of the chosen destination."""
@@ -58,12 +66,6 @@ class WeightedChoice:
             return self._only
         index = bisect_right(self._bounds, rng.random() * self._total)
         return index if index <= self._last else self._last
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, WeightedChoice) and other.weights == self.weights
-
-    def __hash__(self) -> int:
-        return hash(self.weights)
 
     def __repr__(self) -> str:
         return f"WeightedChoice({list(self.weights)})"

@@ -48,7 +48,7 @@ from remora.proxy.filters.stats import IstioStats
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
-    from remora.mesh.envoyfilter import FilterEntry, HttpFilterPatch
+    from remora.mesh.filterpatch import FilterEntry, HttpFilterPatch
     from remora.mesh.snapshot import Listener, Route, Snapshot
     from remora.proxy.codec.events import ResponseHead
     from remora.proxy.context import RequestContext

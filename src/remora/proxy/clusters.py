@@ -11,10 +11,9 @@ from urllib.parse import parse_qsl
 
 from remora.mesh.snapshot import PASSTHROUGH_CLUSTER, Endpoint
 from remora.policy.circuit import Breaker, PoolLimits
-from remora.policy.fault import FaultPolicy
 from remora.policy.lb import hash_key, make_balancer
 from remora.policy.locality import LocalityPicker, distribute_weights, priorities
-from remora.policy.outlier import OutlierConfig, OutlierDetector
+from remora.policy.outlier import OutlierDetector
 from remora.policy.retry import RetryPolicy
 from remora.proxy.routing import Memo, split_authority
 
@@ -42,10 +41,10 @@ class ClusterState:
         self.cluster = cluster
         self.pools: list[EndpointPool] = [pools.get(e.address, e.port) for e in cluster.endpoints]
         policy = cluster.traffic_policy
-        self.limits = PoolLimits.from_api(policy.connection_pool if policy else None,
-                                          cluster.connect_timeout)
+        self.limits = policy.limits if policy is not None \
+            else PoolLimits.from_api(None, cluster.connect_timeout)
         self.breaker = Breaker(self.limits)
-        outlier = OutlierConfig.from_api(policy.outlier_detection if policy else None)
+        outlier = policy.outlier if policy is not None else None
         self.detector = (
             OutlierDetector(outlier, len(cluster.endpoints))
             if outlier is not None and cluster.endpoints else None
@@ -72,8 +71,7 @@ class ClusterState:
         if not identity.locality or not any(localities):
             return
         policy = self.cluster.traffic_policy
-        balancer = policy.load_balancer if policy is not None else None
-        setting = balancer.locality_lb_setting if balancer is not None else None
+        setting = policy.locality if policy is not None else None
         if setting is not None and setting.distribute:
             shares = distribute_weights(localities, proxy=identity.locality,
                                         distribute=setting.distribute, weights=self.weights)
@@ -212,13 +210,13 @@ class RoutePolicies:
 
     def __init__(self, action: RouteAction, *, consistent_hash: bool) -> None:
         self.action = action
-        fault = FaultPolicy.from_api(action.fault) if action.fault is not None else None
+        fault = action.fault
         self.fault = fault if fault is not None and fault.active else None
         # istio/api HTTPRoute.fault: no timeouts or retries on a route with a fault
-        self.timeout = None if action.fault is not None else action.timeout
-        self.retry = RetryPolicy.from_api(action.retries, route_timeout=self.timeout,
-                                          has_fault=action.fault is not None,
-                                          consistent_hash=consistent_hash)
+        self.timeout = None if fault is not None else action.timeout
+        self.retry = RetryPolicy.from_spec(action.retries, route_timeout=self.timeout,
+                                           has_fault=fault is not None,
+                                           consistent_hash=consistent_hash)
 
 
 class ClusterTable:

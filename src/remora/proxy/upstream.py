@@ -18,8 +18,7 @@ from remora.proxy.codec.http1 import ResponseDecoder
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from remora.api.networking.traffic_policy import TcpKeepalive
-    from remora.policy.circuit import Breaker, PoolLimits
+    from remora.policy.circuit import Breaker, PoolLimits, TcpKeepalive
 
 WRITE_HIGH_WATER = 256 * 1024  # bytes buffered towards a peer before we stop reading the other
 

@@ -56,7 +56,7 @@ def _routes(snap: Snapshot) -> list[tuple[str, str, list[tuple[str, int]]]]:
     assert vhost is not None
     out = []
     for route in vhost.routes:
-        prefix = route.match.uri.prefix if route.match and route.match.uri else ""
+        prefix = route.match_dump.get("uri", {}).get("prefix", "")
         out.append((route.name, prefix or "", targets(route)))
     return out
 
