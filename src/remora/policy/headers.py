@@ -55,7 +55,7 @@ def _level(operations: Iterable[HeaderOperations]) -> _Level:
             authority = level_authority or None
     if authority is not None:
         sets["host"] = authority
-    return _Level(frozenset(removes) | sets.keys(), (*sets.items(), *adds))
+    return _Level(frozenset(removes).union(sets), (*sets.items(), *adds))
 
 
 @dataclass(frozen=True, slots=True)
