@@ -6,6 +6,12 @@ a VirtualService with three match rules (uri prefix, header, uri regex) that the
 requests do not match, then the default route splitting 90/10 over v1/v2. So every request walks
 the whole rule list, picks a weighted subset and is counted in metrics and the access log.
 
+The proxy is fed as a sidecar is in a mesh: a `remora controlplane` (sqlite, no auth) holds the
+config and pushes the proxy its compiled snapshot (`remora proxy --controlplane`), so the proxy
+measured serves with no validation or YAML machinery loaded. The control plane is a process of
+its own, idle once it has pushed, and not counted in the proxy's RSS or CPU (istiod's are not
+counted in a sidecar's either).
+
 (f), the heavier chain (`start(..., heavy=True)`): the same mesh with one more rule before the
 default, matched by the benchmark's requests by a header (HEAVY_HEADER), with retries and a
 response header set (headers.response.set), and an EnvoyFilter that inserts
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import sys
 import urllib.request
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,28 +181,64 @@ def mesh_config(*, upstream: int, resilience: bool = False, heavy: bool = False)
     )
 
 
+class FedProxy(Service):
+    """`remora proxy` and the control plane that feeds it, stopped together."""
+
+    def __init__(self, name: str, argv: list[str], *, log: Path, cwd: Path,
+                 controlplane: Service) -> None:
+        super().__init__(name, argv, log=log, cwd=cwd)
+        self.controlplane = controlplane
+
+    def stop(self, timeout: float = 10.0) -> None:
+        try:
+            super().stop(timeout)
+        finally:
+            self.controlplane.stop(timeout)
+
+
+def start_controlplane(workdir: Path, config: str) -> tuple[Service, str]:
+    """A control plane holding `config` (YAML); its URL."""
+    port = free_port()
+    argv = [str(REMORA), "controlplane", "--listen", f"127.0.0.1:{port}", "--data-dir",
+            str(workdir / "cp-data"), "--store", "sqlite", "--no-auth", "--log-level", "warning"]
+    service = Service("remora controlplane", argv, log=workdir / "controlplane.log", cwd=workdir)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/healthz", service)
+        request = urllib.request.Request(f"{url}/api/remora/apply", data=config.encode(),
+                                         headers={"content-type": "application/yaml"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            answer.read()
+    except BaseException:
+        service.stop()
+        raise
+    return service, url
+
+
 def start(
     workdir: Path, *, upstream: int, resilience: bool = False, heavy: bool = False
 ) -> RemoraProxy:
-    """Write the mesh config and start `remora proxy` (sidecar, 1 process); wait until ready.
-    `resilience`: with connectionPool, outlierDetection, a route timeout and retries.
-    `heavy`: (f), with the header-matched rule (retries, a response header) and the gzip
-    compressor inserted by an EnvoyFilter."""
-    config = workdir / "config"
-    config.mkdir(parents=True)
-    (config / "mesh.yaml").write_text(mesh_config(upstream=upstream, resilience=resilience,
-                                                  heavy=heavy))
+    """Start a control plane with the mesh config and `remora proxy` (sidecar, 1 process) fed
+    by it; wait until the proxy is ready. `resilience`: with connectionPool,
+    outlierDetection, a route timeout and retries. `heavy`: (f), with the header-matched rule
+    (retries, a response header) and the gzip compressor inserted by an EnvoyFilter."""
+    workdir.mkdir(parents=True)
+    config = mesh_config(upstream=upstream, resilience=resilience, heavy=heavy)
+    (workdir / "mesh.yaml").write_text(config)
+    controlplane, url = start_controlplane(workdir, config)
     port, inbound, admin, health = (free_port() for _ in range(4))
     access_log = workdir / "access.log"
-    argv = [str(REMORA), "proxy", "-f", str(config), "--mode", "sidecar",
+    argv = [str(REMORA), "proxy", "--controlplane", url, "--mode", "sidecar",
             "--namespace", "default", "--labels", "app=client,version=v1",
             "--outbound-port", str(port), "--inbound-port", str(inbound),
             "--admin-port", str(admin), "--health-port", str(health),
             "--access-log", str(access_log), "--log-level", "warning"]  # fmt: skip
-    service = Service("remora proxy", argv, log=workdir / "remora.log", cwd=workdir)
+    service = FedProxy("remora proxy", argv, log=workdir / "remora.log", cwd=workdir,
+                       controlplane=controlplane)
     try:
         wait_for_http(f"http://127.0.0.1:{admin}/healthz/ready", service)
     except BaseException:
-        service.stop()
+        with suppress(Exception):
+            service.stop()
         raise
     return RemoraProxy(service=service, port=port, admin_port=admin, access_log=access_log)

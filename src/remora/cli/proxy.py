@@ -91,7 +91,7 @@ def proxy(
     source: SnapshotSource
     if controlplane:
         urls = [url.strip() for url in controlplane.split(",") if url.strip()]
-        from remora.proxy.discovery import RemoteSource  # noqa: PLC0415 - httpx only here
+        from remora.proxy.discovery import RemoteSource  # noqa: PLC0415
 
         source = RemoteSource(urls, identity=identity, ports=ports)
     else:

@@ -33,6 +33,12 @@ class Node(BaseModel):
     appPort: int | None = None  # noqa: N815 - wire name
     locality: str = ""
     adminPort: int | None = None  # noqa: N815 - wire name; where `remora proxy-config` asks
+    # what else the control plane compiles the proxy's snapshot for (remora.mesh.wire
+    # node_identity); a proxy that does not send them gets Istio's defaults
+    cluster: str = "Kubernetes"
+    containerPort: int | None = None  # noqa: N815 - wire name
+    containerPortName: str = ""  # noqa: N815 - wire name
+    ports: dict[str, int] = {}  # outbound, inbound, admin, health
 
 
 class DiscoveryRequest(BaseModel):

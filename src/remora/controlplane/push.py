@@ -5,8 +5,9 @@ A proxy subscribes with its node (identity). A change of a stored resource (the 
 or of the registry (its change listener, per service) is pushed at once after a quiet period,
 and a burst of changes is coalesced until it has been quiet for 100 ms or has lasted 10 s
 (istiod's debounce); a registry change re-derives only its own service's endpoints. Each
-subscriber whose view changed — its version is a hash of its documents — gets the new view on
-its stream, as a delta from the view it has. ACKs and NACKs are recorded per proxy, so
+subscriber's snapshot is compiled here (remora.controlplane.proxysnapshots) and one whose
+snapshot changed — its version is a hash of its sections — gets it on its stream, as a delta
+from the one it has. ACKs and NACKs are recorded per proxy, so
 `GET /api/remora/v1/proxies` shows who runs which version and who refused what (a NACKing
 proxy keeps serving its previous version).
 """
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remora.api.meshconfig import MESH_CONFIGMAP, MESH_NAMESPACE
+from remora.controlplane.proxysnapshots import ProxySnapshots
 from remora.controlplane.registry_cache import KubeServices, RegistryEntries
 from remora.mesh.wire import PING_LINE, View, document_digest, document_key, encode_document
 from remora.registry.service import Registry
@@ -57,7 +59,8 @@ class Subscriber:
 
     node: dict[str, Any]
     queue: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
-    sent: str = ""  # version of the last view sent
+    snapshot: View | None = None  # the compiled snapshot last sent, as sections
+    sent: str = ""  # its version
     acked: str = ""  # version it applied
     nacked: str = ""  # version it refused, with the error
     error: str | None = None
@@ -116,6 +119,7 @@ class PushServer:
             self._registry = RegistryEntries(registry, encode=encode)
             registry.on_change(self._registry_changed)
         self._views: dict[ViewKey, View] = {}
+        self.snapshots = ProxySnapshots()
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -197,27 +201,44 @@ class PushServer:
             last_push = loop.time()
 
     async def push_all(self) -> None:
-        """Recompute the views in use; send each subscriber a delta from the view it has, or
-        the whole view when it has another one (each line built once per view)."""
+        """Recompute the views in use and each subscriber's snapshot; send each whose snapshot
+        changed a delta from the one it has (each line built once for equal snapshots)."""
         entries = await self.entries()
-        old = self._views
         new = {key: select(key, entries) for key in {s.view_key for s in self.subscribers.values()}}
         self._views = new
-        deltas: dict[ViewKey, bytes] = {}
+        self.snapshots.keep_only(new.values())
+        deltas: dict[tuple[str, str], bytes] = {}
         for subscriber in list(self.subscribers.values()):
-            key = subscriber.view_key
-            view = new[key]
-            if view.version == subscriber.sent:
-                continue
-            base = old.get(key)
-            if base is not None and base.version == subscriber.sent:
-                if key not in deltas:
-                    deltas[key] = view.delta_line(base)
-                line = deltas[key]
-            else:
-                line = view.snapshot_line()
-            subscriber.sent = view.version
-            subscriber.queue.put_nowait(line)
+            await self._send(subscriber, new[subscriber.view_key], deltas)
+
+    async def _send(self, subscriber: Subscriber, view: View,
+                    deltas: dict[tuple[str, str], bytes] | None = None) -> None:
+        """Queue the subscriber's snapshot of `view` if it changed: a delta from the one it
+        has, else the whole snapshot. A snapshot the control plane cannot compile is recorded
+        as the subscriber's error; the proxy keeps what it runs. A compile runs in a thread,
+        so the API keeps answering while a large mesh compiles."""
+        compiled = self.snapshots.cached(view, subscriber.node)
+        if compiled is None:
+            compiled = await asyncio.to_thread(self.snapshots.compiled, view, subscriber.node)
+        snapshot = compiled.view
+        if snapshot is None:
+            if subscriber.nacked != view.version:
+                subscriber.nacked, subscriber.error = view.version, compiled.error
+            return
+        if snapshot.version == subscriber.sent:
+            return
+        base = subscriber.snapshot
+        if base is not None and base.version == subscriber.sent:
+            key = (base.version, snapshot.version)
+            line = deltas.get(key) if deltas is not None else None
+            if line is None:
+                line = snapshot.delta_line(base)
+                if deltas is not None:
+                    deltas[key] = line
+        else:
+            line = snapshot.snapshot_line()
+        subscriber.snapshot, subscriber.sent = snapshot, snapshot.version
+        subscriber.queue.put_nowait(line)
 
     # the stream --------------------------------------------------------------------------------
     async def subscribe(self, node: dict[str, Any]) -> AsyncIterator[bytes]:
@@ -227,9 +248,7 @@ class PushServer:
         if previous is not None:  # a reconnect: the new stream replaces the old one
             subscriber.acked = previous.acked
         self.subscribers[subscriber.id] = subscriber
-        view = await self.view(subscriber.view_key)
-        subscriber.sent = view.version
-        subscriber.queue.put_nowait(view.snapshot_line())
+        await self._send(subscriber, await self.view(subscriber.view_key))
         try:
             while True:
                 try:

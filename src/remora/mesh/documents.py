@@ -1,4 +1,4 @@
-"""Documents (pushed JSON or loaded files) to a snapshot, one resource at a time: a document
+"""Documents (stored JSON or loaded files) to a snapshot, one resource at a time: a document
 that does not parse is skipped and named in `Snapshot.skipped`, the rest is compiled."""
 
 from __future__ import annotations
@@ -30,19 +30,35 @@ def skipped_from_issues(issues: Iterable[ConfigIssue]) -> list[SkippedResource]:
             for (kind, ns, name), details in by_subject.items()]
 
 
-def compile_documents(documents: Sequence[Mapping[str, Any]], *, version: str,
-                      identity: ProxyIdentity, ports: ListenerPorts) -> Snapshot:
-    """The pushed documents as a snapshot: each parsed on its own, those that do not parse
-    skipped (named in `Snapshot.skipped`), the rest compiled."""
+def parse_document(document: Mapping[str, Any]) -> Resource | list[ConfigIssue]:
+    """A stored document as its resource, or the issues that keep it out (each naming it)."""
+    try:
+        return parse_resource(document, namespace=_namespace_of(document))
+    except ConfigError as exc:
+        return [_with_subject(issue, document) for issue in exc.issues]
+
+
+def compile_parsed(parsed: Iterable[Resource | list[ConfigIssue]], *, version: str,
+                   identity: ProxyIdentity, ports: ListenerPorts) -> Snapshot:
+    """A snapshot of parsed documents: those that did not parse skipped (named in
+    `Snapshot.skipped`), the rest compiled."""
     resources: list[Resource] = []
     issues: list[ConfigIssue] = []
-    for document in documents:
-        try:
-            resources.append(parse_resource(document, namespace=_namespace_of(document)))
-        except ConfigError as exc:
-            issues.extend(_with_subject(issue, document) for issue in exc.issues)
+    for item in parsed:
+        if isinstance(item, list):
+            issues.extend(item)
+        else:
+            resources.append(item)
     return compile_snapshot(resources, identity, version=version, listener_ports=ports,
                             skipped=skipped_from_issues(issues))
+
+
+def compile_documents(documents: Sequence[Mapping[str, Any]], *, version: str,
+                      identity: ProxyIdentity, ports: ListenerPorts) -> Snapshot:
+    """The documents as a snapshot: each parsed on its own, those that do not parse skipped
+    (named in `Snapshot.skipped`), the rest compiled."""
+    return compile_parsed([parse_document(d) for d in documents], version=version,
+                          identity=identity, ports=ports)
 
 
 def _namespace_of(document: Mapping[str, Any]) -> str:

@@ -11,15 +11,9 @@ istio.io/latest/docs/reference/config/networking/envoy-filter/. Theory of operat
    `name.namespace`; patches keep their order inside a resource. Each HTTP_FILTER patch that
    Remora acts on becomes one frozen `HttpFilterPatch` (remora.mesh.filterpatch); the rest is
    reported, not applied (remora.api.unenforced).
-2. `http_filter_chain(context, port, patches)` applies them, in that order, to the default chain
-   of a context (remora.api.networking.httpfilters.REMORA_CHAINS) the way Istio edits an HTTP
-   connection manager's filters (pilot/pkg/networking/core/envoyfilter/http_filter_patch.go):
-   ADD appends; INSERT_FIRST prepends; INSERT_BEFORE / INSERT_AFTER go before / after the first
-   filter named by the anchor (match...subFilter.name), at the start / end when there is no
-   anchor; REPLACE replaces the first filter of that name; REMOVE removes every filter of that
-   name. A patch whose anchor is not in the chain is not applied (Istio's rule). Envoy refuses a
-   chain whose last filter is not the router or with a filter after it; where Istio would have
-   the whole listener refused, Remora leaves out the one patch that would do that.
+2. `remora.mesh.filterpatch.http_filter_chain(context, port, patches)` applies them, in that
+   order, to the default chain of a context (remora.api.networking.httpfilters.REMORA_CHAINS),
+   as Istio does; it lives there so the proxy applies patches without the api's models.
 
 Everything here is pure: resources and identity in, frozen values out.
 """
@@ -27,7 +21,6 @@ Everything here is pure: resources and identity in, frozen values out.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from remora.api.networking import httpfilters
 from remora.api.networking.envoy_filter import (
@@ -35,35 +28,14 @@ from remora.api.networking.envoy_filter import (
     EnvoyConfigObjectPatch,
     EnvoyFilter,
 )
-from remora.api.networking.httpfilters import Context
 from remora.api.resource import Resource
 from remora.mesh.filterpatch import EMPTY as _EMPTY
-from remora.mesh.filterpatch import FilterEntry, HttpFilterPatch, HttpOperation, PatchContext
+from remora.mesh.filterpatch import HttpFilterPatch, HttpOperation, PatchContext
 from remora.mesh.snapshot import ProxyIdentity
 from remora.policy.filterconfig import FilterConfigError, check_typed_config
 
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 """The label Istio gives a Gateway API gateway's pods: how `targetRefs` find their proxies."""
-
-
-@dataclass(frozen=True, slots=True)
-class NotApplied:
-    """A patch that left a chain as it was, and why (the proxy may log it)."""
-
-    patch: HttpFilterPatch
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class PatchedChain:
-    """The HTTP filters of one listener after the patches, and the patches not applied."""
-
-    filters: tuple[FilterEntry, ...]
-    not_applied: tuple[NotApplied, ...] = ()
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.filters)
 
 
 # -- selection and order ----------------------------------------------------------------------
@@ -192,69 +164,3 @@ def _scope(patch: EnvoyConfigObjectPatch) -> tuple[PatchContext, int | None] | N
         if found is not None and found.name not in httpfilters.HTTP_CONNECTION_MANAGER_NAMES:
             return None
     return context, port
-
-
-# -- applying patches to a chain --------------------------------------------------------------
-
-
-def http_filter_chain(
-    context: Context, port: int, patches: Iterable[HttpFilterPatch], *,
-    base: Sequence[str] | None = None,
-) -> tuple[FilterEntry, ...]:  # fmt: skip
-    """The HTTP filters (name, typed_config) of the listener for `context` and `port` (the
-    destination port outbound, the app's container port inbound, the server port at a
-    gateway): `base` (default: Remora's chain for the context) with the patches applied."""
-    return patch_http_filters(context, port, patches, base=base).filters
-
-
-def patch_http_filters(
-    context: Context, port: int, patches: Iterable[HttpFilterPatch], *,
-    base: Sequence[str] | None = None,
-) -> PatchedChain:  # fmt: skip
-    """`http_filter_chain`, with the patches that were not applied and why."""
-    names = httpfilters.REMORA_CHAINS[context] if base is None else tuple(base)
-    chain: list[FilterEntry] = [(name, _EMPTY) for name in names]
-    guarded = _well_ended(chain)
-    skipped: list[NotApplied] = []
-    for patch in patches:
-        if not patch.applies_to(context, port):
-            continue
-        patched = _apply(chain, patch)
-        if isinstance(patched, str):
-            skipped.append(NotApplied(patch, patched))
-        elif guarded and not _well_ended(patched):
-            skipped.append(NotApplied(patch, f"it would leave a filter after "
-                                             f"{httpfilters.TERMINAL}, or none last: Envoy "
-                                             f"refuses such a chain"))
-        else:
-            chain = patched
-    return PatchedChain(tuple(chain), tuple(skipped))
-
-
-def _apply(chain: list[FilterEntry], patch: HttpFilterPatch) -> list[FilterEntry] | str:
-    """The chain after one patch (a new list), or why the patch does not apply."""
-    operation, anchor = patch.operation, patch.anchor
-    if operation == "ADD" or (operation == "INSERT_AFTER" and not anchor):
-        return [*chain, patch.entry]
-    if operation == "INSERT_FIRST" or (operation == "INSERT_BEFORE" and not anchor):
-        return [patch.entry, *chain]
-    if not anchor:  # REPLACE and REMOVE need one (Istio skips them without)
-        return f"{operation} names no filter (match.listener.filterChain.filter.subFilter)"
-    found = [i for i, (name, _) in enumerate(chain) if httpfilters.canonical_name(name) == anchor]
-    if not found:
-        return f"{anchor} is not in the chain"
-    first = found[0]
-    if operation == "INSERT_BEFORE":
-        return [*chain[:first], patch.entry, *chain[first:]]
-    if operation == "INSERT_AFTER":
-        return [*chain[:first + 1], patch.entry, *chain[first + 1:]]
-    if operation == "REPLACE":
-        return [*chain[:first], patch.entry, *chain[first + 1:]]
-    return [entry for i, entry in enumerate(chain) if i not in found]  # REMOVE: every one
-
-
-def _well_ended(chain: Sequence[FilterEntry]) -> bool:
-    """Envoy's rule: the terminal filter (the router) is last, and only last."""
-    terminal = [httpfilters.implementation_of(name, config) == httpfilters.TERMINAL
-                for name, config in chain]
-    return bool(terminal) and terminal[-1] and not any(terminal[:-1])

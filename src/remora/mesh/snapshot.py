@@ -424,7 +424,7 @@ class Snapshot:
     `skipped` are the resources that could not be compiled (the rest still are); `unenforced`
     what the resources set that Remora does not enforce (remora.api.unenforced);
     `http_filter_patches` the EnvoyFilter HTTP_FILTER patches that select this proxy, in the
-    order they apply (remora.mesh.envoyfilter.http_filter_chain builds a listener's chain)."""
+    order they apply (remora.mesh.filterpatch.http_filter_chain builds a listener's chain)."""
 
     version: str
     identity: ProxyIdentity

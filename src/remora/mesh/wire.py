@@ -1,6 +1,8 @@
 """The push wire format shared by the control plane and the proxy (pure: bytes in, bytes out).
 
-NDJSON lines on one HTTP stream per proxy, like an xDS stream:
+NDJSON lines on one HTTP stream per proxy, like an xDS stream, whose documents are the sections
+of the proxy's compiled snapshot (remora.mesh.encoding: one per listener, route table and
+cluster, and "proxy"):
   {"type": "snapshot", "version": V, "documents": [...]}        the whole view
   {"type": "delta", "base": B, "version": V, "put": [...], "delete": [keys]}
                                                                 only what changed since B
@@ -22,6 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
+
 if TYPE_CHECKING:
     from remora.mesh.snapshot import SkippedResource
 
@@ -36,7 +40,11 @@ class WireError(ValueError):
 
 
 def document_key(document: Mapping[str, Any]) -> str:
-    """What identifies a document in a view: kind/namespace/name."""
+    """What identifies a document in a view: a compiled snapshot's section by its key
+    (remora.mesh.encoding), a resource by kind/namespace/name."""
+    section = document.get("section")
+    if isinstance(section, str):
+        return section
     metadata = document.get("metadata") or {}
     return f"{document.get('kind')}/{metadata.get('namespace', 'default')}/{metadata.get('name')}"
 
@@ -106,6 +114,31 @@ class View:
 
 _SNAPSHOTS: dict[str, bytes] = {}  # recent snapshot lines by version (content hash)
 PING_LINE = b'{"type":"ping"}\n'
+
+
+def node_identity(node: Mapping[str, Any]) -> tuple[ProxyIdentity, ListenerPorts]:
+    """Who a subscribing proxy is and the ports it listens on, from its node document (the
+    control plane compiles its snapshot for them; remora.proxy.discovery sends them)."""
+    ports = node.get("ports") or {}
+    defaults = ListenerPorts()
+    return ProxyIdentity(
+        mode="gateway" if node.get("mode") == "gateway" else "sidecar",
+        namespace=str(node.get("namespace") or "default"),
+        labels={str(k): str(v) for k, v in (node.get("labels") or {}).items()},
+        workload=str(node.get("workload") or "unknown"),
+        service_account=str(node.get("serviceAccount") or "default"),
+        cluster=str(node.get("cluster") or "Kubernetes"),
+        ip=str(node.get("ip") or "127.0.0.1"),
+        app_port=_port(node.get("appPort")),
+        container_port=_port(node.get("containerPort")),
+        container_port_name=str(node.get("containerPortName") or ""),
+        locality=str(node.get("locality") or ""),
+    ), ListenerPorts(**{name: _port(ports.get(name)) or getattr(defaults, name)
+                        for name in ("outbound", "inbound", "admin", "health")})
+
+
+def _port(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def ack_body(node: str, version: str, *, error: str | None,

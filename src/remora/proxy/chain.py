@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from remora.api.networking import httpfilters
 from remora.errors import RemoraError
-from remora.mesh.envoyfilter import patch_http_filters
+from remora.mesh.filterpatch import patch_http_filters
 from remora.mesh.snapshot import RouteAction
 from remora.policy.compression import CompressorConfig
 from remora.policy.headers import HeaderOps

@@ -1,7 +1,9 @@
 """Where a proxy's snapshot comes from: files it reads itself, or a control plane's push.
 
 Either way a `SnapshotSource` gives the first snapshot, then follows changes and hands each new
-snapshot to the runtime. A resource with an issue is skipped and logged, and the rest applies
+snapshot to the runtime. A control plane's snapshots arrive compiled (remora.proxy.discovery);
+files are parsed and compiled here, so only a proxy run from files imports the validation and
+YAML machinery. A resource with an issue is skipped and logged, and the rest applies
 (one bad file never takes the proxy down); kinds and fields Remora does not enforce are logged
 once (remora.api.unenforced).
 """
@@ -17,10 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from remora.api.loader import YAML_SUFFIXES, load_paths
 from remora.errors import RemoraError
-from remora.mesh.compile import compile_snapshot
-from remora.mesh.documents import skipped_from_issues
 from remora.proxy.configlog import ConfigLog
 
 if TYPE_CHECKING:
@@ -87,6 +86,11 @@ class FileSource:
 
     def load(self) -> Snapshot:
         """Compile the files as they are now; resources with issues are skipped (and logged)."""
+        # here, not at the top: a proxy fed by a control plane never loads these
+        from remora.api.loader import load_paths  # noqa: PLC0415
+        from remora.mesh.compile import compile_snapshot  # noqa: PLC0415
+        from remora.mesh.documents import skipped_from_issues  # noqa: PLC0415
+
         self._signature = self._files_signature()
         result = load_paths(self.paths, namespace=self.identity.namespace)
         self._log.unsupported(result.unsupported)
@@ -104,6 +108,8 @@ class FileSource:
         return self._files_signature() != self._signature
 
     def _files_signature(self) -> tuple[tuple[str, int, int], ...]:
+        from remora.api.loader import YAML_SUFFIXES  # noqa: PLC0415 - see load
+
         entries: list[tuple[str, int, int]] = []
         for raw in self.paths:
             path = Path(raw)

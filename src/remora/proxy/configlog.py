@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from remora.api.unenforced import not_modelled
-
 if TYPE_CHECKING:
     from remora.api.loader import Unsupported
     from remora.mesh.snapshot import Snapshot
@@ -43,6 +41,8 @@ class ConfigLog:
 
     def unsupported(self, items: list[Unsupported]) -> None:
         """Objects of kinds Remora does not model (file mode): named, with the reason."""
+        from remora.api.unenforced import not_modelled  # noqa: PLC0415 - file mode only
+
         for item in items:
             entry = not_modelled(item.kind)
             reason = entry.reason if entry else "this kind is not modelled"

@@ -1,13 +1,14 @@
 """A proxy fed by the control plane: `remora proxy --controlplane URL[,URL...]`.
 
 As with xDS, the proxy opens a stream with its identity (node), receives versioned snapshots of
-the configuration that concerns it, compiles each, and answers ACK (applied) or NACK (with the
-error; the previous snapshot keeps serving). A resource that cannot be compiled does not NACK
-the version: it is skipped, the rest is applied, and the ACK lists it in `resourceErrors`.
+its configuration compiled by the control plane (remora.mesh.encoding: no validation or YAML
+machinery in the serving proxy), and answers ACK (applied) or NACK (with the error; the
+previous snapshot keeps serving). A resource that could not be compiled does not NACK the
+version: it was skipped, the rest applies, and the ACK lists it in `resourceErrors`.
 When the control plane is unreachable the proxy keeps its last good snapshot and reconnects
 with jittered exponential back-off, cycling through every address it was given.
 
-Wire format: remora.mesh.wire (snapshots, deltas on the last received view, pings) on
+Wire format: remora.mesh.wire (snapshots, deltas on the last received sections, pings) on
 `POST /api/remora/v1/discovery` with `{"node": {...}}`; `POST /api/remora/v1/discovery/ack`
 takes `{"node": ID, "version": V, "error": null | "...", "resourceErrors": [{"kind", "namespace",
 "name", "message"}]}` (resourceErrors optional: an older proxy omits it).
@@ -21,13 +22,12 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from remora.credentials import CredentialsError, TokenSource
 from remora.errors import RemoraError
-from remora.mesh.documents import compile_documents
+from remora.mesh.encoding import SectionError, SnapshotDecoder
 from remora.mesh.wire import ACK_PATH, DISCOVERY_PATH, Document, ack_body, apply_message
 from remora.proxy.configlog import ConfigLog
+from remora.proxy.cpclient import ControlPlaneClient, ControlPlaneHTTPError
 from remora.proxy.labels import node_id
 
 if TYPE_CHECKING:
@@ -50,7 +50,9 @@ class ControlPlaneRefusedError(ValueError):
     stream, with a fresh login)."""
 
 
-def node_document(identity: ProxyIdentity) -> dict[str, Any]:
+def node_document(identity: ProxyIdentity, ports: ListenerPorts) -> dict[str, Any]:
+    """Everything the control plane compiles this proxy's snapshot for (remora.mesh.wire
+    node_identity reads it back)."""
     return {
         "id": node_id(identity),
         "mode": identity.mode,
@@ -61,10 +63,15 @@ def node_document(identity: ProxyIdentity) -> dict[str, Any]:
         "ip": identity.ip,
         "appPort": identity.app_port,
         "locality": identity.locality,
+        "cluster": identity.cluster,
+        "containerPort": identity.container_port,
+        "containerPortName": identity.container_port_name,
+        "ports": {"outbound": ports.outbound, "inbound": ports.inbound, "admin": ports.admin,
+                  "health": ports.health},
     }
 
 
-__all__ = ["ControlPlaneUnavailableError", "RemoteSource", "compile_documents", "node_id"]
+__all__ = ["ControlPlaneUnavailableError", "RemoteSource", "node_id"]
 
 
 class RemoteSource:
@@ -81,15 +88,19 @@ class RemoteSource:
         self.rng = rng or random.Random()
         # the admin port too, so `remora proxy-config POD` finds this proxy through the
         # control plane's proxies list (istioctl reaches a pod's 15000 by port-forward)
-        self.node = {**node_document(identity), "adminPort": ports.admin}
+        self.node = {**node_document(identity, ports), "adminPort": ports.admin}
         self.version = ""  # the last applied version
         self.received = ""  # the last received version (a NACKed one included)
-        self.documents: dict[str, Document] = {}
+        self.documents: dict[str, Document] = {}  # the snapshot's sections by key
+        self._decoder = SnapshotDecoder()
         self._log = ConfigLog()
         self._first: asyncio.Future[Snapshot] | None = None
         self._apply: Callable[[Snapshot], None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+        try:
+            self._clients = {url: ControlPlaneClient(url) for url in self.urls}
+        except ValueError as exc:
+            raise RemoraError(f"--controlplane: {exc}") from None
         self._tokens = {url: TokenSource.for_server(url) for url in self.urls}
         self._renew = False  # the last stream was refused: log in again before the next
 
@@ -113,7 +124,6 @@ class RemoteSource:
             await asyncio.shield(self._task)
         finally:
             self._task.cancel()
-            await self._client.aclose()
 
     def reload(self) -> Snapshot | None:
         return None  # the control plane pushes; nothing to reread
@@ -127,7 +137,7 @@ class RemoteSource:
             try:
                 await self._stream(url)
                 failures = 0  # a stream that ended cleanly: reconnect at once
-            except (httpx.HTTPError, OSError, ValueError, CredentialsError) as exc:
+            except (OSError, ValueError, CredentialsError) as exc:
                 failures += 1
                 index += 1
                 delay = self.rng.random() * min(BACKOFF_MAX, BACKOFF_BASE * 2 ** failures)
@@ -138,23 +148,27 @@ class RemoteSource:
         self.received = ""  # a new stream starts with a snapshot
         body = {"node": self.node, "version": self.version}
         headers = await self._headers(url)
-        async with self._client.stream("POST", url + DISCOVERY_PATH, json=body,
-                                       headers=headers) as response:
-            self._renew = response.status_code in (401, 403)
-            if self._renew:
-                await response.aread()
-                raise ControlPlaneRefusedError(
-                    f"refused this proxy ({response.status_code}): {response.text.strip()} "
-                    "(credentials: REMORA_CREDENTIALS or REMORA_TOKEN)")
-            response.raise_for_status()
+        response, connection = await self._clients[url].post(DISCOVERY_PATH, body, headers)
+        try:
+            status = response.status
+            self._renew = status in (401, 403)
+            if status != 200:
+                text = (await response.read()).decode(errors="replace").strip()
+                if self._renew:
+                    raise ControlPlaneRefusedError(
+                        f"refused this proxy ({status}): {text} "
+                        "(credentials: REMORA_CREDENTIALS or REMORA_TOKEN)")
+                raise ControlPlaneHTTPError(f"discovery answered {status}: {text[:200]}")
             log.info("connected to control plane %s", url)
-            async for line in response.aiter_lines():
+            async for line in response.lines():
                 if not line.strip():
                     continue
                 applied = apply_message(self.documents, self.received, json.loads(line))
                 if applied is not None:  # WireError (a ValueError) reconnects for a snapshot
                     self.documents, self.received = applied
                     await self._receive(url, self.received)
+        finally:
+            connection.close()
 
     async def _headers(self, url: str) -> dict[str, str]:
         """The token header (logging in, in a thread, when the token is due)."""
@@ -166,9 +180,8 @@ class RemoteSource:
         error: str | None = None
         skipped: Sequence[SkippedResource] = ()
         try:
-            snapshot = compile_documents(list(self.documents.values()), version=version,
-                                         identity=self.identity, ports=self.ports)
-        except RemoraError as exc:
+            snapshot = self._decoder.decode(self.documents, version=version)
+        except SectionError as exc:
             error = str(exc)
             log.error("NACK version %s, keeping %s: %s", version, self.version or "none", error)
         else:
@@ -181,5 +194,5 @@ class RemoteSource:
             elif self._apply is not None:
                 self._apply(snapshot)
             log.info("ACK version %s", version)
-        await self._client.post(url + ACK_PATH, headers=await self._headers(url), json=ack_body(
-            self.node["id"], version, error=error, skipped=skipped))
+        await self._clients[url].post_json(ACK_PATH, ack_body(
+            self.node["id"], version, error=error, skipped=skipped), await self._headers(url))

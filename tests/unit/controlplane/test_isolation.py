@@ -16,8 +16,8 @@ import pytest
 from remora.cli.proxystatus import table
 from remora.controlplane.api_push import answer_ack
 from remora.controlplane.push import PushServer
-from remora.mesh.documents import compile_documents
-from remora.mesh.snapshot import ListenerPorts, ProxyIdentity, Snapshot
+from remora.mesh.encoding import SnapshotDecoder
+from remora.mesh.snapshot import Snapshot
 from remora.mesh.wire import Document, ack_body, apply_message
 from remora.registry.store.sqlite import SqliteStore
 
@@ -53,7 +53,8 @@ async def put(store: SqliteStore, document: dict[str, Any]) -> None:
 
 
 class FakeProxy:
-    """What remora.proxy.discovery does with a stream: apply each message, compile, ACK."""
+    """What remora.proxy.discovery does with a stream: apply each message, decode the
+    compiled snapshot, ACK."""
 
     def __init__(self, push: PushServer, name: str) -> None:
         self.push = push
@@ -61,6 +62,7 @@ class FakeProxy:
         self.stream: AsyncIterator[bytes] = push.subscribe(self.node)
         self.documents: dict[str, Document] = {}
         self.received = ""
+        self.decoder = SnapshotDecoder()
 
     async def next_snapshot(self) -> Snapshot:
         while True:
@@ -69,9 +71,7 @@ class FakeProxy:
             if applied is not None:
                 break
         self.documents, self.received = applied
-        snapshot = compile_documents(list(self.documents.values()), version=self.received,
-                                     identity=ProxyIdentity(mode="sidecar"),
-                                     ports=ListenerPorts())
+        snapshot = self.decoder.decode(self.documents, version=self.received)
         body = ack_body(self.node["id"], self.received, error=None, skipped=snapshot.skipped)
         assert answer_ack(self.push, json.dumps(body).encode()) == (200, b'{"accepted":true}')
         return snapshot

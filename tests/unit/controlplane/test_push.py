@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from remora.controlplane.push import Entry, PushServer, encode, select
-from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
+from remora.mesh.encoding import SnapshotDecoder
 from remora.mesh.wire import apply_message
-from remora.proxy.discovery import compile_documents
 from remora.registry.store.sqlite import SqliteStore
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.anyio]
@@ -62,22 +61,25 @@ async def test_subscriber_gets_its_view_then_each_change(tmp_path: Path) -> None
         stream = push.subscribe(NODE)
         first = await next_message(stream)
         assert first["type"] == "snapshot"
-        assert [d["kind"] for d in first["documents"]] == ["Service"]
+        # the proxy's snapshot, compiled here: a section per listener, route table, cluster
+        sections = {d["section"] for d in first["documents"]}
+        assert {"proxy", "routes/9080",
+                "cluster/outbound|9080||reviews.default.svc.cluster.local"} <= sections
         documents, received = apply_message({}, "", first) or ({}, "")
         await put(store, VS)
         second = await next_message(stream)
-        # only what changed travels: a delta on the view the proxy has
+        # only what changed travels: a delta on the snapshot the proxy has (the route table
+        # the VirtualService now owns, not the cluster)
         assert second["type"] == "delta"
         assert second["base"] == first["version"]
-        assert [d["kind"] for d in second["put"]] == ["VirtualService"]
+        assert [d["section"] for d in second["put"]] == ["routes/9080"]
         documents, received = apply_message(documents, received, second) or ({}, "")
         assert received == second["version"] != first["version"]
-        assert {d["kind"] for d in documents.values()} == {"Service", "VirtualService"}
-        # the documents compile to the snapshot the proxy will run
-        snapshot = compile_documents(list(documents.values()), version=received,
-                                     identity=ProxyIdentity(mode="sidecar"),
-                                     ports=ListenerPorts())
-        assert snapshot.outbound_table(9080) is not None
+        # the sections decode to the snapshot the proxy will run, no compile there
+        snapshot = SnapshotDecoder().decode(documents, version=received)
+        table = snapshot.outbound_table(9080)
+        assert table is not None
+        assert table.virtual_hosts[0].routes[0].virtual_service == "default/reviews"
         assert push.ack(NODE["id"], second["version"], None)
         assert push.status()[0]["acked"] == second["version"]
         assert push.ack(NODE["id"], "bad", "compile failed")
@@ -102,7 +104,8 @@ async def test_a_change_that_does_not_concern_the_proxy_is_not_pushed(tmp_path: 
         await put(store, SERVICE)
         second = await next_message(stream)
         assert second["version"] != first["version"]
-        assert [d["kind"] for d in second["put"]] == ["Service"]
+        assert "cluster/outbound|9080||reviews.default.svc.cluster.local" in {
+            d["section"] for d in second["put"]}
         assert second["delete"] == []
         await stream.aclose()
     finally:

@@ -17,11 +17,11 @@ NODE = {"id": "sidecar~127.0.0.1~client.default", "mode": "sidecar", "namespace"
 def test_a_large_snapshot_is_written_in_pieces_of_one_line(tmp_path: Path) -> None:
     async def main() -> None:
         store = await SqliteStore(tmp_path / "db").open()
-        for i in range(300):  # ~100 KB of Services
+        for i in range(300):  # 300 Services: a snapshot of ~200 KB
             service = {"apiVersion": "v1", "kind": "Service",
                        "metadata": {"name": f"svc-{i}", "namespace": "default"},
                        "spec": {"selector": {"app": f"svc-{i}"}, "ports": [
-                           {"name": "http", "port": 8080, "targetPort": 8080}] * 3}}
+                           {"name": f"http-{port}", "port": port} for port in (80, 81, 82)]}}
             await store.put(f"/resources/core/Service/default/svc-{i}",
                             json.dumps(service).encode())
         push = PushServer(store)
@@ -35,6 +35,9 @@ def test_a_large_snapshot_is_written_in_pieces_of_one_line(tmp_path: Path) -> No
         line = b"".join(pieces)
         assert line.count(b"\n") == 1
         snapshot = json.loads(line)
-        assert snapshot["type"] == "snapshot" and len(snapshot["documents"]) == 300
+        assert snapshot["type"] == "snapshot"
+        clusters = [d for d in snapshot["documents"] if d["section"].startswith("cluster/")
+                    and "||svc-" in d["section"]]
+        assert len(clusters) == 900  # the proxy's compiled snapshot: a cluster per port
 
     asyncio.run(main())

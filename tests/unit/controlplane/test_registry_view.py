@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from remora.controlplane.registry_view import documents_of
+from remora.mesh.documents import compile_documents
 from remora.mesh.snapshot import Endpoint, ListenerPorts, ProxyIdentity
-from remora.proxy.discovery import compile_documents
 from remora.registry.model import Instance
 from remora.registry.service import Registry
 from remora.registry.store.sqlite import SqliteStore

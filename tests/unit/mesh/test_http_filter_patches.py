@@ -12,7 +12,7 @@ import pytest
 from remora.analysis.runner import analyze
 from remora.api.loader import load_text
 from remora.api.networking import httpfilters
-from remora.mesh.envoyfilter import (
+from remora.mesh.filterpatch import (
     HttpFilterPatch,
     PatchContext,
     http_filter_chain,

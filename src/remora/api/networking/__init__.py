@@ -1,13 +1,5 @@
-"""Istio networking.istio.io resources: VirtualService, DestinationRule, Gateway, ..."""
+"""Istio networking.istio.io resources: VirtualService, DestinationRule, Gateway, ...
 
-from remora.api.networking import (
-    destination_rule,
-    envoy_filter,
-    gateway,
-    service_entry,
-    sidecar,
-    virtual_service,
-)
-
-__all__ = ["destination_rule", "envoy_filter", "gateway", "service_entry", "sidecar",
-           "virtual_service"]
+The modules are imported where used, not here: the serving proxy reads the table of HTTP
+filters (httpfilters) without loading the resource models and their validation.
+"""
