@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
-from remora.proxy.config import FileSource, SnapshotSource
 from remora.proxy.env import ProxyOptions
-from remora.proxy.process import run
+from remora.proxy.launch import Launch, exec_proxy
 
 
 class Mode(StrEnum):
@@ -72,7 +70,9 @@ def proxy(
     """Run a proxy: sidecar (outbound 15001, inbound 15006) or gateway (Gateway servers)."""
     if bool(filename) == bool(controlplane):
         raise typer.BadParameter("give either -f FILE|DIR or --controlplane URL[,URL]")
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise typer.BadParameter(f"{log_level!r} is not debug, info, warning or error",
+                                 param_hint="--log-level")
     label_map = parse_labels(labels)
     identity = ProxyIdentity(
         mode=mode.value,
@@ -88,13 +88,10 @@ def proxy(
                           health=health_port)
     options = ProxyOptions(bind=bind, access_log=access_log, drain_timeout=drain_timeout,
                            idle_timeout=idle_timeout, headers_timeout=headers_timeout)
-    source: SnapshotSource
-    if controlplane:
-        urls = [url.strip() for url in controlplane.split(",") if url.strip()]
-        from remora.proxy.discovery import RemoteSource  # noqa: PLC0415
-
-        source = RemoteSource(urls, identity=identity, ports=ports)
-    else:
-        source = FileSource(filename or [], identity=identity, ports=ports)
-    run(source, options,
-        admin_port=admin_port, health_port=health_port)
+    urls = [url.strip() for url in (controlplane or "").split(",") if url.strip()]
+    if controlplane and not urls:
+        raise typer.BadParameter("give at least one URL", param_hint="--controlplane")
+    # the proxy serves from a process image without the CLI's machinery (remora.proxy.launch)
+    exec_proxy(Launch(identity=identity, ports=ports, options=options,
+                      files=tuple(filename or ()), controlplanes=tuple(urls),
+                      log_level=log_level))

@@ -1,0 +1,97 @@
+"""`remora proxy` serves from a lean process image: the CLI checks the arguments, then execs
+`python -m remora.proxy SETTINGS` in its place (same process, same PID, same output).
+
+The CLI's machinery (typer parses options with pydantic) would otherwise stay loaded for the
+life of every sidecar. A proxy fed by a control plane then loads neither validation nor YAML
+machinery while it serves; one fed by files loads what compiling them needs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, fields
+from typing import NoReturn
+
+from remora.errors import RemoraError
+from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
+from remora.proxy.env import ProxyOptions
+
+EXIT_ERROR = 1  # as the CLI's (remora.cli.main)
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """Everything `remora proxy` was asked for, checked."""
+
+    identity: ProxyIdentity
+    ports: ListenerPorts
+    options: ProxyOptions
+    files: tuple[str, ...] = ()
+    controlplanes: tuple[str, ...] = ()
+    log_level: str = "info"
+
+    def to_json(self) -> str:
+        identity = {f.name: getattr(self.identity, f.name) for f in fields(self.identity)}
+        identity["labels"] = dict(self.identity.labels)
+        return json.dumps({"identity": identity, "ports": asdict(self.ports),
+                           "options": asdict(self.options), "files": list(self.files),
+                           "controlplanes": list(self.controlplanes),
+                           "log_level": self.log_level})
+
+    @classmethod
+    def from_json(cls, text: str) -> Launch:
+        data = json.loads(text)
+        return cls(identity=ProxyIdentity(**data["identity"]),
+                   ports=ListenerPorts(**data["ports"]),
+                   options=ProxyOptions(**data["options"]),
+                   files=tuple(data["files"]), controlplanes=tuple(data["controlplanes"]),
+                   log_level=data["log_level"])
+
+
+def exec_proxy(launch: Launch) -> NoReturn:
+    """Replace this process with the serving proxy."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "remora.proxy", launch.to_json()])
+
+
+def serve(launch: Launch) -> None:
+    """Run the proxy `launch` describes until it is drained."""
+    from remora.proxy.config import FileSource, SnapshotSource  # noqa: PLC0415
+    from remora.proxy.process import run  # noqa: PLC0415
+
+    logging.basicConfig(level=launch.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(message)s")
+    source: SnapshotSource
+    if launch.controlplanes:
+        from remora.proxy.discovery import RemoteSource  # noqa: PLC0415
+
+        source = RemoteSource(launch.controlplanes, identity=launch.identity, ports=launch.ports)
+    else:
+        source = FileSource(launch.files, identity=launch.identity, ports=launch.ports)
+    run(source, launch.options, admin_port=launch.ports.admin, health_port=launch.ports.health)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m remora.proxy SETTINGS`: every failure is one line and an exit status, as in
+    the CLI."""
+    try:
+        if len(argv) != 1:
+            raise RemoraError("usage: python -m remora.proxy SETTINGS (run `remora proxy`)")
+        try:
+            launch = Launch.from_json(argv[0])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RemoraError(f"malformed proxy settings: {exc}") from None
+        serve(launch)
+    except KeyboardInterrupt:
+        return 130
+    except RemoraError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # a bug: still one line, never a traceback
+        print(f"Error: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
