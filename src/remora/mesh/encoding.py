@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from remora.mesh.snapshot import Snapshot
+from remora.mesh.snapshot import ProxyIdentity, Snapshot
 
 ALLOWED_MODULES = ("remora.mesh.", "remora.policy.")
 PROXY_SECTION = "proxy"
@@ -143,13 +143,50 @@ def encode_section(key: str, value: Any) -> bytes:
 def snapshot_sections(snapshot: Snapshot) -> list[tuple[str, bytes]]:
     """The snapshot as (key, canonical JSON) sections, its version left out (the wire's
     version is the content hash of the sections)."""
+    return [proxy_section(snapshot), *shared_sections(snapshot)]
+
+
+def proxy_section(snapshot: Snapshot, identity: ProxyIdentity | None = None) -> tuple[str, bytes]:
+    """The "proxy" section: who the proxy is (`identity`, else the snapshot's), what was left
+    out and why, MeshConfig settings, EnvoyFilter patches, the order of the listeners."""
     proxy = {name: getattr(snapshot, name) for name in _PROXY_FIELDS}
+    if identity is not None:
+        proxy["identity"] = identity
     proxy["listeners"] = tuple(lst.name for lst in snapshot.listeners)  # in their order
-    items: list[tuple[str, Any]] = [(PROXY_SECTION, proxy)]
-    items += [(f"listener/{lst.name}", lst) for lst in snapshot.listeners]
+    return PROXY_SECTION, encode_section(PROXY_SECTION, proxy)
+
+
+def shared_sections(snapshot: Snapshot) -> list[tuple[str, bytes]]:
+    """The listener, route table and cluster sections: what proxies compiled alike share."""
+    return [(key, encode_section(key, value)) for key, value in _shared_items(snapshot)]
+
+
+def _shared_items(snapshot: Snapshot) -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = [(f"listener/{lst.name}", lst) for lst in snapshot.listeners]
     items += [(f"routes/{name}", table) for name, table in snapshot.route_tables.items()]
     items += [(f"cluster/{name}", cluster) for name, cluster in snapshot.clusters.items()]
-    return [(key, encode_section(key, value)) for key, value in items]
+    return items
+
+
+class SectionEncoder:
+    """`shared_sections`, remembering each section's last value and bytes: a section equal to
+    the one encoded before is not encoded again (comparing is some 30 times cheaper than
+    encoding; at 10,000 endpoints a route change re-encoded every cluster)."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._last: dict[str, tuple[Any, bytes]] = {}
+        self._limit = limit  # sections remembered; then it starts afresh (deleted ones go)
+
+    def shared_sections(self, snapshot: Snapshot) -> list[tuple[str, bytes]]:
+        out = []
+        for key, value in _shared_items(snapshot):
+            last = self._last.get(key)
+            if last is None or not (last[0] is value or last[0] == value):
+                if len(self._last) >= self._limit:
+                    self._last.clear()
+                last = self._last[key] = (value, encode_section(key, value))
+            out.append((key, last[1]))
+        return out
 
 
 class SnapshotDecoder:

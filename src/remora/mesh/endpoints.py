@@ -39,19 +39,41 @@ _DNS_RESOLUTIONS = ("DNS", "DNS_ROUND_ROBIN")
 
 
 class EndpointIndex:
-    """EndpointSlices, WorkloadEntries and workloads by namespace, indexed once per compile."""
+    """EndpointSlices, WorkloadEntries and workloads by namespace, indexed once per compile.
+
+    WorkloadEntries are also indexed by each of their labels, so a selector looks only at the
+    entries carrying its rarest label: 100 services over 10,000 entries is 10,000 label checks,
+    not 1,000,000 (the control plane compiles every proxy's snapshot)."""
 
     def __init__(self, resources: Iterable[Resource]) -> None:
         self.slices: dict[tuple[str, str], list[EndpointSlice]] = defaultdict(list)
-        self.entries: dict[str, list[WorkloadEntry]] = defaultdict(list)
+        # per namespace: each entry with its labels (metadata's, then spec's), in config order
+        self.entries: dict[str, list[tuple[WorkloadEntry, dict[str, str]]]] = defaultdict(list)
+        self._by_label: dict[tuple[str, str, str], list[int]] = defaultdict(list)
         self.workloads: dict[str, list[Workload]] = defaultdict(list)
         for resource in resources:
             if isinstance(resource, EndpointSlice) and resource.service_name:
                 self.slices[(resource.namespace, resource.service_name)].append(resource)
             elif isinstance(resource, WorkloadEntry):
-                self.entries[resource.namespace].append(resource)
+                entries = self.entries[resource.namespace]
+                labels = {**resource.labels, **resource.spec.labels}
+                for pair in labels.items():
+                    self._by_label[(resource.namespace, *pair)].append(len(entries))
+                entries.append((resource, labels))
             elif isinstance(resource, Deployment | StatefulSet):
                 self.workloads[resource.namespace].append(resource)
+
+    def selected_entries(self, namespace: str, selector: Mapping[str, str]
+                         ) -> Iterable[tuple[WorkloadEntry, dict[str, str]]]:
+        """The WorkloadEntries of `namespace` whose labels contain `selector` (non-empty), in
+        configuration order."""
+        entries = self.entries.get(namespace, ())
+        candidates = min((self._by_label.get((namespace, *pair), []) for pair in selector.items()),
+                         key=len)
+        for index in candidates:
+            entry, labels = entries[index]
+            if labels_subset(selector, labels):
+                yield entry, labels
 
     def endpoints(self, service: MeshService, port: MeshPort) -> tuple[Endpoint, ...]:
         """Every endpoint of `service` on `port`, in configuration order."""
@@ -110,15 +132,13 @@ class EndpointIndex:
     ) -> Iterable[Endpoint]:
         if not selector:
             return
-        for entry in self.entries.get(namespace, ()):
-            labels = {**entry.labels, **entry.spec.labels}
-            if labels_subset(selector, labels):
-                found = _workload_endpoint(
-                    entry.spec, port, labels=labels, workload=entry.workload_name,
-                    namespace=namespace,
-                )
-                if found is not None:
-                    yield found
+        for entry, labels in self.selected_entries(namespace, selector):
+            found = _workload_endpoint(
+                entry.spec, port, labels=labels, workload=entry.workload_name,
+                namespace=namespace,
+            )
+            if found is not None:
+                yield found
 
     def _service_entry_endpoints(
         self, entry: ServiceEntry, host: str, port: MeshPort
