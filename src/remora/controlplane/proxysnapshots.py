@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 from remora.errors import RemoraError
 from remora.mesh.documents import compile_parsed, parse_document
 from remora.mesh.encoding import SectionEncoder, proxy_section
-from remora.mesh.wire import View, document_digest, node_identity
+from remora.mesh.memo import CompileMemo
+from remora.mesh.wire import View, document_digest, node_identity, snapshot_pieces
 
 if TYPE_CHECKING:
     from remora.api.errors import ConfigIssue
@@ -46,6 +47,13 @@ class Compiled:
 
     view: View | None
     error: str | None = None
+    proxy: bytes = b""  # its own section
+    shared: bytes = b""  # the sections of its class, joined: one object for all of them
+
+    def snapshot_pieces(self) -> tuple[bytes, ...]:
+        """The whole snapshot as one line, in pieces: the large one shared by the class."""
+        assert self.view is not None
+        return snapshot_pieces(self.view.version, (self.proxy, self.shared))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,7 @@ class _Shared:
     snapshot: Snapshot | None
     sections: tuple[tuple[str, bytes, int], ...] = ()
     error: str | None = None
+    joined: bytes = b""  # the sections' documents joined with commas, as a snapshot line has
 
 
 def compile_key(node: Mapping[str, Any], values: frozenset[str]) -> str:
@@ -106,6 +115,7 @@ class ProxySnapshots:
         self._values: dict[str, frozenset[str]] = {}  # view version -> written_values
         self._shared: dict[tuple[str, str], _Shared] = {}
         self._encoder = SectionEncoder()  # an unchanged cluster is not encoded again
+        self._memo = CompileMemo()  # endpoints and findings of unchanged resources
 
     def cached(self, view: View, node: Mapping[str, Any]) -> Compiled | None:
         """The snapshot of `view` for `node` if its class is compiled already."""
@@ -146,16 +156,17 @@ class ProxySnapshots:
             return Compiled(None, shared.error)
         identity, _ = node_identity(node)
         key, data = proxy_section(shared.snapshot, identity)
-        return Compiled(View.build([(key, data, document_digest(key, data)), *shared.sections]))
+        view = View.build([(key, data, document_digest(key, data)), *shared.sections])
+        return Compiled(view, proxy=data, shared=shared.joined)
 
     def _compile(self, view: View, node: Mapping[str, Any]) -> _Shared:
         identity, ports = node_identity(node)
         try:
             snapshot = compile_parsed(self._parse(view), version=view.version,
-                                      identity=identity, ports=ports)
+                                      identity=identity, ports=ports, memo=self._memo)
             sections = tuple((key, data, document_digest(key, data))
                              for key, data in self._encoder.shared_sections(snapshot))
-            return _Shared(snapshot, sections)
+            return _Shared(snapshot, sections, joined=b",".join(data for _, data, _ in sections))
         except (RemoraError, ValueError, TypeError) as exc:
             log.warning("cannot compile a snapshot for proxy %s: %s", node.get("id"), exc)
             return _Shared(None, error=f"the control plane could not compile a snapshot: {exc}")

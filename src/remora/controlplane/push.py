@@ -58,7 +58,7 @@ class Subscriber:
     """One connected proxy."""
 
     node: dict[str, Any]
-    queue: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[tuple[bytes, ...]] = field(default_factory=asyncio.Queue)  # lines
     snapshot: View | None = None  # the compiled snapshot last sent, as sections
     sent: str = ""  # its version
     acked: str = ""  # version it applied
@@ -99,6 +99,25 @@ def select(view_key: ViewKey, entries: list[Entry]) -> View:
         if kind in PROXY_KINDS or key == MESH_CONFIG_KEY
         or (mode == "gateway" and kind == "Secret" and doc_namespace == namespace)
     )
+
+
+def write_pieces(line: tuple[bytes, ...]) -> list[bytes]:
+    """A line's parts as writes of at most WRITE_CHUNK bytes, small parts joined (a small
+    line is one write)."""
+    writes: list[bytes] = []
+    held = b""
+    for part in line:
+        if len(held) + len(part) <= WRITE_CHUNK:
+            held += part
+            continue
+        for start in range(0, len(part), WRITE_CHUNK):
+            if held and len(held) + min(WRITE_CHUNK, len(part) - start) > WRITE_CHUNK:
+                writes.append(held)
+                held = b""
+            held += part[start:start + WRITE_CHUNK]
+    if held:
+        writes.append(held)
+    return writes
 
 
 class PushServer:
@@ -235,10 +254,11 @@ class PushServer:
                 line = snapshot.delta_line(base)
                 if deltas is not None:
                     deltas[key] = line
+            pieces: tuple[bytes, ...] = (line,)
         else:
-            line = snapshot.snapshot_line()
+            pieces = compiled.snapshot_pieces()
         subscriber.snapshot, subscriber.sent = snapshot, snapshot.version
-        subscriber.queue.put_nowait(line)
+        subscriber.queue.put_nowait(pieces)
 
     # the stream --------------------------------------------------------------------------------
     async def subscribe(self, node: dict[str, Any]) -> AsyncIterator[bytes]:
@@ -258,9 +278,10 @@ class PushServer:
                     continue
                 # in pieces, so the server's flow control holds back all but one piece per
                 # slow stream: one 15 MB snapshot (50,000 endpoints) to each of 500 proxies
-                # buffered whole was 7.5 GB of write buffers
-                for start in range(0, len(line), WRITE_CHUNK):
-                    yield line[start:start + WRITE_CHUNK]
+                # buffered whole was 7.5 GB of write buffers; the line's own pieces share
+                # its largest part with the other proxies of its class
+                for piece in write_pieces(line):
+                    yield piece
         finally:
             if self.subscribers.get(subscriber.id) is subscriber:
                 del self.subscribers[subscriber.id]

@@ -37,12 +37,13 @@ from remora.api.networking.names import to_fqdn
 from remora.api.networking.shared import Destination
 from remora.api.networking.virtual_service import VirtualService
 from remora.api.resource import Resource
-from remora.api.unenforced import findings
+from remora.api.unenforced import Finding, findings
 from remora.mesh.endpoints import EndpointIndex, subset_endpoints
 from remora.mesh.envoyfilter import compile_envoy_filter, selected_envoy_filters
 from remora.mesh.filterpatch import HttpFilterPatch
 from remora.mesh.gateway import exposed_hosts, listener_tls, selected_servers, server_problem
 from remora.mesh.hosts import MeshService, Registry, labels_subset
+from remora.mesh.memo import CompileMemo
 from remora.mesh.routes import RouteBuilder, Rule, VirtualServices, default_route
 from remora.mesh.snapshot import (
     PASSTHROUGH_CLUSTER,
@@ -107,8 +108,9 @@ class Clusters:
 
     def __init__(
         self, registry: Registry, rules: DestinationRules, endpoints: EndpointIndex,
-        notes: list[str], skipped: Skipped, *, connect_timeout: float,
+        notes: list[str], skipped: Skipped, *, connect_timeout: float, memo: CompileMemo,
     ) -> None:  # fmt: skip
+        self.memo = memo
         self.connect_timeout = connect_timeout
         self.skipped = skipped
         self.registry = registry
@@ -158,7 +160,7 @@ class Clusters:
             endpoints: tuple[Endpoint, ...] = ()
         else:
             if (host, port) not in cache:
-                cache[(host, port)] = self.endpoints.endpoints(service, mesh_port)
+                cache[(host, port)] = self.memo.endpoints(self.endpoints, service, mesh_port)
             endpoints = cache[(host, port)]
         namespace = service.namespace if service is not None else ""
         rule = self.rules.for_host(host, namespace)
@@ -169,7 +171,8 @@ class Clusters:
                 self.notes.append(f"cluster {name}: subset {subset!r} not defined, no endpoints")
                 endpoints = ()
             else:
-                endpoints = subset_endpoints(endpoints, found.labels)
+                endpoints = self.memo.subset(endpoints, found.labels,
+                                             partial(subset_endpoints, labels=found.labels))
                 subset_policy = found.traffic_policy
         policy = effective_policy(rule.traffic_policy if rule else None, subset_policy, port=port)
         try:
@@ -195,7 +198,9 @@ class Compiler:
     """One compile: the indexes over the resources, shared by listeners, routes and clusters."""
 
     def __init__(self, resources: Sequence[Resource], identity: ProxyIdentity,
-                 skipped: Skipped, mesh: MeshConfig = DEFAULT_MESH_CONFIG) -> None:
+                 skipped: Skipped, mesh: MeshConfig = DEFAULT_MESH_CONFIG,
+                 memo: CompileMemo | None = None) -> None:
+        memo = memo or CompileMemo()
         self.resources = resources
         self.mesh = mesh
         self.identity = identity
@@ -205,8 +210,8 @@ class Compiler:
         self.virtual_services = VirtualServices(resources, namespace=identity.namespace)
         self.clusters = Clusters(
             self.registry, DestinationRules(resources, identity, root_namespace=mesh.root),
-            EndpointIndex(resources), self.notes, skipped,
-            connect_timeout=mesh.connect_timeout_seconds,
+            memo.endpoint_index(resources), self.notes, skipped,
+            connect_timeout=mesh.connect_timeout_seconds, memo=memo,
         )  # fmt: skip
         self._rules: dict[str, list[Rule]] = {}
         retries = mesh.default_retries  # MeshConfig defaultHttpRetryPolicy
@@ -394,12 +399,16 @@ def compile_snapshot(
     version: str,
     listener_ports: ListenerPorts,
     skipped: Iterable[SkippedResource] = (),
+    memo: CompileMemo | None = None,
 ) -> Snapshot:
     """The snapshot for a proxy with `identity`; `skipped` are resources already left out (they
-    did not parse). Pure: reads nothing but its arguments."""
+    did not parse); `memo` what earlier compiles of mostly these resource objects may lend
+    (remora.mesh.memo: the result is the same with or without). Pure: reads nothing but its
+    arguments."""
+    memo = memo or CompileMemo()
     left_out = Skipped(skipped)
     mesh = mesh_config_of(resources)
-    compiler = Compiler(resources, identity, left_out, mesh)
+    compiler = Compiler(resources, identity, left_out, mesh, memo)
     if identity.mode == "gateway":
         listeners, tables = compiler.gateway()
     else:
@@ -411,10 +420,15 @@ def compile_snapshot(
         clusters=clusters, notes=tuple(compiler.notes), skipped=tuple(left_out.items.values()),
         unenforced=tuple(
             UnenforcedFinding(found.subject, found.kind, found.path, found.reason)
-            for resource in resources for found in findings(resource)
+            for resource in resources
+            for found in memo.per_resource("findings", resource, _findings)
         ),
         mesh=mesh_settings(mesh), http_filter_patches=patches,
     )  # fmt: skip
+
+
+def _findings(resource: Resource) -> tuple[Finding, ...]:
+    return tuple(findings(resource))
 
 
 def filter_patches(resources: Sequence[Resource], identity: ProxyIdentity, skipped: Skipped,

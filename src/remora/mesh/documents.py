@@ -10,6 +10,7 @@ from remora.api.errors import ConfigError, ConfigIssue
 from remora.api.loader import parse_resource
 from remora.api.resource import Resource
 from remora.mesh.compile import compile_snapshot
+from remora.mesh.memo import CompileMemo
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity, SkippedResource, Snapshot
 
 
@@ -39,9 +40,10 @@ def parse_document(document: Mapping[str, Any]) -> Resource | list[ConfigIssue]:
 
 
 def compile_parsed(parsed: Iterable[Resource | list[ConfigIssue]], *, version: str,
-                   identity: ProxyIdentity, ports: ListenerPorts) -> Snapshot:
+                   identity: ProxyIdentity, ports: ListenerPorts,
+                   memo: CompileMemo | None = None) -> Snapshot:
     """A snapshot of parsed documents: those that did not parse skipped (named in
-    `Snapshot.skipped`), the rest compiled."""
+    `Snapshot.skipped`), the rest compiled (with what `memo` lends, remora.mesh.memo)."""
     resources: list[Resource] = []
     issues: list[ConfigIssue] = []
     for item in parsed:
@@ -50,7 +52,7 @@ def compile_parsed(parsed: Iterable[Resource | list[ConfigIssue]], *, version: s
         else:
             resources.append(item)
     return compile_snapshot(resources, identity, version=version, listener_ports=ports,
-                            skipped=skipped_from_issues(issues))
+                            skipped=skipped_from_issues(issues), memo=memo)
 
 
 def compile_documents(documents: Sequence[Mapping[str, Any]], *, version: str,

@@ -50,6 +50,7 @@ class EndpointIndex:
         # per namespace: each entry with its labels (metadata's, then spec's), in config order
         self.entries: dict[str, list[tuple[WorkloadEntry, dict[str, str]]]] = defaultdict(list)
         self._by_label: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+        self._selected: dict[tuple[str, tuple[tuple[str, str], ...]], list[int]] = {}
         self.workloads: dict[str, list[Workload]] = defaultdict(list)
         for resource in resources:
             if isinstance(resource, EndpointSlice) and resource.service_name:
@@ -64,16 +65,35 @@ class EndpointIndex:
                 self.workloads[resource.namespace].append(resource)
 
     def selected_entries(self, namespace: str, selector: Mapping[str, str]
-                         ) -> Iterable[tuple[WorkloadEntry, dict[str, str]]]:
+                         ) -> list[tuple[WorkloadEntry, dict[str, str]]]:
         """The WorkloadEntries of `namespace` whose labels contain `selector` (non-empty), in
-        configuration order."""
-        entries = self.entries.get(namespace, ())
-        candidates = min((self._by_label.get((namespace, *pair), []) for pair in selector.items()),
-                         key=len)
-        for index in candidates:
-            entry, labels = entries[index]
-            if labels_subset(selector, labels):
-                yield entry, labels
+        configuration order (found once per selector: a compile asks for each service port,
+        and the control plane's compiles share one index while the entries are unchanged)."""
+        entries = self.entries.get(namespace, [])
+        key = (namespace, tuple(sorted(selector.items())))
+        found = self._selected.get(key)
+        if found is None:
+            candidates = min((self._by_label.get((namespace, *pair), [])
+                              for pair in selector.items()), key=len)
+            found = self._selected[key] = [
+                index for index in candidates if labels_subset(selector, entries[index][1])]
+        return [entries[index] for index in found]
+
+    def sources(self, service: MeshService) -> tuple[Resource, ...]:
+        """Every resource `endpoints` reads for `service` (remora.mesh.memo reuses endpoints
+        while these are the same objects)."""
+        resource = service.resource
+        if isinstance(resource, Service):
+            slices = self.slices.get((resource.namespace, resource.name), [])
+            workloads = self.workloads.get(resource.namespace, []) if slices else []
+            selected = self.selected_entries(resource.namespace, resource.selector) \
+                if resource.selector else ()
+            return (resource, *slices, *workloads, *(entry for entry, _ in selected))
+        selector = resource.spec.workload_selector
+        if selector is None:
+            return (resource,)
+        return (resource, *(entry for entry, _ in
+                            self.selected_entries(resource.namespace, selector.labels)))
 
     def endpoints(self, service: MeshService, port: MeshPort) -> tuple[Endpoint, ...]:
         """Every endpoint of `service` on `port`, in configuration order."""

@@ -49,8 +49,8 @@ class GatewayServer:
 def selected_servers(resources: Iterable[Resource], identity: ProxyIdentity) -> list[GatewayServer]:
     """Servers of every Gateway whose selector this proxy's labels satisfy, oldest first."""
     out: list[GatewayServer] = []
-    for gateway in oldest_first(resources):
-        if isinstance(gateway, Gateway) and labels_subset(gateway.spec.selector, identity.labels):
+    for gateway in oldest_first(r for r in resources if isinstance(r, Gateway)):
+        if labels_subset(gateway.spec.selector, identity.labels):
             out.extend(
                 GatewayServer(gateway.key, gateway.namespace, server)
                 for server in gateway.spec.servers

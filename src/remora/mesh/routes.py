@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from remora.api.networking.http_route import HTTPMatchRequest, HTTPRoute
 from remora.api.networking.names import to_fqdn
@@ -43,11 +43,12 @@ from remora.policy.retry import RetrySpec
 from remora.policy.rewrite import Rewrite
 from remora.policy.weighted import WeightedChoice
 
+R = TypeVar("R", bound=Resource)
 ClusterFor = Callable[[Destination, str, int], str]
 """(destination, namespace short names resolve in, listener port) -> cluster name."""
 
 
-def oldest_first(resources: Iterable[Resource]) -> list[Resource]:
+def oldest_first(resources: Iterable[R]) -> list[R]:
     """Istio's config order: creation time, then name, then namespace."""
     return sorted(
         resources,
@@ -82,7 +83,7 @@ class VirtualServices:
     """The VirtualServices visible to one proxy namespace, oldest first, delegates by name."""
 
     def __init__(self, resources: Iterable[Resource], *, namespace: str) -> None:
-        services = [r for r in oldest_first(resources) if isinstance(r, VirtualService)]
+        services = oldest_first(r for r in resources if isinstance(r, VirtualService))
         self.delegates = {(vs.namespace, vs.name): vs for vs in services if vs.spec.is_delegate}
         self.roots = [
             vs for vs in services

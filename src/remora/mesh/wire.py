@@ -54,9 +54,21 @@ def encode_document(document: Mapping[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
+def snapshot_pieces(version: str, parts: Iterable[bytes]) -> tuple[bytes, ...]:
+    """A snapshot line in pieces that join into it; each part is a document, or several
+    already joined with commas (so proxies can share one large part instead of a copy each)."""
+    pieces = [b'{"type":"snapshot","version":"' + version.encode() + b'","documents":[']
+    for part in parts:
+        if part:
+            if len(pieces) > 1:
+                pieces.append(b",")
+            pieces.append(part)
+    pieces.append(b"]}\n")
+    return tuple(pieces)
+
+
 def _encode_snapshot(version: str, documents: Iterable[bytes]) -> bytes:
-    return (b'{"type":"snapshot","version":"' + version.encode() + b'","documents":['
-            + b",".join(documents) + b"]}\n")
+    return b"".join(snapshot_pieces(version, documents))
 
 
 def document_digest(key: str, data: bytes) -> int:

@@ -8,7 +8,10 @@ import asyncio
 import json
 from pathlib import Path
 
-from remora.controlplane.push import WRITE_CHUNK, PushServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from remora.controlplane.push import WRITE_CHUNK, PushServer, write_pieces
 from remora.registry.store.sqlite import SqliteStore
 
 NODE = {"id": "sidecar~127.0.0.1~client.default", "mode": "sidecar", "namespace": "default"}
@@ -41,3 +44,14 @@ def test_a_large_snapshot_is_written_in_pieces_of_one_line(tmp_path: Path) -> No
         assert len(clusters) == 900  # the proxy's compiled snapshot: a cluster per port
 
     asyncio.run(main())
+
+
+@given(st.lists(st.binary(max_size=3 * WRITE_CHUNK) | st.binary(max_size=64), min_size=1,
+                max_size=6))
+@settings(max_examples=200, deadline=None)
+def test_a_line_in_parts_is_written_as_the_line_in_bounded_pieces(parts: list[bytes]) -> None:
+    writes = write_pieces(tuple(parts))
+    assert b"".join(writes) == b"".join(parts)
+    assert all(0 < len(piece) <= WRITE_CHUNK for piece in writes)
+    if 0 < len(b"".join(parts)) <= WRITE_CHUNK:
+        assert len(writes) == 1  # a small line is one write
