@@ -139,6 +139,7 @@ class PushServer:
             registry.on_change(self._registry_changed)
         self._views: dict[ViewKey, View] = {}
         self.snapshots = ProxySnapshots()
+        self._compiling = asyncio.Lock()
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -238,7 +239,12 @@ class PushServer:
         so the API keeps answering while a large mesh compiles."""
         compiled = self.snapshots.cached(view, subscriber.node)
         if compiled is None:
-            compiled = await asyncio.to_thread(self.snapshots.compiled, view, subscriber.node)
+            async with self._compiling:  # one compile at a time: proxies of a class that
+                # subscribe together wait for the first one's compile instead of repeating it
+                compiled = self.snapshots.cached(view, subscriber.node)
+                if compiled is None:
+                    compiled = await asyncio.to_thread(self.snapshots.compiled, view,
+                                                       subscriber.node)
         snapshot = compiled.view
         if snapshot is None:
             if subscriber.nacked != view.version:
