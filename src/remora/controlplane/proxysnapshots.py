@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from remora.errors import RemoraError
 from remora.mesh.documents import compile_parsed, parse_document
-from remora.mesh.encoding import SectionEncoder, proxy_section
+from remora.mesh.encoding import SectionEncoder, proxy_section, proxy_section_rest
 from remora.mesh.memo import CompileMemo
-from remora.mesh.wire import View, document_digest, node_identity, snapshot_pieces
+from remora.mesh.wire import View, node_identity, snapshot_pieces
 
 if TYPE_CHECKING:
     from remora.api.errors import ConfigIssue
@@ -61,9 +61,10 @@ class _Shared:
     """One compile, for a class of proxies: the snapshot and its shared sections digested."""
 
     snapshot: Snapshot | None
-    sections: tuple[tuple[str, bytes, int], ...] = ()
+    sections: View | None = None  # the listener, route table and cluster sections
     error: str | None = None
-    joined: bytes = b""  # the sections' documents joined with commas, as a snapshot line has
+    joined: bytes = b""  # their documents joined with commas, as a snapshot line has them
+    proxy_rest: list[Any] | None = None  # the proxy section but the identity, encoded
 
 
 def compile_key(node: Mapping[str, Any], values: frozenset[str]) -> str:
@@ -152,21 +153,20 @@ class ProxySnapshots:
     @staticmethod
     def _for(shared: _Shared, node: Mapping[str, Any]) -> Compiled:
         """The sections of one proxy: the class's, and its own proxy section."""
-        if shared.snapshot is None:
+        if shared.snapshot is None or shared.sections is None:
             return Compiled(None, shared.error)
         identity, _ = node_identity(node)
-        key, data = proxy_section(shared.snapshot, identity)
-        view = View.build([(key, data, document_digest(key, data)), *shared.sections])
-        return Compiled(view, proxy=data, shared=shared.joined)
+        key, data = proxy_section(shared.snapshot, identity, rest=shared.proxy_rest)
+        return Compiled(shared.sections.plus(key, data), proxy=data, shared=shared.joined)
 
     def _compile(self, view: View, node: Mapping[str, Any]) -> _Shared:
         identity, ports = node_identity(node)
         try:
             snapshot = compile_parsed(self._parse(view), version=view.version,
                                       identity=identity, ports=ports, memo=self._memo)
-            sections = tuple((key, data, document_digest(key, data))
-                             for key, data in self._encoder.shared_sections(snapshot))
-            return _Shared(snapshot, sections, joined=b",".join(data for _, data, _ in sections))
+            sections = View.of(self._encoder.shared_sections(snapshot))
+            return _Shared(snapshot, sections, joined=b",".join(sections.documents.values()),
+                           proxy_rest=proxy_section_rest(snapshot))
         except (RemoraError, ValueError, TypeError) as exc:
             log.warning("cannot compile a snapshot for proxy %s: %s", node.get("id"), exc)
             return _Shared(None, error=f"the control plane could not compile a snapshot: {exc}")

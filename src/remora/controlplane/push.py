@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,10 +101,10 @@ def select(view_key: ViewKey, entries: list[Entry]) -> View:
     )
 
 
-def write_pieces(line: tuple[bytes, ...]) -> list[bytes]:
+def write_pieces(line: tuple[bytes, ...]) -> Iterator[bytes]:
     """A line's parts as writes of at most WRITE_CHUNK bytes, small parts joined (a small
-    line is one write)."""
-    writes: list[bytes] = []
+    line is one write), made one at a time as the stream takes them (a slow stream holds one
+    piece, not a copy of its line)."""
     held = b""
     for part in line:
         if len(held) + len(part) <= WRITE_CHUNK:
@@ -112,12 +112,11 @@ def write_pieces(line: tuple[bytes, ...]) -> list[bytes]:
             continue
         for start in range(0, len(part), WRITE_CHUNK):
             if held and len(held) + min(WRITE_CHUNK, len(part) - start) > WRITE_CHUNK:
-                writes.append(held)
+                yield held
                 held = b""
             held += part[start:start + WRITE_CHUNK]
     if held:
-        writes.append(held)
-    return writes
+        yield held
 
 
 class PushServer:

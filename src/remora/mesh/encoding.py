@@ -146,14 +146,23 @@ def snapshot_sections(snapshot: Snapshot) -> list[tuple[str, bytes]]:
     return [proxy_section(snapshot), *shared_sections(snapshot)]
 
 
-def proxy_section(snapshot: Snapshot, identity: ProxyIdentity | None = None) -> tuple[str, bytes]:
+def proxy_section(snapshot: Snapshot, identity: ProxyIdentity | None = None, *,
+                  rest: list[Any] | None = None) -> tuple[str, bytes]:
     """The "proxy" section: who the proxy is (`identity`, else the snapshot's), what was left
-    out and why, MeshConfig settings, EnvoyFilter patches, the order of the listeners."""
-    proxy = {name: getattr(snapshot, name) for name in _PROXY_FIELDS}
-    if identity is not None:
-        proxy["identity"] = identity
-    proxy["listeners"] = tuple(lst.name for lst in snapshot.listeners)  # in their order
-    return PROXY_SECTION, encode_section(PROXY_SECTION, proxy)
+    out and why, MeshConfig settings, EnvoyFilter patches, the order of the listeners.
+    `rest` is `proxy_section_rest(snapshot)` when the caller keeps it for many proxies."""
+    pairs = [["identity", encode_value(identity or snapshot.identity)],
+             *(rest if rest is not None else proxy_section_rest(snapshot))]
+    return PROXY_SECTION, json.dumps({"section": PROXY_SECTION, "value": {"@d": pairs}},
+                                     sort_keys=True, separators=(",", ":")).encode()
+
+
+def proxy_section_rest(snapshot: Snapshot) -> list[Any]:
+    """The proxy section's fields but the identity, encoded: the same for every proxy that
+    compiles alike."""
+    fields = {name: getattr(snapshot, name) for name in _PROXY_FIELDS if name != "identity"}
+    fields["listeners"] = tuple(lst.name for lst in snapshot.listeners)  # in their order
+    return [[name, encode_value(value)] for name, value in fields.items()]
 
 
 def shared_sections(snapshot: Snapshot) -> list[tuple[str, bytes]]:

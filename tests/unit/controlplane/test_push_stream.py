@@ -50,7 +50,7 @@ def test_a_large_snapshot_is_written_in_pieces_of_one_line(tmp_path: Path) -> No
                 max_size=6))
 @settings(max_examples=200, deadline=None)
 def test_a_line_in_parts_is_written_as_the_line_in_bounded_pieces(parts: list[bytes]) -> None:
-    writes = write_pieces(tuple(parts))
+    writes = list(write_pieces(tuple(parts)))
     assert b"".join(writes) == b"".join(parts)
     assert all(0 < len(piece) <= WRITE_CHUNK for piece in writes)
     if 0 < len(b"".join(parts)) <= WRITE_CHUNK:

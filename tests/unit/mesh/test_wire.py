@@ -48,3 +48,12 @@ def test_the_version_is_the_content_whatever_the_order() -> None:
     assert view(a).version != view(a, b).version
     # of two documents with one key, every replica keeps the same one
     assert view(doc("Service", "a", 1), a).version == view(a, doc("Service", "a", 1)).version
+
+
+def test_a_view_plus_one_document_is_the_view_built_with_it() -> None:
+    a, b, c = doc("Service", "a"), doc("Service", "b", 2), doc("Service", "c", 3)
+    plus = view(a, b).plus(document_key(c), encode_document(c))
+    built = view(c, a, b)
+    assert plus.version == built.version
+    assert plus.documents == built.documents
+    assert list(plus.documents)[0] == document_key(c)  # first, as a snapshot line sends it
