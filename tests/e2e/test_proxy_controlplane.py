@@ -77,6 +77,20 @@ def test_changes_reach_the_proxy_and_it_acks(upstreams: dict[str, EchoServer],
                      timeout=10)
 
 
+def test_the_serving_proxy_loads_no_validation_or_yaml_machinery(
+        upstreams: dict[str, EchoServer], tmp_path: Path) -> None:
+    """Issue 13: its snapshot arrives compiled, so neither pydantic's core nor YAML's C loader
+    is mapped into the process that serves (the PID `remora proxy` was started as)."""
+    with run_controlplane(tmp_path) as plane:
+        plane.apply(write_config(tmp_path / "a", upstreams, "v1"))
+        with run_proxy(tmp_path, tmp=tmp_path, controlplane=plane.url) as proxy:
+            assert served(proxy.url) == "v1"
+            maps = Path(f"/proc/{proxy.process.pid}/maps").read_text()
+            assert "uvloop" in maps  # the serving process itself, not a parent
+            assert "pydantic_core" not in maps
+            assert "_yaml" not in maps
+
+
 def test_proxy_keeps_serving_without_a_control_plane_then_moves_to_the_next(
     upstreams: dict[str, EchoServer], tmp_path: Path,
 ) -> None:
