@@ -56,4 +56,4 @@ def test_a_view_plus_one_document_is_the_view_built_with_it() -> None:
     built = view(c, a, b)
     assert plus.version == built.version
     assert plus.documents == built.documents
-    assert list(plus.documents)[0] == document_key(c)  # first, as a snapshot line sends it
+    assert next(iter(plus.documents)) == document_key(c)  # first, as a snapshot line sends it
