@@ -430,6 +430,11 @@ BAD_REQUESTS = {
                        b"Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 400),
     # RFC 9112 §5.2: obs-fold in a request → 400
     "obs-fold": (b"GET / HTTP/1.1\r\nHost: reviews:9080\r\nX-Folded: a\r\n b\r\n\r\n", 400),
+    # RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing (issue 21: what followed
+    # the last chunk used to reach the upstream as a second request)
+    "te-in-http-1.0": (b"POST / HTTP/1.0\r\nHost: reviews:9080\r\nConnection: keep-alive\r\n"
+                       b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                       b"GET /smuggled HTTP/1.1\r\nHost: reviews:9080\r\n\r\n", 400),
 }
 
 
@@ -443,6 +448,22 @@ def test_bad_request_answered_and_connection_closed_rfc9112(mesh: Mesh, name: st
         assert response.status == status
         assert response.header("connection") == "close"
         assert closed_by_peer(sock, timeout=5)
+    assert_serves(mesh)
+
+
+def test_a_client_still_sending_reads_the_431_then_a_clean_close_envoy_delayed_close(
+        mesh: Mesh) -> None:
+    """Envoy's delayed_close_timeout: after refusing a too large head the proxy half-closes
+    and reads on, so a client still sending the rest of it gets the 431 and a FIN, not a
+    reset that could discard the answer unread (issue 21)."""
+    with connect(mesh.proxy.outbound) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: reviews:9080\r\nX-Big: " + b"a" * (61 * 1024))
+        for _ in range(8):  # the rest of the header, after the proxy has refused it
+            sock.sendall(b"a" * 32 * 1024)
+        response = read_response(sock.makefile("rb"))
+        assert response.status == 431
+        sock.settimeout(5)
+        assert sock.recv(65536) == b""  # FIN (a reset would raise ConnectionResetError)
     assert_serves(mesh)
 
 

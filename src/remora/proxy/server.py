@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from remora.proxy.env import ProxyEnv
 
 Event = RequestHead | Data | EndOfMessage | ProtocolError
+DELAYED_CLOSE = 1.0  # seconds; Envoy's delayed_close_timeout default
 
 
 class DownstreamConnection(asyncio.Protocol):
@@ -99,8 +100,18 @@ class DownstreamConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # A client may half-close after sending its request; keep writing the response then.
+        # One that leaves in the middle of a request (an aborted upload) ends the exchange
+        # now, as Envoy does (flag DC; the upstream request is reset): waiting would hold the
+        # socket in CLOSE_WAIT and the upstream connection open for ever.
         self.peer_closed = True
-        return self.stream is not None
+        if self.closing:  # a delayed close: the client has read the refusal and gone
+            return False
+        stream = self.stream
+        if stream is None or stream.ctx.request_done:
+            return stream is not None
+        stream.on_downstream_lost()
+        self.close()
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -180,7 +191,7 @@ class DownstreamConnection(asyncio.Protocol):
             self.write(head + body)
             log_rejected(self.env, listener=self.listener, client_ip=self.client_ip,
                          scheme=self.scheme, error=error, control=self)
-        self.close()
+        self.close_delayed()
 
     # used by the stream and the runtime ------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -210,6 +221,24 @@ class DownstreamConnection(asyncio.Protocol):
         if self.paused and self.transport is not None and not self.closing:
             self.paused = False
             self.transport.resume_reading()
+
+    def close_delayed(self) -> None:
+        """Close after a refusal as Envoy's delayed close does: flush, half-close (FIN), and
+        read and drop what the client still sends for up to DELAYED_CLOSE seconds. Closing
+        with unread input sends a reset, and a client still sending (the rest of a too large
+        head) might never read the 400/431."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or not transport.can_write_eof():
+            self.close()
+            return
+        if self.corked:
+            self.uncork()
+        self.closing = True  # what arrives now is dropped (data_received)
+        transport.write_eof()
+        if self.paused:
+            self.paused = False
+            transport.resume_reading()
+        self.env.loop.call_later(DELAYED_CLOSE, transport.close)
 
     def close(self) -> None:
         """Close after what was written is flushed."""

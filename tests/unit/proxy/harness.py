@@ -57,11 +57,19 @@ class MemoryTransport:
         self.written = bytearray()
         self.peer = peer
         self.closed = False
+        self.eof_written = False  # the proxy half-closed (FIN)
         self.reading = True
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
+        assert not self.eof_written, "write after write_eof"
         self.written += data
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof_written = True
 
     def take(self) -> bytes:
         data = bytes(self.written)
@@ -200,13 +208,20 @@ class Client:
         self.transport.closed = True
         self.connection.connection_lost(None)
 
+    def half_close(self) -> None:
+        """The client shuts down its sending side (FIN), as asyncio reports it: the
+        connection closes unless the protocol keeps it open to answer."""
+        if not self.connection.eof_received() or self.transport.closed:
+            self.lose()
+
 
 class ProxyHarness:
     """A proxy's env and chains from YAML, on a MemoryNetwork; use inside a running loop."""
 
     def __init__(self, yaml: str, *, mode: str = "sidecar", namespace: str = "default",
                  labels: Mapping[str, str] | None = None, app_port: int | None = None,
-                 access_log: str | None = None, seed: int = 0) -> None:
+                 access_log: str | None = None, seed: int = 0,
+                 accept_http_10: bool = False) -> None:
         self.identity = ProxyIdentity(mode=mode, namespace=namespace,  # type: ignore[arg-type]
                                       labels=dict(labels or {}), workload="client",
                                       app_port=app_port)
@@ -215,7 +230,7 @@ class ProxyHarness:
         self.network = MemoryNetwork()
         self.tasks: set[asyncio.Task[Any]] = set()
         loop = asyncio.get_running_loop()
-        options = ProxyOptions(access_log=access_log)
+        options = ProxyOptions(access_log=access_log, accept_http_10=accept_http_10)
         self.env = ProxyEnv(
             loop=loop, rng=random.Random(seed), options=options,
             pools=Pools(connector=self.network.connect), metrics=IstioMetrics(),

@@ -354,6 +354,11 @@ class RequestDecoder(_Decoder):
             raise self._fail(501, "CONNECT not supported")
         if self._hosts > 1 or (self._hosts == 0 and version == "1.1"):
             raise self._fail(400, "exactly one Host header required")  # RFC 9112 §3.2
+        if version == "1.0" and self._transfer_encoding is not None:
+            # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing, and
+            # the connection must close; de-chunking it would let what follows its last chunk
+            # through as a smuggled request (nginx answers 400 too)
+            raise self._fail(400, "transfer-encoding in an HTTP/1.0 request")
         chunked, content_length = self._framing()
         self._keep = keep_alive = self._keep_alive(version)
         expect = self._expect

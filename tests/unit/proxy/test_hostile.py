@@ -1,0 +1,108 @@
+"""Hostile clients (issue 21): what a smuggling attempt or an aborted upload does to the proxy,
+through the in-memory transport — nothing smuggled upstream, nothing left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from remora.proxy.server import DELAYED_CLOSE
+from tests.unit.proxy.harness import ProxyHarness, access_log_lines, requests_total, run
+
+REVIEWS = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  endpoints: [{address: 10.0.0.1}]
+"""
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+def test_transfer_encoding_on_http_1_0_is_a_400_and_nothing_is_smuggled() -> None:
+    """RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing; the bytes
+    after its last chunk must not become a second request upstream."""
+    async def body() -> None:
+        proxy = ProxyHarness(REVIEWS, accept_http_10=True)  # Istio's ISTIO_META_HTTP10=1
+        client = proxy.client()
+        smuggled = b"GET /admin HTTP/1.1\r\nHost: reviews:9080\r\n\r\n"
+        client.send(b"POST /r HTTP/1.0\r\nHost: reviews:9080\r\nConnection: keep-alive\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled)
+        await proxy.settle()
+        response = client.response()
+        assert response.status == 400
+        assert client.transport.eof_written  # and closes (a delayed close: see below)
+        assert not proxy.network.opened  # nothing reached an upstream
+
+    run(body)
+
+
+def test_an_aborted_upload_ends_the_exchange_with_dc_and_leaves_nothing(tmp_path: Path) -> None:
+    """The client sends a head with a large Content-Length, a few bytes, and goes (FIN): the
+    exchange ends at once with Envoy's DC, the upstream request is reset (its connection
+    closed, not pooled), and no request stays active."""
+    async def body() -> None:
+        log = str(tmp_path / "access.log")
+        proxy = ProxyHarness(REVIEWS, access_log=log)
+        client = proxy.client()
+        client.send(b"POST /upload HTTP/1.1\r\nHost: reviews:9080\r\n"
+                    b"Content-Length: 100000\r\n\r\n" + b"x" * 10)
+        await proxy.settle()
+        upstream = proxy.network.last
+        assert upstream.request().startswith(b"POST /upload HTTP/1.1\r\n")
+        client.half_close()
+        await proxy.settle()
+        assert client.transport.closed and upstream.transport.closed
+        assert not proxy.connections
+        state = proxy.env.active.tables.states["outbound|9080||reviews.default.svc.cluster.local"]
+        assert state.breaker.requests == 0 and all(pool.active == 0 for pool in state.pools)
+        (record,) = access_log_lines(proxy, log)
+        assert record["response_flags"] == "DC"
+        ((labels, count),) = requests_total(proxy)
+        assert (labels["response_flags"], count) == ("DC", 1)
+
+    run(body)
+
+
+def test_a_client_that_half_closes_after_a_whole_request_still_gets_its_response() -> None:
+    async def body() -> None:
+        proxy = ProxyHarness(REVIEWS)
+        client = proxy.client()
+        client.send(b"POST /r HTTP/1.1\r\nHost: reviews:9080\r\nContent-Length: 2\r\n\r\nhi",
+                    method="POST")
+        client.half_close()
+        await proxy.settle()
+        assert not client.transport.closed
+        proxy.network.last.respond(OK)
+        assert client.response().status == 200
+        assert client.transport.closed  # then the connection closes, as the client asked
+
+    run(body)
+
+
+def test_a_refusal_half_closes_and_drops_what_follows_before_closing() -> None:
+    """Envoy's delayed close: after a 431 the proxy sends FIN and reads on, so a client still
+    sending the rest of its head reads the 431 instead of a reset; it closes when the client
+    does, or after DELAYED_CLOSE."""
+    async def body() -> None:
+        proxy = ProxyHarness(REVIEWS)
+        client = proxy.client()
+        client.send(b"GET / HTTP/1.1\r\nHost: reviews:9080\r\nX-Big: " + b"a" * 70_000)
+        assert client.response().status == 431
+        assert client.transport.eof_written and not client.transport.closed
+        client.connection.data_received(b"a" * 10_000 + b"\r\n\r\n")  # read and dropped
+        assert client.transport.take() == b""
+        await proxy.settle(DELAYED_CLOSE + 0.05)
+        assert client.transport.closed
+        assert not proxy.network.opened
+
+        early = proxy.client()
+        early.send(b"GET / HTTP/1.1\r\nHost: reviews:9080\r\nX-Big: " + b"a" * 70_000)
+        assert early.response().status == 431
+        early.half_close()  # the client read the refusal and went: closed at once
+        assert early.transport.closed and early.connection not in proxy.connections
+
+    run(body)
