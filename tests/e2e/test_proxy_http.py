@@ -550,6 +550,27 @@ def test_slow_upstream_response_is_not_cut_by_idle_timeout(impatient: Proxy) -> 
     assert response.status == 200
 
 
+@pytest.fixture(scope="module")
+def stalled(mesh: Mesh) -> Iterator[Proxy]:
+    """A proxy on the same config with a 1 s stream idle timeout."""
+    with run_proxy(mesh.proxy.config, "--stream-idle-timeout", "1", tmp=mesh.tmp) as proxy:
+        yield proxy
+
+
+@pytest.mark.timeout(30)
+def test_a_stalled_request_body_is_408_after_the_stream_idle_timeout(stalled: Proxy) -> None:
+    """Envoy's stream_idle_timeout (issue 21: a stalled body was never timed out): 408
+    "stream timeout", then the connection closes."""
+    with connect(stalled.outbound) as sock:
+        sock.sendall(f"POST /stall HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 100\r\n\r\n"
+                     "only ten b".encode())
+        sock.settimeout(10)
+        response = read_response(sock.makefile("rb"))
+        assert (response.status, response.body) == (408, b"stream timeout")
+        assert closed_by_peer(sock, timeout=5)
+    assert exchange(stalled.outbound, request("/slow/0.2")).status == 200  # still moving: fine
+
+
 # upstream failures -------------------------------------------------------------------------------
 def test_refused_upstream_is_503_uf_envoy_response_flags(mesh: Mesh) -> None:
     """Envoy response flag UF (upstream connection failure) with Envoy's local reply body."""

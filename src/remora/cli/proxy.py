@@ -63,6 +63,9 @@ def proxy(
     = 5.0,
     idle_timeout: Annotated[float, typer.Option(
         help="Seconds a keep-alive connection may sit idle.")] = 300.0,
+    stream_idle_timeout: Annotated[float, typer.Option(
+        help="Seconds a request may go with nothing sent either way (Envoy's "
+             "stream_idle_timeout; 0: never).")] = 300.0,
     headers_timeout: Annotated[float, typer.Option(
         help="Seconds a client has to send a request head.")] = 10.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
@@ -87,7 +90,8 @@ def proxy(
     ports = ListenerPorts(outbound=outbound_port, inbound=inbound_port, admin=admin_port,
                           health=health_port)
     options = ProxyOptions(bind=bind, access_log=access_log, drain_timeout=drain_timeout,
-                           idle_timeout=idle_timeout, headers_timeout=headers_timeout)
+                           idle_timeout=idle_timeout, headers_timeout=headers_timeout,
+                           stream_idle_timeout=stream_idle_timeout)
     urls = [url.strip() for url in (controlplane or "").split(",") if url.strip()]
     if controlplane and not urls:
         raise typer.BadParameter("give at least one URL", param_hint="--controlplane")

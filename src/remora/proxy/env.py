@@ -33,6 +33,9 @@ class ProxyOptions:
     connect_timeout: float = 10.0  # Istio's connectTimeout default
     headers_timeout: float = 10.0  # a client must send a whole request head within this
     idle_timeout: float = 300.0  # keep-alive connections with no request in flight
+    # Envoy's stream_idle_timeout (default 5 min; 0 turns it off): a request in flight on
+    # which nothing moved either way for this long (a stalled body, a stalled response)
+    stream_idle_timeout: float = 300.0
     drain_timeout: float = 5.0  # Istio's terminationDrainDuration
     max_header_bytes: int = 60 * 1024  # Envoy's max_request_headers_kb default
     # Envoy's accept_http_10 (default false: HTTP/1.0 gets 426); Istio turns it on for a proxy

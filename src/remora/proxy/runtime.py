@@ -175,20 +175,16 @@ class ProxyRuntime:
 
     # timeouts and flushing ---------------------------------------------------------------------
     async def sweep(self) -> None:
-        """Close connections whose head is too slow or that sat idle too long."""
+        """Each connection's timeouts (DownstreamConnection.expire), a few times per the
+        shortest of them."""
         options = self.options
-        period = max(0.05, min(options.headers_timeout, options.idle_timeout) / 4)
+        limits = [options.headers_timeout, options.idle_timeout, options.stream_idle_timeout]
+        period = max(0.05, min(limit for limit in limits if limit) / 4)
         while True:
             await asyncio.sleep(period)
             now = self.loop.time()
             for connection in list(self.connections):
-                if connection.stream is not None:
-                    continue
-                if connection.header_started:
-                    if now - connection.header_started > options.headers_timeout:
-                        connection.close()
-                elif now - connection.idle_since > options.idle_timeout:
-                    connection.close()
+                connection.expire(now, options)
 
     async def sweep_outliers(self) -> None:
         """Outlier detection's interval timers (each cluster keeps its own due time), and the

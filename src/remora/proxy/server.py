@@ -20,7 +20,7 @@ from remora.proxy.upstream import WRITE_HIGH_WATER
 
 if TYPE_CHECKING:
     from remora.mesh.snapshot import Listener
-    from remora.proxy.env import ProxyEnv
+    from remora.proxy.env import ProxyEnv, ProxyOptions
 
 Event = RequestHead | Data | EndOfMessage | ProtocolError
 DELAYED_CLOSE = 1.0  # seconds; Envoy's delayed_close_timeout default
@@ -30,6 +30,7 @@ class DownstreamConnection(asyncio.Protocol):
     """A client connection to one of the proxy's listeners."""
 
     __slots__ = (
+        "active_at",
         "client_ip",
         "closing",
         "connections",
@@ -67,6 +68,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.out: list[bytes] = []
         self.idle_since = 0.0
         self.header_started = 0.0  # when the first byte of a not yet complete head arrived
+        self.active_at = 0.0  # when bytes last moved either way (stream idle timeout)
 
     @property
     def draining(self) -> bool:
@@ -85,6 +87,7 @@ class DownstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        self.active_at = self.env.loop.time()
         decoder = self.decoder
         try:
             events = decoder.feed(data)
@@ -198,6 +201,7 @@ class DownstreamConnection(asyncio.Protocol):
         if self.corked:
             self.out.append(data)
         elif self.transport is not None and not self.closing:
+            self.active_at = self.env.loop.time()
             self.transport.write(data)
 
     def cork(self) -> None:
@@ -250,3 +254,18 @@ class DownstreamConnection(asyncio.Protocol):
 
     def idle(self) -> bool:
         return self.stream is None and not self.header_started
+
+    def expire(self, now: float, options: ProxyOptions) -> None:
+        """The connection's timeouts at `now`: a head too slow (headers_timeout), a keep-alive
+        connection idle too long (idle_timeout), a request on which nothing moved
+        (stream_idle_timeout: 408 or a reset, flag SI)."""
+        stream = self.stream
+        if stream is not None:
+            limit = options.stream_idle_timeout
+            if limit and now - max(self.active_at, stream.ctx.start) > limit:
+                stream.on_stream_idle()
+        elif self.header_started:
+            if now - self.header_started > options.headers_timeout:
+                self.close()
+        elif now - self.idle_since > options.idle_timeout:
+            self.close()

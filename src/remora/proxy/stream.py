@@ -49,6 +49,7 @@ NO_BODY_STATUSES = frozenset({204, 304})
 CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 CLUSTER_NOT_FOUND = LocalReply(503, ResponseFlag.NC, details="cluster_not_found")
 UPSTREAM_CUT = "upstream_reset_after_response_started"
+STREAM_IDLE = "stream_idle_timeout"  # Envoy's response code details
 
 
 class Downstream(Protocol):
@@ -372,6 +373,22 @@ class HttpStream:
         if upstream is not None:
             upstream.abandon()
         self.reset(ResponseFlag.DC, None)
+
+    def on_stream_idle(self) -> None:
+        """Envoy's stream_idle_timeout fired: a 408 "stream timeout" when no response has
+        started, a reset when one has; flag SI either way, and the upstream request reset."""
+        ctx = self.ctx
+        if ctx.finished:
+            return
+        upstream, ctx.upstream = ctx.upstream, None
+        if upstream is not None:
+            upstream.abandon()
+        if ctx.response_head_sent:
+            self.reset(ResponseFlag.SI, STREAM_IDLE)
+            return
+        ctx.keep_alive = False
+        self.local_reply(LocalReply(408, ResponseFlag.SI, b"stream timeout", details=STREAM_IDLE),
+                         index=self.chain.router_index)
 
     def finish(self) -> None:
         ctx = self.ctx

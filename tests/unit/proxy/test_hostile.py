@@ -3,6 +3,7 @@ through the in-memory transport — nothing smuggled upstream, nothing left behi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from remora.proxy.server import DELAYED_CLOSE
@@ -104,5 +105,50 @@ def test_a_refusal_half_closes_and_drops_what_follows_before_closing() -> None:
         assert early.response().status == 431
         early.half_close()  # the client read the refusal and went: closed at once
         assert early.transport.closed and early.connection not in proxy.connections
+
+    run(body)
+
+
+def test_a_stalled_body_is_408_si_after_the_stream_idle_timeout(tmp_path: Path) -> None:
+    """Envoy's stream_idle_timeout (5 min by default): a request whose body stops coming is
+    answered 408 "stream timeout" with flag SI, and its upstream request is reset."""
+    async def body() -> None:
+        log = str(tmp_path / "access.log")
+        proxy = ProxyHarness(REVIEWS, access_log=log)
+        options = proxy.env.options
+        client = proxy.client()
+        client.send(b"POST /upload HTTP/1.1\r\nHost: reviews:9080\r\n"
+                    b"Content-Length: 100\r\n\r\n" + b"x" * 10, method="POST")
+        await proxy.settle()
+        upstream = proxy.network.last
+        now = proxy.env.loop.time()
+        client.connection.expire(now + options.stream_idle_timeout - 1, options)
+        assert client.transport.take() == b"" and not upstream.transport.closed  # not yet
+        client.connection.expire(now + options.stream_idle_timeout + 1, options)
+        response = client.response()
+        assert (response.status, response.body) == (408, b"stream timeout")
+        assert upstream.transport.closed
+        (record,) = access_log_lines(proxy, log)
+        assert (record["response_code"], record["response_flags"]) == (408, "SI")
+
+    run(body)
+
+
+def test_a_stalled_response_is_reset_with_si_and_zero_turns_the_timeout_off() -> None:
+    async def body() -> None:
+        proxy = ProxyHarness(REVIEWS)
+        options = proxy.env.options
+        client = proxy.client()
+        client.get("/slow", host="reviews:9080")
+        await proxy.settle()
+        proxy.network.last.respond(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n" + b"x" * 10)
+        assert client.transport.take().startswith(b"HTTP/1.1 200")
+        later = proxy.env.loop.time() + options.stream_idle_timeout + 1
+        off = replace(options, stream_idle_timeout=0)
+        client.connection.expire(later, off)
+        assert not client.transport.closed  # 0: no stream idle timeout
+        client.connection.expire(later, options)
+        assert client.transport.closed  # the response had started: a reset
+        assert proxy.network.last.transport.closed
 
     run(body)
