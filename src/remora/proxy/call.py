@@ -201,8 +201,10 @@ class UpstreamCall:
             else:
                 pool.wake()
             return
-        if attempt != self.attempt or self.finished:  # this try was given up meanwhile
-            connection.release(reusable=True)
+        if attempt != self.attempt or self.finished:  # this try was given up meanwhile:
+            # the connection goes to a queued request, or is closed (Envoy cancels with
+            # CloseExcess); kept idle, a flood of aborted requests would pile them up
+            connection.release(reusable=bool(pool.waiters))
             return
         self.reused = False
         self.attach(connection)

@@ -152,3 +152,22 @@ def test_a_stalled_response_is_reset_with_si_and_zero_turns_the_timeout_off() ->
         assert proxy.network.last.transport.closed
 
     run(body)
+
+
+def test_a_connection_opened_for_an_aborted_request_is_closed_not_pooled() -> None:
+    """The client goes while the upstream connection is still being made: when it is made,
+    no request needs it, so it is closed (Envoy's CloseExcess), not kept idle — a flood of
+    aborted requests would otherwise pile up idle upstream connections."""
+    async def body() -> None:
+        proxy = ProxyHarness(REVIEWS)
+        client = proxy.client()
+        client.send(b"POST /upload HTTP/1.1\r\nHost: reviews:9080\r\n"
+                    b"Content-Length: 100000\r\n\r\n" + b"x" * 10)
+        client.half_close()  # before the connect has completed
+        await proxy.settle()
+        (upstream,) = proxy.network.opened
+        assert upstream.transport.closed
+        state = proxy.env.active.tables.states["outbound|9080||reviews.default.svc.cluster.local"]
+        assert not state.pools[0].idle and not state.pools[0].connections
+
+    run(body)

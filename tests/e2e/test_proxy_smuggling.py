@@ -1,0 +1,219 @@
+"""Request smuggling against a real `remora proxy` (issue 21, item 6): each attempt hides a second
+request, `GET /smuggled`, where a proxy and its upstream could disagree about the framing. An
+upstream that records the raw bytes it receives, framed by RFC 9112 as a server would frame
+them, says which requests reached it: `/smuggled` never may, and the proxy stays healthy.
+(PortSwigger's CL.TE / TE.CL / TE.TE families; RFC 9112 §6.1, §6.3, §7.1.)"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from remora.proxy.codec.events import ProtocolError, RequestHead
+from remora.proxy.codec.http1 import RequestDecoder
+from tests.e2e.meshkit import (
+    Proxy,
+    closed_by_peer,
+    connect,
+    exchange,
+    run_proxy,
+    service_yaml,
+    wait_for,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+HOST = "reviews:9080"
+SMUGGLED = f"GET /smuggled HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+@dataclass
+class Recording:
+    """What reached the upstream: the raw bytes of each connection, and the request targets
+    an RFC 9112 server reads from them."""
+
+    raw: list[bytes] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class RecordingHandler(socketserver.BaseRequestHandler):
+    """Reads requests as a strict HTTP/1.1 server would, records them, answers each 200."""
+
+    def handle(self) -> None:
+        recording: Recording = self.server.recording  # type: ignore[attr-defined]
+        decoder = RequestDecoder(accept_http_10=True)
+        received = b""
+        self.request.settimeout(10)
+        try:
+            while data := self.request.recv(65536):
+                received += data
+                try:
+                    events = decoder.feed(data)
+                except ProtocolError:
+                    break
+                for event in events:
+                    if isinstance(event, RequestHead):
+                        with recording.lock:
+                            recording.targets.append(event.target)
+                    elif type(event).__name__ == "EndOfMessage":
+                        self.request.sendall(OK)
+        except OSError:
+            pass
+        finally:
+            with recording.lock:
+                recording.raw.append(received)
+
+
+class RecordingUpstream(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), RecordingHandler)
+        self.recording = Recording()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+@dataclass
+class Battery:
+    proxy: Proxy
+    upstream: RecordingUpstream
+
+
+@pytest.fixture(scope="module")
+def battery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Battery]:
+    tmp = tmp_path_factory.mktemp("smuggling")
+    upstream = RecordingUpstream()
+    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
+    thread.start()
+    config = tmp / "config"
+    config.mkdir()
+    (config / "reviews.yaml").write_text(service_yaml("reviews", 9080, [(upstream.port, {})]))
+    try:
+        with run_proxy(config, tmp=tmp, env={"ISTIO_META_HTTP10": "1"}) as proxy:
+            yield Battery(proxy, upstream)
+            assert proxy.process.poll() is None, proxy.logs()
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+
+
+def head(method: str = "POST", version: str = "HTTP/1.1") -> str:
+    return f"{method} /first {version}\r\nHost: {HOST}\r\n"
+
+
+ATTEMPTS = {
+    # CL.TE: a front end reading Content-Length forwards the smuggled request inside the
+    # body; one reading Transfer-Encoding ends the body at the last chunk
+    "cl-te": head() + "Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+             + SMUGGLED,
+    # TE.CL: the reverse disagreement
+    "te-cl": head() + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+             + f"{len(SMUGGLED):x}\r\n{SMUGGLED}\r\n0\r\n\r\n",
+    # TE.TE: Transfer-Encoding obfuscated so that one side does not see "chunked"
+    "te-xchunked": head() + "Transfer-Encoding: xchunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n"
+                   + SMUGGLED,
+    "te-space-before-colon": head() + "Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
+    "te-tab": head() + "Transfer-Encoding:\tchunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n"
+              + SMUGGLED,
+    "te-twice": head() + "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n"
+                "0\r\n\r\n" + SMUGGLED,
+    "te-obs-fold": head() + "Transfer-Encoding:\r\n chunked\r\nContent-Length: 4\r\n\r\n"
+                   "0\r\n\r\n" + SMUGGLED,
+    "te-http-1.0": head(version="HTTP/1.0") + "Connection: keep-alive\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
+    # duplicate and malformed Content-Length
+    "cl-twice": head() + "Content-Length: 0\r\nContent-Length: 44\r\n\r\n" + SMUGGLED,
+    "cl-plus": head() + "Content-Length: +0\r\n\r\n" + SMUGGLED,
+    "cl-list": head() + "Content-Length: 0, 44\r\n\r\n" + SMUGGLED,
+    # chunk-size tricks
+    "chunk-size-overflow": head() + "Transfer-Encoding: chunked\r\n\r\n"
+                           "10000000000000000000000000000\r\nA\r\n0\r\n\r\n" + SMUGGLED,
+    "chunk-extension-lf": head() + "Transfer-Encoding: chunked\r\n\r\n"
+                          "0;x=\n\r\n" + SMUGGLED,
+    # line ends and bytes a lenient parser would accept
+    "bare-lf-in-header": head() + "X-A: b\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
+    "bare-cr": head() + "X-A: b\rTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
+                        "0\r\n\r\n" + SMUGGLED,
+    "nul-in-header": head() + "X-A: b\x00c\r\nContent-Length: 4\r\n\r\n0\r\n\r\n" + SMUGGLED,
+}
+
+
+def send(port: int, data: bytes) -> bytes:
+    """Send the attempt, half-close, and read everything until the proxy closes."""
+    with connect(port) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        sock.settimeout(10)
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except (ConnectionResetError, TimeoutError):
+            pass
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("name", list(ATTEMPTS))
+def test_nothing_is_smuggled_to_the_upstream(battery: Battery, name: str) -> None:
+    recording = battery.upstream.recording
+    with recording.lock:
+        before = len(recording.targets)
+    answer = send(battery.proxy.outbound, ATTEMPTS[name].encode("latin-1"))
+    assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+    with recording.lock:
+        reached = recording.targets[before:]
+    assert "/smuggled" not in reached, (name, reached, answer[:300])
+    # healthy afterwards: a plain request still goes through
+    response = exchange(battery.proxy.outbound,
+                        f"GET /after HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+    assert response.status == 200
+
+
+def test_an_attempt_refused_closes_the_connection(battery: Battery) -> None:
+    with connect(battery.proxy.outbound) as sock:
+        sock.sendall(ATTEMPTS["cl-te"].encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400")
+        assert closed_by_peer(sock, timeout=5)
+
+
+def open_fds(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def test_aborted_uploads_leave_no_socket_behind(battery: Battery) -> None:
+    """Issue 21: a client that sends a large Content-Length, a few bytes, and goes used to leave
+    its socket in CLOSE_WAIT and its upstream connection open, for ever (after 100 aborts 102
+    sockets); now the proxy's descriptors are back where they were."""
+    pid = battery.proxy.process.pid
+    exchange(battery.proxy.outbound, f"GET /warm HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+    baseline = open_fds(pid)
+    for _ in range(100):
+        with connect(battery.proxy.outbound) as sock:
+            sock.sendall(head().encode() + b"Content-Length: 100000\r\n\r\n" + b"x" * 10)
+    wait_for(lambda: open_fds(pid) <= baseline + 2, timeout=5)
+
+
+def test_the_recording_upstream_would_see_a_smuggled_request(tmp_path: Path) -> None:
+    """The oracle can fail: bytes sent straight to the recording upstream (no proxy) that
+    carry a second request are read as two requests."""
+    upstream = RecordingUpstream()
+    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
+    thread.start()
+    try:
+        send(upstream.port, (head("GET") + "\r\n" + SMUGGLED).encode())
+        assert upstream.recording.targets == ["/first", "/smuggled"]
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
