@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,3 +218,37 @@ def test_the_recording_upstream_would_see_a_smuggled_request(tmp_path: Path) -> 
     finally:
         upstream.shutdown()
         upstream.server_close()
+
+
+def test_above_max_connections_new_ones_are_closed_and_counted(tmp_path: Path) -> None:
+    """Envoy's global downstream connection limit (`--max-connections`): the connections
+    being served go on, one more is closed at once, and /stats/prometheus counts it."""
+    upstream = RecordingUpstream()
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "reviews.yaml").write_text(service_yaml("reviews", 9080, [(upstream.port, {})]))
+    try:
+        with run_proxy(config, "--max-connections", "3", tmp=tmp_path) as proxy:
+            held = [connect(proxy.outbound) for _ in range(3)]
+            try:
+                wait_for(lambda: b'downstream_cx_active{listener_address="127.0.0.1_'
+                         + str(proxy.outbound).encode() + b'"} 3' in stats(proxy), timeout=5)
+                with connect(proxy.outbound) as refused:
+                    assert closed_by_peer(refused, timeout=5)
+                held[0].sendall(f"GET /held HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+                assert held[0].recv(65536).startswith(b"HTTP/1.1 200")
+                assert (b'envoy_listener_downstream_global_cx_overflow{listener_address='
+                        b'"127.0.0.1_' + str(proxy.outbound).encode() + b'"} 1') in stats(proxy)
+            finally:
+                for sock in held:
+                    sock.close()
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+
+
+def stats(proxy: Proxy) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{proxy.admin}/stats/prometheus",
+                                timeout=5) as answer:
+        return bytes(answer.read())

@@ -66,6 +66,10 @@ def proxy(
     stream_idle_timeout: Annotated[float, typer.Option(
         help="Seconds a request may go with nothing sent either way (Envoy's "
              "stream_idle_timeout; 0: never).")] = 300.0,
+    max_connections: Annotated[int | None, typer.Option(
+        help="Downstream connections the proxy serves at once; more are closed and counted "
+             "(default: half of the open-files limit, which is raised to its hard limit).")]
+    = None,
     headers_timeout: Annotated[float, typer.Option(
         help="Seconds a client has to send a request head.")] = 10.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
@@ -91,7 +95,8 @@ def proxy(
                           health=health_port)
     options = ProxyOptions(bind=bind, access_log=access_log, drain_timeout=drain_timeout,
                            idle_timeout=idle_timeout, headers_timeout=headers_timeout,
-                           stream_idle_timeout=stream_idle_timeout)
+                           stream_idle_timeout=stream_idle_timeout,
+                           max_connections=max_connections)
     urls = [url.strip() for url in (controlplane or "").split(",") if url.strip()]
     if controlplane and not urls:
         raise typer.BadParameter("give at least one URL", param_hint="--controlplane")

@@ -101,6 +101,25 @@ def cluster_stats(runtime: ProxyRuntime) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def listener_stats(runtime: ProxyRuntime) -> bytes:
+    """Envoy's listener gauges and counters (envoy_listener_*): connections open, and those
+    refused by the connection limit (downstream_global_cx_overflow)."""
+    bind = runtime.options.bind
+    active: dict[str, int] = {}
+    for connection in runtime.connections:
+        active[connection.listener.name] = active.get(connection.listener.name, 0) + 1
+    lines = ["# TYPE envoy_listener_downstream_cx_active gauge"]
+    listeners = runtime.snapshot.listeners
+    for listener in listeners:
+        lines.append(f'envoy_listener_downstream_cx_active{{listener_address='
+                     f'"{bind}_{listener.port}"}} {active.get(listener.name, 0)}')
+    lines.append("# TYPE envoy_listener_downstream_global_cx_overflow counter")
+    for listener in listeners:
+        lines.append(f'envoy_listener_downstream_global_cx_overflow{{listener_address='
+                     f'"{bind}_{listener.port}"}} {runtime.env.cx_overflow.get(listener.name, 0)}')
+    return ("\n".join(lines) + "\n").encode()
+
+
 def ready(runtime: ProxyRuntime) -> Reply:
     if runtime.ready and not runtime.draining:
         return 200, TEXT, b"LIVE\n"
@@ -128,8 +147,8 @@ def route(runtime: ProxyRuntime, *, health_only: bool) -> Callable[[RequestHead]
         if path == "/clusters":
             return clusters(runtime, query)
         if path in ("/stats/prometheus", "/metrics"):
-            return 200, "text/plain; version=0.0.4", runtime.env.metrics.render() + cluster_stats(
-                runtime)
+            return 200, "text/plain; version=0.0.4", (
+                runtime.env.metrics.render() + cluster_stats(runtime) + listener_stats(runtime))
         return 404, TEXT, b"endpoints: /config_dump /clusters /stats/prometheus /healthz/ready " \
                           b"POST /drain\n"
 

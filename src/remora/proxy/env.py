@@ -36,6 +36,10 @@ class ProxyOptions:
     # Envoy's stream_idle_timeout (default 5 min; 0 turns it off): a request in flight on
     # which nothing moved either way for this long (a stalled body, a stalled response)
     stream_idle_timeout: float = 300.0
+    # Envoy's overload manager global downstream connection limit (resource monitor
+    # downstream_connections): above it a new connection is closed at once and counted.
+    # None: no limit (remora.proxy.process sets one from RLIMIT_NOFILE when it starts).
+    max_connections: int | None = None
     drain_timeout: float = 5.0  # Istio's terminationDrainDuration
     max_header_bytes: int = 60 * 1024  # Envoy's max_request_headers_kb default
     # Envoy's accept_http_10 (default false: HTTP/1.0 gets 426); Istio turns it on for a proxy
@@ -59,6 +63,7 @@ class ProxyEnv:
     spawn: Callable[[Coroutine[Any, Any, None]], None]  # a background task, kept and logged
     active: ActiveConfig = field(init=False)
     draining: bool = False
+    cx_overflow: dict[str, int] = field(default_factory=dict)  # refused, by listener name
     logged: set[str] = field(default_factory=set)  # config notes said once, not every swap
 
     def log_once(self, level: int, line: str) -> None:

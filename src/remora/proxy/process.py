@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import resource
+from dataclasses import replace
 
 import uvloop
 
@@ -44,4 +47,26 @@ def run(
     source: SnapshotSource, options: ProxyOptions, *, admin_port: int, health_port: int
 ) -> None:
     """Block until the proxy stops (SIGTERM, SIGINT or POST /drain)."""
+    files = raise_open_files_limit()
+    if options.max_connections is None:
+        options = replace(options, max_connections=connection_limit(files))
+    log.info("open files limit %d; at most %d downstream connections", files,
+             options.max_connections)
     uvloop.run(serve(source, options, admin_port=admin_port, health_port=health_port))
+
+
+def raise_open_files_limit() -> int:
+    """RLIMIT_NOFILE's soft limit raised to its hard limit, as Envoy's packaging and Istio's
+    proxy do; the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def connection_limit(open_files: int) -> int:
+    """Downstream connections allowed for `open_files` descriptors: each may need an upstream
+    one too, and some are kept for listeners, logs and the control plane."""
+    return max(64, open_files // 2 - 64)

@@ -77,6 +77,15 @@ class DownstreamConnection(asyncio.Protocol):
     # asyncio callbacks -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)  # uvloop's is no subclass
+        limit = self.env.options.max_connections
+        if limit is not None and len(self.connections) >= limit:
+            # over the proxy's connection limit: closed before a byte is read, counted as
+            # Envoy's downstream_global_cx_overflow; the connections being served go on
+            overflow = self.env.cx_overflow
+            overflow[self.listener.name] = overflow.get(self.listener.name, 0) + 1
+            self.closing = True
+            self.transport.close()
+            return
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         peer = self.transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:

@@ -3,9 +3,11 @@ through the in-memory transport — nothing smuggled upstream, nothing left behi
 
 from __future__ import annotations
 
+import resource
 from dataclasses import replace
 from pathlib import Path
 
+from remora.proxy.process import connection_limit, raise_open_files_limit
 from remora.proxy.server import DELAYED_CLOSE
 from tests.unit.proxy.harness import ProxyHarness, access_log_lines, requests_total, run
 
@@ -171,3 +173,38 @@ def test_a_connection_opened_for_an_aborted_request_is_closed_not_pooled() -> No
         assert not state.pools[0].idle and not state.pools[0].connections
 
     run(body)
+
+
+def test_above_the_connection_limit_a_connection_is_closed_and_counted() -> None:
+    """Envoy's overload manager global downstream connection limit: the connections being
+    served go on; a new one above the limit is closed before a byte is read, and counted
+    (downstream_global_cx_overflow)."""
+    async def body() -> None:
+        proxy = ProxyHarness(REVIEWS)
+        proxy.env.options = replace(proxy.env.options, max_connections=2)
+        first, second = proxy.client(), proxy.client()
+        third = proxy.client()
+        assert third.transport.closed
+        assert not first.transport.closed and not second.transport.closed
+        assert third.connection not in proxy.connections
+        listener = first.connection.listener.name
+        assert proxy.env.cx_overflow == {listener: 1}
+        first.get("/", host="reviews:9080")
+        await proxy.settle()
+        proxy.network.last.respond(OK)
+        assert first.response().status == 200
+
+    run(body)
+
+
+def test_the_open_files_limit_is_raised_and_bounds_the_connections() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+        limit = raise_open_files_limit()
+        assert limit == (hard if hard != resource.RLIM_INFINITY else 1 << 20)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert connection_limit(1024) == 448  # a connection may hold an upstream one too
+    assert connection_limit(100) == 64
