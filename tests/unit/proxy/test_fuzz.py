@@ -125,7 +125,8 @@ async def drive(data: bytes, cuts: list[int], respond: bool) -> None:
         assert upstream.transport.closed or upstream.protocol in upstream.protocol.pool.idle
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, derandomize=True,  # the same inputs on every run
+          suppress_health_check=[HealthCheck.too_slow])
 @given(data=streams, cuts=st.lists(st.integers(0, 1 << 16), max_size=6), respond=st.booleans())
 def test_any_byte_stream_is_answered_or_refused_and_leaves_nothing(
         data: bytes, cuts: list[int], respond: bool) -> None:
