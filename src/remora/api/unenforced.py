@@ -24,6 +24,7 @@ from typing import Any
 from pydantic.alias_generators import to_snake
 
 from remora.api.errors import ConfigError
+from remora.api.finding import Finding
 from remora.api.meshconfig import (
     MESH_KEY,
     USED_PROVIDERS,
@@ -50,25 +51,6 @@ class Unenforced:
     reason: str
     harmless: Any = None  # a value that asks for what happens anyway (not reported)
     by_value: bool = False  # reported by a check of the value, not whenever set
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One unenforced thing set in one resource: `spec.subsets[0].trafficPolicy.tls`."""
-
-    subject: str  # "DestinationRule default/reviews"
-    kind: str
-    path: str  # the concrete path ("" for the whole resource)
-    reason: str
-
-    @property
-    def message(self) -> str:
-        if not self.path:
-            return f"{self.kind} is NOT enforced by Remora: {self.reason}"
-        return f"{self.path} is not enforced by Remora: {self.reason}"
-
-    def __str__(self) -> str:
-        return f"{self.subject}: {self.message}"
 
 
 _MTLS = "no mTLS or upstream TLS yet: connections to the destination are plain text"

@@ -31,13 +31,14 @@ from dataclasses import replace
 from functools import partial
 from typing import TypeVar
 
+from remora.api.finding import Finding
 from remora.api.kube.core import Secret, Service
 from remora.api.meshconfig import DEFAULT_MESH_CONFIG, MeshConfig, mesh_config_of
 from remora.api.networking.names import to_fqdn
 from remora.api.networking.shared import Destination
 from remora.api.networking.virtual_service import VirtualService
 from remora.api.resource import Resource
-from remora.api.unenforced import Finding, findings
+from remora.api.unenforced import findings
 from remora.mesh.endpoints import EndpointIndex, subset_endpoints
 from remora.mesh.envoyfilter import compile_envoy_filter, selected_envoy_filters
 from remora.mesh.filterpatch import HttpFilterPatch
@@ -59,7 +60,6 @@ from remora.mesh.snapshot import (
     RouteTable,
     SkippedResource,
     Snapshot,
-    UnenforcedFinding,
     VirtualHost,
 )
 from remora.mesh.trafficpolicy import DestinationRules, cluster_policy, effective_policy
@@ -418,11 +418,8 @@ def compile_snapshot(
     return Snapshot(
         version=version, identity=identity, listeners=tuple(listeners), route_tables=tables,
         clusters=clusters, notes=tuple(compiler.notes), skipped=tuple(left_out.items.values()),
-        unenforced=tuple(
-            UnenforcedFinding(found.subject, found.kind, found.path, found.reason)
-            for resource in resources
-            for found in memo.per_resource("findings", resource, _findings)
-        ),
+        unenforced=tuple(found for resource in resources
+                         for found in memo.per_resource("findings", resource, _findings)),
         mesh=mesh_settings(mesh), http_filter_patches=patches,
     )  # fmt: skip
 

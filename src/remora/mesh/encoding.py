@@ -10,8 +10,8 @@ test_snapshot_plain.py), so one generic codec carries them all.
 Encoding: a dataclass is `{"@": "module:Name", field: value, ...}` (its init fields, those
 equal to their default left out), a mapping `{"@d": [[key, value], ...]}`, a tuple a list,
 a frozenset `{"@s": [...]}`, bytes `{"@b": base64}`, an enum member `{"@e": "module:Name",
-"v": value}`. Only types of remora.mesh and remora.policy are decoded: a section names a class,
-it cannot make the proxy import or call anything else.
+"v": value}`. Only types of remora.mesh and remora.policy (and remora.api.finding's Finding) are
+decoded: a section names a class, it cannot make the proxy import or call anything else.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 from remora.mesh.snapshot import ProxyIdentity, Snapshot
 
-ALLOWED_MODULES = ("remora.mesh.", "remora.policy.")
+ALLOWED_MODULES = ("remora.mesh.", "remora.policy.", "remora.api.finding")
 PROXY_SECTION = "proxy"
 _PROXY_FIELDS = ("identity", "notes", "skipped", "unenforced", "mesh", "http_filter_patches")
 

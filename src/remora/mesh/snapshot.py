@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from remora.mesh.frozen import EMPTY, thaw
 
 if TYPE_CHECKING:  # only annotations: the snapshot holds these, it does not build them
+    from remora.api.finding import Finding
     from remora.mesh.filterpatch import HttpFilterPatch
     from remora.policy.circuit import PoolLimits
     from remora.policy.cors import Cors
@@ -45,26 +46,6 @@ EMPTY_LABELS: Mapping[str, str] = MappingProxyType({})
 def frozen_labels(labels: Mapping[str, str]) -> Mapping[str, str]:
     """A read-only copy of `labels` (shared empty mapping when there are none)."""
     return MappingProxyType(dict(labels)) if labels else EMPTY_LABELS
-
-
-@dataclass(frozen=True, slots=True)
-class UnenforcedFinding:
-    """One unenforced thing set in one resource (remora.api.unenforced.Finding, as the snapshot
-    carries it): `spec.subsets[0].trafficPolicy.tls`."""
-
-    subject: str  # "DestinationRule default/reviews"
-    kind: str
-    path: str  # the concrete path ("" for the whole resource)
-    reason: str
-
-    @property
-    def message(self) -> str:
-        if not self.path:
-            return f"{self.kind} is NOT enforced by Remora: {self.reason}"
-        return f"{self.path} is not enforced by Remora: {self.reason}"
-
-    def __str__(self) -> str:
-        return f"{self.subject}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,7 +414,7 @@ class Snapshot:
     clusters: Mapping[str, Cluster]
     notes: tuple[str, ...] = ()
     skipped: tuple[SkippedResource, ...] = ()
-    unenforced: tuple[UnenforcedFinding, ...] = ()
+    unenforced: tuple[Finding, ...] = ()
     mesh: MeshSettings = DEFAULT_MESH
     http_filter_patches: tuple[HttpFilterPatch, ...] = ()
     _by_port: Mapping[int, RouteTable] = field(init=False, repr=False, compare=False)

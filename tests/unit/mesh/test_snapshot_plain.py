@@ -278,7 +278,7 @@ def test_the_config_compiles_rich(snap: Snapshot) -> None:
                 "Rewrite", "RegexSubstitution", "Redirect", "DirectResponse", "RetrySpec",
                 "FaultPolicy", "MirrorTarget", "ClusterPolicy", "PoolLimits", "TcpKeepalive",
                 "OutlierConfig", "LocalitySetting", "Failover", "Distribute", "LbConfig",
-                "HashPolicy", "HttpFilterPatch", "UnenforcedFinding", "Endpoint"}
+                "HashPolicy", "HttpFilterPatch", "Finding", "Endpoint"}
     if snap.identity.mode == "gateway":
         expected = {"ListenerTls", "RequestMatcher", "Rewrite", "ClusterPolicy", "LbConfig"}
     assert expected <= kinds, expected - kinds
@@ -413,7 +413,7 @@ SERVING_MODULES = ("remora.cli.main", "remora.cli.proxy", "remora.proxy.process"
                    "remora.proxy.discovery", "remora.proxy.runtime", "remora.proxy.chain",
                    "remora.mesh.encoding")
 PLAIN_API = {"remora.api", "remora.api.errors", "remora.api.networking",
-             "remora.api.networking.httpfilters"}
+             "remora.api.networking.httpfilters", "remora.api.finding"}
 
 
 def imported_by(modules: tuple[str, ...]) -> list[str]:

@@ -15,19 +15,9 @@ from hypothesis import strategies as st
 
 from remora.proxy.codec.events import ProtocolError, RequestHead
 from remora.proxy.codec.http1 import RequestDecoder
-from tests.unit.proxy.harness import ProxyHarness
+from tests.unit.proxy.harness import ProxyHarness, service_entry
 
-REVIEWS = """\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  endpoints: [{address: 10.0.0.1}]
-"""
+REVIEWS = service_entry("reviews")
 CLUSTER = "outbound|9080||reviews.default.svc.cluster.local"
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 

@@ -9,19 +9,15 @@ from pathlib import Path
 
 from remora.proxy.process import connection_limit, raise_open_files_limit
 from remora.proxy.server import DELAYED_CLOSE
-from tests.unit.proxy.harness import ProxyHarness, access_log_lines, requests_total, run
+from tests.unit.proxy.harness import (
+    ProxyHarness,
+    access_log_lines,
+    requests_total,
+    run,
+    service_entry,
+)
 
-REVIEWS = """\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  endpoints: [{address: 10.0.0.1}]
-"""
+REVIEWS = service_entry("reviews")
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 
 
