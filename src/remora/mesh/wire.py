@@ -67,10 +67,6 @@ def snapshot_pieces(version: str, parts: Iterable[bytes]) -> tuple[bytes, ...]:
     return tuple(pieces)
 
 
-def _encode_snapshot(version: str, documents: Iterable[bytes]) -> bytes:
-    return b"".join(snapshot_pieces(version, documents))
-
-
 def document_digest(key: str, data: bytes) -> int:
     """64 bits of SHA-256 over a document's key and canonical JSON."""
     return int.from_bytes(hashlib.sha256(key.encode() + b"\0" + data).digest()[:8], "big")
@@ -112,14 +108,9 @@ class View:
         return cls.build((key, data, document_digest(key, data)) for key, data in documents)
 
     def snapshot_line(self) -> bytes:
-        """The whole view as one line, built once however many proxies get it."""
-        cached = _SNAPSHOTS.get(self.version)
-        if cached is None:
-            if len(_SNAPSHOTS) >= 16:
-                _SNAPSHOTS.clear()
-            cached = _SNAPSHOTS[self.version] = _encode_snapshot(
-                self.version, self.documents.values())
-        return cached
+        """The whole view as one line (the control plane sends it in pieces instead, sharing
+        the large part between the proxies of a class: ProxySnapshots)."""
+        return b"".join(snapshot_pieces(self.version, self.documents.values()))
 
     def delta_line(self, base: View) -> bytes:
         """What changed from `base` to this view."""
@@ -130,7 +121,6 @@ class View:
                 + json.dumps(delete).encode() + b"}\n")
 
 
-_SNAPSHOTS: dict[str, bytes] = {}  # recent snapshot lines by version (content hash)
 PING_LINE = b'{"type":"ping"}\n'
 
 
