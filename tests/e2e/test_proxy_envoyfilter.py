@@ -13,6 +13,7 @@ import contextlib
 import gzip
 import json
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -338,3 +339,51 @@ def test_a_head_after_a_cached_get_is_answered_with_the_stored_head(caching: Sid
     assert head.status_code == 200
     assert head.headers["content-length"] == str(len(DOC))
     assert caching.hits("/doc/cache-head") == 1
+
+
+STREAM_IDLE = """\
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: stream-idle, namespace: istio-system}
+spec:
+  configPatches:
+  - applyTo: NETWORK_FILTER
+    match:
+      context: SIDECAR_OUTBOUND
+      listener:
+        filterChain:
+          filter: {name: envoy.filters.network.http_connection_manager}
+    patch:
+      operation: MERGE
+      value:
+        name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stream_idle_timeout: 1s
+          common_http_protocol_options: {max_headers_count: 20}
+          use_remote_address: true
+"""  # noqa: E501
+"""The EnvoyFilter Istio's users write to change Envoy's downstream timeouts: a MERGE into the
+HTTP connection manager of the outbound listeners (`use_remote_address` is not applied)."""
+
+
+def test_a_connection_manager_merge_sets_the_listeners_timeouts(tmp_path: Path) -> None:
+    """stream_idle_timeout from the patch: a stalled body is 408 "stream timeout" after 1 s
+    (the proxy's own default is 5 min); config_dump shows the effective settings and the
+    patch; the field not applied is logged with its path."""
+    with sidecar(tmp_path, STREAM_IDLE) as running:
+        with socket.create_connection(("127.0.0.1", running.proxy.outbound), timeout=10) as sock:
+            sock.sendall(f"POST /stall HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 100\r\n\r\n"
+                         "only ten b".encode())
+            reply = sock.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 408 ") and reply.endswith(b"stream timeout"), reply
+        dump = httpx.get(f"{running.proxy.admin_url}/config_dump", timeout=10).json()
+        (outbound,) = (x for x in dump["listeners"] if x["direction"] == "outbound")
+        effective = outbound["httpConnectionManager"]
+        assert effective["stream_idle_timeout"] == "1s"
+        assert effective["common_http_protocol_options"]["max_headers_count"] == 20
+        assert effective["common_http_protocol_options"]["idle_timeout"] == "3600s"
+        assert outbound["connectionManagerPatch"]["sources"] == [
+            "EnvoyFilter istio-system/stream-idle spec.configPatches[0]"]
+        assert ("spec.configPatches[0].patch.value.typed_config.use_remote_address"
+                in running.proxy.logs())

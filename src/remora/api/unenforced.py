@@ -34,6 +34,7 @@ from remora.api.meshconfig import (
     is_mesh_configmap,
 )
 from remora.api.networking import httpfilters
+from remora.api.networking.connection_manager import FIELDS, connection_manager_settings
 from remora.api.networking.envoy_filter import (
     HTTP_FILTER_OPERATIONS,
     EnvoyConfigObjectPatch,
@@ -79,6 +80,8 @@ _PORT_LEVEL = frozenset({"tls", "loadBalancer.warmup", "loadBalancer.warmupDurat
                          "connectionPool.http.maxConcurrentStreams"})
 _GATEWAY_TLS = "the gateway terminates TLS with Python's defaults and its certificate only"
 
+_HCM_FIELDS = ("not applied: of the HTTP connection manager's fields, Remora applies only "
+               + ", ".join(FIELDS))
 _PORTS = "listener ports come from `remora proxy` flags (--outbound-port, --inbound-port)"
 _INGRESS = "Kubernetes Ingress resources are not served (use a Gateway)"
 _TLS = "no mTLS or TLS origination yet: there are no workload certificates to configure"
@@ -130,8 +133,14 @@ _NO_CHAIN = "Remora's HTTP listeners have one filter chain each, with no name, S
             "to match: a patch with this condition applies to none"
 _ENVOY_FILTER = tuple(Unenforced("EnvoyFilter", path, reason, by_value=True)
                       for path, reason in (
-    (f"{_EF}.applyTo", "only HTTP_FILTER patches are applied (there are no Envoy listeners, "
-                       "clusters or route configurations to patch)"),
+    (f"{_EF}.applyTo", "only HTTP_FILTER patches, and NETWORK_FILTER MERGE patches of the HTTP "
+                       "connection manager's timeouts and limits, are applied (there are no "
+                       "Envoy listeners, clusters or route configurations to patch)"),
+    *((f"{_EF}.patch.value.{key}", _HCM_FIELDS) for key in ("typed_config", "typedConfig")),
+    (f"{_EF}.match.listener.portNumber", "Remora's one outbound listener serves every "
+                                         "destination port on a connection: a MERGE into the "
+                                         "connection manager of one outbound port applies to "
+                                         "none"),
     (f"{_EF}.patch.operation", "MERGE is not applied to HTTP filters (ADD, INSERT_BEFORE, "
                                "INSERT_AFTER, INSERT_FIRST, REPLACE and REMOVE are)"),
     (f"{_EF}.patch.filterClass", "the filter is placed by the patch's operation alone"),
@@ -274,10 +283,13 @@ _ENVOY_REASONS = {entry.path: entry.reason for entry in _ENVOY_FILTER}
 
 def _envoy_filter_findings(resource: EnvoyFilter) -> list[Finding]:
     """What an EnvoyFilter asks that Remora does not do (istio.io/latest/docs/reference/config/
-    networking/envoy-filter/): each with the concrete path and the reason of its entry."""
+    networking/envoy-filter/): each with the concrete path and the reason of its entry (for a
+    field of a typed_config, the entry of the typed_config)."""
     out = []
     for path in _envoy_filter_paths(resource):
         generic = re.sub(r"\[\d+\]", "[]", path)
+        while generic not in _ENVOY_REASONS:
+            generic = generic.rpartition(".")[0]
         out.append(Finding(resource.subject, resource.kind, path, _ENVOY_REASONS[generic]))
     return out
 
@@ -291,11 +303,20 @@ def _envoy_filter_paths(resource: EnvoyFilter) -> Iterator[str]:
 
 
 def _patch_paths(patch: EnvoyConfigObjectPatch, where: str) -> Iterator[str]:
-    if patch.apply_to != "HTTP_FILTER":
+    merge = patch.merges_connection_manager
+    if patch.apply_to != "HTTP_FILTER" and not merge:
         yield f"{where}.applyTo"
         return
     assert patch.patch is not None  # the model requires it
-    if patch.patch.operation not in HTTP_FILTER_OPERATIONS:
+    if merge:
+        _, unsupported = connection_manager_settings(patch.patch.value or {})
+        yield from (f"{where}.patch.value.{path}" for path in unsupported)
+        match = patch.match
+        listener = match.listener if match is not None else None
+        if match is not None and match.context == "SIDECAR_OUTBOUND" and listener is not None \
+                and listener.port_number:
+            yield f"{where}.match.listener.portNumber"
+    elif patch.patch.operation not in HTTP_FILTER_OPERATIONS:
         yield f"{where}.patch.operation"
     if patch.patch.filter_class not in (None, "UNSPECIFIED"):
         yield f"{where}.patch.filterClass"

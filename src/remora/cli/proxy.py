@@ -62,16 +62,24 @@ def proxy(
     drain_timeout: Annotated[float, typer.Option(help="Seconds to finish in-flight requests.")]
     = 5.0,
     idle_timeout: Annotated[float, typer.Option(
-        help="Seconds a keep-alive connection may sit idle.")] = 300.0,
+        help="Seconds a keep-alive connection may sit idle (Envoy's idle_timeout; 0: "
+             "never).")] = 3600.0,
     stream_idle_timeout: Annotated[float, typer.Option(
         help="Seconds a request may go with nothing sent either way (Envoy's "
              "stream_idle_timeout; 0: never).")] = 300.0,
+    request_timeout: Annotated[float, typer.Option(
+        help="Seconds a client has to send a whole request (Envoy's request_timeout; 0: "
+             "never).")] = 0.0,
+    max_connection_duration: Annotated[float, typer.Option(
+        help="Seconds a client connection may stay open; then it is closed after the "
+             "response in flight (Envoy's max_connection_duration; 0: no limit).")] = 0.0,
     max_connections: Annotated[int | None, typer.Option(
         help="Downstream connections the proxy serves at once; more are closed and counted "
              "(default: half of the open-files limit, which is raised to its hard limit).")]
     = None,
     headers_timeout: Annotated[float, typer.Option(
-        help="Seconds a client has to send a request head.")] = 10.0,
+        help="Seconds a client has to send a request head (Envoy's request_headers_timeout; "
+             "0: never).")] = 10.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run a proxy: sidecar (outbound 15001, inbound 15006) or gateway (Gateway servers)."""
@@ -96,6 +104,8 @@ def proxy(
     options = ProxyOptions(bind=bind, access_log=access_log, drain_timeout=drain_timeout,
                            idle_timeout=idle_timeout, headers_timeout=headers_timeout,
                            stream_idle_timeout=stream_idle_timeout,
+                           request_timeout=request_timeout,
+                           max_connection_duration=max_connection_duration,
                            max_connections=max_connections)
     urls = [url.strip() for url in (controlplane or "").split(",") if url.strip()]
     if controlplane and not urls:

@@ -40,7 +40,12 @@ from remora.api.networking.virtual_service import VirtualService
 from remora.api.resource import Resource
 from remora.api.unenforced import findings
 from remora.mesh.endpoints import EndpointIndex, subset_endpoints
-from remora.mesh.envoyfilter import compile_envoy_filter, selected_envoy_filters
+from remora.mesh.envoyfilter import (
+    compile_envoy_filter,
+    connection_manager_patches,
+    selected_envoy_filters,
+    with_connection_manager,
+)
 from remora.mesh.filterpatch import HttpFilterPatch
 from remora.mesh.gateway import exposed_hosts, listener_tls, selected_servers, server_problem
 from remora.mesh.hosts import MeshService, Registry, labels_subset
@@ -85,10 +90,13 @@ class Skipped:
         self.items.setdefault((kind, namespace, name),
                               SkippedResource(kind, namespace, name, message))
 
+    def has(self, resource: Resource) -> bool:
+        return (resource.kind, resource.namespace, resource.name) in self.items
+
     def guard(self, resource: Resource, build: Callable[[], T], fallback: T) -> T:
         """`build()`, or `fallback` with `resource` skipped when building it fails. Any error:
         a bug in compiling one resource must not take the whole snapshot down with it."""
-        if (resource.kind, resource.namespace, resource.name) in self.items:
+        if self.has(resource):
             return fallback
         try:
             return build()
@@ -415,6 +423,13 @@ def compile_snapshot(
         listeners, tables = compiler.sidecar(listener_ports)
     clusters = compiler.clusters.build()
     patches = filter_patches(resources, identity, left_out, mesh)
+    merges = connection_manager_patches(
+        envoy_filter for envoy_filter in selected_envoy_filters(
+            resources, identity, root_namespace=mesh.root)
+        if not left_out.has(envoy_filter))  # a skipped EnvoyFilter applies nothing
+    inbound_port = identity.container_port or identity.app_port or listener_ports.inbound
+    listeners = [with_connection_manager(listener, merges, inbound_port=inbound_port)
+                 for listener in listeners]
     return Snapshot(
         version=version, identity=identity, listeners=tuple(listeners), route_tables=tables,
         clusters=clusters, notes=tuple(compiler.notes), skipped=tuple(left_out.items.values()),

@@ -15,14 +15,20 @@ istio.io/latest/docs/reference/config/networking/envoy-filter/. Theory of operat
    order, to the default chain of a context (remora.api.networking.httpfilters.REMORA_CHAINS),
    as Istio does; it lives there so the proxy applies patches without the api's models.
 
+3. NETWORK_FILTER MERGE patches into the HTTP connection manager set its timeouts and limits
+   (remora.api.networking.connection_manager): `connection_manager_patches` compiles them,
+   `with_connection_manager` merges those that match a listener into it, in the same order.
+
 Everything here is pure: resources and identity in, frozen values out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from remora.api.networking import httpfilters
+from remora.api.networking.connection_manager import connection_manager_settings
 from remora.api.networking.envoy_filter import (
     HTTP_FILTER_OPERATIONS,
     EnvoyConfigObjectPatch,
@@ -31,7 +37,7 @@ from remora.api.networking.envoy_filter import (
 from remora.api.resource import Resource
 from remora.mesh.filterpatch import EMPTY as _EMPTY
 from remora.mesh.filterpatch import HttpFilterPatch, HttpOperation, PatchContext
-from remora.mesh.snapshot import ProxyIdentity
+from remora.mesh.snapshot import ConnectionManager, Listener, ProxyIdentity
 from remora.policy.filterconfig import FilterConfigError, check_typed_config
 
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
@@ -164,3 +170,59 @@ def _scope(patch: EnvoyConfigObjectPatch) -> tuple[PatchContext, int | None] | N
         if found is not None and found.name not in httpfilters.HTTP_CONNECTION_MANAGER_NAMES:
             return None
     return context, port
+
+
+# -- the HTTP connection manager's timeouts and limits ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionManagerPatch:
+    """One NETWORK_FILTER MERGE into the HTTP connection manager, compiled."""
+
+    context: PatchContext
+    port: int | None
+    settings: Mapping[str, float | int | bool]
+    source: str
+
+
+_DIRECTION_CONTEXT: Mapping[str, PatchContext] = {
+    "outbound": "SIDECAR_OUTBOUND", "inbound": "SIDECAR_INBOUND", "gateway": "GATEWAY"}
+
+
+def connection_manager_patches(envoy_filters: Iterable[EnvoyFilter]
+                               ) -> tuple[ConnectionManagerPatch, ...]:
+    """The connection manager MERGE patches of the EnvoyFilters (already in Istio's order)."""
+    out = []
+    for envoy_filter in envoy_filters:
+        for index, patch in enumerate(envoy_filter.spec.config_patches):
+            if not patch.merges_connection_manager:
+                continue
+            scope = _scope(patch)
+            if scope is None:
+                continue
+            assert patch.patch is not None and patch.patch.value is not None
+            settings, _ = connection_manager_settings(patch.patch.value)  # valid: the model's
+            out.append(ConnectionManagerPatch(
+                scope[0], scope[1], settings,
+                f"{envoy_filter.subject} spec.configPatches[{index}]"))
+    return tuple(out)
+
+
+def with_connection_manager(listener: Listener, patches: Sequence[ConnectionManagerPatch], *,
+                            inbound_port: int) -> Listener:
+    """`listener` with the patches that match it merged, later ones over earlier ones. The
+    port a patch names is the app's port inbound (`inbound_port`), the server port at a
+    gateway; Remora's one outbound listener serves every destination port, so a patch naming
+    a port applies to it only as ANY context does to the inbound or gateway listener."""
+    context = _DIRECTION_CONTEXT[listener.direction]
+    port = {"inbound": inbound_port, "gateway": listener.port}.get(listener.direction)
+    merged: dict[str, float | int | bool] = {}
+    sources = []
+    for patch in patches:
+        if patch.context in ("ANY", context) and patch.port in (None, port):
+            merged.update(patch.settings)
+            sources.append(patch.source)
+    if not sources:
+        return listener
+    return replace(listener, connection_manager=ConnectionManager(**merged,  # type: ignore[arg-type]
+                                                                  sources=tuple(sources)))

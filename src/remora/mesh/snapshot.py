@@ -383,6 +383,34 @@ DEFAULT_MESH = MeshSettings()
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionManager:
+    """The HTTP connection manager's timeouts (seconds) and limits that EnvoyFilter MERGE
+    patches set on a listener (remora.api.networking.connection_manager; Envoy's names).
+    None: not set, the proxy's own setting applies (its flag, else Envoy's default)."""
+
+    request_headers_timeout: float | None = None
+    stream_idle_timeout: float | None = None
+    request_timeout: float | None = None
+    delayed_close_timeout: float | None = None
+    max_request_headers_kb: int | None = None
+    idle_timeout: float | None = None  # common_http_protocol_options
+    max_connection_duration: float | None = None  # common_http_protocol_options
+    max_headers_count: int | None = None  # common_http_protocol_options
+    accept_http_10: bool | None = None  # http_protocol_options
+    sources: tuple[str, ...] = ()  # the patches that set them, in the order they applied
+
+    def set(self) -> dict[str, float | int | bool]:
+        """The settings the patches set."""
+        return {k: v for k, v in asdict(self).items() if v is not None and k != "sources"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.set(), "sources": list(self.sources)}
+
+
+NO_CONNECTION_MANAGER_PATCH = ConnectionManager()
+
+
+@dataclass(frozen=True, slots=True)
 class Listener:
     """A port the proxy accepts on; outbound picks its route table by destination port."""
 
@@ -391,11 +419,13 @@ class Listener:
     direction: Literal["outbound", "inbound", "gateway"]
     route_table: str | None
     tls: ListenerTls | None = None
+    connection_manager: ConnectionManager = NO_CONNECTION_MANAGER_PATCH
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "port": self.port, "direction": self.direction,
             "routeTable": self.route_table, "tls": self.tls.to_dict() if self.tls else None,
+            "connectionManagerPatch": self.connection_manager.to_dict(),
         }  # fmt: skip
 
 

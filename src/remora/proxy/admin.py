@@ -23,7 +23,14 @@ TEXT = "text/plain; charset=utf-8"
 
 
 def config_dump(runtime: ProxyRuntime) -> Reply:
-    body = json.dumps(runtime.snapshot.to_dict(), indent=2, sort_keys=False, default=str)
+    """The snapshot, and each listener's effective connection manager settings (the proxy's
+    flags with what EnvoyFilter patches set), in Envoy's names."""
+    dump = runtime.snapshot.to_dict()
+    options = runtime.env.active.options
+    for listener in dump["listeners"]:
+        effective = options.get(listener["port"], runtime.options)
+        listener["httpConnectionManager"] = effective.connection_manager()
+    body = json.dumps(dump, indent=2, sort_keys=False, default=str)
     return 200, JSON, body.encode()
 
 

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from remora.mesh.snapshot import Listener, Route, Snapshot
     from remora.proxy.codec.events import ResponseHead
     from remora.proxy.context import RequestContext
-    from remora.proxy.env import ProxyEnv
+    from remora.proxy.env import ProxyEnv, ProxyOptions
     from remora.proxy.filter import HeadersResult
 
 log = logging.getLogger("remora.proxy")
@@ -191,6 +191,7 @@ class ActiveConfig:
     tables: ClusterTable
     chains: Mapping[str, FilterChain]
     port_chains: Mapping[tuple[str, int], FilterChain]
+    options: Mapping[int, ProxyOptions]  # by listener port: with its EnvoyFilter settings
 
     @property
     def snapshot(self) -> Snapshot:
@@ -228,7 +229,9 @@ def activate(env: ProxyEnv, snapshot: Snapshot) -> ActiveConfig:
                             and p.context in ("ANY", context)}):
             port_chains[direction, port] = _patched(env, direction, needs, context=context,
                                                     port=port, patches=patches)
-    return ActiveConfig(ClusterTable(snapshot, env.pools), chains, port_chains)
+    options = {listener.port: env.options.for_listener(listener.connection_manager)
+               for listener in snapshot.listeners}
+    return ActiveConfig(ClusterTable(snapshot, env.pools), chains, port_chains, options)
 
 
 def _patched(env: ProxyEnv, direction: Direction, needs: Needs, *,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import random
     from collections.abc import Callable, Coroutine
 
+    from remora.mesh.snapshot import ConnectionManager
     from remora.proxy.chain import ActiveConfig
     from remora.proxy.labels import Labels
     from remora.proxy.upstream import Pools
@@ -26,27 +27,78 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class ProxyOptions:
-    """Knobs of the proxy shell; defaults are Envoy's/Istio's where they define one."""
+    """Knobs of the proxy shell; defaults are Envoy's/Istio's where they define one. The HTTP
+    connection manager's (the timeouts and limits of a client connection) are the proxy-wide
+    defaults; an EnvoyFilter MERGE patch changes them per listener (`for_listener`)."""
 
     bind: str = "127.0.0.1"
     access_log: str | None = None
     connect_timeout: float = 10.0  # Istio's connectTimeout default
-    headers_timeout: float = 10.0  # a client must send a whole request head within this
-    idle_timeout: float = 300.0  # keep-alive connections with no request in flight
+    # Envoy's request_headers_timeout: a client must send a whole request head within this.
+    # Envoy's default is 0 (off), which lets a client hold a connection by sending a byte
+    # every few minutes (slowloris); Remora's is 10 s (nginx's client_header_timeout is 60 s).
+    headers_timeout: float = 10.0
+    # Envoy's common_http_protocol_options.idle_timeout (default 1 h): a keep-alive connection
+    # with no request in flight is closed after this
+    idle_timeout: float = 3600.0
     # Envoy's stream_idle_timeout (default 5 min; 0 turns it off): a request in flight on
     # which nothing moved either way for this long (a stalled body, a stalled response)
     stream_idle_timeout: float = 300.0
+    # Envoy's request_timeout (default 0: off): the whole request must have arrived by then
+    request_timeout: float = 0.0
+    # Envoy's common_http_protocol_options.max_connection_duration (default 0: off): a
+    # connection older than this is closed when idle, or after the response in flight
+    max_connection_duration: float = 0.0
+    # Envoy's delayed_close_timeout (default 1 s): after a refusal, the input the client still
+    # sends is read and dropped this long, so that it reads the 400/431 before the close
+    delayed_close_timeout: float = 1.0
     # Envoy's overload manager global downstream connection limit (resource monitor
     # downstream_connections): above it a new connection is closed at once and counted.
     # None: no limit (remora.proxy.process sets one from RLIMIT_NOFILE when it starts).
     max_connections: int | None = None
     drain_timeout: float = 5.0  # Istio's terminationDrainDuration
-    max_header_bytes: int = 60 * 1024  # Envoy's max_request_headers_kb default
+    max_header_bytes: int = 60 * 1024  # Envoy's max_request_headers_kb default (60)
+    max_header_count: int = 100  # Envoy's common_http_protocol_options.max_headers_count
     # Envoy's accept_http_10 (default false: HTTP/1.0 gets 426); Istio turns it on for a proxy
     # whose environment has ISTIO_META_HTTP10=1, as this does.
     accept_http_10: bool = field(
         default_factory=lambda: os.environ.get("ISTIO_META_HTTP10") == "1")
     extra: dict[str, str] = field(default_factory=dict)
+
+    def for_listener(self, patched: ConnectionManager) -> ProxyOptions:
+        """These options with what EnvoyFilter patches set on a listener's connection manager."""
+        values = patched.set()
+        if not values:
+            return self
+        kb = values.pop("max_request_headers_kb", None)
+        renamed = {_OPTION_NAMES.get(name, name): value for name, value in values.items()}
+        if kb is not None:
+            renamed["max_header_bytes"] = int(kb) * 1024
+        return replace(self, **renamed)  # type: ignore[arg-type]
+
+    def connection_manager(self) -> dict[str, Any]:
+        """The effective settings in Envoy's names and forms (config_dump)."""
+        def seconds(value: float) -> str:
+            return f"{value:g}s"
+
+        return {
+            "request_headers_timeout": seconds(self.headers_timeout),
+            "stream_idle_timeout": seconds(self.stream_idle_timeout),
+            "request_timeout": seconds(self.request_timeout),
+            "delayed_close_timeout": seconds(self.delayed_close_timeout),
+            "max_request_headers_kb": self.max_header_bytes // 1024,
+            "common_http_protocol_options": {
+                "idle_timeout": seconds(self.idle_timeout),
+                "max_connection_duration": seconds(self.max_connection_duration),
+                "max_headers_count": self.max_header_count,
+            },
+            "http_protocol_options": {"accept_http_10": self.accept_http_10},
+        }
+
+
+_OPTION_NAMES = {"request_headers_timeout": "headers_timeout",
+                 "max_headers_count": "max_header_count"}
+"""ConnectionManager's (Envoy's) names that ProxyOptions spells its own way."""
 
 
 @dataclass(slots=True, eq=False)

@@ -123,9 +123,11 @@ class ProxyRuntime:
 
         def factory() -> DownstreamConnection:
             # the listener object of the current snapshot (a swap may have replaced it)
-            current = next((item for item in env.active.snapshot.listeners
+            active = env.active
+            current = next((item for item in active.snapshot.listeners
                             if item.port == listener.port), listener)
-            return DownstreamConnection(env, current, scheme=scheme, connections=connections)
+            return DownstreamConnection(env, current, scheme=scheme, connections=connections,
+                                        options=active.options.get(current.port))
 
         return factory
 
@@ -176,15 +178,12 @@ class ProxyRuntime:
     # timeouts and flushing ---------------------------------------------------------------------
     async def sweep(self) -> None:
         """Each connection's timeouts (DownstreamConnection.expire), a few times per the
-        shortest of them."""
-        options = self.options
-        limits = [options.headers_timeout, options.idle_timeout, options.stream_idle_timeout]
-        period = max(0.05, min(limit for limit in limits if limit) / 4)
+        shortest of them (the listeners' own included)."""
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(sweep_period([self.options, *self.env.active.options.values()]))
             now = self.loop.time()
             for connection in list(self.connections):
-                connection.expire(now, options)
+                connection.expire(now)
 
     async def sweep_outliers(self) -> None:
         """Outlier detection's interval timers (each cluster keeps its own due time), and the
@@ -224,3 +223,11 @@ class ProxyRuntime:
         self.env.pools.close()
         self.env.access_log.close()
         self.stopped.set()
+
+
+def sweep_period(options: list[ProxyOptions]) -> float:
+    """A quarter of the shortest timeout that is on (at least 50 ms)."""
+    limits = [limit for each in options for limit in (
+        each.headers_timeout, each.idle_timeout, each.stream_idle_timeout, each.request_timeout,
+        each.max_connection_duration) if limit]
+    return max(0.05, min(limits, default=1.0) / 4)

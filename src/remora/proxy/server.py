@@ -3,8 +3,9 @@
 It feeds bytes to the I/O-free codec, starts a stream per request head (remora.proxy.stream:
 the filter chain), hands body events to it, answers pipelined requests in order, and turns
 codec errors into 400/431/426 + close, in their turn: a broken request pipelined behind a valid
-one is refused after the valid one's response. Timeouts (slow headers, idle keep-alive) are
-enforced by the runtime's sweeper from the stamps kept here.
+one is refused after the valid one's response. Timeouts (Envoy's request headers, stream idle,
+request, idle and max connection duration) are enforced by the runtime's sweeper from the
+stamps kept here, with the listener's settings (ProxyOptions.for_listener).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from remora.proxy.env import ProxyEnv, ProxyOptions
 
 Event = RequestHead | Data | EndOfMessage | ProtocolError
-DELAYED_CLOSE = 1.0  # seconds; Envoy's delayed_close_timeout default
 
 
 class DownstreamConnection(asyncio.Protocol):
@@ -35,11 +35,14 @@ class DownstreamConnection(asyncio.Protocol):
         "closing",
         "connections",
         "corked",
+        "created",
         "decoder",
         "env",
+        "expired",
         "header_started",
         "idle_since",
         "listener",
+        "options",
         "out",
         "paused",
         "peer_closed",
@@ -50,14 +53,17 @@ class DownstreamConnection(asyncio.Protocol):
     )
 
     def __init__(self, env: ProxyEnv, listener: Listener, *, scheme: str,
-                 connections: set[DownstreamConnection]) -> None:
+                 connections: set[DownstreamConnection],
+                 options: ProxyOptions | None = None) -> None:
         self.env = env
         self.listener = listener
+        self.options = options = options or env.options  # the listener's (for_listener)
         self.scheme = scheme
         self.connections = connections
         self.transport: asyncio.Transport | None = None
-        self.decoder = RequestDecoder(max_header_bytes=env.options.max_header_bytes,
-                                      accept_http_10=env.options.accept_http_10)
+        self.decoder = RequestDecoder(max_header_bytes=options.max_header_bytes,
+                                      max_header_count=options.max_header_count,
+                                      accept_http_10=options.accept_http_10)
         self.stream: HttpStream | None = None
         self.queue: deque[Event] = deque()  # pipelined requests waiting for the current one
         self.client_ip = "unknown"
@@ -67,12 +73,15 @@ class DownstreamConnection(asyncio.Protocol):
         self.corked = False  # writes are gathered and sent as one (one syscall per batch)
         self.out: list[bytes] = []
         self.idle_since = 0.0
+        self.created = 0.0
+        self.expired = False  # older than max_connection_duration: closed after this response
         self.header_started = 0.0  # when the first byte of a not yet complete head arrived
         self.active_at = 0.0  # when bytes last moved either way (stream idle timeout)
 
     @property
     def draining(self) -> bool:
-        return self.env.draining
+        """Whether the response in flight is the connection's last (`connection: close`)."""
+        return self.env.draining or self.expired
 
     # asyncio callbacks -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -90,7 +99,7 @@ class DownstreamConnection(asyncio.Protocol):
         peer = self.transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.client_ip = str(peer[0])
-        self.idle_since = self.env.loop.time()
+        self.idle_since = self.created = self.env.loop.time()
         self.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -237,7 +246,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def close_delayed(self) -> None:
         """Close after a refusal as Envoy's delayed close does: flush, half-close (FIN), and
-        read and drop what the client still sends for up to DELAYED_CLOSE seconds. Closing
+        read and drop what the client still sends for up to delayed_close_timeout. Closing
         with unread input sends a reset, and a client still sending (the rest of a too large
         head) might never read the 400/431."""
         transport = self.transport
@@ -251,7 +260,7 @@ class DownstreamConnection(asyncio.Protocol):
         if self.paused:
             self.paused = False
             transport.resume_reading()
-        self.env.loop.call_later(DELAYED_CLOSE, transport.close)
+        self.env.loop.call_later(self.options.delayed_close_timeout, transport.close)
 
     def close(self) -> None:
         """Close after what was written is flushed."""
@@ -264,17 +273,32 @@ class DownstreamConnection(asyncio.Protocol):
     def idle(self) -> bool:
         return self.stream is None and not self.header_started
 
-    def expire(self, now: float, options: ProxyOptions) -> None:
-        """The connection's timeouts at `now`: a head too slow (headers_timeout), a keep-alive
-        connection idle too long (idle_timeout), a request on which nothing moved
-        (stream_idle_timeout: 408 or a reset, flag SI)."""
+    def expire(self, now: float) -> None:
+        """The connection's timeouts at `now`, as Envoy's connection manager has them: a
+        request on which nothing moved (stream_idle_timeout: 408 or a reset, flag SI), one
+        not whole in time (request_timeout: 408), a head too slow (request_headers_timeout),
+        a keep-alive connection idle too long (idle_timeout), and one open too long
+        (max_connection_duration: closed when idle, else after the response in flight)."""
+        options = self.options
         stream = self.stream
-        if stream is not None:
-            limit = options.stream_idle_timeout
-            if limit and now - max(self.active_at, stream.ctx.start) > limit:
-                stream.on_stream_idle()
-        elif self.header_started:
-            if now - self.header_started > options.headers_timeout:
+        most = options.max_connection_duration
+        if most and now - self.created > most:
+            if stream is None:
                 self.close()
-        elif now - self.idle_since > options.idle_timeout:
+                return
+            self.expired = True
+        if stream is not None:
+            ctx = stream.ctx
+            limit = options.stream_idle_timeout
+            if limit and now - max(self.active_at, ctx.start) > limit:
+                stream.on_stream_idle()
+                return
+            limit = options.request_timeout
+            if limit and not ctx.request_done and now - ctx.start > limit:
+                stream.on_request_timeout()
+        elif self.header_started:
+            limit = options.headers_timeout
+            if limit and now - self.header_started > limit:
+                self.close()
+        elif options.idle_timeout and now - self.idle_since > options.idle_timeout:
             self.close()

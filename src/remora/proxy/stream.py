@@ -50,6 +50,8 @@ CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 CLUSTER_NOT_FOUND = LocalReply(503, ResponseFlag.NC, details="cluster_not_found")
 UPSTREAM_CUT = "upstream_reset_after_response_started"
 STREAM_IDLE = "stream_idle_timeout"  # Envoy's response code details
+REQUEST_TIMEOUT = LocalReply(408, ResponseFlag.NONE, b"request timeout",
+                             details="request_overall_timeout")
 
 
 class Downstream(Protocol):
@@ -211,7 +213,8 @@ class HttpStream:
 
     def reset(self, flag: ResponseFlag, details: str | None) -> None:
         ctx = self.ctx
-        ctx.flags.append(flag)
+        if flag is not ResponseFlag.NONE:
+            ctx.flags.append(flag)
         if details is not None:
             ctx.details = details
         ctx.keep_alive = False
@@ -377,6 +380,14 @@ class HttpStream:
     def on_stream_idle(self) -> None:
         """Envoy's stream_idle_timeout fired: a 408 "stream timeout" when no response has
         started, a reset when one has; flag SI either way, and the upstream request reset."""
+        self.time_out(LocalReply(408, ResponseFlag.SI, b"stream timeout", details=STREAM_IDLE))
+
+    def on_request_timeout(self) -> None:
+        """Envoy's request_timeout fired (the whole request had not arrived): a 408 "request
+        timeout" when no response has started, a reset when one has; Envoy sets no flag."""
+        self.time_out(REQUEST_TIMEOUT)
+
+    def time_out(self, reply: LocalReply) -> None:
         ctx = self.ctx
         if ctx.finished:
             return
@@ -384,11 +395,10 @@ class HttpStream:
         if upstream is not None:
             upstream.abandon()
         if ctx.response_head_sent:
-            self.reset(ResponseFlag.SI, STREAM_IDLE)
+            self.reset(reply.flag, reply.details)
             return
         ctx.keep_alive = False
-        self.local_reply(LocalReply(408, ResponseFlag.SI, b"stream timeout", details=STREAM_IDLE),
-                         index=self.chain.router_index)
+        self.local_reply(reply, index=self.chain.router_index)
 
     def finish(self) -> None:
         ctx = self.ctx

@@ -43,6 +43,8 @@ def test_every_entry_names_a_served_kind_and_a_field_its_model_has() -> None:
         assert entry.kind in served, entry
         model = served[entry.kind]
         for part in filter(None, entry.path.split(".")):
+            if model is object:  # inside a free-form value (an EnvoyFilter patch's Envoy object)
+                break
             name = part.removesuffix("[]")
             fields = {f.alias or f_name: f for f_name, f in model.model_fields.items()}
             assert name in fields, f"{entry.kind} {entry.path}: no field {name}"

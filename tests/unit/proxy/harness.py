@@ -244,10 +244,14 @@ class ProxyHarness:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def client(self, direction: str = "outbound", *, scheme: str = "http") -> Client:
+    def client(self, direction: str = "outbound", *, scheme: str = "http",
+               options: ProxyOptions | None = None) -> Client:
+        """A client connection to the listener of `direction`, with its options (the
+        listener's, as the runtime gives them, unless `options`)."""
         listener = next(x for x in self.snapshot.listeners if x.direction == direction)
-        connection = DownstreamConnection(self.env, listener, scheme=scheme,
-                                          connections=self.connections)
+        connection = DownstreamConnection(
+            self.env, listener, scheme=scheme, connections=self.connections,
+            options=options or self.env.active.options[listener.port])
         transport = MemoryTransport()
         connection.connection_made(transport)  # type: ignore[arg-type]
         return Client(connection, transport)

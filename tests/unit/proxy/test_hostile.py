@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from remora.proxy.process import connection_limit, raise_open_files_limit
-from remora.proxy.server import DELAYED_CLOSE
 from tests.unit.proxy.harness import (
     ProxyHarness,
     access_log_lines,
@@ -85,7 +84,7 @@ def test_a_client_that_half_closes_after_a_whole_request_still_gets_its_response
 def test_a_refusal_half_closes_and_drops_what_follows_before_closing() -> None:
     """Envoy's delayed close: after a 431 the proxy sends FIN and reads on, so a client still
     sending the rest of its head reads the 431 instead of a reset; it closes when the client
-    does, or after DELAYED_CLOSE."""
+    does, or after delayed_close_timeout (1 s)."""
     async def body() -> None:
         proxy = ProxyHarness(REVIEWS)
         client = proxy.client()
@@ -94,7 +93,7 @@ def test_a_refusal_half_closes_and_drops_what_follows_before_closing() -> None:
         assert client.transport.eof_written and not client.transport.closed
         client.connection.data_received(b"a" * 10_000 + b"\r\n\r\n")  # read and dropped
         assert client.transport.take() == b""
-        await proxy.settle(DELAYED_CLOSE + 0.05)
+        await proxy.settle(proxy.env.options.delayed_close_timeout + 0.05)
         assert client.transport.closed
         assert not proxy.network.opened
 
@@ -120,9 +119,9 @@ def test_a_stalled_body_is_408_si_after_the_stream_idle_timeout(tmp_path: Path) 
         await proxy.settle()
         upstream = proxy.network.last
         now = proxy.env.loop.time()
-        client.connection.expire(now + options.stream_idle_timeout - 1, options)
+        client.connection.expire(now + options.stream_idle_timeout - 1)
         assert client.transport.take() == b"" and not upstream.transport.closed  # not yet
-        client.connection.expire(now + options.stream_idle_timeout + 1, options)
+        client.connection.expire(now + options.stream_idle_timeout + 1)
         response = client.response()
         assert (response.status, response.body) == (408, b"stream timeout")
         assert upstream.transport.closed
@@ -142,10 +141,11 @@ def test_a_stalled_response_is_reset_with_si_and_zero_turns_the_timeout_off() ->
         proxy.network.last.respond(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n" + b"x" * 10)
         assert client.transport.take().startswith(b"HTTP/1.1 200")
         later = proxy.env.loop.time() + options.stream_idle_timeout + 1
-        off = replace(options, stream_idle_timeout=0)
-        client.connection.expire(later, off)
+        client.connection.options = replace(options, stream_idle_timeout=0)
+        client.connection.expire(later)
         assert not client.transport.closed  # 0: no stream idle timeout
-        client.connection.expire(later, options)
+        client.connection.options = options
+        client.connection.expire(later)
         assert client.transport.closed  # the response had started: a reset
         assert proxy.network.last.transport.closed
 

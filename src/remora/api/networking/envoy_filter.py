@@ -1,8 +1,10 @@
 """EnvoyFilter: patches to the proxy's configuration (istio/api networking/v1alpha3).
 
 istio.io/latest/docs/reference/config/networking/envoy-filter/. Every field of Istio's API
-parses, for any `applyTo`; Remora acts on `applyTo: HTTP_FILTER` only (what the rest does not
-act on is listed in remora.api.unenforced). The rules are Istio's (istio/istio
+parses, for any `applyTo`; Remora acts on `applyTo: HTTP_FILTER`, and on NETWORK_FILTER MERGE
+patches of the HTTP connection manager's timeouts and limits
+(remora.api.networking.connection_manager); what the rest does not act on is listed in
+remora.api.unenforced. The rules are Istio's (istio/istio
 pkg/config/validation/envoyfilter validateEnvoyFilter), plus one of Remora's: a patch may only
 insert an HTTP filter Remora implements (remora.api.networking.httpfilters), so an EnvoyFilter
 that asks for a Lua or rate limit filter is refused rather than accepted and ignored.
@@ -17,6 +19,11 @@ from pydantic import Field, model_validator
 from remora.api.base import Spec, fail
 from remora.api.common import Int32, PolicyTargetReference, UInt32, check_re2
 from remora.api.networking import httpfilters, names
+from remora.api.networking.connection_manager import (
+    ConnectionManagerError,
+    connection_manager_settings,
+    is_connection_manager_merge,
+)
 from remora.api.resource import Resource, served
 
 ApplyTo = Literal[
@@ -173,7 +180,28 @@ class EnvoyConfigObjectPatch(Spec):
         if self.apply_to == "HTTP_FILTER" and patch.operation in INSERTING:
             assert patch.value is not None
             _check_http_filter(patch.value)
+        if self.merges_connection_manager:
+            assert patch.value is not None
+            try:
+                connection_manager_settings(patch.value)
+            except ConnectionManagerError as exc:
+                fail(exc.reason, "patch", "value", *exc.path.split("."))
         return self
+
+    @property
+    def network_filter(self) -> str | None:
+        """match.listener.filterChain.filter.name: the network filter the patch is about."""
+        listener = self.match.listener if self.match is not None else None
+        chain = listener.filter_chain if listener is not None else None
+        return chain.filter.name if chain is not None and chain.filter is not None else None
+
+    @property
+    def merges_connection_manager(self) -> bool:
+        """A MERGE into the HTTP connection manager (its timeouts and limits: Remora applies
+        them, remora.api.networking.connection_manager)."""
+        patch = self.patch
+        return patch is not None and is_connection_manager_merge(
+            self.apply_to, patch.operation, patch.value, self.network_filter)
 
     def _check_match(self) -> None:
         match = self.match
