@@ -61,8 +61,9 @@ class CallSink(Protocol):
         """Every try failed, or none could be made: answer the client with `reply`."""
         ...
 
-    def upstream_cut(self) -> None:
-        """The upstream broke off a response already on its way to the client."""
+    def upstream_cut(self, *, protocol_error: bool) -> None:
+        """The upstream broke off a response already on its way to the client: it closed
+        (Envoy's UC) or sent what is not HTTP (UPE)."""
         ...
 
     def add_flag(self, flag: ResponseFlag) -> None: ...
@@ -317,7 +318,7 @@ class UpstreamCall:
             self.end_try(reusable=False)
             self.finished = True
             self.release_retry()
-            self.sink.upstream_cut()
+            self.sink.upstream_cut(protocol_error=error is not None and not eof)
             return
         if error is not None and not eof:
             self.end_try(reusable=False, failure=True)

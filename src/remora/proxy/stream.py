@@ -239,8 +239,12 @@ class HttpStream:
         self.ctx.upstream = None
         self.local_reply(reply, index=self.chain.router_index)
 
-    def upstream_cut(self) -> None:
-        self.reset(ResponseFlag.UC, UPSTREAM_CUT)
+    def upstream_cut(self, *, protocol_error: bool) -> None:
+        # Envoy's router: the flag and the details of the reset reason
+        if protocol_error:
+            self.reset(ResponseFlag.UPE, UPSTREAM_CUT + "{protocol_error}")
+        else:
+            self.reset(ResponseFlag.UC, UPSTREAM_CUT + "{connection_termination}")
 
     def add_flag(self, flag: ResponseFlag) -> None:
         self.ctx.flags.append(flag)

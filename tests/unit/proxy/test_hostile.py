@@ -7,6 +7,8 @@ import resource
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from remora.proxy.process import connection_limit, raise_open_files_limit
 from tests.unit.proxy.harness import (
     ProxyHarness,
@@ -204,3 +206,72 @@ def test_the_open_files_limit_is_raised_and_bounds_the_connections() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert connection_limit(1024) == 448  # a connection may hold an upstream one too
     assert connection_limit(100) == 64
+
+
+CUT_RESPONSES = {
+    # Envoy's router: a reset after the response started closes the client connection, with
+    # the flag and details of the reset reason (connection_termination: UC, protocol_error: UPE)
+    "closed-mid-content-length": (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhalf", True,
+                                  "UC", "{connection_termination}"),
+    "closed-mid-chunk": (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n8\r\nhalf", True,
+                         "UC", "{connection_termination}"),
+    "closed-mid-close-delimited-body": None,  # not a cut: the close ends such a body
+    "garbage-chunk-size": (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\nhalf"
+                           b"\r\n|zz\r\n", False, "UPE", "{protocol_error}"),
+    "a-response-head-where-a-chunk-belongs": (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked"
+                                              b"\r\n\r\n4\r\nhalf\r\n|HTTP/1.1 200 OK\r\n\r\n",
+                                              False, "UPE", "{protocol_error}"),
+}
+
+
+@pytest.mark.parametrize("name", [n for n, case in CUT_RESPONSES.items() if case is not None])
+def test_an_upstream_that_dies_mid_response_ends_the_exchange_and_leaves_nothing(
+        tmp_path: Path, name: str) -> None:
+    """What the client got so far stays; then its connection closes (the response cannot be
+    completed), the upstream connection is closed, not pooled, the access log and
+    istio_requests_total carry Envoy's flag, and no request stays counted."""
+    response, close, flag, reason = CUT_RESPONSES[name]  # type: ignore[misc]
+
+    async def body() -> None:
+        log = str(tmp_path / "access.log")
+        proxy = ProxyHarness(REVIEWS, access_log=log)
+        client = proxy.client()
+        client.get("/r", host="reviews:9080")
+        await proxy.settle()
+        upstream = proxy.network.last
+        for piece in response.split(b"|"):  # one read each: the head goes out before the rest
+            upstream.respond(piece)
+            await proxy.settle()
+        if close:
+            upstream.close()
+        await proxy.settle()
+        assert client.transport.take().startswith(b"HTTP/1.1 200 OK\r\n")
+        assert client.transport.closed and upstream.transport.closed
+        client.lose()  # the in-memory transport reports the close the proxy made
+        assert not proxy.connections
+        state = proxy.env.active.tables.states["outbound|9080||reviews.default.svc.cluster.local"]
+        assert state.breaker.requests == 0 and all(pool.active == 0 for pool in state.pools)
+        assert not any(pool.idle for pool in state.pools)
+        (record,) = access_log_lines(proxy, log)
+        assert (record["response_flags"], record["response_code_details"]) == (
+            flag, "upstream_reset_after_response_started" + reason)
+        ((labels, _),) = requests_total(proxy)
+        assert labels["response_flags"] == flag
+
+    run(body)
+
+
+def test_an_upstream_closing_a_close_delimited_body_completes_the_response() -> None:
+    async def body() -> None:
+        proxy = ProxyHarness(REVIEWS)
+        client = proxy.client()
+        client.get("/r", host="reviews:9080")
+        await proxy.settle()
+        upstream = proxy.network.last
+        upstream.respond(b"HTTP/1.1 200 OK\r\n\r\nall of it")
+        upstream.close()
+        await proxy.settle()
+        response = client.response()
+        assert (response.status, response.body) == (200, b"all of it")
+
+    run(body)
