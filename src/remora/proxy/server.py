@@ -50,6 +50,7 @@ class DownstreamConnection(asyncio.Protocol):
         "scheme",
         "stream",
         "transport",
+        "write_blocked",
     )
 
     def __init__(self, env: ProxyEnv, listener: Listener, *, scheme: str,
@@ -71,6 +72,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.paused = False
         self.peer_closed = False  # the client half-closed: answer what it sent, then close
         self.corked = False  # writes are gathered and sent as one (one syscall per batch)
+        self.write_blocked = False  # the client reads slower than we answer (high water)
         self.out: list[bytes] = []
         self.idle_since = 0.0
         self.created = 0.0
@@ -142,12 +144,16 @@ class DownstreamConnection(asyncio.Protocol):
             stream.on_downstream_lost()
 
     def pause_writing(self) -> None:
+        self.write_blocked = True
         if self.stream is not None:
             self.stream.on_downstream_writable(False)
 
     def resume_writing(self) -> None:
+        self.write_blocked = False
         if self.stream is not None:
             self.stream.on_downstream_writable(True)
+        elif self.queue:
+            self.next_request()
 
     # requests ----------------------------------------------------------------------------------
     def dispatch(self, event: Event) -> None:
@@ -191,6 +197,13 @@ class DownstreamConnection(asyncio.Protocol):
         self.idle_since = self.env.loop.time()
         if self.draining:
             self.close()
+            return
+        self.next_request()
+
+    def next_request(self) -> None:
+        """Start the pipelined request that waits, unless the client has not read the
+        responses written so far (they would pile up in memory): then on resume_writing."""
+        if self.write_blocked:
             return
         queue = self.queue
         while queue and not self.waits(queue[0]):

@@ -275,3 +275,33 @@ def test_an_upstream_closing_a_close_delimited_body_completes_the_response() -> 
         assert (response.status, response.body) == (200, b"all of it")
 
     run(body)
+
+
+def test_pipelined_requests_wait_while_the_client_does_not_read_the_responses() -> None:
+    """A client that pipelines requests and never reads would have their responses pile up
+    in the proxy's memory: while the socket is over its write high-water mark, the next
+    pipelined request is not started (nor is more read); it starts once the client reads."""
+    async def body() -> None:
+        proxy = ProxyHarness(REVIEWS)
+        client = proxy.client()
+        get = b"GET /p HTTP/1.1\r\nHost: reviews:9080\r\n\r\n"
+        client.send(get * 3)
+        client.pending += ["GET", "GET"]
+        await proxy.settle()
+        upstream = proxy.network.last
+        client.connection.pause_writing()  # the first response fills the client's socket
+        upstream.respond(OK)
+        await proxy.settle()
+        assert client.response().status == 200
+        assert upstream.request().count(b"GET /p") == 1  # the second one waits
+        assert not client.transport.reading
+        client.connection.resume_writing()
+        await proxy.settle()
+        for _ in range(2):
+            upstream = proxy.network.last
+            assert upstream.request().startswith(b"GET /p HTTP/1.1\r\n")
+            upstream.respond(OK)
+            await proxy.settle()
+            assert client.response().status == 200
+
+    run(body)
