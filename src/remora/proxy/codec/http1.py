@@ -231,10 +231,11 @@ class _Decoder:
         """(chunked, content_length) after RFC 9112 §6.1/§6.3; llhttp has refused CL + TE."""
         te = self._transfer_encoding
         if te is not None:
-            codings = [c.strip().lower() for c in te.split(",")]
-            if codings[-1] != "chunked":
-                raise self._fail(self._error_status, "transfer-encoding must end with chunked")
-            if len(codings) > 1:  # Envoy accepts exactly "chunked" (RFC 9112 §6.1 lets us 501)
+            if te.strip().lower() != "chunked":
+                # Envoy refuses any transfer coding but a lone "chunked" with 501 (http1
+                # codec, onHeadersCompleteBase: it does not implement the others, RFC 9112
+                # §6.1). Where the RFC asks 400 instead (a request whose last coding is not
+                # chunked, §6.3), Remora answers as Envoy does; a response gets 502 either way.
                 status = 501 if self._error_status == 400 else self._error_status
                 raise self._fail(status, f"unsupported transfer-encoding: {te}")
             return True, None
