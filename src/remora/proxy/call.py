@@ -275,9 +275,12 @@ class UpstreamCall:
                     return  # 100 Continue: we answered the client ourselves
                 if not self.accept(head):
                     return
+        end = events[-1]
+        if isinstance(end, EndOfMessage):
+            # the connection goes back to the pool first: a request pipelined behind this one,
+            # which the response's end starts, takes it instead of opening another
+            self.complete(end)
         self.sink.on_response_events(events)
-        if isinstance(events[-1], EndOfMessage):
-            self.complete(events[-1])
 
     def accept(self, head: ResponseHead) -> bool:
         """A response head: forward it, or (retriable status, retries left) try again."""

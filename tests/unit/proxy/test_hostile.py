@@ -297,11 +297,11 @@ def test_pipelined_requests_wait_while_the_client_does_not_read_the_responses() 
         assert not client.transport.reading
         client.connection.resume_writing()
         await proxy.settle()
-        for _ in range(2):
-            upstream = proxy.network.last
+        for _ in range(2):  # on the same upstream connection, back in the pool first
             assert upstream.request().startswith(b"GET /p HTTP/1.1\r\n")
             upstream.respond(OK)
             await proxy.settle()
             assert client.response().status == 200
+        assert len(proxy.network.opened) == 1
 
     run(body)
