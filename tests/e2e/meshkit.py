@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import textwrap
@@ -25,6 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from remora.loadgen import Dispatch, LoadRun, Target, run_load, schedule
+from remora.proxy.codec.events import EndOfMessage, ProtocolError, RequestEvent, RequestHead
+from remora.proxy.codec.http1 import RequestDecoder
 from remora.runner.ports import free_port
 
 REMORA = [sys.executable, "-m", "remora.cli.main"]
@@ -504,13 +507,217 @@ def closed_by_peer(sock: socket.socket, *, timeout: float) -> bool:
     return True
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes (a reset, or the socket's timeout, ends the
+    reading too)."""
+    chunks = []
+    with contextlib.suppress(ConnectionResetError, TimeoutError):
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def send_and_read(port: int, data: bytes) -> bytes:
+    """Send `data` on a new connection, half-close, and read everything until the peer closes."""
+    with connect(port) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        return read_until_closed(sock)
+
+
+# an upstream that records the raw bytes it receives ----------------------------------------------
+DRIP_PIECE = 64 * 1024
+
+
+@dataclass
+class RecordedConnection:
+    """One connection the recording upstream accepted: the bytes it read, the request targets a
+    strict HTTP/1.1 server reads from them, and how it ended (None while open)."""
+
+    raw: bytearray = field(default_factory=bytearray)
+    targets: list[str] = field(default_factory=list)
+    ended: str | None = None  # "eof" (the peer closed), "reset", "timeout", "protocol error"
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Where a recording stood, so that a test reads only what its own case caused."""
+
+    events: int
+    received: int
+
+
+@dataclass
+class Recording:
+    """What reached the recording upstream, in arrival order across its connections: events
+    ("head", target) when a request head is read, ("end", target) when the request is
+    complete, ("answered", target) when its response is written."""
+
+    connections: list[RecordedConnection] = field(default_factory=list)
+    events: list[tuple[str, str]] = field(default_factory=list)
+    received: list[bytes] = field(default_factory=list)
+    sent: int = 0  # response body bytes written for /big and /drip
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def targets(self) -> list[str]:
+        """The request heads read, complete or not."""
+        return [target for kind, target in self.events if kind == "head"]
+
+    def mark(self) -> Mark:
+        with self.lock:
+            return Mark(len(self.events), len(self.received))
+
+    def events_since(self, mark: Mark) -> list[tuple[str, str]]:
+        with self.lock:
+            return self.events[mark.events:]
+
+    def targets_since(self, mark: Mark) -> list[str]:
+        return [target for kind, target in self.events_since(mark) if kind == "head"]
+
+    def completed_since(self, mark: Mark) -> list[str]:
+        return [target for kind, target in self.events_since(mark) if kind == "end"]
+
+    def raw_since(self, mark: Mark) -> bytes:
+        with self.lock:
+            return b"".join(self.received[mark.received:])
+
+    def connection_with(self, target: str) -> RecordedConnection:
+        """The connection that carried the request for `target` (the last one, if several)."""
+        with self.lock:
+            found = [c for c in self.connections if target in c.targets]
+        assert found, f"{target} never reached the upstream"
+        return found[-1]
+
+
+class RecordingHandler(socketserver.BaseRequestHandler):
+    """Frames what it reads as a strict RFC 9112 server would (the proxy's own decoder, without
+    its size limits: the proxy adds headers) and answers each complete request 200 with its
+    target as the body; /slow/S after S seconds; /big/N with N bytes as fast as the peer takes
+    them; /drip/N with N pieces of 64 KiB, 20 ms apart."""
+
+    server: RecordingUpstream
+
+    def handle(self) -> None:
+        recording = self.server.recording
+        connection = RecordedConnection()
+        with recording.lock:
+            recording.connections.append(connection)
+        decoder = RequestDecoder(max_header_bytes=1 << 20, max_header_count=1000,
+                                 accept_http_10=True)
+        sock: socket.socket = self.request
+        sock.settimeout(10)
+        ended = "eof"
+        try:
+            while data := sock.recv(65536):
+                with recording.lock:
+                    connection.raw += data
+                    recording.received.append(data)
+                try:
+                    complete = self.record(connection, decoder.feed(data))
+                except ProtocolError:
+                    ended = "protocol error"
+                    break
+                for target in complete:  # recorded first: what arrived together shows it
+                    self.respond(target)
+                    with recording.lock:
+                        recording.events.append(("answered", target))
+                if decoder.error is not None:
+                    ended = "protocol error"
+                    break
+        except TimeoutError:
+            ended = "timeout"
+        except OSError:
+            ended = "reset"
+        finally:
+            with recording.lock:
+                connection.ended = ended
+
+    def record(self, connection: RecordedConnection, events: list[RequestEvent]) -> list[str]:
+        """Record the heads and ends among `events`; the targets of the complete requests."""
+        complete = []
+        recording = self.server.recording
+        with recording.lock:
+            for event in events:
+                if isinstance(event, RequestHead):
+                    connection.targets.append(event.target)
+                    recording.events.append(("head", event.target))
+                elif isinstance(event, EndOfMessage):
+                    complete.append(connection.targets[-1])
+                    recording.events.append(("end", connection.targets[-1]))
+        return complete
+
+    def respond(self, target: str) -> None:
+        sock: socket.socket = self.request
+        kind, _, argument = target.strip("/").partition("/")
+        if kind in ("big", "drip"):
+            self.stream(int(argument), drip=kind == "drip")
+            return
+        if kind == "slow":
+            time.sleep(float(argument))
+        body = target.encode("latin-1")
+        sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+
+    def stream(self, count: int, *, drip: bool) -> None:
+        size = count * DRIP_PIECE if drip else count
+        sock: socket.socket = self.request
+        sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size)
+        block = b"x" * (DRIP_PIECE if drip else 1 << 20)
+        recording = self.server.recording
+        while size:
+            piece = block[:size]
+            sock.sendall(piece)
+            size -= len(piece)
+            with recording.lock:
+                recording.sent += len(piece)
+            if drip:
+                time.sleep(0.02)
+
+
+class RecordingUpstream(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), RecordingHandler)
+        self.recording = Recording()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+@contextlib.contextmanager
+def recording_upstream() -> Iterator[RecordingUpstream]:
+    upstream = RecordingUpstream()
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    try:
+        yield upstream
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+
+
 # process and log probes ---------------------------------------------------------------------------
+def open_fds(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
 def peak_rss_bytes(pid: int) -> int:
     """VmHWM (peak resident set) of a process, from /proc/PID/status."""
+    return _status_bytes(pid, "VmHWM")
+
+
+def rss_bytes(pid: int) -> int:
+    """VmRSS (resident set now) of a process, from /proc/PID/status."""
+    return _status_bytes(pid, "VmRSS")
+
+
+def _status_bytes(pid: int, name: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{name}:"):
             return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc status")
+    raise AssertionError(f"no {name} in /proc status")
 
 
 def wait_for(predicate: Callable[[], object], *, timeout: float, interval: float = 0.05,

@@ -6,24 +6,23 @@ them, says which requests reached it: `/smuggled` never may, and the proxy stays
 
 from __future__ import annotations
 
-import socket
-import socketserver
-import threading
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from remora.proxy.codec.events import ProtocolError, RequestHead
-from remora.proxy.codec.http1 import RequestDecoder
 from tests.e2e.meshkit import (
     Proxy,
+    RecordingUpstream,
     closed_by_peer,
     connect,
     exchange,
+    open_fds,
+    recording_upstream,
     run_proxy,
+    send_and_read,
     service_yaml,
     wait_for,
 )
@@ -32,58 +31,6 @@ pytestmark = pytest.mark.timeout(60)
 
 HOST = "reviews:9080"
 SMUGGLED = f"GET /smuggled HTTP/1.1\r\nHost: {HOST}\r\n\r\n"
-OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-
-
-@dataclass
-class Recording:
-    """What reached the upstream: the raw bytes of each connection, and the request targets
-    an RFC 9112 server reads from them."""
-
-    raw: list[bytes] = field(default_factory=list)
-    targets: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class RecordingHandler(socketserver.BaseRequestHandler):
-    """Reads requests as a strict HTTP/1.1 server would, records them, answers each 200."""
-
-    def handle(self) -> None:
-        recording: Recording = self.server.recording  # type: ignore[attr-defined]
-        decoder = RequestDecoder(accept_http_10=True)
-        received = b""
-        self.request.settimeout(10)
-        try:
-            while data := self.request.recv(65536):
-                received += data
-                try:
-                    events = decoder.feed(data)
-                except ProtocolError:
-                    break
-                for event in events:
-                    if isinstance(event, RequestHead):
-                        with recording.lock:
-                            recording.targets.append(event.target)
-                    elif type(event).__name__ == "EndOfMessage":
-                        self.request.sendall(OK)
-        except OSError:
-            pass
-        finally:
-            with recording.lock:
-                recording.raw.append(received)
-
-
-class RecordingUpstream(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), RecordingHandler)
-        self.recording = Recording()
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
 
 
 @dataclass
@@ -95,19 +42,13 @@ class Battery:
 @pytest.fixture(scope="module")
 def battery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Battery]:
     tmp = tmp_path_factory.mktemp("smuggling")
-    upstream = RecordingUpstream()
-    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
-    thread.start()
     config = tmp / "config"
     config.mkdir()
-    (config / "reviews.yaml").write_text(service_yaml("reviews", 9080, [(upstream.port, {})]))
-    try:
+    with recording_upstream() as upstream:
+        (config / "reviews.yaml").write_text(service_yaml("reviews", 9080, [(upstream.port, {})]))
         with run_proxy(config, tmp=tmp, env={"ISTIO_META_HTTP10": "1"}) as proxy:
             yield Battery(proxy, upstream)
             assert proxy.process.poll() is None, proxy.logs()
-    finally:
-        upstream.shutdown()
-        upstream.server_close()
 
 
 def head(method: str = "POST", version: str = "HTTP/1.1") -> str:
@@ -151,27 +92,12 @@ ATTEMPTS = {
 }
 
 
-def send(port: int, data: bytes) -> bytes:
-    """Send the attempt, half-close, and read everything until the proxy closes."""
-    with connect(port) as sock:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        sock.settimeout(10)
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except (ConnectionResetError, TimeoutError):
-            pass
-    return b"".join(chunks)
-
-
 @pytest.mark.parametrize("name", list(ATTEMPTS))
 def test_nothing_is_smuggled_to_the_upstream(battery: Battery, name: str) -> None:
     recording = battery.upstream.recording
     with recording.lock:
         before = len(recording.targets)
-    answer = send(battery.proxy.outbound, ATTEMPTS[name].encode("latin-1"))
+    answer = send_and_read(battery.proxy.outbound, ATTEMPTS[name].encode("latin-1"))
     assert answer.startswith(b"HTTP/1.1 "), answer[:200]
     with recording.lock:
         reached = recording.targets[before:]
@@ -187,10 +113,6 @@ def test_an_attempt_refused_closes_the_connection(battery: Battery) -> None:
         sock.sendall(ATTEMPTS["cl-te"].encode())
         assert sock.recv(65536).startswith(b"HTTP/1.1 400")
         assert closed_by_peer(sock, timeout=5)
-
-
-def open_fds(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
 def test_aborted_uploads_leave_no_socket_behind(battery: Battery) -> None:
@@ -209,26 +131,18 @@ def test_aborted_uploads_leave_no_socket_behind(battery: Battery) -> None:
 def test_the_recording_upstream_would_see_a_smuggled_request(tmp_path: Path) -> None:
     """The oracle can fail: bytes sent straight to the recording upstream (no proxy) that
     carry a second request are read as two requests."""
-    upstream = RecordingUpstream()
-    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
-    thread.start()
-    try:
-        send(upstream.port, (head("GET") + "\r\n" + SMUGGLED).encode())
+    with recording_upstream() as upstream:
+        send_and_read(upstream.port, (head("GET") + "\r\n" + SMUGGLED).encode())
         assert upstream.recording.targets == ["/first", "/smuggled"]
-    finally:
-        upstream.shutdown()
-        upstream.server_close()
 
 
 def test_above_max_connections_new_ones_are_closed_and_counted(tmp_path: Path) -> None:
     """Envoy's global downstream connection limit (`--max-connections`): the connections
     being served go on, one more is closed at once, and /stats/prometheus counts it."""
-    upstream = RecordingUpstream()
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
     config = tmp_path / "config"
     config.mkdir()
-    (config / "reviews.yaml").write_text(service_yaml("reviews", 9080, [(upstream.port, {})]))
-    try:
+    with recording_upstream() as upstream:
+        (config / "reviews.yaml").write_text(service_yaml("reviews", 9080, [(upstream.port, {})]))
         with run_proxy(config, "--max-connections", "3", tmp=tmp_path) as proxy:
             held = [connect(proxy.outbound) for _ in range(3)]
             try:
@@ -243,9 +157,6 @@ def test_above_max_connections_new_ones_are_closed_and_counted(tmp_path: Path) -
             finally:
                 for sock in held:
                     sock.close()
-    finally:
-        upstream.shutdown()
-        upstream.server_close()
 
 
 def stats(proxy: Proxy) -> bytes:
