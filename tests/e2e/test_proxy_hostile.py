@@ -341,11 +341,6 @@ def test_a_stalled_body_is_408_and_its_upstream_request_is_reset(impatient: Batt
     assert_healthy_and_leak_free(impatient)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server.py: data_received stamps header_started before dispatching the complete request, "
-    "handle() clears it, and stream_done does not stamp it again although the decoder holds "
-    "the start of the next head: expire() then sees an idle connection and applies "
-    "--idle-timeout (1 h by default), not --headers-timeout"))
 def test_a_partial_head_pipelined_behind_a_request_gets_the_headers_timeout(
         impatient: Battery) -> None:
     """Slowloris behind a valid request: the start of a second head, in the same segment as a
@@ -370,12 +365,6 @@ def slow_reader(port: int) -> socket.socket:
     return sock
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a reset after the response started closes the client connection with transport.close(), "
-    "which waits for the buffered response to flush: a client that never reads keeps the "
-    "connection and its descriptor for ever (close() on a closing transport is a no-op, so "
-    "the idle timeout cannot end it either); Envoy's delayed_close_timeout (1 s) closes a "
-    "socket whose flush makes no progress"))
 def test_a_connection_cut_while_its_client_reads_nothing_is_released(impatient: Battery) -> None:
     """The stream idle timeout cuts a response its client does not read (SI, the upstream
     connection closed); the proxy must then let go of the client connection even though the

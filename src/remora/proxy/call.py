@@ -105,6 +105,7 @@ class UpstreamCall:
         "retries_done",
         "retry",
         "retry_held",
+        "retry_timer",
         "reused",
         "sent_at",
         "sink",
@@ -139,6 +140,7 @@ class UpstreamCall:
         self.pool: EndpointPool | None = None
         self.connection: UpstreamConnection | None = None
         self.try_timer: asyncio.TimerHandle | None = None
+        self.retry_timer: asyncio.TimerHandle | None = None  # a retry's back-off
         self.holding = False  # an active-request slot of the breaker is ours
         self.waiting = False  # queued for a connection (a pending request)
         self.reused = False
@@ -390,11 +392,13 @@ class UpstreamCall:
     def schedule(self, retry: Retry) -> None:
         self.retries_done += 1
         if retry.backoff > 0:
-            self.env.loop.call_later(retry.backoff, self.retry_now, self.attempt)
+            self.retry_timer = self.env.loop.call_later(retry.backoff, self.retry_now,
+                                                        self.attempt)
         else:
             self.retry_now(self.attempt)
 
     def retry_now(self, attempt: int) -> None:
+        self.retry_timer = None
         if attempt == self.attempt and not self.finished:
             self.start()
 
@@ -413,6 +417,9 @@ class UpstreamCall:
         self.finished = True
         self.end_try(reusable=False, failure=timed_out and not self.delivering)
         self.release_retry()
+        timer, self.retry_timer = self.retry_timer, None
+        if timer is not None:  # a retry waiting out its back-off is not made
+            timer.cancel()
 
     # bookkeeping -------------------------------------------------------------------------------
     def end_try(self, *, reusable: bool, failure: bool = False,

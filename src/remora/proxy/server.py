@@ -32,6 +32,7 @@ class DownstreamConnection(asyncio.Protocol):
     __slots__ = (
         "active_at",
         "client_ip",
+        "close_timer",
         "closing",
         "connections",
         "corked",
@@ -69,6 +70,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.queue: deque[Event] = deque()  # pipelined requests waiting for the current one
         self.client_ip = "unknown"
         self.closing = False
+        self.close_timer: asyncio.TimerHandle | None = None  # a delayed close's end
         self.paused = False
         self.peer_closed = False  # the client half-closed: answer what it sent, then close
         self.corked = False  # writes are gathered and sent as one (one syscall per batch)
@@ -139,6 +141,9 @@ class DownstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.connections.discard(self)
+        timer, self.close_timer = self.close_timer, None
+        if timer is not None:
+            timer.cancel()
         stream = self.stream
         if stream is not None:
             stream.on_downstream_lost()
@@ -208,6 +213,10 @@ class DownstreamConnection(asyncio.Protocol):
         queue = self.queue
         while queue and not self.waits(queue[0]):
             self.handle(queue.popleft())  # not dispatch(): it would queue the event again
+        if self.stream is None and self.decoder.started:
+            # the start of the next head came with the last request: its headers timeout
+            # runs from now, as Envoy's from the stream the buffered bytes begin
+            self.header_started = self.env.loop.time()
         if not queue:
             self.resume_reading()
 
@@ -273,15 +282,36 @@ class DownstreamConnection(asyncio.Protocol):
         if self.paused:
             self.paused = False
             transport.resume_reading()
-        self.env.loop.call_later(self.options.delayed_close_timeout, transport.close)
+        self.close_later()
 
     def close(self) -> None:
-        """Close after what was written is flushed."""
+        """Close after what was written is flushed; what the client has not read within
+        delayed_close_timeout is dropped (Envoy's FlushWriteAndDelay): a client that never
+        reads would otherwise hold the socket for ever."""
         if self.corked:
             self.uncork()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+            if transport.get_write_buffer_size():
+                self.close_later()
         self.closing = True
+
+    def close_later(self) -> None:
+        if self.close_timer is None:
+            self.close_timer = self.env.loop.call_later(self.options.delayed_close_timeout,
+                                                        self.finish_close)
+
+    def finish_close(self) -> None:
+        """The end of a delayed close: close, dropping what the client has still not read."""
+        self.close_timer = None
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
 
     def idle(self) -> bool:
         return self.stream is None and not self.header_started

@@ -59,6 +59,8 @@ class MemoryTransport:
         self.closed = False
         self.eof_written = False  # the proxy half-closed (FIN)
         self.reading = True
+        self.unflushed = 0
+        self.aborted = False
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
@@ -93,6 +95,13 @@ class MemoryTransport:
 
     def close(self) -> None:
         self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+        self.aborted = True
+
+    def get_write_buffer_size(self) -> int:
+        return self.unflushed  # what the peer has not read: tests set it
 
 
 @dataclass

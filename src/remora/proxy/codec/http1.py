@@ -272,6 +272,11 @@ class RequestDecoder(_Decoder):
         """The error that ended decoding (then `feed` raises it), if any."""
         return self._error
 
+    @property
+    def started(self) -> bool:
+        """Bytes of a request whose head has not been decoded yet have arrived."""
+        return self._in_message or bool(self._held)
+
     def feed(self, data: bytes) -> list[RequestEvent]:
         """Decode `data`; raises ProtocolError (and keeps raising it) on a broken request, unless
         this feed completed requests before the break: then those come back, `error` is set."""
