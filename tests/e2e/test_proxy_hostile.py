@@ -311,12 +311,15 @@ def drip(sock: socket.socket, data: bytes, *, interval: float) -> bytes | None:
 def test_slowloris_is_closed_before_its_head_completes_and_nothing_reaches_the_upstream(
         impatient: Battery) -> None:
     """Envoy's request_headers_timeout: a head sent a byte every 20 ms (90 headers: 30 s of
-    it) is cut when the 1 s for the head runs out, without an answer (docs/proxy.md)."""
+    it) is cut when the 1 s for the head runs out, with Envoy's 408 "request header timeout"
+    (conn_manager_impl onRequestHeaderTimeout), then the connection closes."""
     recording = impatient.upstream.recording
     mark = recording.mark()
     slow_head = request("/slowloris", headers="".join(f"X-Slow-{n}: b\r\n" for n in range(90)))
     with connect(impatient.port) as sock:
-        assert drip(sock, slow_head, interval=0.02) == b""
+        answer = drip(sock, slow_head, interval=0.02)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert answer.endswith(b"\r\n\r\nrequest header timeout")
     assert recording.raw_since(mark) == b""
     assert_healthy_and_leak_free(impatient)
 

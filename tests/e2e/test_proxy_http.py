@@ -527,10 +527,13 @@ def impatient(mesh: Mesh) -> Iterator[Proxy]:
 
 @pytest.mark.timeout(30)
 def test_slow_header_sender_is_closed_after_headers_timeout(impatient: Proxy) -> None:
-    """A client that sends half a head and stalls loses the connection (slowloris; Envoy's
-    request_headers_timeout)."""
+    """A client that sends half a head and stalls gets Envoy's 408 "request header timeout"
+    and loses the connection (slowloris; Envoy's request_headers_timeout)."""
     with connect(impatient.outbound) as sock:
         sock.sendall(f"GET /slowloris HTTP/1.1\r\nHost: {HOST}\r\nX-Half".encode())
+        sock.settimeout(15)
+        response = read_response(sock.makefile("rb"))
+        assert (response.status, response.body) == (408, b"request header timeout")
         assert closed_by_peer(sock, timeout=15)
 
 

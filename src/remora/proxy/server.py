@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from remora.proxy.env import ProxyEnv, ProxyOptions
 
 Event = RequestHead | Data | EndOfMessage | ProtocolError
+HEADER_TIMEOUT = ProtocolError(408, "request_header_timeout", body=b"request header timeout")
+"""Envoy's answer when request_headers_timeout fires (its response code details)."""
 
 
 class DownstreamConnection(asyncio.Protocol):
@@ -319,7 +321,7 @@ class DownstreamConnection(asyncio.Protocol):
     def expire(self, now: float) -> None:
         """The connection's timeouts at `now`, as Envoy's connection manager has them: a
         request on which nothing moved (stream_idle_timeout: 408 or a reset, flag SI), one
-        not whole in time (request_timeout: 408), a head too slow (request_headers_timeout),
+        not whole in time (request_timeout: 408), a head too slow (request_headers_timeout: 408),
         a keep-alive connection idle too long (idle_timeout), and one open too long
         (max_connection_duration: closed when idle, else after the response in flight)."""
         options = self.options
@@ -342,6 +344,6 @@ class DownstreamConnection(asyncio.Protocol):
         elif self.header_started:
             limit = options.headers_timeout
             if limit and now - self.header_started > limit:
-                self.close()
+                self.reject(HEADER_TIMEOUT)
         elif options.idle_timeout and now - self.idle_since > options.idle_timeout:
             self.close()

@@ -424,12 +424,14 @@ REJECTED_HEAD = RequestHead("-", "-", [], "1.1", False, False, False, None)
 def log_rejected(env: ProxyEnv, *, listener: Listener, client_ip: str, scheme: str,
                  error: ProtocolError, control: Downstream) -> None:
     """A request the codec refused (400, 431...): counted and logged like any other, by the log
-    filters of its listener's chain, with flag DPE."""
+    filters of its listener's chain, with flag DPE (a head that timed out has none, as in
+    Envoy: it is not a protocol error)."""
     active = env.active
     stream = HttpStream(env, control, REJECTED_HEAD, listener=listener, active=active,
                         scheme=scheme, client_ip=client_ip)
     ctx = stream.ctx
-    ctx.flags.append(ResponseFlag.DPE)
+    if error.status != 408:
+        ctx.flags.append(ResponseFlag.DPE)
     ctx.details = error.reason
     ctx.response_status = error.status
     ctx.local = True

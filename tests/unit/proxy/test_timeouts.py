@@ -164,3 +164,25 @@ def test_config_dump_shows_each_listeners_effective_settings() -> None:
             "EnvoyFilter istio-system/limits spec.configPatches[0]"]
 
     run(body)
+
+
+def test_a_head_not_finished_in_time_is_a_408_then_a_close(tmp_path) -> None:
+    """Envoy's request_headers_timeout: 408 "request header timeout" (details
+    request_header_timeout, no response flag), then the delayed close."""
+    async def body() -> None:
+        log = str(tmp_path / "access.log")
+        proxy = ProxyHarness(REVIEWS, access_log=log)
+        client = proxy.client()
+        client.send(b"GET /slow HTTP/1.1\r\nHost: rev")
+        started = proxy.env.loop.time()
+        client.connection.expire(started + proxy.env.options.headers_timeout - 1)
+        assert client.transport.take() == b""
+        client.connection.expire(started + proxy.env.options.headers_timeout + 1)
+        response = client.response()
+        assert (response.status, response.body) == (408, b"request header timeout")
+        assert client.transport.eof_written and not proxy.network.opened
+        (record,) = access_log_lines(proxy, log)
+        assert (record["response_code"], record["response_flags"],
+                record["response_code_details"]) == (408, "-", "request_header_timeout")
+
+    run(body)
