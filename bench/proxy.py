@@ -36,7 +36,6 @@ object per chain (default_chain: c against b, heavy_chain: f against g) with the
 from __future__ import annotations
 
 import argparse
-import gc
 import gzip
 import json
 import os
@@ -58,16 +57,12 @@ from rich.table import Table
 import _nginx
 import _relay
 import _remora
+from _latency import LATENCY_CONNECTIONS, RATE, LatencyRun, constant_load, percentile
 from _procs import Service, usage
 from _wrk_gzip import run_wrk_headers
-from remora.loadgen import Dispatch, LoadRun, Result, run_load, schedule
-from remora.loadgen import Target as Request
-from remora.loadgen import percentile as nearest_rank
 from remora.runner.ports import free_port
 
 PATH = "/products/42"  # matches none of the three rules: every request reaches the split
-RATE = 1000.0
-LATENCY_CONNECTIONS = 4
 WRK_CONNECTIONS = 32
 QUANTILES = (50, 90, 99, 99.9)
 GZIP_HEADERS = (("Accept-Encoding", "gzip"), _remora.HEAVY_HEADER)  # (a'), (f), (g)
@@ -86,13 +81,6 @@ ANCHORS = {
     "rss_mb": "Istio 1.24 sidecar 60 MB; Linkerd2-proxy ~26 MB",
     "cpu_s_per_1000_req": "Istio 1.24 sidecar 0.20 vCPU per 1,000 req/s",
 }
-
-
-@dataclass
-class LatencyRun:
-    latencies_ms: list[float] = field(default_factory=list)
-    errors: int = 0  # non-200 answers and broken connections
-    late_sends: int = 0  # requests that left > 1 ms after their slot (client or server lag)
 
 
 @dataclass(frozen=True)
@@ -203,43 +191,12 @@ def measure_latency(targets: list[Target], plan: Plan) -> None:
                 f"p99 {percentile(p, 99):.3f} ms")  # fmt: skip
 
 
-def _constant(target: Target, seconds: float, *, tick: Callable[[], None] = lambda: None,
-              tick_every_s: float = 0.1) -> LatencyRun:
-    """RATE requests/s for `seconds` over LATENCY_CONNECTIONS keep-alive connections, each on
-    its own schedule (remora.loadgen, PINNED, on the select() loop); `tick` runs about every
-    `tick_every_s` between answers."""
-    request = Request.build(f"http://127.0.0.1:{target.port}{target.path}",
-                            headers=[("Host", _remora.HOST), ("User-Agent", "remora-bench"),
-                                     *target.headers])  # fmt: skip
-    run = LatencyRun()
-    next_tick = 0.0
-
-    def record(result: Result) -> None:
-        nonlocal next_tick
-        if result.status is not None:
-            run.latencies_ms.append(result.latency * 1000)
-        run.errors += result.status != 200
-        run.late_sends += result.wait > 0.001
-        now = time.perf_counter()
-        if now >= next_tick:
-            tick()
-            next_tick = now + tick_every_s
-
-    load = LoadRun(request, schedule(RATE, seconds), LATENCY_CONNECTIONS, 10.0, record,
-                   dispatch=Dispatch.PINNED)  # fmt: skip
-    gc.collect()
-    gc.disable()  # a collection in the client would show up as latency
-    try:
-        run_load(load, precise=True)
-    finally:
-        gc.enable()
-    return run
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (q in 0..100), NaN for none."""
-    value = nearest_rank(ordered, q)
-    return float("nan") if value is None else value
+def _constant(target: Target, seconds: float, *,
+              tick: Callable[[], None] = lambda: None) -> LatencyRun:
+    """RATE requests/s to `target` for `seconds` (_latency.constant_load); `tick` runs about
+    every 0.1 s between answers."""
+    return constant_load(target.port, seconds, host=_remora.HOST, path=target.path,
+                         headers=target.headers, tick=tick)  # fmt: skip
 
 
 def latency_summary(target: Target) -> dict[str, float]:
