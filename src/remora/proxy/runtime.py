@@ -178,12 +178,18 @@ class ProxyRuntime:
     # timeouts and flushing ---------------------------------------------------------------------
     async def sweep(self) -> None:
         """Each connection's timeouts (DownstreamConnection.expire), a few times per the
-        shortest of them (the listeners' own included)."""
+        shortest of them (the listeners' own included). The connections are gone through in
+        slices with the loop let run between them: a thousand slowloris clients that time
+        out together would otherwise hold every request for their 408s and closes."""
         while True:
             await asyncio.sleep(sweep_period([self.options, *self.env.active.options.values()]))
-            now = self.loop.time()
-            for connection in list(self.connections):
-                connection.expire(now)
+            connections = list(self.connections)
+            for start in range(0, len(connections), SWEEP_SLICE):
+                if start:
+                    await asyncio.sleep(0)
+                now = self.loop.time()
+                for connection in connections[start:start + SWEEP_SLICE]:
+                    connection.expire(now)
 
     async def sweep_outliers(self) -> None:
         """Outlier detection's interval timers (each cluster keeps its own due time), and the
@@ -225,9 +231,13 @@ class ProxyRuntime:
         self.stopped.set()
 
 
+SWEEP_SLICE = 64  # connections whose timeouts are checked between two turns of the loop
+
+
 def sweep_period(options: list[ProxyOptions]) -> float:
-    """A quarter of the shortest timeout that is on (at least 50 ms)."""
+    """A quarter of the shortest timeout that is on, between 50 ms and 1 s: a timeout fires
+    at most that late, and what expires together is spread over the sweeps."""
     limits = [limit for each in options for limit in (
         each.headers_timeout, each.idle_timeout, each.stream_idle_timeout, each.request_timeout,
         each.max_connection_duration) if limit]
-    return max(0.05, min(limits, default=1.0) / 4)
+    return min(1.0, max(0.05, min(limits, default=4.0) / 4))
