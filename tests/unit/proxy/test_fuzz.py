@@ -86,6 +86,15 @@ def test_the_fast_path_accepts_no_target_llhttp_refuses() -> None:
     fuzzkit.check_request_case(RequestCase(b"GET a HTTP/1.1\r\nHost: x\r\n\r\n", cuts=(10,)))
 
 
+@pytest.mark.xfail(raises=InvariantError, strict=True,
+                   reason="http1_fast takes a Content-Length past 2^64 on a HEAD response, "
+                          "which llhttp refuses: read whole it is a response, cut a 502")
+def test_the_fast_path_accepts_no_length_llhttp_refuses() -> None:
+    fuzzkit.check_response_case(ResponseCase(
+        ("HEAD",), (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",),
+        cuts=(1,)))
+
+
 @pytest.mark.xfail(raises=ValueError, strict=True,
                    reason="split_authority's str.isdigit() is true for '¹' (latin-1 \\xb9), "
                           "int() is not: the ValueError escapes data_received")
