@@ -271,12 +271,15 @@ class UpstreamCall:
     # responses ---------------------------------------------------------------------------------
     def on_response_events(self, events: list[ResponseEvent]) -> None:
         if not self.delivering:
+            # interim responses (100 Continue: we answered the client ourselves) are dropped;
+            # the final one may be in the same read
+            while events and isinstance(events[0], ResponseHead) and events[0].status < 200:
+                events = events[1:]
+            if not events:
+                return
             head = events[0]
-            if isinstance(head, ResponseHead):
-                if head.status < 200:
-                    return  # 100 Continue: we answered the client ourselves
-                if not self.accept(head):
-                    return
+            if isinstance(head, ResponseHead) and not self.accept(head):
+                return
         end = events[-1]
         if isinstance(end, EndOfMessage):
             # the connection goes back to the pool first: a request pipelined behind this one,

@@ -77,13 +77,18 @@ def split_authority(authority: str, *, scheme: str) -> tuple[str, int]:
         end = authority.find("]")
         host = authority[: end + 1]
         rest = authority[end + 1 :]
-        if rest.startswith(":") and rest[1:].isdigit():
+        if rest.startswith(":") and _is_port(rest[1:]):
             port = int(rest[1:])
     else:
         colon = authority.rfind(":")
-        if colon >= 0 and authority[colon + 1 :].isdigit():
+        if colon >= 0 and _is_port(authority[colon + 1 :]):
             host, port = authority[:colon], int(authority[colon + 1 :])
     return host.lower(), port
+
+
+def _is_port(text: str) -> bool:
+    # ASCII digits only: str.isdigit() is true for "¹" too, which int() refuses
+    return text.isascii() and text.isdigit()
 
 
 class HeaderMap(Mapping[str, str]):

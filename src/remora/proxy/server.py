@@ -233,7 +233,8 @@ class DownstreamConnection(asyncio.Protocol):
                 [("content-type", "text/plain"), ("content-length", str(len(body))),
                  ("connection", "close")],
             )
-            self.write(head + body)
+            headless = stream is not None and stream.ctx.head.method == "HEAD"
+            self.write(head if headless else head + body)  # RFC 9110 §9.3.2
             log_rejected(self.env, listener=self.listener, client_ip=self.client_ip,
                          scheme=self.scheme, error=error, control=self)
         self.close_delayed()

@@ -27,6 +27,7 @@ the next `start` replaces the parser.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import httptools
@@ -253,6 +254,10 @@ class _Decoder:
         return version == "1.1" or "keep-alive" in tokens
 
 
+class _AfterClose(Exception):  # noqa: N818 - a signal, not an error
+    """Raised from a parser callback to stop reading after a request that closes."""
+
+
 class RequestDecoder(_Decoder):
     """Decodes the requests of one downstream connection, pipelined ones included."""
 
@@ -323,6 +328,8 @@ class RequestDecoder(_Decoder):
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             self._continue_after_upgrade(bytes(data[int(upgrade.args[0]):]))
+        except _AfterClose:
+            return  # a request after one that closes the connection: dropped
         except httptools.HttpParserError as exc:
             if self._error is None and self._closed:
                 return  # bytes after "Connection: close" (llhttp refuses them): dropped
@@ -392,6 +399,11 @@ class RequestDecoder(_Decoder):
         self._chunk_data = True
         self._events.append(Data(body))
 
+    def on_message_begin(self) -> None:
+        if self._closed:  # llhttp may keep an HTTP/1.0 "keep-alive, close" request alive
+            raise _AfterClose
+        super().on_message_begin()
+
     def on_message_complete(self) -> None:
         if self._body_after_upgrade is not None:
             return  # the body follows on the fresh parser
@@ -403,6 +415,7 @@ class RequestDecoder(_Decoder):
 
 
 _IDLE, _HEAD, _BODY, _DONE = range(4)
+_REASON_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class ResponseDecoder(_Decoder):
@@ -495,6 +508,10 @@ class ResponseDecoder(_Decoder):
         if version not in _VERSIONS:
             raise self._fail(502, f"HTTP/{version} response")
         status = parser.get_status_code()
+        if not 100 <= status <= 599:  # llhttp reads any three digits (RFC 9110 §15)
+            raise self._fail(502, f"invalid status code {status:03d}")
+        if _REASON_CONTROL.search(self._line):  # RFC 9112 §4: HTAB, SP, VCHAR, obs-text
+            raise self._fail(502, "control character in the reason phrase")
         self._status = status
         chunked, content_length = self._framing()
         informational = status < 200

@@ -21,8 +21,10 @@ _FIELD_LINE = rb"%s+:[ \t]*(?:[!-~\x80-\xff](?:[ \t!-~\x80-\xff]*[!-~\x80-\xff])
 )
 # Methods llhttp knows and the proxy forwards; the target in origin or absolute form, from the
 # characters RFC 3986 allows (no fragment, no spaces or controls).
+_TARGET_CHAR = rb"[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]"
 _REQUEST: Final = re.compile(
-    rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) ([A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]+) "
+    rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) "
+    rb"(/" + _TARGET_CHAR + rb"*|[A-Za-z][A-Za-z0-9+.\-]*://" + _TARGET_CHAR + rb"+) "
     rb"HTTP/1\.([01])\r\n((?:" + _FIELD_LINE + rb")*)\r\n"
 )
 _RESPONSE: Final = re.compile(
@@ -104,7 +106,8 @@ def response(data: bytes, *, head_request: bool, max_bytes: int,
     connection = None
     for name, value in headers:
         if name == "content-length":
-            if length is not None or not value.isdigit() or not value.isascii():
+            if length is not None or not value.isdigit() or not value.isascii() \
+                    or len(value) > 18:  # llhttp refuses what overflows 64 bits: its call
                 return None
             length = int(value)
         elif name == "transfer-encoding":
