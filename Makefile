@@ -25,6 +25,8 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/analyze.py
 	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/hostile.py
+	$(BIN)/python bench/fuzz.py
 	$(BIN)/python bench/chaos.py
 	$(BIN)/python bench/controlplane.py
 	$(BIN)/python bench/up.py
