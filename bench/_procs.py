@@ -86,7 +86,7 @@ def wait_for_http(url: str, service: Service, *, timeout: float = 20.0) -> None:
     raise RuntimeError(f"{service.name} not ready at {url} ({last}):\n{service.log_tail()}")
 
 
-def _tree(pid: int) -> list[int]:
+def family(pid: int) -> list[int]:
     """`pid` and its descendants (a proxy that forks workers is measured as a whole)."""
     found = [pid]
     for current in found:
@@ -106,7 +106,7 @@ def usage(pid: int) -> Usage:
     """CPU time (utime+stime of /proc/PID/stat) and VmRSS of a process and its children."""
     ticks = 0
     rss_kb = 0
-    for member in _tree(pid):
+    for member in family(pid):
         with contextlib.suppress(OSError, ValueError, IndexError):
             stat = Path(f"/proc/{member}/stat").read_text()
             fields = stat[stat.rindex(")") + 2 :].split()

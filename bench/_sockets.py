@@ -8,20 +8,12 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from _procs import family
+
 # /proc/net/tcp's st column (include/net/tcp_states.h)
 STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
           6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
           11: "CLOSING"}  # fmt: skip
-
-
-def family(pid: int) -> list[int]:
-    """`pid` and its descendants (an nginx master and its worker are counted together)."""
-    found = [pid]
-    for current in found:
-        for task in Path(f"/proc/{current}/task").glob("*/children"):
-            with contextlib.suppress(OSError):
-                found.extend(int(child) for child in task.read_text().split())
-    return found
 
 
 def open_fds(pid: int) -> int:

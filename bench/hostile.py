@@ -79,8 +79,8 @@ from _aborts import Recovery, abort_uploads
 from _battery import Outcome, run_attempts
 from _hostile_table import print_table
 from _latency import RATE, LatencyRun, constant_load, percentile
-from _procs import CLOCK_TICKS, Service, usage
-from _sockets import family, open_fds
+from _procs import CLOCK_TICKS, Service, family, usage
+from _sockets import open_fds
 from remora.proxy.process import connection_limit  # the proxy's default --max-connections
 from remora.runner.ports import free_port
 
