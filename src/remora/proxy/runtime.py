@@ -178,18 +178,23 @@ class ProxyRuntime:
     # timeouts and flushing ---------------------------------------------------------------------
     async def sweep(self) -> None:
         """Each connection's timeouts (DownstreamConnection.expire), a few times per the
-        shortest of them (the listeners' own included). The connections are gone through in
-        slices with the loop let run between them: a thousand slowloris clients that time
-        out together would otherwise hold every request for their 408s and closes."""
+        shortest of them (the listeners' own included). Timeouts that fire together are
+        spread out: a few at a time, with a pause between, so that a thousand slowloris
+        clients timing out at once (and reconnecting as they are closed) do not hold every
+        other request behind their 408s, closes and new connections."""
         while True:
             await asyncio.sleep(sweep_period([self.options, *self.env.active.options.values()]))
-            connections = list(self.connections)
-            for start in range(0, len(connections), SWEEP_SLICE):
-                if start:
+            now = self.loop.time()
+            fired = 0
+            for visited, connection in enumerate(list(self.connections), 1):
+                if connection.expire(now):
+                    fired += 1
+                    if fired % EXPIRE_SLICE == 0:
+                        await asyncio.sleep(EXPIRE_PAUSE)
+                        now = self.loop.time()
+                elif visited % VISIT_SLICE == 0:
                     await asyncio.sleep(0)
-                now = self.loop.time()
-                for connection in connections[start:start + SWEEP_SLICE]:
-                    connection.expire(now)
+                    now = self.loop.time()
 
     async def sweep_outliers(self) -> None:
         """Outlier detection's interval timers (each cluster keeps its own due time), and the
@@ -231,7 +236,9 @@ class ProxyRuntime:
         self.stopped.set()
 
 
-SWEEP_SLICE = 64  # connections whose timeouts are checked between two turns of the loop
+VISIT_SLICE = 256  # connections checked between two turns of the loop
+EXPIRE_SLICE = 4  # timeouts fired between two pauses
+EXPIRE_PAUSE = 0.002  # seconds: 1,000 timeouts at once are spread over about 0.5 s
 
 
 def sweep_period(options: list[ProxyOptions]) -> float:

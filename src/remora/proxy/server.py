@@ -319,32 +319,39 @@ class DownstreamConnection(asyncio.Protocol):
     def idle(self) -> bool:
         return self.stream is None and not self.header_started
 
-    def expire(self, now: float) -> None:
+    def expire(self, now: float) -> bool:
         """The connection's timeouts at `now`, as Envoy's connection manager has them: a
         request on which nothing moved (stream_idle_timeout: 408 or a reset, flag SI), one
         not whole in time (request_timeout: 408), a head too slow (request_headers_timeout: 408),
         a keep-alive connection idle too long (idle_timeout), and one open too long
-        (max_connection_duration: closed when idle, else after the response in flight)."""
+        (max_connection_duration: closed when idle, else after the response in flight).
+        True when one fired."""
+        if self.closing:
+            return False
         options = self.options
         stream = self.stream
         most = options.max_connection_duration
         if most and now - self.created > most:
             if stream is None:
                 self.close()
-                return
+                return True
             self.expired = True
         if stream is not None:
             ctx = stream.ctx
             limit = options.stream_idle_timeout
             if limit and now - max(self.active_at, ctx.start) > limit:
                 stream.on_stream_idle()
-                return
+                return True
             limit = options.request_timeout
             if limit and not ctx.request_done and now - ctx.start > limit:
                 stream.on_request_timeout()
+                return True
         elif self.header_started:
             limit = options.headers_timeout
             if limit and now - self.header_started > limit:
                 self.reject(HEADER_TIMEOUT)
+                return True
         elif options.idle_timeout and now - self.idle_since > options.idle_timeout:
             self.close()
+            return True
+        return False
