@@ -162,8 +162,9 @@ def test_what_remora_does_not_enforce_is_a_warning_that_keeps_exit_0() -> None:
         "enforced by Remora: authorization is not implemented yet: requests this policy would "
         "DENY (or not ALLOW) are let through. It does NOT protect anything.",
         "Warning [RMR0001] (EnvoyFilter default/timeout -:11) spec.configPatches[0].applyTo is not "
-        "enforced by Remora: only HTTP_FILTER patches are applied (there are no Envoy listeners, "
-        "clusters or route configurations to patch)",
+        "enforced by Remora: only HTTP_FILTER patches, and NETWORK_FILTER MERGE patches of the "
+        "HTTP connection manager's timeouts and limits, are applied (there are no Envoy "
+        "listeners, clusters or route configurations to patch)",
     ]
     strict = remora("analyze", "-f", "-", "--failure-threshold", "Warning", stdin=UNENFORCED)
     assert strict.returncode == 79

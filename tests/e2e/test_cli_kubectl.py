@@ -131,7 +131,8 @@ def test_what_is_not_enforced_is_applied_with_a_plain_warning(plane: ControlPlan
     assert cluster.returncode == 0, cluster.stderr
     assert cluster.stderr.splitlines() == [
         "Warning: [RMR0001] spec.configPatches[0].applyTo is not enforced by Remora: only "
-        "HTTP_FILTER patches are applied (there are no Envoy listeners, clusters or route "
+        "HTTP_FILTER patches, and NETWORK_FILTER MERGE patches of the HTTP connection manager's "
+        "timeouts and limits, are applied (there are no Envoy listeners, clusters or route "
         "configurations to patch)"]
     assert cluster.stdout.strip() == "envoyfilter.networking.istio.io/timeout created"
     lua = remora(plane, "apply", "-f", "-", stdin=envoy_filter(

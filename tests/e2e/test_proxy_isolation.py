@@ -138,6 +138,7 @@ def test_file_mode_names_what_it_does_not_enforce_once(upstreams: dict[str, Echo
         wait_for(lambda: served(proxy.url) == "v2", timeout=15, message="reloaded")
         logs = proxy.logs()
         assert logs.count("EnvoyFilter default/timeout: spec.configPatches[0].applyTo is not "
-                          "enforced by Remora: only HTTP_FILTER patches are applied") == 1
+                          "enforced by Remora: only HTTP_FILTER patches, and NETWORK_FILTER "
+                          "MERGE patches") == 1
         assert logs.count("AuthorizationPolicy default/deny-all: AuthorizationPolicy is NOT "
                           "enforced") == 1
