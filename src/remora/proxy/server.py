@@ -14,6 +14,7 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
+from remora.policy.flags import ResponseFlag
 from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, RequestHead
 from remora.proxy.codec.http1 import RequestDecoder, encode_response_head
 from remora.proxy.stream import HttpStream, log_rejected
@@ -222,8 +223,9 @@ class DownstreamConnection(asyncio.Protocol):
         if not queue:
             self.resume_reading()
 
-    def reject(self, error: ProtocolError) -> None:
-        """Malformed input: answer with the codec's status (400, 431, ...) and close."""
+    def reject(self, error: ProtocolError, flag: ResponseFlag = ResponseFlag.DPE) -> None:
+        """Malformed input: answer with the codec's status (400, 431, ...) and close; the
+        access log's flag is `flag` (none for a head that timed out, as in Envoy)."""
         stream = self.stream
         if stream is None or not stream.ctx.response_head_sent:
             body = error.body
@@ -236,7 +238,7 @@ class DownstreamConnection(asyncio.Protocol):
             headless = stream is not None and stream.ctx.head.method == "HEAD"
             self.write(head if headless else head + body)  # RFC 9110 §9.3.2
             log_rejected(self.env, listener=self.listener, client_ip=self.client_ip,
-                         scheme=self.scheme, error=error, control=self)
+                         scheme=self.scheme, error=error, control=self, flag=flag)
         self.close_delayed()
 
     # used by the stream and the runtime ------------------------------------------------------
@@ -301,6 +303,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.closing = True
 
     def close_later(self) -> None:
+        """finish_close after delayed_close_timeout (once)."""
         if self.close_timer is None:
             self.close_timer = self.env.loop.call_later(self.options.delayed_close_timeout,
                                                         self.finish_close)
@@ -349,7 +352,7 @@ class DownstreamConnection(asyncio.Protocol):
         elif self.header_started:
             limit = options.headers_timeout
             if limit and now - self.header_started > limit:
-                self.reject(HEADER_TIMEOUT)
+                self.reject(HEADER_TIMEOUT, ResponseFlag.NONE)
                 return True
         elif options.idle_timeout and now - self.idle_since > options.idle_timeout:
             self.close()

@@ -50,6 +50,7 @@ CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
 CLUSTER_NOT_FOUND = LocalReply(503, ResponseFlag.NC, details="cluster_not_found")
 UPSTREAM_CUT = "upstream_reset_after_response_started"
 STREAM_IDLE = "stream_idle_timeout"  # Envoy's response code details
+STREAM_IDLE_REPLY = LocalReply(408, ResponseFlag.SI, b"stream timeout", details=STREAM_IDLE)
 REQUEST_TIMEOUT = LocalReply(408, ResponseFlag.NONE, b"request timeout",
                              details="request_overall_timeout")
 
@@ -278,9 +279,7 @@ class HttpStream:
         for index, phase in self.chain.response_headers:
             result = phase(ctx, head)
             if isinstance(result, LocalReply):
-                upstream, ctx.upstream = ctx.upstream, None
-                if upstream is not None:
-                    upstream.abandon()
+                self.abandon_upstream()
                 self.local_reply(result, index=index)
                 return
         headers = ctx.response_headers
@@ -371,20 +370,25 @@ class HttpStream:
             else:
                 upstream.pause_reading()
 
+    def abandon_upstream(self) -> None:
+        """The request ends without its upstream call: reset it (its connection is closed)."""
+        ctx = self.ctx
+        upstream, ctx.upstream = ctx.upstream, None
+        if upstream is not None:
+            upstream.abandon()
+
     def on_downstream_lost(self) -> None:
         """The client closed its connection before the response was complete (flag DC)."""
         ctx = self.ctx
         if ctx.finished:
             return
-        upstream, ctx.upstream = ctx.upstream, None
-        if upstream is not None:
-            upstream.abandon()
+        self.abandon_upstream()
         self.reset(ResponseFlag.DC, None)
 
     def on_stream_idle(self) -> None:
         """Envoy's stream_idle_timeout fired: a 408 "stream timeout" when no response has
         started, a reset when one has; flag SI either way, and the upstream request reset."""
-        self.time_out(LocalReply(408, ResponseFlag.SI, b"stream timeout", details=STREAM_IDLE))
+        self.time_out(STREAM_IDLE_REPLY)
 
     def on_request_timeout(self) -> None:
         """Envoy's request_timeout fired (the whole request had not arrived): a 408 "request
@@ -395,9 +399,7 @@ class HttpStream:
         ctx = self.ctx
         if ctx.finished:
             return
-        upstream, ctx.upstream = ctx.upstream, None
-        if upstream is not None:
-            upstream.abandon()
+        self.abandon_upstream()
         if ctx.response_head_sent:
             self.reset(reply.flag, reply.details)
             return
@@ -422,16 +424,17 @@ REJECTED_HEAD = RequestHead("-", "-", [], "1.1", False, False, False, None)
 
 
 def log_rejected(env: ProxyEnv, *, listener: Listener, client_ip: str, scheme: str,
-                 error: ProtocolError, control: Downstream) -> None:
-    """A request the codec refused (400, 431...): counted and logged like any other, by the log
-    filters of its listener's chain, with flag DPE (a head that timed out has none, as in
-    Envoy: it is not a protocol error)."""
+                 error: ProtocolError, control: Downstream,
+                 flag: ResponseFlag = ResponseFlag.DPE) -> None:
+    """A request refused before it had a stream (the codec's 400, 431...): counted and logged
+    like any other, by the log filters of its listener's chain, with `flag` (Envoy's DPE for
+    a protocol error)."""
     active = env.active
     stream = HttpStream(env, control, REJECTED_HEAD, listener=listener, active=active,
                         scheme=scheme, client_ip=client_ip)
     ctx = stream.ctx
-    if error.status != 408:
-        ctx.flags.append(ResponseFlag.DPE)
+    if flag is not ResponseFlag.NONE:
+        ctx.flags.append(flag)
     ctx.details = error.reason
     ctx.response_status = error.status
     ctx.local = True
