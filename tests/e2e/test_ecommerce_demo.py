@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from remora.runner.ports import free_port
-from tests.e2e.meshkit import REMORA
+from tests.e2e.meshkit import REMORA, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,6 +52,10 @@ def test_canary_split_and_header_rule(demo: Path) -> None:
     """VirtualService product: x-user-type: tester → v2 first, else weights 90/10 (istio.io
     VirtualService HTTPRouteDestination weight)."""
     with httpx.Client(base_url=GATEWAY, timeout=10) as client:
+        # a ready pod takes traffic once its endpoint has reached the gateway, as in
+        # Kubernetes: wait until both subsets answer there (v2 by the header rule)
+        wait_for(lambda: all(client.get("/api/products/1", headers=h).status_code == 200
+                             for h in ({}, {"x-user-type": "tester"})), timeout=15)
         versions = Counter(client.get("/api/products/1").json()["version"] for _ in range(300))
         testers = {client.get("/api/products/1", headers={"x-user-type": "tester"}).json()
                    ["version"] for _ in range(20)}
