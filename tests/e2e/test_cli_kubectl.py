@@ -48,10 +48,13 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProc
 def remora(plane: ControlPlaneProcess | None, *args: str,
            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     server = plane.url if plane else f"http://127.0.0.1:{free_port()}"
-    credentials = {"REMORA_CREDENTIALS": str(plane.credentials)} if plane else {}
+    # without a plane, no credentials at all: the user's file may hold some saved for a port
+    # that free_port() hands out again
+    credentials = str(plane.credentials) if plane else "/nonexistent/remora-credentials.json"
     return subprocess.run([*REMORA, *args], input=stdin, capture_output=True, text=True,
                           timeout=60, check=False, env={"REMORA_SERVER": server,
-                                                        "PATH": "/usr/bin:/bin", **credentials})
+                                                        "PATH": "/usr/bin:/bin",
+                                                        "REMORA_CREDENTIALS": credentials})
 
 
 def test_apply_get_delete_round_trip(plane: ControlPlaneProcess, tmp_path: Path) -> None:
