@@ -204,6 +204,15 @@ NOT_MODELLED: tuple[Unenforced, ...] = (
 )
 """Istio kinds Remora does not model: the API refuses them (404), analyze and proxies name them."""
 
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _attribute(name: str) -> str:
+    """A YAML name's model attribute: `h2UpgradePolicy` -> `h2_upgrade_policy`, `meshMTLS` ->
+    `mesh_mtls` (pydantic's to_snake splits digits off: `h_2_upgrade_policy`)."""
+    return _CAMEL_HUMP.sub("_", name).lower()
+
+
 @dataclass
 class _Node:
     """The paths of one kind as a tree, so a resource is walked once whatever the entries."""
@@ -220,7 +229,7 @@ class _Node:
             return
         name = parts[0].removesuffix("[]")
         children = self.children = self.children or {}
-        child = children.setdefault(name, _Node(name, to_snake(name), parts[0].endswith("[]")))
+        child = children.setdefault(name, _Node(name, _attribute(name), parts[0].endswith("[]")))
         child.add(parts[1:], entry)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from remora.api.kinds import KINDS
 from remora.api.loader import load_text
 from remora.api.meshconfig import MeshConfig
-from remora.api.unenforced import NOT_MODELLED, UNENFORCED, Unenforced, findings
+from remora.api.unenforced import NOT_MODELLED, UNENFORCED, Unenforced, findings, mesh_findings
 
 DOC = Path(__file__).parents[3] / "docs" / "unenforced.md"
 BEGIN, END = "<!-- BEGIN unenforced list -->", "<!-- END unenforced list -->"
@@ -117,3 +117,18 @@ metadata: {name: web-1}
 spec: {address: 127.0.0.1, labels: {app: web}}
 """).resources
     assert findings(entry) == []
+
+
+def test_a_field_name_with_a_digit_is_found_where_it_is_set() -> None:
+    """`h2UpgradePolicy` is the attribute h2_upgrade_policy (not to_snake's h_2_upgrade_policy,
+    which no model has: the field went unreported)."""
+    (rule,) = load_text("""\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec: {host: reviews, trafficPolicy: {connectionPool: {http: {h2UpgradePolicy: UPGRADE}}}}
+""").resources
+    assert [f.path for f in findings(rule)] == [
+        "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy"]
+    mesh = MeshConfig.model_validate({"h2UpgradePolicy": "UPGRADE"})
+    assert [f.path for f in mesh_findings(mesh, "MeshConfig", "")] == ["h2UpgradePolicy"]
