@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
 
 
 def controlplane(
-    listen: Annotated[str, typer.Option(help="HOST:PORT to serve the API on.")] = DEFAULT_LISTEN,
+    listen: Annotated[str, typer.Option(
+        help="HOST:PORT to serve the API on (several: comma-separated).")] = DEFAULT_LISTEN,
     data_dir: Annotated[Path, typer.Option(help="Where the state is kept.")] = Path(".remora"),
     store: Annotated[str, typer.Option(
         help="sqlite (data-dir/remora.db) or etcd://HOST:PORT,...")] = "sqlite",

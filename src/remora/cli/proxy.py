@@ -80,6 +80,10 @@ def proxy(
     headers_timeout: Annotated[float, typer.Option(
         help="Seconds a client has to send a request head (Envoy's request_headers_timeout; "
              "0: never).")] = 10.0,
+    original_dst: Annotated[bool, typer.Option(
+        help="Sidecar: connections arrive through a pod's iptables capture rules; route each "
+             "by the address it was sent to (SO_ORIGINAL_DST), as Envoy's virtual listeners "
+             "do.")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run a proxy: sidecar (outbound 15001, inbound 15006) or gateway (Gateway servers)."""
@@ -106,7 +110,7 @@ def proxy(
                            stream_idle_timeout=stream_idle_timeout,
                            request_timeout=request_timeout,
                            max_connection_duration=max_connection_duration,
-                           max_connections=max_connections)
+                           max_connections=max_connections, original_dst=original_dst)
     urls = [url.strip() for url in (controlplane or "").split(",") if url.strip()]
     if controlplane and not urls:
         raise typer.BadParameter("give at least one URL", param_hint="--controlplane")

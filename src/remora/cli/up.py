@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
     app.command("down")(down)
     app.command("status")(status)
     app.command("logs")(logs)
+    app.command("exec")(exec_)
 
 
 def up(
@@ -45,6 +46,15 @@ def up(
         help="Seconds between autoscaler runs (Kubernetes: 15).")] = 15.0,
     timeout: Annotated[float, typer.Option(
         help="--detach: seconds to wait for everything to be ready.")] = 120.0,
+    network: Annotated[str | None, typer.Option(
+        help="namespace: each pod in its own network namespace, its traffic captured by its "
+             "sidecar as Istio's iptables rules do (root only; the default as root). host: "
+             "apps on 127.0.0.1 ports, reaching the mesh through http_proxy (the default "
+             "otherwise).")] = None,
+    pod_cidr: Annotated[str, typer.Option(help="--network namespace: the pods' addresses.")]
+    = "10.244.0.0/16",
+    service_cidr: Annotated[str, typer.Option(
+        help="--network namespace: the Services' ClusterIPs.")] = "10.96.0.0/12",
 ) -> None:
     """Run the workloads of the YAML as local processes, each with a sidecar, in one mesh."""
     # the models and the runner load only for `up` (and `down`): `status` and `logs` read files
@@ -57,9 +67,12 @@ def up(
     loaded = load_paths(filename)
     loaded.raise_for_issues()
     state_root = state_dir.resolve()
+    mode = _network_mode(network)
     for workload in specs.workloads(loaded.resources):  # refuse what cannot run, before starting
-        specs.instances_for(loaded.resources, workload=workload.key, replicas=1,
-                            state_dir=state_root)
+        for instance in specs.instances_for(loaded.resources, workload=workload.key,
+                                            replicas=1, state_dir=state_root):
+            if mode == "namespace":
+                _check_capture(instance)
     state = StateDir(state_root)
     if (pid := state.running_supervisor()) is not None:
         raise RemoraError(f"remora up already runs for {state_dir} (pid {pid}): "
@@ -71,18 +84,54 @@ def up(
     from remora.runner.supervisor import REMORA  # noqa: PLC0415
     from remora.runner.up import UpOptions, serve  # noqa: PLC0415
 
+    cluster_network = None
+    if mode == "namespace":
+        from remora.runner import netns  # noqa: PLC0415
+        from remora.runner.podnet import ClusterNetwork  # noqa: PLC0415
+
+        netns.preflight()
+        cluster_network = ClusterNetwork.for_state(state_root, pod_cidr=pod_cidr,
+                                                   service_cidr=service_cidr)
     if detach:
         argv = [*REMORA, "up", *(a for f in filename for a in ("-f", str(Path(f).resolve()))),
                 "--state-dir", str(state_root), "--controlplane-port", str(controlplane_port),
-                "--hpa-interval", str(hpa_interval)]
+                "--hpa-interval", str(hpa_interval), "--network", mode,
+                "--pod-cidr", pod_cidr, "--service-cidr", service_cidr]
         process = control.spawn_detached(argv, state)
         shown = control.wait_until_ready(state, process, timeout=timeout)
         _print_ready(shown)
         return
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     options = UpOptions(paths=tuple(filename), state=state, controlplane_port=controlplane_port,
-                        hpa_interval=hpa_interval)
+                        hpa_interval=hpa_interval, network=cluster_network)
     asyncio.run(serve(loaded.resources, options, say=typer.echo))
+
+
+def _network_mode(asked: str | None) -> str:
+    """--network as given, else namespace as root and host otherwise (with the warning that
+    then anything on the machine reaches an app's port around its sidecar)."""
+    import os  # noqa: PLC0415
+
+    if asked not in (None, "namespace", "host"):
+        raise typer.BadParameter(f"{asked!r} is not namespace or host", param_hint="--network")
+    if asked is not None:
+        return asked
+    if os.geteuid() == 0:
+        return "namespace"
+    typer.echo("Warning: not root, so --network host: app ports on 127.0.0.1 are reachable "
+               "directly, around their sidecars", err=True)
+    return "host"
+
+
+def _check_capture(instance: Any) -> None:
+    """Bad capture annotations refuse the run; the ones Remora does not act on are named."""
+    from remora.runner import capture  # noqa: PLC0415
+    from remora.runner.up import capture_spec  # noqa: PLC0415
+
+    capture_spec(instance)
+    for key in capture.unsupported_annotations(instance.annotations):
+        typer.echo(f"Warning: {instance.workload}: annotation {key} is not acted on by Remora",
+                   err=True)
 
 
 def _print_ready(status: dict[str, Any]) -> None:
@@ -140,7 +189,7 @@ def _print_status(shown: dict[str, Any]) -> None:
                   + f"; control plane {shown['controlplane']['url']}")
     table = Table(box=None, header_style="bold")
     for column in ("NAME", "WORKLOAD", "READY", "STATUS", "RESTARTS", "LAST EXIT", "REQ/S",
-                   "ERRORS", "PORTS", "AGE"):
+                   "ERRORS", "IP", "PORTS", "AGE"):
         table.add_column(column)
     now = time.time()
     for item in shown.get("instances", []):
@@ -150,6 +199,7 @@ def _print_status(shown: dict[str, Any]) -> None:
             item["name"], f"{item['kind']}/{item['workload']}",
             "1/1" if item["ready"] else "0/1", item["phase"], str(item["restarts"]),
             item.get("last_exit") or "-", _number(item.get("rps")), _errors(item),
+            item.get("ip", HOST),
             f"app {apps or '-'} in {ports['inbound']} out {ports['outbound']}",
             f"{int(now - item['created'])}s")
     for gateway in shown.get("gateways", []):
@@ -159,7 +209,7 @@ def _print_status(shown: dict[str, Any]) -> None:
         table.add_row(
             gateway["name"], f"gateway ({gateway['namespace']})", "1/1" if running else "0/1",
             "Running" if running else "Stopped", "0", "-", _number(gateway.get("rps")),
-            _errors(gateway), f"listen {listen}",
+            _errors(gateway), HOST, f"listen {listen}",
             f"{int(now - process['since'])}s" if running else "-")
     console.print(table)
 
@@ -181,6 +231,45 @@ def _number(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def exec_(
+    pod: Annotated[str, typer.Argument(help="A pod, or a workload (its first pod).")],
+    command: Annotated[list[str], typer.Argument(help="The command and its arguments.")],
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+) -> None:
+    """Run a command in a pod, as `kubectl exec POD -- CMD`: in its network namespace (its
+    IP, its /etc/hosts, its traffic captured by its sidecar), with the pod's environment; in
+    the host network, with http_proxy set to its sidecar, as its app has."""
+    import os  # noqa: PLC0415
+
+    state = StateDir(state_dir.resolve())
+    shown = state.read_status()
+    if shown is None:
+        raise RemoraError(f"nothing was started with --state-dir {state_dir}")
+    instances = shown.get("instances", [])
+    found = next((i for i in instances if i["name"] == pod), None) or next(
+        (i for i in instances if i["workload"] == pod), None)
+    if found is None:
+        names = ", ".join(i["name"] for i in instances) or "none"
+        raise RemoraError(f"no pod {pod!r} (pods: {names})")
+    env = {**os.environ, "POD_NAME": found["name"], "POD_NAMESPACE": found["namespace"],
+           "POD_IP": found.get("ip", HOST)}
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy",
+                 "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        env.pop(name, None)
+    network = found.get("network", "host")
+    argv = list(command)
+    if network == "host":
+        proxy = f"http://{HOST}:{found['ports']['outbound']}"
+        env.update({"http_proxy": proxy, "HTTP_PROXY": proxy})
+    else:
+        argv = ["ip", "netns", "exec", network, *argv]
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        raise RemoraError(f"cannot run {command[0]!r} in {found['name']}: "
+                          f"{exc.strerror or exc}") from None
 
 
 def logs(

@@ -99,17 +99,26 @@ def check_tls(options: ServerOptions) -> None:
 
 
 def run(options: ServerOptions) -> None:
-    """Serve until SIGTERM/SIGINT; raises ListenError or StoreError before serving."""
-    host, port = parse_listen(options.listen)
+    """Serve until SIGTERM/SIGINT; raises ListenError or StoreError before serving. `listen`
+    may name several addresses, comma-separated (`remora up` adds its pod bridge's, where
+    sidecars in pod network namespaces reach the control plane); the first is the API's URL."""
+    addresses = [parse_listen(item) for item in options.listen.split(",") if item.strip()]
+    if not addresses:
+        raise ListenError(f"--listen {options.listen!r}: expected HOST:PORT, e.g. "
+                          f"{DEFAULT_LISTEN}")
     check_tls(options)
-    sock = bind(host, port)
+    sockets: list[socket.socket] = []
     try:
-        uvloop.run(_serve(options, sock))
+        for host, port in addresses:
+            sockets.append(bind(host, port))
+        uvloop.run(_serve(options, sockets))
     finally:
-        sock.close()
+        for sock in sockets:
+            sock.close()
 
 
-async def _serve(options: ServerOptions, sock: socket.socket) -> None:
+async def _serve(options: ServerOptions, sockets: list[socket.socket]) -> None:
+    sock = sockets[0]
     store = await open_store(options.store, data_dir=options.data_dir)
     state = await ControlPlane.open(store, auth=options.auth)
     name = sock.getsockname()
@@ -141,7 +150,7 @@ async def _serve(options: ServerOptions, sock: socket.socket) -> None:
         log.info("remora controlplane on %s://%s:%d (store %s, data %s, auth %s)", scheme,
                  name[0], name[1], options.store, options.data_dir,
                  "on" if state.auth is not None else "OFF")
-        await server.serve(sockets=[sock])
+        await server.serve(sockets=sockets)
     finally:
         await state.close()
 

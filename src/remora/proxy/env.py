@@ -56,6 +56,10 @@ class ProxyOptions:
     # downstream_connections): above it a new connection is closed at once and counted.
     # None: no limit (remora.proxy.process sets one from RLIMIT_NOFILE when it starts).
     max_connections: int | None = None
+    # Envoy's use_original_dst on the sidecar's virtual listeners: connections arrive through a
+    # pod's iptables capture rules (remora.runner.capture), and where they were going before
+    # it (SO_ORIGINAL_DST) picks the outbound route table and the passthrough destination
+    original_dst: bool = False
     drain_timeout: float = 5.0  # Istio's terminationDrainDuration
     max_header_bytes: int = 60 * 1024  # Envoy's max_request_headers_kb default (60)
     max_header_count: int = 100  # Envoy's common_http_protocol_options.max_headers_count

@@ -55,7 +55,13 @@ def exec_proxy(launch: Launch) -> NoReturn:
     """Replace this process with the serving proxy."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "remora.proxy", launch.to_json()])
+    argv = [sys.executable, "-m", "remora.proxy", launch.to_json()]
+    try:
+        os.execv(sys.executable, argv)
+    except PermissionError:
+        # the interpreter's path is closed to this user (a sidecar run as Istio's 1337 from a
+        # pyenv Python under /root): the running binary itself is still reachable
+        os.execv("/proc/self/exe", argv)
 
 
 def serve(launch: Launch) -> None:

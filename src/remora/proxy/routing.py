@@ -186,18 +186,21 @@ def decide(
     scheme: str,
     rng: random.Random,
     memo: Memo | None = None,
+    destination_port: int | None = None,
 ) -> LocalReply | RouteDecision:
     """Where this request goes, per the snapshot the request started with. A LocalReply: the
     request cannot be routed at all, and is answered before any filter runs. `memo` (one per
     snapshot) keeps what routing found for a target, method and authority (and the values of
     the headers the matches read), so a request like one before it is routed by lookups; the
-    weighted pick is drawn anew each time."""
+    weighted pick is drawn anew each time. `destination_port`: the port a captured connection
+    was dialled on (SO_ORIGINAL_DST), which picks the outbound route table as the port of
+    Envoy's listener that the virtual outbound listener hands it to; else the authority's."""
     split = split_target(head, scheme=scheme)
     if split is None:
         return LocalReply(400, ResponseFlag.DPE, b"missing host header\n", details="missing_host")
     authority, sent_path = split
     headers = HeaderMap(head.headers)
-    key = (listener.port, scheme, head.method, authority, sent_path)
+    key = (destination_port or listener.port, scheme, head.method, authority, sent_path)
     entry = memo.get(key) if memo is not None else None
     known: _Known | None
     if entry is None or isinstance(entry, _Known):
@@ -207,7 +210,8 @@ def decide(
     if known is None:
         headers.asked = []
         found = _route(snapshot, listener, method=head.method, authority=authority,
-                       sent_path=sent_path, headers=headers, scheme=scheme)
+                       sent_path=sent_path, headers=headers, scheme=scheme,
+                       destination_port=destination_port)
         if isinstance(found, LocalReply):
             return found
         known = found
@@ -244,7 +248,8 @@ def remember(memo: Memo, key: tuple[int, str, str, str, str], known: _Known, ask
 
 
 def _route(snapshot: Snapshot, listener: Listener, *, method: str, authority: str,
-           sent_path: str, headers: HeaderMap, scheme: str) -> LocalReply | _Known:
+           sent_path: str, headers: HeaderMap, scheme: str,
+           destination_port: int | None) -> LocalReply | _Known:
     # Envoy normalizes the path before routing and every filter (MeshConfig pathNormalization);
     # the upstream gets the normalized path too.
     path = normalize_path(sent_path, snapshot.mesh.path_normalization)
@@ -252,6 +257,7 @@ def _route(snapshot: Snapshot, listener: Listener, *, method: str, authority: st
         return LocalReply(400, details="path_normalization_failed")
     host, port = split_authority(authority, scheme=scheme)
     if listener.direction == "outbound":
+        port = destination_port or port
         table = snapshot.outbound_table(port)
     else:
         table = snapshot.route_tables.get(listener.route_table or "")

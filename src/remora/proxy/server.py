@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, cast
 from remora.policy.flags import ResponseFlag
 from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, RequestHead
 from remora.proxy.codec.http1 import RequestDecoder, encode_response_head
+from remora.proxy.origdst import original_destination
 from remora.proxy.stream import HttpStream, log_rejected
 from remora.proxy.upstream import WRITE_HIGH_WATER
 
@@ -41,6 +42,7 @@ class DownstreamConnection(asyncio.Protocol):
         "corked",
         "created",
         "decoder",
+        "destination",
         "env",
         "expired",
         "header_started",
@@ -72,6 +74,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.stream: HttpStream | None = None
         self.queue: deque[Event] = deque()  # pipelined requests waiting for the current one
         self.client_ip = "unknown"
+        self.destination: tuple[str, int] | None = None  # captured: where the client dialled
         self.closing = False
         self.close_timer: asyncio.TimerHandle | None = None  # a delayed close's end
         self.paused = False
@@ -106,6 +109,8 @@ class DownstreamConnection(asyncio.Protocol):
         peer = self.transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.client_ip = str(peer[0])
+        if self.options.original_dst:
+            self.destination = original_destination(self.transport)
         self.idle_since = self.created = self.env.loop.time()
         self.connections.add(self)
 

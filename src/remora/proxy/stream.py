@@ -61,6 +61,9 @@ class Downstream(Protocol):
     @property
     def draining(self) -> bool: ...
 
+    @property
+    def destination(self) -> tuple[str, int] | None: ...
+
     def write(self, data: bytes) -> None: ...
 
     def cork(self) -> None: ...
@@ -100,8 +103,10 @@ class HttpStream:
     def begin(self) -> None:
         ctx = self.ctx
         tables = ctx.tables
+        destination = self.downstream.destination
         decision = decide(tables.snapshot, ctx.listener, ctx.head, scheme=ctx.scheme,
-                          rng=self.env.rng, memo=tables.decisions)
+                          rng=self.env.rng, memo=tables.decisions,
+                          destination_port=destination[1] if destination else None)
         if isinstance(decision, LocalReply):  # not routable at all: before any filter
             self.local_reply(decision, index=0)
             return
@@ -128,7 +133,10 @@ class HttpStream:
             ctx.no_route = CLUSTER_NOT_FOUND
             return
         if not state.cluster.endpoints and name == PASSTHROUGH_CLUSTER:
-            state = tables.passthrough(ctx.authority, ctx.scheme)
+            destination = self.downstream.destination  # captured: where the app dialled
+            state = tables.passthrough(
+                f"{destination[0]}:{destination[1]}" if destination else ctx.authority,
+                ctx.scheme)
         ctx.cluster = state
         assert ctx.route is not None and isinstance(ctx.route.action, RouteAction)
         ctx.policies = tables.policies(ctx.route.action,

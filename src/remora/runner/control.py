@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -77,5 +79,19 @@ def stop(state: StateDir, *, timeout: float) -> int:
         time.sleep(POLL)
     for process in leftovers:
         signal_group(int(process["pid"]), signal.SIGKILL)
+    _remove_network(state)
     state.release()
     return len(running) + (pid is not None)
+
+
+def _remove_network(state: StateDir) -> None:
+    """What a dead supervisor left of its pod network (its record names the prefix)."""
+    record = state.root / "network.json"
+    try:
+        prefix = str(json.loads(record.read_text())["prefix"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    from remora.runner import netns  # noqa: PLC0415 - only with a pod network
+
+    asyncio.run(netns.remove_leftovers(prefix))
+    record.unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
@@ -31,6 +31,10 @@ from typing import Literal
 from remora.runner.spec import ProbeSpec
 
 ProbeKind = Literal["liveness", "readiness", "startup"]
+Opener = Callable[[str, int, "ssl.SSLContext | None"],
+                  Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+"""How a probe connects: asyncio.open_connection, or the same from inside a pod's network
+namespace (remora.runner.netns.opener_in)."""
 HOST = "127.0.0.1"
 USER_AGENT = "kube-probe/remora"
 
@@ -168,37 +172,48 @@ async def run_probe(
     *,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    opener: Opener | None = None,
+    exec_prefix: tuple[str, ...] = (),
 ) -> bool:
     """Run one probe against the local process; `port_map` maps container ports to local
-    ports (a port not in it is used as is). False on failure or after `spec.timeout`."""
+    ports (a port not in it is used as is). `opener` connects (default: on this host's
+    network), `exec_prefix` runs an exec probe's command where the app runs (`ip netns exec`).
+    False on failure or after `spec.timeout`."""
     try:
         async with asyncio.timeout(spec.timeout):
             if spec.kind == "exec":
-                return await _exec(spec.command, env, cwd)
+                return await _exec((*exec_prefix, *spec.command) if spec.command else (),
+                                   env, cwd)
             port = port_map.get(int(spec.port or 0), int(spec.port or 0))
+            connect = opener or _open_connection
             if spec.kind == "tcp":
-                return await _tcp(port)
-            return await _http_get(spec, port)
+                return await _tcp(port, connect)
+            return await _http_get(spec, port, connect)
     except (TimeoutError, OSError, ValueError):
         return False
 
 
-async def _tcp(port: int) -> bool:
+async def _open_connection(host: str, port: int, context: ssl.SSLContext | None
+                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(host, port, ssl=context)
+
+
+async def _tcp(port: int, connect: Opener) -> bool:
     """tcpSocket: success when the connection opens."""
-    _, writer = await asyncio.open_connection(HOST, port)
+    _, writer = await connect(HOST, port, None)
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True
 
 
-async def _http_get(spec: ProbeSpec, port: int) -> bool:
+async def _http_get(spec: ProbeSpec, port: int, connect: Opener) -> bool:
     """httpGet: 200 <= status < 400 is success (redirects are not followed)."""
     context = None
     if spec.scheme == "HTTPS":  # the kubelet does not verify the certificate either
         context = ssl.create_default_context()
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    reader, writer = await asyncio.open_connection(HOST, port, ssl=context)
+    reader, writer = await connect(HOST, port, context)
     try:
         headers = {"Host": f"{HOST}:{port}", "User-Agent": USER_AGENT, "Accept": "*/*",
                    "Connection": "close"}  # fmt: skip

@@ -26,7 +26,7 @@ import random
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING
 from pathlib import Path
 from typing import Literal
@@ -110,6 +110,8 @@ class InstanceSpec:
     memory_limit_bytes: int | None = None  # resources.limits.memory: beyond it, OOMKilled
     ignored_containers: tuple[str, ...] = ()
     container: str = "app"  # the name of the container that runs (`remora logs -c NAME`)
+    annotations: Mapping[str, str] = field(default_factory=dict)  # the pod template's
+    pod_ip: str = POD_IP
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,11 +153,13 @@ def instances_for(
     replicas: int,
     state_dir: Path,
     rng: random.Random | None = None,
+    pod_ip: Callable[[str], str] | None = None,
 ) -> list[InstanceSpec]:
     """`replicas` instance specs of `workload` ("name" or "namespace/name").
 
     A StatefulSet yields its first `replicas` ordinals; a Deployment yields fresh pod names
-    (suffixes drawn from `rng`), so asking for 1 gives one more pod.
+    (suffixes drawn from `rng`), so asking for 1 gives one more pod. `pod_ip` gives a pod's
+    address by its name (status.podIP; default 127.0.0.1, the host network).
     """
     target = find_workload(resources, workload)
     draw = rng or random.Random()
@@ -166,7 +170,8 @@ def instances_for(
         prefix = f"{target.name}-{pod_template_hash(target)}-"
         names = [prefix + "".join(draw.choice(_ALPHANUMS) for _ in range(5))
                  for _ in range(replicas)]  # fmt: skip
-    return [_instance(resources, target, name, state_dir) for name in names]
+    address = pod_ip or (lambda _: POD_IP)
+    return [_instance(resources, target, name, state_dir, address(name)) for name in names]
 
 
 def find_workload(resources: Sequence[Resource], workload: str) -> Deployment | StatefulSet:
@@ -208,16 +213,17 @@ def _cpu_request(container: Container) -> int | None:
 
 
 def _instance(
-    resources: Sequence[Resource], workload: Workload, pod: str, state_dir: Path
+    resources: Sequence[Resource], workload: Workload, pod: str, state_dir: Path, pod_ip: str
 ) -> InstanceSpec:
     template = workload.spec.template
     container = template.spec.containers[0]
     where = f"{workload.subject} container {container.name!r}"
     labels = dict(template.labels)
+    annotations = dict(template.metadata.annotations)
     env = resolve_env(
         container, resources, namespace=workload.namespace, pod=pod, labels=labels,
-        annotations={**workload.metadata.annotations, **template.metadata.annotations},
-        service_account=template.spec.effective_service_account, where=where,
+        annotations={**workload.metadata.annotations, **annotations},
+        service_account=template.spec.effective_service_account, where=where, pod_ip=pod_ip,
     )  # fmt: skip
     ports = tuple(ContainerPort(p.name or "", p.container_port) for p in container.ports)
     mappings = _service_ports(resources, workload.namespace, labels, container)
@@ -228,6 +234,8 @@ def _instance(
         kind=_kind(workload),
         namespace=workload.namespace,
         labels=labels,
+        annotations=annotations,
+        pod_ip=pod_ip,
         command=_command(workload, container, env, where),
         env=env,
         ports=ports,
@@ -356,6 +364,7 @@ def resolve_env(
     annotations: Mapping[str, str],
     service_account: str,
     where: str,
+    pod_ip: str = POD_IP,
 ) -> dict[str, str]:
     """The container's environment: envFrom, then env in order, references resolved."""
     lookup = _Lookup(resources, namespace)
@@ -371,8 +380,8 @@ def resolve_env(
             continue
         env.update({(source.prefix or "") + key: value for key, value in data.items()})
     fields = {
-        "metadata.name": pod, "metadata.namespace": namespace, "status.podIP": POD_IP,
-        "status.podIPs": POD_IP, "status.hostIP": POD_IP, "status.hostIPs": POD_IP,
+        "metadata.name": pod, "metadata.namespace": namespace, "status.podIP": pod_ip,
+        "status.podIPs": pod_ip, "status.hostIP": POD_IP, "status.hostIPs": POD_IP,
         "spec.nodeName": NODE_NAME, "spec.serviceAccountName": service_account,
         **{f"metadata.labels['{k}']": v for k, v in labels.items()},
         **{f"metadata.annotations['{k}']": v for k, v in annotations.items()},

@@ -4,8 +4,10 @@ Theory of operation, per pod (Kubernetes' restartPolicy Always):
 
 1. Start the sidecar (`remora proxy --controlplane ...`) and wait for its /healthz/ready: the
    app starts only then (Istio's holdApplicationUntilProxyStarts).
-2. Start the app with the pod's env, PORT and http_proxy pointing at the sidecar's outbound
-   listener.
+2. Start the app with the pod's env and PORT. In the host network (`--network host`),
+   http_proxy points at the sidecar's outbound listener; in a pod network namespace
+   (remora.runner.netns) the app and its sidecar run inside it, the sidecar as Istio's user
+   1337 behind the pod's capture rules, and the app needs no proxy setting at all.
 3. Watch: the app or the sidecar exiting, a startup or liveness probe failing, or the app's
    resident memory going over resources.limits.memory (SIGKILL: OOMKilled) ends the run;
    readiness (probe, or the app port accepting when there is none) is reported to the owner,
@@ -22,7 +24,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +34,9 @@ import httpx
 from remora.runner.backoff import CrashLoopBackOff
 from remora.runner.cpclient import wait_http_ok
 from remora.runner.metrics import Counters, Rates, group_rss_bytes
+from remora.runner.netns import PodNetwork, opener_in
 from remora.runner.ports import HOST, PortAllocator
-from remora.runner.probes import PodProbes, Transition, run_probe
+from remora.runner.probes import Opener, PodProbes, Transition, run_probe
 from remora.runner.process import Child, exit_reason, signal_group
 from remora.runner.spec import InstanceSpec
 from remora.runner.state import StateDir
@@ -72,20 +75,41 @@ class SidecarPorts:
         return cls(outbound=ports.take(), inbound=ports.take(), admin=ports.take(),
                    health=ports.take())
 
+    @classmethod
+    def istio(cls) -> SidecarPorts:
+        """A sidecar in its own pod network: Istio's fixed ports."""
+        return cls(outbound=15001, inbound=15006, admin=15000, health=15021)
+
 
 @dataclass(frozen=True, slots=True)
 class PodPlan:
     """Where a pod runs: its spec, local ports, working directory and data directory."""
 
     spec: InstanceSpec
-    app_ports: dict[int, int]  # containerPort -> local port
+    app_ports: dict[int, int]  # containerPort -> local port (itself in a pod network)
     sidecar: SidecarPorts
     cwd: Path
     data_dir: Path
+    network: PodNetwork | None = None  # None: the host network
+    service_env: Mapping[str, str] = field(default_factory=dict)  # {SVC}_SERVICE_HOST...
 
     @property
     def app_port(self) -> int | None:
         return next(iter(self.app_ports.values()), None)
+
+    @property
+    def address(self) -> str:
+        """Where the runner reaches the pod's sidecar: its pod IP, or 127.0.0.1."""
+        return self.network.ip if self.network else HOST
+
+    @property
+    def endpoint_port(self) -> int:
+        """The port the pod is registered at: its sidecar's inbound listener in the host
+        network; in a pod network its app's port, captured to the sidecar as a Kubernetes
+        endpoint is."""
+        if self.network is None:
+            return self.sidecar.inbound
+        return next(iter(self.app_ports), self.sidecar.inbound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,20 +135,27 @@ def sidecar_argv(plan: PodPlan, controlplane: str) -> list[str]:
                  "--container-port", str(declared.container_port)]
         if declared.name:
             argv += ["--container-port-name", declared.name]
-    return argv
+    if plan.network is None:
+        return argv
+    # in the pod: listeners on every address (captured inbound arrives at the pod IP), and
+    # routing by the original destination, as the user the capture rules let through
+    return plan.network.proxy_argv([*argv, "--bind", "0.0.0.0", "--original-dst"])
 
 
 def app_environment(plan: PodPlan) -> dict[str, str]:
-    """The app's env: ours minus proxy settings, the pod's resolved env, then what the runner
-    decides (PORT and PORT_<NAME>, pod fields, http_proxy to the sidecar, DATA_DIR)."""
+    """The app's env: ours minus proxy settings, the Services' variables (in a pod network),
+    the pod's resolved env, then what the runner decides (PORT and PORT_<NAME>, pod fields,
+    DATA_DIR, and in the host network http_proxy to the sidecar)."""
     spec = plan.spec
     env = {k: v for k, v in os.environ.items()
            if k not in _PROXY_VARIABLES and k not in _CREDENTIAL_VARIABLES}
+    env.update(plan.service_env)
     env.update(spec.env)
-    proxy = f"http://{HOST}:{plan.sidecar.outbound}"
-    env.update({"POD_NAME": spec.name, "POD_NAMESPACE": spec.namespace, "POD_IP": HOST,
-                "http_proxy": proxy, "HTTP_PROXY": proxy, "no_proxy": "", "NO_PROXY": "",
+    env.update({"POD_NAME": spec.name, "POD_NAMESPACE": spec.namespace, "POD_IP": plan.address,
                 "DATA_DIR": str(plan.data_dir)})
+    if plan.network is None:
+        proxy = f"http://{HOST}:{plan.sidecar.outbound}"
+        env.update({"http_proxy": proxy, "HTTP_PROXY": proxy, "no_proxy": "", "NO_PROXY": ""})
     if plan.app_port is not None:
         env["PORT"] = str(plan.app_port)
     for port in spec.ports:
@@ -134,9 +165,10 @@ def app_environment(plan: PodPlan) -> dict[str, str]:
     return env
 
 
-async def port_accepts(port: int, timeout: float = 1.0) -> bool:
+async def port_accepts(port: int, timeout: float = 1.0, *, opener: Opener | None = None) -> bool:
+    connect = opener or (lambda host, port, _: asyncio.open_connection(host, port))
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout)
+        _, writer = await asyncio.wait_for(connect(HOST, port, None), timeout)
     except (OSError, TimeoutError):
         return False
     writer.close()
@@ -167,14 +199,19 @@ class Pod:
     counters: Counters | None = None  # the last sample (remora.runner.metrics)
     rates: Rates | None = None
     _backoff: CrashLoopBackOff = field(default_factory=CrashLoopBackOff)
+    opener: Opener | None = field(init=False)  # how probes connect: inside the pod's network
 
     def __post_init__(self) -> None:
         spec, state = self.plan.spec, self.env.state
         self.sidecar = Child(f"{spec.name} sidecar", sidecar_argv(self.plan, self.env.controlplane),
                              log=state.log(f"{spec.name}.sidecar"),
-                             env=credentials_env(self.env.credentials))
-        self.app = Child(spec.name, spec.command, log=state.log(spec.name),
-                         env=app_environment(self.plan), cwd=self.plan.cwd)
+                             env=credentials_env(self.env.credentials),
+                             cwd=Path("/") if self.plan.network else None)  # user 1337's
+        network = self.plan.network
+        self.app = Child(spec.name, network.exec_argv(spec.command) if network else spec.command,
+                         log=state.log(spec.name), env=app_environment(self.plan),
+                         cwd=self.plan.cwd)
+        self.opener = opener_in(network.namespace) if network else None
 
     @property
     def name(self) -> str:
@@ -202,7 +239,8 @@ class Pod:
             self._set_phase("ContainerCreating")
             await self.sidecar.start()
             ready = await wait_http_ok(self.env.http,
-                                       f"http://{HOST}:{self.plan.sidecar.health}/healthz/ready",
+                                       f"http://{self.plan.address}:{self.plan.sidecar.health}"
+                                       "/healthz/ready",
                                        timeout=SIDECAR_READY_TIMEOUT)
             if not ready:
                 await self.sidecar.stop(SIDECAR_GRACE)
@@ -258,9 +296,12 @@ class Pod:
         while (next_at := probes.next_at()) is not None:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             due = probes.due(time.monotonic())
+            network = self.plan.network
             results = await asyncio.gather(*(
                 run_probe(state.spec, self.plan.app_ports, env=self.app.env,
-                          cwd=str(self.plan.cwd)) for state in due))
+                          cwd=str(self.plan.cwd), opener=self.opener,
+                          exec_prefix=tuple(network.exec_argv([])) if network else ())
+                for state in due))
             for state, ok in zip(due, results, strict=True):
                 transition = probes.record(state.kind, ok, time.monotonic())
                 if transition is Transition.RESTART:
@@ -273,7 +314,7 @@ class Pod:
     async def _ready_when_listening(self) -> str:
         """No readiness or startup probe: ready once the app's port accepts connections."""
         port = self.plan.app_port
-        while port is not None and not await port_accepts(port):
+        while port is not None and not await port_accepts(port, opener=self.opener):
             await asyncio.sleep(0.05)
         await self._set_ready(True)
         await asyncio.Event().wait()
@@ -312,6 +353,7 @@ class Pod:
             "errors": self.rates.errors if self.rates else None,
             "cpu_millis": self.rates.cpu_millis if self.rates else None,
             "created": self.created,
+            "ip": plan.address, "network": plan.network.namespace if plan.network else "host",
             "ports": {"app": {str(k): v for k, v in plan.app_ports.items()},
                       "outbound": plan.sidecar.outbound, "inbound": plan.sidecar.inbound,
                       "admin": plan.sidecar.admin, "health": plan.sidecar.health},

@@ -32,6 +32,7 @@ class Proxy:
     admin_port: int
     reporter: str  # "destination" (a sidecar's inbound side) or "source" (a gateway)
     started: float  # time.time() of its start; 0 while it does not run
+    address: str = HOST  # a sidecar in its own pod network: the pod IP
 
 
 @dataclass
@@ -64,7 +65,7 @@ class TrafficWatch:
     async def _read(self, proxy: Proxy) -> str | None:
         try:
             response = await self.http.get(
-                f"http://{HOST}:{proxy.admin_port}/stats/prometheus", timeout=2.0)
+                f"http://{proxy.address}:{proxy.admin_port}/stats/prometheus", timeout=2.0)
         except httpx.HTTPError:
             return None
         return response.text if response.status_code == 200 else None

@@ -23,23 +23,25 @@ import logging
 import shutil
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from remora.api.kube.core import Service
 from remora.api.loader import YAML_SUFFIXES
 from remora.api.networking.gateway import Gateway
 from remora.api.resource import DEFAULT_NAMESPACE, WORKLOAD_NAME_LABEL, Resource
 from remora.api.yamlsource import read_documents
 from remora.credentials import FILE_NAME, read_file, remember
 from remora.errors import RemoraError
-from remora.runner import accounts, traffic
+from remora.runner import accounts, capture, netns, podnet, traffic
 from remora.runner import spec as specs
 from remora.runner.controllers import Controllers
 from remora.runner.cpclient import ControlPlaneClient, ControlPlaneError, wait_http_ok
+from remora.runner.podnet import AddressPool, ClusterNetwork, ServiceAddress
 from remora.runner.ports import HOST, PortAllocator, port_is_free
 from remora.runner.process import Child
 from remora.runner.state import StateDir
@@ -69,6 +71,7 @@ class UpOptions:
     state: StateDir
     controlplane_port: int = 15080
     hpa_interval: float = 15.0
+    network: ClusterNetwork | None = None  # None: the host network (`--network host`)
 
 
 def yaml_documents(paths: Sequence[str]) -> list[tuple[Path, dict[str, Any]]]:
@@ -116,14 +119,22 @@ def plan_gateways(resources: Sequence[Resource], ports: PortAllocator) -> list[G
 
 
 def mapped_documents(documents: list[tuple[Path, dict[str, Any]]],
-                     gateways: Sequence[GatewayPlan]) -> list[dict[str, Any]]:
+                     gateways: Sequence[GatewayPlan],
+                     service_ips: Mapping[tuple[str, str], str] | None = None
+                     ) -> list[dict[str, Any]]:
     """The documents to apply: Gateways with privileged ports get their mapped port instead
-    (the Gateway's server port is the port its proxy listens on)."""
+    (the Gateway's server port is the port its proxy listens on); in a pod network, each
+    ClusterIP Service its allocated `spec.clusterIP`, as the API server fills it in."""
     listen = {key: plan.listen for plan in gateways for key in plan.gateways}
     out = []
     for _, data in documents:
         meta = data.get("metadata") or {}
-        key = f"{meta.get('namespace') or DEFAULT_NAMESPACE}/{meta.get('name')}"
+        namespace = str(meta.get("namespace") or DEFAULT_NAMESPACE)
+        key = f"{namespace}/{meta.get('name')}"
+        ip = (service_ips or {}).get((namespace, str(meta.get("name"))))
+        if data.get("kind") == "Service" and ip is not None:
+            out.append({**data, "spec": {**(data.get("spec") or {}), "clusterIP": ip}})
+            continue
         if data.get("kind") != "Gateway" or key not in listen:
             out.append(data)
             continue
@@ -162,13 +173,25 @@ class Mesh:
         self.url = f"http://{HOST}:{options.controlplane_port}"
         self.http = httpx.AsyncClient(trust_env=False)
         self.client = ControlPlaneClient(self.url, self.http)
+        listen = f"{HOST}:{options.controlplane_port}"
+        sidecars_url = self.url
+        plan = options.network
+        self.network = netns.HostNetwork(plan, self.state.root / "network.json") \
+            if plan is not None else None
+        self.pod_ips = AddressPool(plan.pod_cidr) if plan is not None else None
+        self.services: list[ServiceAddress] = []
+        if plan is not None:  # pods reach the control plane at their bridge's address
+            listen += f",{plan.gateway}:{options.controlplane_port}"
+            sidecars_url = f"http://{plan.gateway}:{options.controlplane_port}"
+            self.services = service_addresses(self.resources, plan)
         self.controlplane = Child("controlplane", [
-            *REMORA, "controlplane", "--listen", f"{HOST}:{options.controlplane_port}",
+            *REMORA, "controlplane", "--listen", listen,
             "--data-dir", str(self.state.controlplane_data)], log=self.state.log("controlplane"))
         self.gateways = plan_gateways(self.resources, self.ports)
         self.gateway_children = [self._gateway_child(plan) for plan in self.gateways]
         self.pods: list[Pod] = []
-        self.pod_env = PodEnvironment(state=self.state, controlplane=self.url, http=self.http)
+        self.pod_env = PodEnvironment(state=self.state, controlplane=sidecars_url,
+                                      http=self.http)
         self.tasks: set[asyncio.Task[None]] = set()
         self.phase = "Starting"
         self.error = ""
@@ -203,13 +226,17 @@ class Mesh:
             shutil.rmtree(stale, ignore_errors=True)
         self._spawn(self._write_status_forever())
         self._spawn(self.traffic.forever(self._proxies, time.time, self.changed))
+        if self.network is not None:  # the bridge first: the control plane listens on it
+            await self.network.start()
         await self.controlplane.start()
         self.changed()
         if not await self.client.wait_healthy(CONTROLPLANE_READY_TIMEOUT):
             raise RemoraError(f"the control plane did not answer on {self.url} within "
                               f"{CONTROLPLANE_READY_TIMEOUT:.0f} s; see {self.controlplane.log}")
         await self._sign_in()
-        await self.client.apply(mapped_documents(self.documents, self.gateways))
+        await self.client.apply(mapped_documents(
+            self.documents, self.gateways,
+            {(s.namespace, s.name): s.ip for s in self.services}))
         await self._provision_accounts()
         for plan, child in zip(self.gateways, self.gateway_children, strict=True):
             await child.start()
@@ -241,7 +268,10 @@ class Mesh:
         files = await accounts.provision(self.client, plans, state=self.state)
         for plan, child in zip(self.gateways, self.gateway_children, strict=True):
             child.env = credentials_env(files[accounts.gateway_user(plan.namespace)])
-        self.pod_env = replace(self.pod_env, credentials=files[accounts.SIDECAR])
+        sidecar = files[accounts.SIDECAR]
+        if self.network is not None:  # the sidecars run as 1337: a copy only it can read
+            sidecar = self.network.private_copy(sidecar)
+        self.pod_env = replace(self.pod_env, credentials=sidecar)
         self.client.use(read_file(files[accounts.RUNNER])[0])
 
     def pods_of(self, namespace: str, workload: str) -> list[Pod]:
@@ -258,20 +288,43 @@ class Mesh:
             instances = specs.instances_for(
                 self.resources, workload=f"{namespace}/{workload}", state_dir=self.state.root,
                 replicas=replicas if current and current[0].plan.spec.kind == "StatefulSet"
-                else replicas - len(current))
+                else replicas - len(current),
+                pod_ip=self.pod_ips.address if self.pod_ips is not None else None)
             for instance in instances[len(instances) - (replicas - len(current)):]:
                 pod = Pod(self._plan(instance), self.pod_env, on_ready=self._registered,
                           on_change=self.changed)
                 self.pods.append(pod)
-                self._spawn(pod.run())
+                self._spawn(self._run(pod))
         for pod in current[replicas:][::-1]:
             self.pods.remove(pod)
             self._spawn(self._remove(pod))
         self.changed()
 
+    async def _run(self, pod: Pod) -> None:
+        """A pod's network namespace (in a pod network), then the pod."""
+        network = pod.plan.network
+        if self.network is not None and network is not None:
+            spec = pod.plan.spec
+            try:
+                await self.network.create_pod(
+                    network, hosts=podnet.hosts_file(spec.name, network.ip, spec.namespace,
+                                                     self.services),
+                    rules=capture.iptables_restore(capture_spec(spec)))
+            except RemoraError as exc:
+                pod.last_exit = f"network: {exc}"
+                pod.phase = "Failed"
+                log.error("%s: %s", pod.name, exc)
+                self.changed()
+                return
+        await pod.run()
+
     async def _remove(self, pod: Pod) -> None:
         await pod.stop_app()
         await pod.stop_sidecar()
+        if self.network is not None:
+            await self.network.remove_pod(pod.name)
+        if self.pod_ips is not None:
+            self.pod_ips.release(pod.name)
 
     def _plan(self, instance: specs.InstanceSpec) -> PodPlan:
         source = specs.find_workload(self.resources, f"{instance.namespace}/{instance.workload}")
@@ -280,6 +333,14 @@ class Mesh:
         cwd = base / instance.working_dir if instance.working_dir else base
         data_dir = Path(instance.data_dir) if instance.data_dir else self.state.scratch(
             instance.name)
+        if self.network is not None:  # its own network: the ports as declared, Istio's
+            return PodPlan(spec=instance, cwd=cwd, data_dir=data_dir.resolve(),
+                           app_ports={p.container_port: p.container_port
+                                      for p in instance.ports},
+                           sidecar=SidecarPorts.istio(),
+                           network=self.network.plan_pod(instance.name, instance.pod_ip),
+                           service_env=podnet.service_environment(instance.namespace,
+                                                                  self.services))
         return PodPlan(spec=instance, cwd=cwd, data_dir=data_dir.resolve(),
                        app_ports={p.container_port: self.ports.take() for p in instance.ports},
                        sidecar=SidecarPorts.allocate(self.ports))
@@ -309,11 +370,13 @@ class Mesh:
             try:
                 if ready:
                     await self.client.register(
-                        service=service, namespace=spec.namespace, port=pod.plan.sidecar.inbound,
-                        labels={**spec.labels, WORKLOAD_NAME_LABEL: spec.workload_name})
+                        service=service, namespace=spec.namespace, port=pod.plan.endpoint_port,
+                        labels={**spec.labels, WORKLOAD_NAME_LABEL: spec.workload_name},
+                        ip=pod.plan.address)
                 else:
                     await self.client.deregister(service=service, namespace=spec.namespace,
-                                                 port=pod.plan.sidecar.inbound)
+                                                 port=pod.plan.endpoint_port,
+                                                 ip=pod.plan.address)
             except ControlPlaneError as exc:
                 log.warning("%s: %s", pod.name, exc)
 
@@ -326,7 +389,8 @@ class Mesh:
         """Every sidecar and gateway, for the traffic watch."""
         return [
             *(traffic.Proxy(pod.name, pod.plan.sidecar.admin, "destination",
-                            pod.sidecar.started_at if pod.sidecar.running else 0.0)
+                            pod.sidecar.started_at if pod.sidecar.running else 0.0,
+                            address=pod.plan.address)
               for pod in self.pods),
             *(traffic.Proxy(plan.name, plan.ports.admin, "source",
                             child.started_at if child.running else 0.0)
@@ -336,6 +400,7 @@ class Mesh:
         return {
             "phase": self.phase, "error": self.error, "started": self.started,
             "ready_after": self.ready_after, "state_dir": str(self.state.root),
+            "network": self.network.status() if self.network is not None else {"mode": "host"},
             "controlplane": {"url": self.url, "process": _process(self.controlplane),
                              "log": str(self.controlplane.log)},
             "gateways": [
@@ -370,12 +435,32 @@ class Mesh:
         await asyncio.gather(*(pod.stop_sidecar() for pod in self.pods))
         await asyncio.gather(*(child.stop(SIDECAR_GRACE) for child in self.gateway_children))
         await self.controlplane.stop(CONTROLPLANE_GRACE)
+        if self.network is not None:
+            await self.network.stop()
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.http.aclose()
         self.phase = "Failed" if self.error else "Stopped"
         self.state.write_status(self.status())
+
+
+def service_addresses(resources: Sequence[Resource], plan: ClusterNetwork
+                      ) -> list[ServiceAddress]:
+    """Every ClusterIP Service of the YAML with its address in the Service CIDR."""
+    services = [r for r in resources if isinstance(r, Service)]
+    ips = podnet.allocate_service_ips(
+        ((s.namespace, s.name, s.spec.cluster_ip) for s in services), plan.service_cidr)
+    return [ServiceAddress(s.name, s.namespace, ips[s.namespace, s.name],
+                           tuple((p.name or "", p.port) for p in s.spec.ports))
+            for s in services if (s.namespace, s.name) in ips]
+
+
+def capture_spec(spec: specs.InstanceSpec) -> capture.CaptureSpec:
+    """The pod's capture rules from its annotations; the sidecar's admin port is not captured
+    (the runner reads it at the pod IP), besides Istio's 15020, 15021 and 15090."""
+    return capture.CaptureSpec.from_annotations(
+        spec.annotations, always_excluded_inbound=(15000, 15020, 15021, 15090))
 
 
 def _process(child: Child) -> dict[str, Any]:
