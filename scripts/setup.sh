@@ -11,6 +11,8 @@ declare -A DEB_PACKAGES=(
   [wrk]="command -v wrk"
   [curl]="command -v curl"
   [etcd-server]="command -v etcd || test -x /usr/bin/etcd"
+  [iptables]="command -v iptables-restore"  # remora up --network namespace: capture rules
+  [iproute2]="command -v ip"
 )
 
 missing=()
