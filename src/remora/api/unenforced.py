@@ -128,6 +128,22 @@ _MESH_CONFIG = tuple(Unenforced("MeshConfig", path, reason, harmless)
 """MeshConfig fields (ConfigMap istio-system/istio, key `mesh`) Remora does not act on; the
 ones it does are in remora.api.meshconfig (MeshConfig's properties)."""
 
+_SIDECAR = tuple(Unenforced("Sidecar", path, reason) for path, reason in (
+    ("spec.egress[]", "no egress scoping: the sidecar reaches every service visible to its "
+                      "namespace, through its one outbound listener"),
+    ("spec.ingress[]", "no ingress listeners: the sidecar listens on --inbound-port and forwards "
+                       "to its app at 127.0.0.1:--app-port"),
+    ("spec.ingress[].connectionPool", "per-port inbound pools come with spec.ingress, which is "
+                                      "not applied: the inbound cluster takes "
+                                      "inboundConnectionPool"),
+    ("spec.outboundTrafficPolicy.egressProxy", "ALLOW_ANY sends an unknown host straight to the "
+                                               "host the request names, not to an egress proxy"),
+    *((f"spec.inboundConnectionPool.{field.removeprefix('connectionPool.')}", reason)
+      for field, reason in _TRAFFIC_POLICY_FIELDS if field.startswith("connectionPool.")),
+))
+"""Sidecar: what Remora does not act on; it applies workloadSelector, outboundTrafficPolicy.mode
+and inboundConnectionPool (remora.mesh.sidecarscope)."""
+
 _EF = "spec.configPatches[]"
 _NO_CHAIN = "Remora's HTTP listeners have one filter chain each, with no name, SNI or protocols " \
             "to match: a patch with this condition applies to none"
@@ -173,10 +189,7 @@ UNENFORCED: tuple[Unenforced, ...] = (
                "JWTs are not validated: requests with invalid tokens are let through"),
     Unenforced("Telemetry", "",
                "metrics, access logs and tracing follow the proxy's flags, not Telemetry"),
-    Unenforced("Sidecar", "",
-               "every sidecar reaches every service and listens on its fixed ports: egress "
-               "hosts, ingress listeners, outboundTrafficPolicy and connection pools of a "
-               "Sidecar are not applied"),
+    *_SIDECAR,
     *(Unenforced("DestinationRule", f"{base}.{field}", reason,
                  _PLAIN_TEXT if field == "tls" else None)
       for base in _TRAFFIC_POLICIES for field, reason in _TRAFFIC_POLICY_FIELDS

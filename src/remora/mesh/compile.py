@@ -7,7 +7,9 @@ for a service on a port owns it (istio.io IST0109: only gateways merge VirtualSe
 service without one gets the default route to all its endpoints. VirtualService hosts that are
 no service get a virtual host in every table (and table "80" exists for them). The inbound
 listener routes everything to `inbound|<port>||` = 127.0.0.1:<app_port>, <port> the app's
-containerPort (`--container-port`; the app port itself when not given).
+containerPort (`--container-port`; the app port itself when not given). The Sidecar resource
+that applies to the proxy (remora.mesh.sidecarscope) sets the outboundTrafficPolicy of the
+unknown-host virtual host and the inbound cluster's connection pool.
 
 Gateway: a listener per server port (`0.0.0.0_<port>`, table `http.<port>`); VirtualServices
 bound to the gateway contribute routes per exposed host, merged in age order when several name
@@ -51,6 +53,7 @@ from remora.mesh.gateway import exposed_hosts, listener_tls, selected_servers, s
 from remora.mesh.hosts import MeshService, Registry, labels_subset
 from remora.mesh.memo import CompileMemo
 from remora.mesh.routes import RouteBuilder, Rule, VirtualServices, default_route
+from remora.mesh.sidecarscope import OutboundMode, SidecarScope, selected_sidecar, sidecar_scope
 from remora.mesh.snapshot import (
     PASSTHROUGH_CLUSTER,
     UNKNOWN_PORTS_TABLE,
@@ -224,6 +227,16 @@ class Compiler:
         self._rules: dict[str, list[Rule]] = {}
         retries = mesh.default_retries  # MeshConfig defaultHttpRetryPolicy
         self.default_retries = RetrySpec.from_api(retries) if retries is not None else None
+        self.scope = self._sidecar_scope()
+
+    def _sidecar_scope(self) -> SidecarScope:
+        """What the Sidecar resource that applies to this proxy sets (remora.mesh.sidecarscope);
+        MeshConfig's alone when none applies or it cannot be compiled (it is skipped)."""
+        default = sidecar_scope(None, self.mesh)
+        found = selected_sidecar(self.resources, self.identity, root_namespace=self.mesh.root)
+        if found is None:
+            return default
+        return self.skipped.guard(found, partial(sidecar_scope, found, self.mesh), default)
 
     def builder(self, gateway: str) -> RouteBuilder:
         return RouteBuilder(identity=self.identity, gateways=frozenset({gateway}),
@@ -267,10 +280,10 @@ class Compiler:
         return listeners, tables
 
     def _unknown_host(self) -> VirtualHost:
-        """Where a sidecar sends a host the registry does not know (MeshConfig
-        outboundTrafficPolicy): ALLOW_ANY to the host as the request names it (Istio's
+        """Where a sidecar sends a host the registry does not know (outboundTrafficPolicy: the
+        Sidecar's, else MeshConfig's): ALLOW_ANY to the host as the request names it (Istio's
         `allow_any` virtual host and PassthroughCluster), REGISTRY_ONLY a 502 (`block_all`)."""
-        if self.mesh.outbound_mode == "REGISTRY_ONLY":
+        if self.scope.outbound_mode == "REGISTRY_ONLY":
             route = Route(name="block_all", matchers=(), action=DirectResponse(502),
                           request_headers=HeaderOps.EMPTY, response_headers=HeaderOps.EMPTY,
                           cors=None, virtual_service="")
@@ -329,7 +342,8 @@ class Compiler:
 
     def _inbound_table(self, app_port: int) -> RouteTable:
         """The app's port as its pod declares it (containerPort: what a Service's targetPort
-        names and Istio's inbound cluster is named after), served at 127.0.0.1:<app_port>."""
+        names and Istio's inbound cluster is named after), served at 127.0.0.1:<app_port>, with
+        the Sidecar's inboundConnectionPool as its limits."""
         identity = self.identity
         port = identity.container_port or app_port
         service = next(
@@ -348,7 +362,8 @@ class Compiler:
             port=port, subset="",
             service_name=service.name if service else "unknown",
             service_namespace=identity.namespace, endpoints=(endpoint,),
-            lb=LbConfig.from_api(None), connect_timeout=self.mesh.connect_timeout_seconds,
+            lb=LbConfig.from_api(None), traffic_policy=self.scope.inbound_policy,
+            connect_timeout=self.mesh.connect_timeout_seconds,
         ))  # fmt: skip
         vhost = VirtualHost(f"inbound|http|{port}", ("*",), (default_route(name),))
         return RouteTable(f"inbound|{port}", (vhost,))
@@ -435,7 +450,8 @@ def compile_snapshot(
         clusters=clusters, notes=tuple(compiler.notes), skipped=tuple(left_out.items.values()),
         unenforced=tuple(found for resource in resources
                          for found in memo.per_resource("findings", resource, _findings)),
-        mesh=mesh_settings(mesh), http_filter_patches=patches,
+        mesh=mesh_settings(mesh, outbound_mode=compiler.scope.outbound_mode),
+        http_filter_patches=patches,
     )  # fmt: skip
 
 
@@ -453,11 +469,12 @@ def filter_patches(resources: Sequence[Resource], identity: ProxyIdentity, skipp
     return tuple(out)
 
 
-def mesh_settings(mesh: MeshConfig) -> MeshSettings:
-    """What the data path takes from the mesh config (remora.api.meshconfig)."""
+def mesh_settings(mesh: MeshConfig, *, outbound_mode: OutboundMode) -> MeshSettings:
+    """What the data path takes from the mesh config (remora.api.meshconfig); `outbound_mode`
+    is the effective outboundTrafficPolicy (a Sidecar resource's, else the mesh config's)."""
     log_file, log_format, log_encoding = mesh.file_access_log()
     return MeshSettings(
-        path_normalization=mesh.normalization, outbound_traffic_policy=mesh.outbound_mode,
+        path_normalization=mesh.normalization, outbound_traffic_policy=outbound_mode,
         access_log_file=log_file, access_log_encoding=log_encoding,
         access_log_format=log_format, trust_domain=mesh.domain, root_namespace=mesh.root,
     )  # fmt: skip

@@ -132,3 +132,37 @@ spec: {host: reviews, trafficPolicy: {connectionPool: {http: {h2UpgradePolicy: U
         "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy"]
     mesh = MeshConfig.model_validate({"h2UpgradePolicy": "UPGRADE"})
     assert [f.path for f in mesh_findings(mesh, "MeshConfig", "")] == ["h2UpgradePolicy"]
+
+
+def test_a_sidecar_is_reported_by_the_fields_remora_does_not_apply() -> None:
+    """Sidecar (istio.io/latest/docs/reference/config/networking/sidecar/): workloadSelector,
+    outboundTrafficPolicy.mode and inboundConnectionPool are applied (remora.mesh.sidecarscope);
+    egress and ingress listeners, egressProxy and the HTTP/2 pool settings are named by path."""
+    (applied,) = load_text("""\
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: web}
+spec:
+  workloadSelector: {labels: {app: web}}
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+  inboundConnectionPool: {tcp: {maxConnections: 10}, http: {http1MaxPendingRequests: 5}}
+""").resources
+    assert findings(applied) == []
+    (sidecar,) = load_text("""\
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default}
+spec:
+  egress: [{hosts: [./*, istio-system/*]}]
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:8080
+    connectionPool: {tcp: {maxConnections: 1}}
+  outboundTrafficPolicy:
+    mode: ALLOW_ANY
+    egressProxy: {host: egress.istio-system.svc.cluster.local, port: {number: 80}}
+  inboundConnectionPool: {http: {h2UpgradePolicy: UPGRADE}}
+""").resources
+    assert [f.path for f in findings(sidecar)] == [
+        "spec.egress[0]", "spec.ingress[0]", "spec.ingress[0].connectionPool",
+        "spec.outboundTrafficPolicy.egressProxy", "spec.inboundConnectionPool.http.h2UpgradePolicy"]

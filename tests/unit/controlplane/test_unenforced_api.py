@@ -129,3 +129,34 @@ def test_a_resource_proxies_skipped_has_a_reconciled_false_condition(tmp_path: P
         assert "conditions" not in (await http.get(f"{POLICIES}/deny-all")).json()["status"]
 
     run(tmp_path, scenario)
+
+
+def test_a_sidecar_is_created_with_warnings_for_the_paths_remora_does_not_apply(
+        tmp_path: Path) -> None:
+    """Sidecar (istio.io/latest/docs/reference/config/networking/sidecar/): outboundTrafficPolicy
+    mode and inboundConnectionPool are applied, so a Sidecar of only those is created without a
+    warning; egress hosts and egressProxy are named by path."""
+    sidecars = "/apis/networking.istio.io/v1/namespaces/default/sidecars"
+    applied = {"apiVersion": "networking.istio.io/v1", "kind": "Sidecar",
+               "metadata": {"name": "default"},
+               "spec": {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
+                        "inboundConnectionPool": {"tcp": {"maxConnections": 10}}}}
+    scoped = {**applied, "metadata": {"name": "scoped"},
+              "spec": {"workloadSelector": {"labels": {"app": "web"}},
+                       "egress": [{"hosts": ["./*"]}],
+                       "outboundTrafficPolicy": {"mode": "ALLOW_ANY", "egressProxy": {
+                           "host": "egress.istio-system.svc.cluster.local",
+                           "port": {"number": 80}}}}}
+
+    async def scenario(http: httpx.AsyncClient, _: ControlPlane) -> None:
+        created = await http.post(sidecars, json=applied)
+        assert created.status_code == 201, created.text
+        assert "warning" not in created.headers
+        created = await http.post(sidecars, json=scoped)
+        assert created.status_code == 201, created.text
+        warning = created.headers["warning"]
+        assert "[RMR0001] spec.egress[0] is not enforced by Remora: no egress scoping" in warning
+        assert "[RMR0001] spec.outboundTrafficPolicy.egressProxy is not enforced" in warning
+        assert "Sidecar is NOT enforced" not in warning
+
+    run(tmp_path, scenario)

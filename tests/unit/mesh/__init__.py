@@ -51,3 +51,25 @@ spec:
   ports: {ports}{ip}
 ---
 """
+
+
+def mesh(text: str) -> str:
+    """The mesh config ConfigMap (istio-system/istio, key `mesh`) holding `text`."""
+    body = "".join(f"    {line}\n" for line in text.splitlines())
+    return f"""\
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: istio, namespace: istio-system}}
+data:
+  mesh: |
+{body}---
+"""
+
+
+def unknown_host(snap: Snapshot, port: int) -> tuple[str, object]:
+    """(name, action) of the sidecar virtual host a host no service has gets on `port`."""
+    table = snap.outbound_table(port)
+    assert table is not None
+    vhost = table.find("unknown.example.com")
+    assert vhost is not None
+    return vhost.name, vhost.routes[0].action

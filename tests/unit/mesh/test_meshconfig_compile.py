@@ -4,29 +4,9 @@ path reads (pathNormalization, the access log)."""
 
 from __future__ import annotations
 
-from remora.mesh.snapshot import PASSTHROUGH_CLUSTER, Snapshot
+from remora.mesh.snapshot import PASSTHROUGH_CLUSTER
 from remora.policy.redirect import DirectResponse
-from tests.unit.mesh import service, sidecar, targets
-
-
-def mesh(text: str) -> str:
-    body = "".join(f"    {line}\n" for line in text.splitlines())
-    return f"""\
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: istio, namespace: istio-system}}
-data:
-  mesh: |
-{body}---
-"""
-
-
-def unknown_host(snap: Snapshot, port: int) -> tuple[str, object]:
-    table = snap.outbound_table(port)
-    assert table is not None
-    vhost = table.find("unknown.example.com")
-    assert vhost is not None
-    return vhost.name, vhost.routes[0].action
+from tests.unit.mesh import mesh, service, sidecar, targets, unknown_host
 
 
 def test_allow_any_is_the_default_and_passes_unknown_hosts_through() -> None:
