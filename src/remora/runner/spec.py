@@ -35,10 +35,12 @@ from remora.api.kube.core import ConfigMap, Secret, Service
 from remora.api.kube.meta import parse_quantity
 from remora.api.kube.pod import Container, EnvVar, Probe
 from remora.api.kube.workloads import Deployment, StatefulSet, Workload
+from remora.api.meshconfig import mesh_config_of
 from remora.api.resource import Resource
 from remora.errors import RemoraError
 
 COMMAND_ANNOTATION = "remora.dev/command"
+PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"  # a ProxyConfig (YAML) over defaultConfig
 POD_IP = "127.0.0.1"
 NODE_NAME = "localhost"
 # k8s.io/apimachinery/pkg/util/rand: the alphabet of generated names (no vowels, no 0/1/3).
@@ -112,6 +114,7 @@ class InstanceSpec:
     container: str = "app"  # the name of the container that runs (`remora logs -c NAME`)
     annotations: Mapping[str, str] = field(default_factory=dict)  # the pod template's
     pod_ip: str = POD_IP
+    hold_application: bool = False  # holdApplicationUntilProxyStarts: the app waits for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +207,32 @@ def pod_template_hash(workload: Workload) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def hold_application_until_proxy_starts(annotations: Mapping[str, str],
+                                        default_config: Mapping[str, object], where: str
+                                        ) -> bool:
+    """ProxyConfig holdApplicationUntilProxyStarts (istio.io, "Global Mesh Options" →
+    ProxyConfig; default false: the app and its sidecar start together): the pod's
+    `proxy.istio.io/config` annotation over MeshConfig defaultConfig."""
+    value = default_config.get("holdApplicationUntilProxyStarts", False)
+    text = annotations.get(PROXY_CONFIG_ANNOTATION)
+    if text is not None:
+        import yaml  # noqa: PLC0415 - only for pods that carry the annotation
+
+        try:
+            config = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise SpecError(f"{where}: annotation {PROXY_CONFIG_ANNOTATION} is not YAML: "
+                            f"{exc}") from None
+        if not isinstance(config, dict):
+            raise SpecError(f"{where}: annotation {PROXY_CONFIG_ANNOTATION} must be a "
+                            "ProxyConfig mapping")
+        value = config.get("holdApplicationUntilProxyStarts", value)
+    if not isinstance(value, bool):
+        raise SpecError(f"{where}: holdApplicationUntilProxyStarts must be true or false, got "
+                        f"{value!r}")
+    return value
+
+
 def _kind(workload: Workload) -> Literal["Deployment", "StatefulSet"]:
     return "StatefulSet" if isinstance(workload, StatefulSet) else "Deployment"
 
@@ -236,6 +265,8 @@ def _instance(
         labels=labels,
         annotations=annotations,
         pod_ip=pod_ip,
+        hold_application=hold_application_until_proxy_starts(
+            annotations, mesh_config_of(resources).default_config or {}, where),
         command=_command(workload, container, env, where),
         env=env,
         ports=ports,

@@ -2,8 +2,10 @@
 
 Theory of operation, per pod (Kubernetes' restartPolicy Always):
 
-1. Start the sidecar (`remora proxy --controlplane ...`) and wait for its /healthz/ready: the
-   app starts only then (Istio's holdApplicationUntilProxyStarts).
+1. Start the sidecar (`remora proxy --controlplane ...`) and wait for its /healthz/ready; the
+   app starts beside it, or only once it is ready when holdApplicationUntilProxyStarts is
+   true (MeshConfig defaultConfig or the pod's proxy.istio.io/config annotation, as Istio).
+   The pod is ready only once its sidecar is (probes run from then).
 2. Start the app with the pod's env and PORT. In the host network (`--network host`),
    http_proxy points at the sidecar's outbound listener; in a pod network namespace
    (remora.runner.netns) the app and its sidecar run inside it, the sidecar as Istio's user
@@ -235,9 +237,12 @@ class Pod:
 
     async def _run_once(self) -> str:
         """One life of the app; returns why it ended."""
+        hold = self.plan.spec.hold_application
         if not self.sidecar.running:
             self._set_phase("ContainerCreating")
             await self.sidecar.start()
+            if not hold:  # Istio's default: the app starts beside its proxy, not after it
+                await self.app.start()
             ready = await wait_http_ok(self.env.http,
                                        f"http://{self.plan.address}:{self.plan.sidecar.health}"
                                        "/healthz/ready",
@@ -245,7 +250,8 @@ class Pod:
             if not ready:
                 await self.sidecar.stop(SIDECAR_GRACE)
                 return "sidecar not ready"
-        await self.app.start()
+        if not self.app.running:
+            await self.app.start()
         self._set_phase("Running")
         watchers = {
             asyncio.create_task(self._exited(self.app, "app")),

@@ -332,3 +332,40 @@ def test_workloads() -> None:
 )
 def test_expand(text: str, expected: str) -> None:
     assert expand(text, {"A": "1"}) == expected
+
+
+MESH_HOLDS = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    defaultConfig:
+      holdApplicationUntilProxyStarts: true
+"""
+
+
+def _annotated(annotation: str) -> str:
+    return USER.replace("metadata: {labels: {app: user, version: v1}}",
+                        "metadata: {labels: {app: user, version: v1}, annotations: "
+                        f"{{proxy.istio.io/config: '{annotation}'}}}}")
+
+
+def test_hold_application_until_proxy_starts_as_istio_decides_it() -> None:
+    """ProxyConfig holdApplicationUntilProxyStarts: false unless MeshConfig defaultConfig says
+    so, and the pod's proxy.istio.io/config annotation wins over it (istio.io, "Global Mesh
+    Options" → ProxyConfig; "Resource Annotations" → proxy.istio.io/config)."""
+    assert not one(BASE, USER).hold_application
+    assert one(BASE, USER, MESH_HOLDS).hold_application
+    assert one(BASE, _annotated("holdApplicationUntilProxyStarts: true")).hold_application
+    assert not one(BASE, _annotated('{"holdApplicationUntilProxyStarts": false}'),
+                   MESH_HOLDS).hold_application
+    with pytest.raises(SpecError, match="holdApplicationUntilProxyStarts must be true or false"):
+        one(BASE, _annotated("holdApplicationUntilProxyStarts: soon"))
+
+
+def test_pod_ip_and_annotations_reach_the_instance() -> None:
+    pod = instances_for(load(BASE, _annotated("{}")), workload="user", replicas=1,
+                        state_dir=STATE, pod_ip=lambda name: "10.244.0.9")[0]
+    assert pod.pod_ip == "10.244.0.9" and pod.env["POD_IP"] == "10.244.0.9"
+    assert pod.annotations == {"proxy.istio.io/config": "{}"}
