@@ -72,11 +72,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "Instances and gateways: ready, restarts, last exit, req/s, 5xx answered, ports."),
     "logs": ("remora.cli.up",
              "Print a process's output (the app's, or its sidecar's with -c istio-proxy)."),
-    "exec": ("remora.cli.up",
-             "Run a command in a pod, as `kubectl exec POD -- CMD`: in its network namespace "
-             "(its IP, its /etc/hosts, its traffic captured by its sidecar), with the pod's "
-             "environment; in the host network, with http_proxy set to its sidecar, as its app "
-             "has."),
+    "exec": ("remora.cli.up", "Run a command in a pod, as `kubectl exec POD -- CMD`."),
     "load": ("remora.cli.load",
              "Send --rps requests per second to URL for --duration seconds, then summarize "
              "them."),

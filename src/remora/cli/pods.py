@@ -93,7 +93,7 @@ def pod_from_instance(item: dict[str, Any]) -> dict[str, Any]:
             "phase": "Running" if phase in ("Running", "CrashLoopBackOff", "Restarting",
                                             "Terminating")
             else "Pending" if phase in ("Pending", "ContainerCreating") else "Succeeded",
-            "podIP": "127.0.0.1",
+            "podIP": str(item.get("ip") or "127.0.0.1"),
             "conditions": [{"type": "Ready", "status": "True" if ready and sidecar_alive
                             else "False"},
                            {"type": "ContainersReady", "status": "True" if ready and sidecar_alive

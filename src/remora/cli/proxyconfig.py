@@ -34,7 +34,7 @@ def register(parent: typer.Typer) -> None:
 
 
 def admin_url(pod: str, namespace: str, server: str) -> str:
-    """http://127.0.0.1:<admin> of the pod's proxy."""
+    """http://<pod IP>:<admin> of the pod's proxy (127.0.0.1 in the host network)."""
     from remora.cli import pods  # noqa: PLC0415
 
     name, _, ns = pod.partition(".")
@@ -45,7 +45,7 @@ def admin_url(pod: str, namespace: str, server: str) -> str:
             if not port:
                 raise RemoraError(f"the proxy of pod {name}.{namespace} does not say its admin "
                                   "port (start it with `remora up`, or a proxy that reports it)")
-            return f"http://127.0.0.1:{port}"
+            return f"http://{item.get('status', {}).get('podIP') or '127.0.0.1'}:{port}"
     raise RemoraError(f'pods "{name}" not found in namespace {namespace} '
                       "(see `remora get pods -A`)")
 

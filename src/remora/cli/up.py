@@ -51,8 +51,9 @@ def up(
              "sidecar as Istio's iptables rules do (root only; the default as root). host: "
              "apps on 127.0.0.1 ports, reaching the mesh through http_proxy (the default "
              "otherwise).")] = None,
-    pod_cidr: Annotated[str, typer.Option(help="--network namespace: the pods' addresses.")]
-    = "10.244.0.0/16",
+    pod_cidr: Annotated[str | None, typer.Option(
+        help="--network namespace: the pods' addresses (default 10.244.0.0/16, or the next "
+             "/16 no host route uses).")] = None,
     service_cidr: Annotated[str, typer.Option(
         help="--network namespace: the Services' ClusterIPs.")] = "10.96.0.0/12",
 ) -> None:
@@ -87,16 +88,17 @@ def up(
     cluster_network = None
     if mode == "namespace":
         from remora.runner import netns  # noqa: PLC0415
-        from remora.runner.podnet import ClusterNetwork  # noqa: PLC0415
+        from remora.runner.podnet import ClusterNetwork, free_pod_cidr  # noqa: PLC0415
 
         netns.preflight()
+        pod_cidr = pod_cidr or free_pod_cidr(netns.host_routes())
         cluster_network = ClusterNetwork.for_state(state_root, pod_cidr=pod_cidr,
                                                    service_cidr=service_cidr)
     if detach:
         argv = [*REMORA, "up", *(a for f in filename for a in ("-f", str(Path(f).resolve()))),
                 "--state-dir", str(state_root), "--controlplane-port", str(controlplane_port),
                 "--hpa-interval", str(hpa_interval), "--network", mode,
-                "--pod-cidr", pod_cidr, "--service-cidr", service_cidr]
+                *(("--pod-cidr", pod_cidr) if pod_cidr else ()), "--service-cidr", service_cidr]
         process = control.spawn_detached(argv, state)
         shown = control.wait_until_ready(state, process, timeout=timeout)
         _print_ready(shown)
@@ -238,9 +240,10 @@ def exec_(
     command: Annotated[list[str], typer.Argument(help="The command and its arguments.")],
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
 ) -> None:
-    """Run a command in a pod, as `kubectl exec POD -- CMD`: in its network namespace (its
-    IP, its /etc/hosts, its traffic captured by its sidecar), with the pod's environment; in
-    the host network, with http_proxy set to its sidecar, as its app has."""
+    """Run a command in a pod, as `kubectl exec POD -- CMD`.
+
+    In its network namespace (its IP, its /etc/hosts, its traffic captured by its sidecar);
+    in the host network, with http_proxy set to its sidecar, as its app has."""
     import os  # noqa: PLC0415
 
     state = StateDir(state_dir.resolve())

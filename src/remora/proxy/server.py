@@ -19,6 +19,7 @@ from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, Request
 from remora.proxy.codec.http1 import RequestDecoder, encode_response_head
 from remora.proxy.origdst import original_destination
 from remora.proxy.stream import HttpStream, log_rejected
+from remora.proxy.tcp import TcpRelay, looks_like_http, relay_target
 from remora.proxy.upstream import WRITE_HIGH_WATER
 
 if TYPE_CHECKING:
@@ -53,7 +54,9 @@ class DownstreamConnection(asyncio.Protocol):
         "paused",
         "peer_closed",
         "queue",
+        "relay",
         "scheme",
+        "sniff",
         "stream",
         "transport",
         "write_blocked",
@@ -75,6 +78,8 @@ class DownstreamConnection(asyncio.Protocol):
         self.queue: deque[Event] = deque()  # pipelined requests waiting for the current one
         self.client_ip = "unknown"
         self.destination: tuple[str, int] | None = None  # captured: where the client dialled
+        self.sniff = False  # captured: its first bytes tell HTTP from a byte stream to relay
+        self.relay: TcpRelay | None = None  # not HTTP: bytes both ways (remora.proxy.tcp)
         self.closing = False
         self.close_timer: asyncio.TimerHandle | None = None  # a delayed close's end
         self.paused = False
@@ -111,11 +116,19 @@ class DownstreamConnection(asyncio.Protocol):
             self.client_ip = str(peer[0])
         if self.options.original_dst:
             self.destination = original_destination(self.transport)
+            self.sniff = self.destination is not None
         self.idle_since = self.created = self.env.loop.time()
         self.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
+            return
+        if self.sniff:
+            self.sniff = False
+            if self.relayed(data):
+                return
+        elif self.relay is not None:
+            self.relay.from_client(data)
             return
         self.active_at = self.env.loop.time()
         decoder = self.decoder
@@ -131,12 +144,37 @@ class DownstreamConnection(asyncio.Protocol):
         if decoder.error is not None:  # a broken request after the ones just decoded
             self.dispatch(decoder.error)
 
+    def relayed(self, data: bytes) -> bool:
+        """A captured connection's first bytes: unless they are HTTP on a port served as
+        HTTP, the connection becomes a TCP relay (Envoy's http_inspector, then tcp_proxy),
+        out of the HTTP connection manager's timeouts."""
+        destination, listener, env = self.destination, self.listener, self.env
+        assert destination is not None and self.transport is not None
+        if listener.direction == "inbound":
+            identity = env.active.snapshot.identity
+            served = identity.container_port or identity.app_port
+            if destination[1] == served and looks_like_http(data):
+                return False
+        elif looks_like_http(data):
+            return False
+        self.connections.discard(self)
+        target = relay_target(env, listener, destination)
+        if target is None:  # REGISTRY_ONLY: BlackHoleCluster
+            self.closing = True
+            self.transport.close()
+            return True
+        self.relay = TcpRelay(env, self.transport, target, data)
+        return True
+
     def eof_received(self) -> bool:
         # A client may half-close after sending its request; keep writing the response then.
         # One that leaves in the middle of a request (an aborted upload) ends the exchange
         # now, as Envoy does (flag DC; the upstream request is reset): waiting would hold the
         # socket in CLOSE_WAIT and the upstream connection open for ever.
         self.peer_closed = True
+        if self.relay is not None:
+            self.relay.client_done()
+            return True
         if self.closing:  # a delayed close: the client has read the refusal and gone
             return False
         stream = self.stream
@@ -149,6 +187,8 @@ class DownstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.connections.discard(self)
+        if self.relay is not None:
+            self.relay.close()
         timer, self.close_timer = self.close_timer, None
         if timer is not None:
             timer.cancel()

@@ -112,11 +112,12 @@ def group_rss_bytes(pid: int) -> int | None:
 
 
 async def sample(http: httpx.AsyncClient, *, pid: int | None, admin_port: int,
-                 now: float) -> Counters:
-    """Read the counters of a pod now."""
+                 now: float, address: str = "127.0.0.1") -> Counters:
+    """Read the counters of a pod now (its sidecar's admin port at `address`: the pod IP in
+    a pod network)."""
     requests = errors = None
     try:
-        response = await http.get(f"http://127.0.0.1:{admin_port}/stats/prometheus",
+        response = await http.get(f"http://{address}:{admin_port}/stats/prometheus",
                                   timeout=2.0)
         if response.status_code == 200:
             requests, errors = inbound_requests(response.text)

@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import ssl
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,9 +98,7 @@ class HostNetwork:
         """Leftovers of a crashed run removed, CIDRs checked against the host's routes, the
         proxy user present, then the bridge."""
         await remove_leftovers(self.plan.prefix)
-        routes = json.loads(await run("ip", "-j", "-4", "route", "show", "table", "all"))
-        self.plan.check_routes((str(r.get("dst", "")), str(r.get("dev", ""))) for r in routes
-                               if r.get("type", "unicast") == "unicast")
+        self.plan.check_routes(host_routes())
         await ensure_proxy_user()
         self.proxy_user, _ = await asyncio.gather(proxy_user_runs(), self._bridge())
         self._write_record()
@@ -169,6 +168,16 @@ class HostNetwork:
             "prefix": self.plan.prefix, "bridge": self.plan.bridge,
             "pod_cidr": str(self.plan.pod_cidr), "service_cidr": str(self.plan.service_cidr),
             "namespaces": sorted(net.namespace for net in self.pods.values())}) + "\n")
+
+
+def host_routes() -> list[tuple[str, str]]:
+    """(destination, device) of the host's IPv4 unicast routes, every table."""
+    shown = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"],
+                           capture_output=True, text=True, check=False)
+    if shown.returncode != 0:
+        raise NetworkError(f"`ip route` failed: {shown.stderr.strip()}")
+    return [(str(r.get("dst", "")), str(r.get("dev", ""))) for r in json.loads(shown.stdout)
+            if r.get("type", "unicast") == "unicast"]
 
 
 async def ensure_proxy_user() -> None:

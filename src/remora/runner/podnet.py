@@ -10,6 +10,7 @@ the address the host is reached at from a pod) holding the pod CIDR's first addr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Sequence
@@ -93,6 +94,23 @@ class ClusterNetwork:
                     raise NetworkError(
                         f"{option} {ours} overlaps the host route {route} (dev {device}): "
                         f"choose another range with {option}, or run with --network host")
+
+
+def free_pod_cidr(routes: Iterable[tuple[str, str]]) -> str:
+    """The default pod CIDR, or the first /16 after it that no host route overlaps (another
+    `remora up` runs with the default: each run then gets its own, as kind's clusters do)."""
+    taken = []
+    for destination, _ in routes:
+        with contextlib.suppress(ValueError):
+            route = ipaddress.ip_network(destination, strict=False)
+            if isinstance(route, ipaddress.IPv4Network) and route.prefixlen > 0:
+                taken.append(route)
+    first = ipaddress.IPv4Network(DEFAULT_POD_CIDR)
+    for step in range(16):
+        candidate = ipaddress.IPv4Network((int(first.network_address) + step * 65536, 16))
+        if not any(candidate.overlaps(route) for route in taken):
+            return str(candidate)
+    return DEFAULT_POD_CIDR  # all taken: the route check names the collision
 
 
 @dataclass(slots=True)

@@ -35,7 +35,8 @@ async def measure(pods: Sequence[Pod], http: httpx.AsyncClient, now: float) -> N
     """Sample every pod and keep its rates since the previous sample."""
     counters = await asyncio.gather(*(
         sample(http, pid=pod.app.pid if pod.app.running else None,
-               admin_port=pod.plan.sidecar.admin, now=now) for pod in pods))
+               admin_port=pod.plan.sidecar.admin, now=now,
+               address=pod.plan.address) for pod in pods))
     for pod, current in zip(pods, counters, strict=True):
         pod.rates = rates(pod.counters, current)
         pod.counters = current

@@ -15,6 +15,7 @@ from remora.runner.podnet import (
     NetworkError,
     ServiceAddress,
     allocate_service_ips,
+    free_pod_cidr,
     hosts_file,
     service_environment,
 )
@@ -94,3 +95,9 @@ def test_service_environment_of_the_pods_namespace() -> None:
         "USER_PORT_9000_TCP_PORT": "9000", "USER_PORT_9000_TCP_ADDR": "10.96.0.10",
     }
     assert service_environment("shop", [BILLING])["BILLING_API_SERVICE_PORT_GRPC_WEB"] == "7070"
+
+
+def test_the_default_pod_cidr_moves_past_the_routes_of_other_runs() -> None:
+    assert free_pod_cidr([("default", "eth0"), ("192.0.2.0/24", "eth0")]) == "10.244.0.0/16"
+    assert free_pod_cidr([("10.244.0.0/16", "rmr1"), ("10.245.0.0/16", "rmr2")]) == \
+        "10.246.0.0/16"
