@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import textwrap
 import time
@@ -26,6 +27,8 @@ import httpx
 import pytest
 
 from remora.runner import procfs
+from remora.runner.netns import leftovers
+from remora.runner.podnet import ClusterNetwork
 from remora.runner.ports import free_port
 from tests.e2e.meshkit import REMORA
 
@@ -71,7 +74,22 @@ APP = textwrap.dedent('''
 ''')
 
 
-def _deployment(name: str, app: str, version: str, port: int, annotations: str = "{}") -> str:
+# A TCP echo server (not HTTP): what a captured connection that is no HTTP must still reach.
+ECHO = textwrap.dedent('''
+    import os, socketserver
+
+    class Echo(socketserver.StreamRequestHandler):
+        def handle(self):
+            while line := self.rfile.readline():
+                self.wfile.write(b"echo " + line)
+
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    socketserver.ThreadingTCPServer(("127.0.0.1", int(os.environ["PORT"])), Echo).serve_forever()
+''')
+
+
+def _deployment(name: str, app: str, version: str, port: int, *, annotations: str = "{}",
+                script: str = "app.py") -> str:
     return textwrap.dedent(f'''
         apiVersion: apps/v1
         kind: Deployment
@@ -87,7 +105,7 @@ def _deployment(name: str, app: str, version: str, port: int, annotations: str =
               containers:
               - name: {app}
                 image: python:3.11
-                command: [python3, app.py]
+                command: [python3, {script}]
                 env: [{{name: APP_NAME, value: {app}}}, {{name: VERSION, value: {version}}}]
                 ports: [{{containerPort: {port}, name: http}}]
         ---
@@ -98,7 +116,15 @@ MESH = "".join([
     _deployment("front", "front", "v1", 8080),
     _deployment("back-v1", "back", "v1", 9090),
     _deployment("back-v2", "back", "v2", 9090),
+    _deployment("echo", "echo", "v1", 7000, script="echo.py"),
 ]) + textwrap.dedent('''
+    apiVersion: v1
+    kind: Service
+    metadata: {name: echo}
+    spec:
+      selector: {app: echo}
+      ports: [{name: tcp-echo, port: 7000}]
+    ---
     apiVersion: v1
     kind: Service
     metadata: {name: front}
@@ -153,19 +179,27 @@ def remora(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
 
 def host_network() -> dict[str, Any]:
     """What `remora up` may change on the host: links, namespaces, routes, addresses, the
-    host's own iptables rules, /etc/netns."""
-    def out(*argv: str) -> str:
-        return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+    host's own iptables rules, /etc/netns. Another run's (its names start with `rmr`, and it
+    may come and go meanwhile) is left out: each test checks its own prefix is gone."""
+    def out(*argv: str) -> list[str]:
+        text = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+        return [line for line in text.splitlines() if "rmr" not in line]
 
     return {
-        "links": sorted(link["ifname"] for link in json.loads(out("ip", "-j", "link"))),
+        "links": sorted(name for name in os.listdir("/sys/class/net")
+                        if not name.startswith("rmr")),
         "netns": out("ip", "netns", "list"),
         "routes": out("ip", "route", "show", "table", "all"),
         "addresses": out("ip", "-br", "addr"),
-        "iptables": "\n".join(line for line in out("iptables-save").splitlines()
-                              if not line.startswith("#")),
-        "etc_netns": sorted(os.listdir("/etc/netns")) if os.path.isdir("/etc/netns") else [],
+        "iptables": [line for line in out("iptables-save") if not line.startswith("#")],
+        "etc_netns": sorted(name for name in os.listdir("/etc/netns") if "rmr" not in name)
+        if os.path.isdir("/etc/netns") else [],
     }
+
+
+def assert_nothing_left(state: Path) -> None:
+    prefix = ClusterNetwork.for_state(state).prefix
+    assert leftovers(prefix) == {"namespaces": [], "links": [], "etc": [], "run": []}
 
 
 class NamespaceMesh:
@@ -175,6 +209,7 @@ class NamespaceMesh:
         self.mesh = root / "mesh"
         self.mesh.mkdir()
         (self.mesh / "app.py").write_text(APP)
+        (self.mesh / "echo.py").write_text(ECHO)
         (self.mesh / "mesh.yaml").write_text(MESH)
         self.state = root / "state"
         self.cp_port = free_port()
@@ -215,6 +250,7 @@ def mesh(tmp_path: Path) -> Iterator[NamespaceMesh]:
     yield running
     running.down()
     assert host_network() == before
+    assert_nothing_left(running.state)
 
 
 def inbound_requests(pod: dict[str, Any]) -> int:
@@ -269,6 +305,18 @@ def test_captured_traffic_is_routed_and_nothing_reaches_an_app_around_its_sideca
         time.sleep(0.1)
     assert inbound_requests(back_v2) == counted + 1
 
+    # a TCP client that speaks no HTTP, to a TCP Service by name: relayed to an endpoint
+    talk = ("import socket; s = socket.create_connection(('echo', 7000), timeout=5); "
+            "s.sendall(b'ping\\n'); print(s.makefile().readline().strip())")
+    tcp = remora("exec", front["name"], *mesh.args(), "--", "python3", "-c", talk)
+    assert tcp.returncode == 0, tcp.stderr
+    assert tcp.stdout.strip() == "echo ping"
+    # and from the host to the echo pod's IP: through its sidecar's inbound relay
+    echo = mesh.pod("echo")
+    with socket.create_connection((echo["ip"], 7000), timeout=5) as conn:
+        conn.sendall(b"pong\n")
+        assert conn.makefile("rb").readline() == b"echo pong\n"
+
     # remora exec runs in the pod: its network, its sidecar capturing what it sends
     inside = remora("exec", front["name"], *mesh.args(), "--", "python3", "-c",
                     "import urllib.request, json; o = urllib.request.build_opener("
@@ -284,8 +332,8 @@ def test_a_crashed_supervisor_leaves_nothing_after_down(tmp_path: Path) -> None:
     try:
         mesh.start()
         status = mesh.status()
-        prefix = status["network"]["bridge"]
-        assert any(link.startswith(prefix) for link in host_network()["links"])
+        found = leftovers(status["network"]["bridge"])
+        assert found["links"] and len(found["namespaces"]) == len(status["instances"])
         supervisor = int((mesh.state / "supervisor.pid").read_text().split()[0])
         os.kill(supervisor, signal.SIGKILL)  # no stop in order: everything is left behind
         deadline = time.monotonic() + 5
@@ -294,5 +342,6 @@ def test_a_crashed_supervisor_leaves_nothing_after_down(tmp_path: Path) -> None:
         stopped = remora("down", *mesh.args())
         assert stopped.returncode == 0, stopped.stderr
         assert host_network() == before
+        assert_nothing_left(mesh.state)
     finally:
         mesh.down()

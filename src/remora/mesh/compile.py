@@ -228,6 +228,7 @@ class Compiler:
         retries = mesh.default_retries  # MeshConfig defaultHttpRetryPolicy
         self.default_retries = RetrySpec.from_api(retries) if retries is not None else None
         self.scope = self._sidecar_scope()
+        self.tcp_services: dict[tuple[str, int], str] = {}
 
     def _sidecar_scope(self) -> SidecarScope:
         """What the Sidecar resource that applies to this proxy sets (remora.mesh.sidecarscope);
@@ -260,6 +261,9 @@ class Compiler:
         bound = self.virtual_services.bound_to(MESH)
         extra_hosts = self._non_service_hosts(bound)
         table_ports = {p.number for s in services for p in s.ports if p.http}
+        self.tcp_services = {(address, port.number): self.clusters.outbound(s.host, port.number)
+                             for s in services for port in s.ports if not port.http
+                             for address in s.addresses}
         if extra_hosts:
             table_ports.add(HTTP_DEFAULT_PORT)
         builder = self.builder(MESH)
@@ -451,7 +455,7 @@ def compile_snapshot(
         unenforced=tuple(found for resource in resources
                          for found in memo.per_resource("findings", resource, _findings)),
         mesh=mesh_settings(mesh, outbound_mode=compiler.scope.outbound_mode),
-        http_filter_patches=patches,
+        http_filter_patches=patches, tcp_services=compiler.tcp_services,
     )  # fmt: skip
 
 

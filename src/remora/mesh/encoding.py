@@ -29,7 +29,8 @@ from remora.mesh.snapshot import ProxyIdentity, Snapshot
 
 ALLOWED_MODULES = ("remora.mesh.", "remora.policy.", "remora.api.finding")
 PROXY_SECTION = "proxy"
-_PROXY_FIELDS = ("identity", "notes", "skipped", "unenforced", "mesh", "http_filter_patches")
+_PROXY_FIELDS = ("identity", "notes", "skipped", "unenforced", "mesh", "http_filter_patches",
+                 "tcp_services")
 
 
 class SectionError(ValueError):

@@ -447,11 +447,15 @@ class Snapshot:
     unenforced: tuple[Finding, ...] = ()
     mesh: MeshSettings = DEFAULT_MESH
     http_filter_patches: tuple[HttpFilterPatch, ...] = ()
+    # (ClusterIP, port) -> cluster of the Service's non-HTTP ports: where a captured TCP
+    # connection to that address goes (Istio's outbound `<ClusterIP>_<port>` tcp_proxy listener)
+    tcp_services: Mapping[tuple[str, int], str] = field(default_factory=dict)
     _by_port: Mapping[int, RouteTable] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "route_tables", MappingProxyType(dict(self.route_tables)))
         object.__setattr__(self, "clusters", MappingProxyType(dict(self.clusters)))
+        object.__setattr__(self, "tcp_services", MappingProxyType(dict(self.tcp_services)))
         by_port = {int(name): t for name, t in self.route_tables.items() if name.isdigit()}
         object.__setattr__(self, "_by_port", MappingProxyType(by_port))
 

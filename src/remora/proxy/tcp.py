@@ -47,17 +47,20 @@ def relay_target(env: ProxyEnv, listener: Listener, destination: tuple[str, int]
     if listener.direction == "inbound":
         return LOOPBACK, port
     active = env.active
-    table = active.snapshot.outbound_table(port)
-    vhost = table.find(address) if table is not None else None
-    if vhost is None:
-        return None
-    actions = [r.action for r in vhost.routes if isinstance(r.action, RouteAction)]
-    if not actions:  # block_all: REGISTRY_ONLY
-        return None
-    action = next((a for a in actions if a.clusters), actions[0])
-    name = action.clusters[action.choice.pick(env.rng)].cluster
-    if name == PASSTHROUGH_CLUSTER:
-        return destination
+    snapshot = active.snapshot
+    name = snapshot.tcp_services.get(destination)
+    if name is None:  # an HTTP port of a Service, or no Service's address
+        table = snapshot.outbound_table(port)
+        vhost = table.find(address) if table is not None else None
+        if vhost is None:
+            return None
+        actions = [r.action for r in vhost.routes if isinstance(r.action, RouteAction)]
+        if not actions:  # block_all: REGISTRY_ONLY
+            return None
+        action = next((a for a in actions if a.clusters), actions[0])
+        name = action.clusters[action.choice.pick(env.rng)].cluster
+        if name == PASSTHROUGH_CLUSTER:
+            return destination
     state = active.tables.states.get(name)
     if state is None:
         return None
