@@ -42,6 +42,8 @@ The shop is behind the ingress gateway at $GATEWAY. Try:
   .venv/bin/remora status              # instances, readiness, restarts, req/s
   .venv/bin/remora get vs --server http://127.0.0.1:15080   # the mesh config it runs
   .venv/bin/remora logs <instance> -f  # an instance's log
+  .venv/bin/remora exec order-v1 -- curl -s http://user:8080/api/users
+                                       # a command inside a pod, as kubectl exec
 
 == a gentle load: 10 req/s on /api/products/1 for $LOAD_SECONDS s (watch the v1/v2 split)
 EOF

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -36,11 +37,21 @@ def alive(pid: int) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+ROOT = os.geteuid() == 0 and shutil.which("iptables-restore") is not None
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param("namespace", marks=pytest.mark.skipif(
+        not ROOT, reason="pods with their own network need root and iptables (CI has both)")),
+    "host"])
+def demo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[Path]:
+    """The demo unchanged in both network modes: pods with their own network, captured by
+    their sidecars, and apps on 127.0.0.1 reaching the mesh through http_proxy."""
     state = tmp_path_factory.mktemp("demo") / "state"
     started = remora("up", "-f", str(DEMO), "--detach", "--state-dir", str(state),
-                     "--controlplane-port", str(free_port()), "--timeout", "60")
+                     "--controlplane-port", str(free_port()), "--timeout", "60",
+                     "--network", request.param)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         yield state
@@ -69,6 +80,15 @@ def test_an_order_crosses_the_mesh(demo: Path) -> None:
                        json={"userId": 1, "productId": 1, "quantity": 2}).json()
     assert order["status"] == "paid"
     assert order["user"]["id"] == 1 and order["payment"]["status"] == "approved"
+
+
+def test_remora_exec_calls_a_service_from_inside_a_pod(demo: Path) -> None:
+    """`remora exec POD -- CMD` as `kubectl exec`: curl by service name from inside order's
+    pod goes through its sidecar (captured, or through http_proxy in the host network)."""
+    called = remora("exec", "order-v1", "--state-dir", str(demo), "--", "curl", "-s",
+                    "--max-time", "10", "http://user:8080/api/users/1")
+    assert called.returncode == 0, called.stderr
+    assert json.loads(called.stdout)["id"] == 1
 
 
 def pids_in(status: object) -> list[int]:

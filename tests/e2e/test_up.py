@@ -233,7 +233,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
 
 
 def test_up_serves_restarts_and_down_leaves_nothing(up: Up) -> None:
-    started = up.start()
+    started = up.start("--network", "host")  # this test reaches apps at their local ports
     assert "ready in" in started.stdout and "(Gateway port 80)" in started.stdout
     status = up.status()
     assert status["phase"] == "Ready"

@@ -2,7 +2,8 @@
 
 An order asks the user and product services whether the user and product exist, then the
 payment service to charge price × quantity, all by Kubernetes service name through the mesh
-(`http://user:8080`, reached via the sidecar that `http_proxy` names). USER_URL, PRODUCT_URL
+(`http://user:8080`: in a pod network the sidecar captures the connection; in the host
+network urllib sends it to the sidecar that `http_proxy` names). USER_URL, PRODUCT_URL
 and PAYMENT_URL override those base URLs (to run the service without a mesh).
 """
 

@@ -138,7 +138,8 @@ def stamp(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def call(url: str, *, body: Any = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """GET (or POST when there is a body) a JSON URL, through `http_proxy` when it is set.
+    """GET (or POST when there is a body) a JSON URL with plain urllib: the mesh takes the
+    connection (captured by the pod's sidecar; in the host network, urllib's `http_proxy`).
 
     Raises HTTPError(502) when the other service cannot be reached or answers 5xx, and passes
     its 4xx on as it came.

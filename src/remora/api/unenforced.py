@@ -85,8 +85,11 @@ _HCM_FIELDS = ("not applied: of the HTTP connection manager's fields, Remora app
 _PORTS = "listener ports come from `remora proxy` flags (--outbound-port, --inbound-port)"
 _INGRESS = "Kubernetes Ingress resources are not served (use a Gateway)"
 _TLS = "no mTLS or TLS origination yet: there are no workload certificates to configure"
-_MESH_CONFIG = tuple(Unenforced("MeshConfig", path, reason, harmless)
-                     for path, reason, harmless in (
+_PROXY_CONFIG = ("proxy settings come from `remora proxy` flags and `remora up`, which reads "
+                 "only holdApplicationUntilProxyStarts")
+_MESH_CONFIG = (Unenforced("MeshConfig", "defaultConfig", _PROXY_CONFIG, by_value=True),
+                *(Unenforced("MeshConfig", path, reason, harmless)
+                  for path, reason, harmless in (
     ("proxyListenPort", _PORTS, 15001), ("proxyInboundListenPort", _PORTS, 15006),
     ("proxyHttpPort", _PORTS, None),
     ("protocolDetectionTimeout", "no protocol sniffing: a port speaks what its name declares",
@@ -97,7 +100,6 @@ _MESH_CONFIG = tuple(Unenforced("MeshConfig", path, reason, harmless)
     ("enableTracing", "no tracing yet: no spans are reported", False),
     ("enableEnvoyAccessLogService", "no gRPC access log service", False),
     ("disableEnvoyListenerLog", "no listener access log", None),
-    ("defaultConfig", "proxy settings come from `remora proxy` flags and `remora up`", None),
     ("inboundTrafficPolicy", "inbound traffic goes to the app on 127.0.0.1:--app-port",
      None),
     ("configSources", "configuration comes from the control plane's store", None),
@@ -124,7 +126,7 @@ _MESH_CONFIG = tuple(Unenforced("MeshConfig", path, reason, harmless)
     ("defaultProviders.tracing", "no tracing yet: no spans are reported", None),
     ("defaultProviders.metrics", "metrics are Istio's standard Prometheus metrics",
      ["prometheus"]),
-))
+)))
 """MeshConfig fields (ConfigMap istio-system/istio, key `mesh`) Remora does not act on; the
 ones it does are in remora.api.meshconfig (MeshConfig's properties)."""
 
@@ -293,6 +295,8 @@ def _mesh_value_findings(mesh: MeshConfig) -> list[tuple[str, str]]:
     if mesh.access_log_format and mesh.access_log_encoding == "JSON":
         out.append(("accessLogFormat", "a JSON access log has Envoy's default fields; only a "
                                        "TEXT format is applied"))
+    out.extend((f"defaultConfig.{key}", _PROXY_CONFIG) for key in (mesh.default_config or {})
+               if key != "holdApplicationUntilProxyStarts")
     retry = mesh.default_http_retry_policy
     if retry is not None and retry.per_try_timeout is not None:
         out.append(("defaultHttpRetryPolicy.perTryTimeout",

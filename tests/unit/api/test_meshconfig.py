@@ -85,13 +85,14 @@ def test_access_log_from_default_provider() -> None:
 
 def test_what_is_not_acted_on_is_reported_with_its_path() -> None:
     extra = ("    enableTracing: true\n    accessLogFile: /dev/stdout\n"
-             "    defaultConfig: {concurrency: 4}\n"
+             "    defaultConfig: {concurrency: 4, holdApplicationUntilProxyStarts: true}\n"
              "    extensionProviders:\n    - name: otel\n"
              "      opentelemetry: {service: otel.observability.svc.cluster.local, port: 4317}\n"
              "    - name: log\n      envoyFileAccessLog: {path: /dev/stdout}\n")
     (configmap,) = load_text(CONFIGMAP.format(extra=extra)).resources
     paths = sorted(found.path for found in findings(configmap))
-    assert paths == ["data.mesh.defaultConfig", "data.mesh.enableTracing",
+    # `remora up` reads holdApplicationUntilProxyStarts: only the rest of defaultConfig
+    assert paths == ["data.mesh.defaultConfig.concurrency", "data.mesh.enableTracing",
                      "data.mesh.extensionProviders[0]"]
 
 
