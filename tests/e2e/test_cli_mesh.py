@@ -58,7 +58,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root / "home"),
            "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     mesh = Project(root, env)
-    started = mesh.remora("up", "-f", "mesh", "-d", "--controlplane-port", str(free_port()))
+    # the host network: in a pod network the tables also list each Service's ClusterIP
+    started = mesh.remora("up", "-f", "mesh", "-d", "--controlplane-port", str(free_port()),
+                          "--network", "host")
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         yield mesh

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,24 @@ MESH = "".join([
 ''')
 
 
+REGISTRY_ONLY = textwrap.dedent('''
+    apiVersion: networking.istio.io/v1
+    kind: Sidecar
+    metadata: {name: front}
+    spec:
+      workloadSelector: {labels: {app: front}}
+      outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+''')
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
 def remora(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*REMORA, *args], capture_output=True, text=True, timeout=timeout,
                           check=False)
@@ -317,6 +335,32 @@ def test_captured_traffic_is_routed_and_nothing_reaches_an_app_around_its_sideca
         conn.sendall(b"pong\n")
         assert conn.makefile("rb").readline() == b"echo pong\n"
 
+    # a Sidecar resource's outboundTrafficPolicy on captured traffic: REGISTRY_ONLY answers
+    # a host the registry does not know with 502 (Istio's BlackHoleCluster), a known one works
+    sidecar = mesh.mesh / "sidecar.yaml"
+    sidecar.write_text(REGISTRY_ONLY)
+    applied = remora("apply", "-f", str(sidecar), "--server", f"http://127.0.0.1:{mesh.cp_port}")
+    assert applied.returncode == 0, applied.stderr
+    unknown = ("import urllib.request, urllib.error; o = urllib.request.build_opener("
+               "urllib.request.ProxyHandler({}))\ntry:\n o.open('http://10.123.45.67:9090/', "
+               "timeout=5); print(200)\nexcept urllib.error.HTTPError as e: print(e.code)")
+
+    def blocked() -> bool:
+        run = remora("exec", front["name"], *mesh.args(), "--", "python3", "-c", unknown)
+        return run.stdout.strip() == "502"
+
+    wait_for(blocked, timeout=10, what="REGISTRY_ONLY to reach the front sidecar")
+    assert mesh.http.get(gateway + "/call/back:9090").json()["got"]["version"] == "v2"
+
+    # a pod whose sidecar dies loses its traffic until it is back: never sent around it
+    os.kill(back_v2["sidecar"]["pid"], signal.SIGKILL)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://{back_v2['ip']}:9090/", timeout=2)
+    wait_for(lambda: (pod := mesh.pod("back-v2"))["ready"]
+             and pod["sidecar"].get("pid") not in (None, back_v2["sidecar"]["pid"]),
+             timeout=30, what="back-v2 ready again with a new sidecar")
+    assert mesh.http.get(f"http://{back_v2['ip']}:9090/").json()["pod"] == back_v2["name"]
+
     # remora exec runs in the pod: its network, its sidecar capturing what it sends
     inside = remora("exec", front["name"], *mesh.args(), "--", "python3", "-c",
                     "import urllib.request, json; o = urllib.request.build_opener("
@@ -324,6 +368,21 @@ def test_captured_traffic_is_routed_and_nothing_reaches_an_app_around_its_sideca
                     "print(json.loads(o.open('http://back:9090/').read())['version'])")
     assert inside.returncode == 0, inside.stderr
     assert inside.stdout.strip() == "v2"
+
+
+def test_a_cidr_over_a_host_route_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    before = host_network()
+    mesh = NamespaceMesh(tmp_path, index=3)
+    route = next(line.split()[0] for line in subprocess.run(
+        ["ip", "-4", "route"], capture_output=True, text=True, check=True).stdout.splitlines()
+        if not line.startswith("default") and "rmr" not in line)
+    refused = remora("up", "-f", str(mesh.mesh), *mesh.args(), "--network", "namespace",
+                     "--pod-cidr", route, "--detach")
+    assert refused.returncode == 1
+    assert f"--pod-cidr {route} overlaps the host route" in refused.stderr
+    assert "--network host" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (mesh.state / "supervisor.pid").exists()
+    assert host_network() == before
 
 
 def test_a_crashed_supervisor_leaves_nothing_after_down(tmp_path: Path) -> None:

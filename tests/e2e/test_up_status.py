@@ -50,7 +50,7 @@ assert GHOST_ROUTE in MESH and TOGGLE in APP and FRONT_PORTS in MESH
 
 def start(up: Up) -> None:
     started = remora("up", "-f", str(up.mesh), *up.args(), "--controlplane-port",
-                     str(up.cp_port), "--detach")
+                     str(up.cp_port), "--detach", "--network", "host")  # apps at local ports
     assert started.returncode == 0, started.stdout + started.stderr
 
 
@@ -63,8 +63,9 @@ def status_line(up: Up, name: str) -> str:
 
 
 def rps(line: str) -> float | None:
-    """The REQ/S cell of an instance row (after NAME WORKLOAD READY STATUS RESTARTS LAST EXIT)."""
-    found = re.search(r"\s(-|\d+\.\d)\s+(-|\d+)(?: \([^)]*\))?\s+app ", line)
+    """The REQ/S cell of an instance row (after NAME WORKLOAD READY STATUS RESTARTS LAST EXIT;
+    then ERRORS, IP, PORTS)."""
+    found = re.search(r"\s(-|\d+\.\d)\s+(-|\d+)(?: \([^)]*\))?\s+[\d.]+\s+app ", line)
     assert found, line
     return None if found[1] == "-" else float(found[1])
 

@@ -87,7 +87,7 @@ def requests_total(admin_port: int) -> list[dict[str, str]]:
 
 
 def test_metrics_name_the_workloads_on_both_sides(shop: Up) -> None:
-    shop.start()
+    shop.start("--network", "host")  # this test calls the front app at its local port
     front, back = shop.pods("front-v1")[0], shop.pods("back-v1")[0]
     answer = shop.http.get(f"http://127.0.0.1:{front['ports']['app']['8080']}/call/back:9090")
     assert answer.status_code == 200, answer.text

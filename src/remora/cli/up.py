@@ -91,9 +91,11 @@ def up(
         from remora.runner.podnet import ClusterNetwork, free_pod_cidr  # noqa: PLC0415
 
         netns.preflight()
-        pod_cidr = pod_cidr or free_pod_cidr(netns.host_routes())
+        routes = netns.host_routes()
+        pod_cidr = pod_cidr or free_pod_cidr(routes)
         cluster_network = ClusterNetwork.for_state(state_root, pod_cidr=pod_cidr,
                                                    service_cidr=service_cidr)
+        cluster_network.check_routes(routes)  # before anything starts (again when it does)
     if detach:
         argv = [*REMORA, "up", *(a for f in filename for a in ("-f", str(Path(f).resolve()))),
                 "--state-dir", str(state_root), "--controlplane-port", str(controlplane_port),
