@@ -268,6 +268,9 @@ def exec_(
     if network == "host":
         proxy = f"http://{HOST}:{found['ports']['outbound']}"
         env.update({"http_proxy": proxy, "HTTP_PROXY": proxy})
+    elif not Path("/var/run/netns", network).exists():
+        raise RemoraError(f"pod {found['name']} is not running (its network namespace "
+                          f"{network} is gone): see `remora status`")
     else:
         argv = ["ip", "netns", "exec", network, *argv]
     try:
