@@ -30,6 +30,7 @@ bench: setup
 	$(BIN)/python bench/chaos.py
 	$(BIN)/python bench/controlplane.py
 	$(BIN)/python bench/up.py
+	$(BIN)/python bench/capture.py
 	$(BIN)/python bench/cli.py
 	@command -v valgrind >/dev/null || (apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -100,18 +101,39 @@ def family(pid: int) -> list[int]:
 class Usage:
     cpu_s: float  # user + system
     rss_mb: float
+    system_s: float = 0.0  # the kernel's part of cpu_s (stime)
 
 
 def usage(pid: int) -> Usage:
-    """CPU time (utime+stime of /proc/PID/stat) and VmRSS of a process and its children."""
-    ticks = 0
+    """CPU time (utime+stime of /proc/PID/stat, and stime alone) and VmRSS of a process and its
+    children."""
+    ticks = system = 0
     rss_kb = 0
     for member in family(pid):
         with contextlib.suppress(OSError, ValueError, IndexError):
             stat = Path(f"/proc/{member}/stat").read_text()
             fields = stat[stat.rindex(")") + 2 :].split()
             ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+            system += int(fields[12])
             for line in Path(f"/proc/{member}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     rss_kb += int(line.split()[1])
-    return Usage(cpu_s=ticks / CLOCK_TICKS, rss_mb=rss_kb / 1024)
+    return Usage(cpu_s=ticks / CLOCK_TICKS, rss_mb=rss_kb / 1024, system_s=system / CLOCK_TICKS)
+
+
+def cpu_seconds(pids: dict[str, int], *, children: str) -> dict[str, tuple[float, float]]:
+    """(user + system, system) CPU seconds so far of each named process (with its children),
+    and under the name `children` of this process's children it has waited for (a load tool run
+    with subprocess.run, also through `ip netns exec`, which execs it)."""
+    found = {name: (used.cpu_s, used.system_s) for name, pid in pids.items()
+             for used in (usage(pid),)}  # fmt: skip
+    waited = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return found | {children: (waited.ru_utime + waited.ru_stime, waited.ru_stime)}
+
+
+def per_request(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]],
+                requests: int) -> dict[str, tuple[float, float]]:  # fmt: skip
+    """(CPU µs, of which system µs) per request of each process, between two cpu_seconds."""
+    return {name: (round((after[name][0] - total) / requests * 1e6, 1),
+                   round((after[name][1] - system) / requests * 1e6, 1))
+            for name, (total, system) in before.items()}  # fmt: skip
