@@ -385,6 +385,28 @@ def test_a_cidr_over_a_host_route_is_refused_before_anything_starts(tmp_path: Pa
     assert host_network() == before
 
 
+def test_ctrl_c_of_a_foreground_up_leaves_nothing(tmp_path: Path) -> None:
+    before = host_network()
+    mesh = NamespaceMesh(tmp_path, index=4)
+    process = subprocess.Popen(
+        [*REMORA, "up", "-f", str(mesh.mesh), *mesh.args(), "--controlplane-port",
+         str(mesh.cp_port), "--network", "namespace", *mesh.cidrs],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: (mesh.state / "status.json").exists()
+                 and mesh.status()["phase"] == "Ready", timeout=60, what="the mesh ready")
+        assert leftovers(mesh.status()["network"]["bridge"])["namespaces"]
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        out, _ = process.communicate(timeout=60)
+        assert process.returncode == 0, out
+        assert host_network() == before
+        assert_nothing_left(mesh.state)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        mesh.down()
+
+
 def test_a_crashed_supervisor_leaves_nothing_after_down(tmp_path: Path) -> None:
     before = host_network()
     mesh = NamespaceMesh(tmp_path, index=2)
