@@ -9,8 +9,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -41,8 +43,9 @@ def modules_after(args: list[str], *, prefixes: tuple[str, ...] = HEAVY) -> dict
                         if any(m == p or m.startswith(p + ".") for p in prefixes))
         print("\\n" + json.dumps({{"code": code, "loaded": loaded}}))
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, check=False)
+    with tempfile.TemporaryDirectory() as home:  # no credentials a user saved for some port
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=60, check=False, env={**os.environ, "HOME": home})
     assert done.returncode == 0, done.stderr
     result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
     return result
