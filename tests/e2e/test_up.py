@@ -396,5 +396,7 @@ def test_hpa_scales_on_requests_per_second_and_back(up: Up) -> None:
         wait_for(lambda: [p["ready"] for p in up.pods("echo")] == [True] * 3, timeout=30,
                  what="three ready pods")
         wait_for_every_pod_to_answer(up, gateway, "echo")
-        assert all(p["rps"] is not None for p in up.pods("echo"))
+        # A new pod's rate needs two samples an --hpa-interval apart, as metrics-server's does.
+        wait_for(lambda: all(p["rps"] is not None for p in up.pods("echo")), timeout=10,
+                 what="a request rate for every pod")
     wait_for(lambda: len(up.pods("echo")) == 1, timeout=20, what="scale-down to minReplicas")
