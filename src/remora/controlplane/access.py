@@ -14,6 +14,9 @@ so `public:*:*` grants a whole namespace. Remora names its own APIs the same way
                         a grant of the object is not one of its subresources)
     push (proxies)      default:remora:discovery/sidecar, istio-system:remora:discovery/gateway
     proxy status        *:remora:proxies/*
+    identity tokens     default:remora:identity/reviews (w: issue a join token for that
+                        service account; its holder gets certificates as it)
+    the CA              *:remora:ca/* (r: roots and counters; rotating roots is admin only)
 
 This module is pure: it says what a request needs (`need_for`) and whether a principal has it
 (`Principal.allows`). The gate (auth_gate.py) does the I/O around it.
@@ -38,13 +41,14 @@ PUBLIC = "public"
 DEFAULT_GROUP = "DEFAULT_GROUP"
 OPEN_PATHS = frozenset({
     "/healthz", "/nacos/v1/auth/login", "/nacos/v1/auth/users/login", "/openapi.json", "/docs",
-    "/docs/oauth2-redirect", "/redoc",
+    "/docs/oauth2-redirect", "/redoc", "/api/remora/v1/certificates",
 })
-"""Answered to anyone: liveness, logging in, and the API's own description."""
+"""Answered to anyone: liveness, logging in, the API's own description, and certificate
+signing (authenticated by the identity token in its body, which its handler checks)."""
 ADMIN_PREFIXES = ("/nacos/v1/auth/",)
 """User, role and permission management: global admins only, as Nacos."""
 DEFERRED_PATHS = frozenset({"/api/remora/apply", "/api/remora/v1/discovery",
-                            "/api/remora/v1/discovery/ack"})
+                            "/api/remora/v1/discovery/ack", "/api/remora/v1/identitytokens"})
 """Paths whose needs depend on the body (the objects applied, the proxy's node): the gate only
 authenticates them, and their handler authorizes what the body asks for."""
 
@@ -138,7 +142,13 @@ def discovery(namespace: str, mode: str) -> str:
     return f"{namespace}:remora:discovery/{mode}"
 
 
+def identity(namespace: str, service_account: str) -> str:
+    return f"{namespace}:remora:identity/{service_account}"
+
+
 PROXIES = "*:remora:proxies/*"
+CA = "*:remora:ca/*"
+CA_ROOTS = "/api/remora/v1/ca/roots"
 
 
 def _service(params: Mapping[str, str]) -> tuple[str, str]:
@@ -230,5 +240,9 @@ def need_for(method: str, path: str, params: Mapping[str, str]) -> Need | None:
         return nacos_need(method, path, params)
     if path == "/api/remora/v1/proxies":
         return Need((PROXIES,), READ)
+    if path == "/api/remora/v1/ca":
+        return Need((CA,), READ)
+    if path == CA_ROOTS or path.startswith(CA_ROOTS + "/"):
+        return ADMIN
     target = parse_kube(path)
     return ADMIN if target is None else Need((target.resource,), _action(method))

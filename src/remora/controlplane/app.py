@@ -6,12 +6,13 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import PlainTextResponse
 
 from remora import __version__
-from remora.controlplane import api_auth, api_push, api_resources, nacos
+from remora.controlplane import api_auth, api_identity, api_push, api_resources, nacos
 from remora.controlplane.state import ControlPlane
 from remora.controlplane.status import install_error_handlers
 
 ROUTERS: list[APIRouter] = [
     api_push.router,  # before api_resources: /api/{version}/{plural} would take /api/remora/v1
+    api_identity.router,  # before api_resources too
     api_resources.router,
     nacos.router,
     api_auth.router,

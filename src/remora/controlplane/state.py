@@ -27,6 +27,7 @@ class ControlPlane:
     configs: Any = None  # remora.registry.configs.ConfigCenter
     push: Any = None  # remora.controlplane.push.PushServer
     auth: Any = None  # remora.controlplane.auth.Auth; None: every caller may do everything
+    ca: Any = None  # remora.controlplane.ca.CertificateAuthority
 
     @classmethod
     async def open(cls, store: Store, *, clock: Callable[[], datetime] = utcnow,
@@ -45,13 +46,16 @@ class ControlPlane:
 
         push = PushServer(store, registry=registry)
         await push.start()
+        from remora.controlplane.ca import CertificateAuthority  # noqa: PLC0415
+
+        ca = await CertificateAuthority.open(store, resources, clock=clock)
         accounts = None
         if auth:
             from remora.controlplane.auth import Auth  # noqa: PLC0415
 
             accounts = await Auth.open(store)
         return cls(store=store, resources=resources, clock=clock, registry=registry,
-                   configs=configs, push=push, auth=accounts)
+                   configs=configs, push=push, auth=accounts, ca=ca)
 
     async def close(self) -> None:
         for part in (self.push, self.registry, self.configs, self.auth):
