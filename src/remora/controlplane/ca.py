@@ -351,7 +351,7 @@ class CertificateAuthority:
     def __post_init__(self) -> None:
         self._mesh: tuple[int, MeshConfig] = (0, DEFAULT_MESH_CONFIG)
         self._signer: tuple[str, int, Signer] | None = None  # (key read, its revision, signer)
-        self._published = ""
+        self._published = ("", "")  # (namespace, bundle) of ConfigMap istio-ca-root-cert
 
     @classmethod
     async def open(cls, store: Store, resources: ResourceStore, *,
@@ -403,7 +403,7 @@ class CertificateAuthority:
             value = json.loads(entry.value)
             signer = self_signed(value) if key == ROOTS_KEY else plugged(_decoded(value))
             self._signer = cached = (key, entry.modified, signer)
-        if cached[2].bundle != self._published:
+        if (mesh.root, cached[2].bundle) != self._published:
             await self._publish(cached[2].bundle, mesh.root)
         return cached[2]
 
@@ -417,7 +417,7 @@ class CertificateAuthority:
         except ResourceError as exc:
             log.warning("cannot publish ConfigMap %s/%s: %s", namespace, ROOT_CONFIGMAP, exc)
             return
-        self._published = bundle
+        self._published = (namespace, bundle)
 
     async def trust_domain(self) -> str:
         return (await self.mesh()).domain
