@@ -7,7 +7,10 @@ this list). Kinds Remora does not model at all (WasmPlugin, ...) are listed too:
 refuses them, and `remora proxy -f` / `remora analyze` name them with the same reason. As a
 feature lands, its entries go.
 
-Most entries are reported whenever their field is set; EnvoyFilter's (`by_value`) depend on the
+Most entries are reported whenever their field is set, unless it holds a value that asks for
+what happens anyway (`harmless`: one value, or a frozenset of such values: a DestinationRule's
+`tls.mode` DISABLE or ISTIO_MUTUAL is enforced, SIMPLE and MUTUAL are not); EnvoyFilter's
+(`by_value`) depend on the
 patch they are in (an `applyTo` other than HTTP_FILTER, a MERGE, a listener match Remora's
 listeners cannot meet) and are found by `_envoy_filter_findings`.
 
@@ -50,15 +53,22 @@ class Unenforced:
     kind: str
     path: str
     reason: str
-    harmless: Any = None  # a value that asks for what happens anyway (not reported)
+    harmless: Any = None  # a value that asks for what happens anyway (not reported); a
+    # frozenset: any of its values
     by_value: bool = False  # reported by a check of the value, not whenever set
 
 
-_MTLS = "no mTLS or upstream TLS yet: connections to the destination are plain text"
-_PLAIN_TEXT = {"mode": "DISABLE"}  # asks for plain text: what the proxy does
+_TLS_ORIGINATION = ("TLS origination (SIMPLE/MUTUAL) is not implemented yet: connections stay "
+                    "plain text")
+_TLS_FIELD = (f"{_TLS_ORIGINATION}; with ISTIO_MUTUAL the mesh's certificates and identities "
+              "are used and this field is not applied")
+_ENFORCED_TLS_MODES = frozenset({"DISABLE", "ISTIO_MUTUAL"})  # plain text; Istio mTLS
+_TLS_FIELDS = ("clientCertificate", "privateKey", "caCertificates", "credentialName",
+               "subjectAltNames", "sni", "insecureSkipVerify", "caCrl")
 _HTTP2 = "the proxy speaks HTTP/1.1 upstream; HTTP/2 settings have nothing to act on"
 _TRAFFIC_POLICY_FIELDS = (
-    ("tls", _MTLS),
+    ("tls.mode", _TLS_ORIGINATION),
+    *((f"tls.{field}", _TLS_FIELD) for field in _TLS_FIELDS),
     ("tunnel", "no HTTP CONNECT tunnelling"),
     ("proxyProtocol", "the PROXY protocol header is not sent"),
     ("retryBudget", "retries are bounded by connectionPool.http.maxRetries only"),
@@ -74,7 +84,9 @@ _TRAFFIC_POLICY_FIELDS = (
 _TRAFFIC_POLICIES = ("spec.trafficPolicy", "spec.trafficPolicy.portLevelSettings[]",
                      "spec.subsets[].trafficPolicy",
                      "spec.subsets[].trafficPolicy.portLevelSettings[]")
-_PORT_LEVEL = frozenset({"tls", "loadBalancer.warmup", "loadBalancer.warmupDurationSecs",
+_HARMLESS = {"tls.mode": _ENFORCED_TLS_MODES, "tls.insecureSkipVerify": False}
+_PORT_LEVEL = frozenset({"tls.mode", *(f"tls.{field}" for field in _TLS_FIELDS),
+                         "loadBalancer.warmup", "loadBalancer.warmupDurationSecs",
                          "loadBalancer.zoneAwareLbSetting", "connectionPool.http.h2UpgradePolicy",
                          "connectionPool.http.useClientProtocol",
                          "connectionPool.http.maxConcurrentStreams"})
@@ -84,7 +96,8 @@ _HCM_FIELDS = ("not applied: of the HTTP connection manager's fields, Remora app
                + ", ".join(FIELDS))
 _PORTS = "listener ports come from `remora proxy` flags (--outbound-port, --inbound-port)"
 _INGRESS = "Kubernetes Ingress resources are not served (use a Gateway)"
-_TLS = "no mTLS or TLS origination yet: there are no workload certificates to configure"
+_TLS = ("not applied: workload certificates are issued in trustDomain and checked against the "
+        "roots of ConfigMap istio-ca-root-cert only")
 _PROXY_CONFIG = ("proxy settings come from `remora proxy` flags and `remora up`, which reads "
                  "only holdApplicationUntilProxyStarts")
 _MESH_CONFIG = (Unenforced("MeshConfig", "defaultConfig", _PROXY_CONFIG, by_value=True),
@@ -103,7 +116,6 @@ _MESH_CONFIG = (Unenforced("MeshConfig", "defaultConfig", _PROXY_CONFIG, by_valu
     ("inboundTrafficPolicy", "inbound traffic goes to the app on 127.0.0.1:--app-port",
      None),
     ("configSources", "configuration comes from the control plane's store", None),
-    ("enableAutoMtls", _TLS, False), ("trustDomain", _TLS, "cluster.local"),
     ("trustDomainAliases", _TLS, None), ("caCertificates", _TLS, None),
     ("certificates", _TLS, None), ("ca", _TLS, None), ("meshMTLS", _TLS, None),
     ("tlsDefaults", _TLS, None), ("compliancePolicy", _TLS, None),
@@ -185,15 +197,12 @@ UNENFORCED: tuple[Unenforced, ...] = (
     Unenforced("AuthorizationPolicy", "",
                "authorization is not implemented yet: requests this policy would DENY (or not "
                "ALLOW) are let through. It does NOT protect anything."),
-    Unenforced("PeerAuthentication", "",
-               "there is no mTLS yet: STRICT is not required, traffic stays plain text"),
     Unenforced("RequestAuthentication", "",
                "JWTs are not validated: requests with invalid tokens are let through"),
     Unenforced("Telemetry", "",
                "metrics, access logs and tracing follow the proxy's flags, not Telemetry"),
     *_SIDECAR,
-    *(Unenforced("DestinationRule", f"{base}.{field}", reason,
-                 _PLAIN_TEXT if field == "tls" else None)
+    *(Unenforced("DestinationRule", f"{base}.{field}", reason, _HARMLESS.get(field))
       for base in _TRAFFIC_POLICIES for field, reason in _TRAFFIC_POLICY_FIELDS
       if not base.endswith("portLevelSettings[]") or field in _PORT_LEVEL),
     Unenforced("VirtualService", "spec.tcp", "only HTTP routes are served (no TCP proxying)"),
@@ -204,7 +213,8 @@ UNENFORCED: tuple[Unenforced, ...] = (
                     "caCertificates", "caCrl", "caCertCredentialName")),
     Unenforced("Gateway", "spec.servers[].bind", "gateway listeners bind the proxy's --bind "
                                                  "address"),
-    Unenforced("ServiceEntry", "spec.subjectAltNames", _MTLS),
+    Unenforced("ServiceEntry", "spec.subjectAltNames",
+               "the server certificate is not checked against subjectAltNames"),
     Unenforced("WorkloadEntry", "spec.network", "one network only: endpoints are dialled "
                                                 "directly whatever their network"),
     *_ENVOY_FILTER,
@@ -268,7 +278,7 @@ def findings(resource: Resource) -> list[Finding]:
         return []
     out: list[Finding] = []
     for entry, path, value in _walk(root, resource, ""):
-        if entry.harmless is None or _compact(value) != entry.harmless:
+        if not _harmless(entry, value):
             out.append(Finding(resource.subject, resource.kind, path, entry.reason))
     return out
 
@@ -280,7 +290,7 @@ def mesh_findings(mesh: MeshConfig, subject: str, prefix: str) -> list[Finding]:
     for entry, path, value in _walk(_BY_KIND["MeshConfig"], mesh, ""):
         if isinstance(value, ExtensionProvider) and value.kind in USED_PROVIDERS:
             continue
-        if entry.harmless is None or _compact(value) != entry.harmless:
+        if not _harmless(entry, value):
             where = f"{prefix}.{path}" if prefix else path
             out.append(Finding(subject, "MeshConfig", where, entry.reason))
     for path, reason in _mesh_value_findings(mesh):
@@ -385,6 +395,15 @@ def _configmap_findings(resource: Resource) -> list[Finding]:
 def not_modelled(kind: str) -> Unenforced | None:
     """The entry for an Istio kind Remora does not model (None for any other unknown kind)."""
     return _NOT_MODELLED.get(kind)
+
+
+def _harmless(entry: Unenforced, value: Any) -> bool:
+    """`value` asks for what happens anyway (the entry is not reported for it)."""
+    if entry.harmless is None:
+        return False
+    if isinstance(entry.harmless, frozenset):
+        return _compact(value) in entry.harmless
+    return bool(_compact(value) == entry.harmless)
 
 
 def _compact(value: Any) -> Any:

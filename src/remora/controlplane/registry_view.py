@@ -4,7 +4,11 @@ A registry service (Nacos namespace/group/name) with the name of a Kubernetes Se
 matching namespace adds endpoints to that Service, as pods would: each healthy, enabled instance
 is a WorkloadEntry carrying the Service's selector labels plus its own metadata (version,
 locality...), so DestinationRule subsets select them; a `service.istio.io/workload-name` in the
-metadata names its workload in telemetry, as on a pod. A registry service without a Kubernetes
+metadata names its workload in telemetry, as on a pod, and a `remora.io/serviceAccount` its
+service account (the WorkloadEntry's serviceAccount: its identity). `remora up` registers a
+sidecar-fronted instance with both and `security.istio.io/tlsMode: istio`, so clients' sidecars
+send it Istio mTLS (remora.mesh.peerauth; as in Istio, a WorkloadEntry with a serviceAccount
+and no tlsMode label is taken to have a sidecar). A registry service without a Kubernetes
 Service gets one made up — ports from its instances — so a sidecar reaches it by the names it
 would reach a Kubernetes Service by. Nacos's `public` namespace is Kubernetes' `default`;
 protection threshold semantics come from Registry.list (all instances when too few are healthy).
@@ -21,6 +25,7 @@ from remora.registry.model import SERVICES_PREFIX, Instance
 from remora.registry.service import Registry
 
 REGISTRY_LABEL = "registry.remora.dev/service"
+SERVICE_ACCOUNT_KEY = "remora.io/serviceAccount"  # instance metadata: the WorkloadEntry's
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
 
 
@@ -43,6 +48,9 @@ def _entry(name: str, namespace: str, instance: Instance, *, labels: dict[str, s
     }
     if instance.locality:
         spec["locality"] = instance.locality
+    account = instance.labels.get(SERVICE_ACCOUNT_KEY)
+    if account:
+        spec["serviceAccount"] = account
     metadata: dict[str, Any] = {"name": dns_name(f"{name}-{instance.ip}-{instance.port}"),
                                 "namespace": namespace}
     workload = instance.labels.get(WORKLOAD_NAME_LABEL)

@@ -20,6 +20,12 @@ endpoints and effective DestinationRule policy. Deviation from Istio: a destinat
 is unknown, or whose subset no DestinationRule defines, still gets a cluster, with no endpoints
 (the proxy answers 503 UH where Envoy would say NC), and a note says why.
 
+mTLS (remora.mesh.peerauth): a sidecar's snapshot carries the PeerAuthentication in force for
+its workload (`inbound_mtls`), every endpoint whether its sidecar takes Istio mTLS on its port
+(`tls_mode`), every cluster its DestinationRule tls mode; the mesh settings carry the root
+certificates (ConfigMap `istio-ca-root-cert` of the root namespace) and enableAutoMtls. The
+proxy's certificate names ProxyIdentity.namespace/service_account in MeshSettings.trust_domain.
+
 One bad resource never blocks the rest: a resource whose compilation fails (a VirtualService's
 routes, a DestinationRule's policy) is left out of this proxy's snapshot from then on and listed
 in `Snapshot.skipped` with the reason (with those that did not parse: remora.mesh.documents);
@@ -28,13 +34,14 @@ everything else compiles.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import TypeVar
 
 from remora.api.finding import Finding
-from remora.api.kube.core import Secret, Service
+from remora.api.kube.core import ConfigMap, Secret, Service
 from remora.api.meshconfig import DEFAULT_MESH_CONFIG, MeshConfig, mesh_config_of
 from remora.api.networking.names import to_fqdn
 from remora.api.networking.shared import Destination
@@ -52,9 +59,11 @@ from remora.mesh.filterpatch import HttpFilterPatch
 from remora.mesh.gateway import exposed_hosts, listener_tls, selected_servers, server_problem
 from remora.mesh.hosts import MeshService, Registry, labels_subset
 from remora.mesh.memo import CompileMemo
+from remora.mesh.peerauth import PeerAuthentications
 from remora.mesh.routes import RouteBuilder, Rule, VirtualServices, default_route
 from remora.mesh.sidecarscope import OutboundMode, SidecarScope, selected_sidecar, sidecar_scope
 from remora.mesh.snapshot import (
+    DEFAULT_INBOUND_MTLS,
     PASSTHROUGH_CLUSTER,
     UNKNOWN_PORTS_TABLE,
     Cluster,
@@ -78,6 +87,10 @@ from remora.policy.retry import RetrySpec
 
 MESH = "mesh"
 HTTP_DEFAULT_PORT = 80
+ROOT_CERT_CONFIGMAP = "istio-ca-root-cert"  # istiod writes the mesh's root certificate here
+ROOT_CERT_KEY = "root-cert.pem"
+_PEM_CERTIFICATE = re.compile(
+    r"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----", re.S)
 T = TypeVar("T")
 
 
@@ -219,9 +232,12 @@ class Compiler:
         self.notes: list[str] = []
         self.registry = Registry(resources, namespace=identity.namespace)
         self.virtual_services = VirtualServices(resources, namespace=identity.namespace)
+        self.peer_authentications = PeerAuthentications(resources, root_namespace=mesh.root)
+        index = memo.endpoint_index(resources).with_peer_authentications(
+            self.peer_authentications)
         self.clusters = Clusters(
             self.registry, DestinationRules(resources, identity, root_namespace=mesh.root),
-            memo.endpoint_index(resources), self.notes, skipped,
+            index, self.notes, skipped,
             connect_timeout=mesh.connect_timeout_seconds, memo=memo,
         )  # fmt: skip
         self._rules: dict[str, list[Rule]] = {}
@@ -449,13 +465,17 @@ def compile_snapshot(
     inbound_port = identity.container_port or identity.app_port or listener_ports.inbound
     listeners = [with_connection_manager(listener, merges, inbound_port=inbound_port)
                  for listener in listeners]
+    inbound_mtls = DEFAULT_INBOUND_MTLS if identity.mode == "gateway" else \
+        compiler.peer_authentications.for_workload(identity.namespace, identity.labels)
     return Snapshot(
         version=version, identity=identity, listeners=tuple(listeners), route_tables=tables,
         clusters=clusters, notes=tuple(compiler.notes), skipped=tuple(left_out.items.values()),
         unenforced=tuple(found for resource in resources
                          for found in memo.per_resource("findings", resource, _findings)),
-        mesh=mesh_settings(mesh, outbound_mode=compiler.scope.outbound_mode),
+        mesh=mesh_settings(mesh, outbound_mode=compiler.scope.outbound_mode,
+                           trust_roots=trust_roots(resources, root_namespace=mesh.root)),
         http_filter_patches=patches, tcp_services=compiler.tcp_services,
+        inbound_mtls=inbound_mtls,
     )  # fmt: skip
 
 
@@ -473,12 +493,28 @@ def filter_patches(resources: Sequence[Resource], identity: ProxyIdentity, skipp
     return tuple(out)
 
 
-def mesh_settings(mesh: MeshConfig, *, outbound_mode: OutboundMode) -> MeshSettings:
+def mesh_settings(mesh: MeshConfig, *, outbound_mode: OutboundMode,
+                  trust_roots: tuple[str, ...] = ()) -> MeshSettings:
     """What the data path takes from the mesh config (remora.api.meshconfig); `outbound_mode`
-    is the effective outboundTrafficPolicy (a Sidecar resource's, else the mesh config's)."""
+    is the effective outboundTrafficPolicy (a Sidecar resource's, else the mesh config's);
+    `trust_roots` the mesh's root certificates (`trust_roots`). enableAutoMtls is on unless
+    set false (MeshConfig: "default: true")."""
     log_file, log_format, log_encoding = mesh.file_access_log()
     return MeshSettings(
         path_normalization=mesh.normalization, outbound_traffic_policy=outbound_mode,
         access_log_file=log_file, access_log_encoding=log_encoding,
         access_log_format=log_format, trust_domain=mesh.domain, root_namespace=mesh.root,
+        trust_roots=trust_roots, enable_auto_mtls=mesh.enable_auto_mtls is not False,
     )  # fmt: skip
+
+
+def trust_roots(resources: Sequence[Resource], *, root_namespace: str) -> tuple[str, ...]:
+    """The PEM root certificates of ConfigMap `istio-ca-root-cert` (key `root-cert.pem`) in
+    the root namespace, one string per certificate, in file order (a bundle may hold several,
+    while a root is rotated); none without it."""
+    for resource in resources:
+        if isinstance(resource, ConfigMap) and resource.name == ROOT_CERT_CONFIGMAP \
+                and resource.namespace == root_namespace:
+            bundle = resource.data.get(ROOT_CERT_KEY, "")
+            return tuple(match.group(0) + "\n" for match in _PEM_CERTIFICATE.finditer(bundle))
+    return ()

@@ -30,7 +30,7 @@ from remora.mesh.snapshot import ProxyIdentity, Snapshot
 ALLOWED_MODULES = ("remora.mesh.", "remora.policy.", "remora.api.finding")
 PROXY_SECTION = "proxy"
 _PROXY_FIELDS = ("identity", "notes", "skipped", "unenforced", "mesh", "http_filter_patches",
-                 "tcp_services")
+                 "tcp_services", "inbound_mtls")
 
 
 class SectionError(ValueError):

@@ -16,10 +16,17 @@ Deployment or StatefulSet whose pod name its `targetRef` carries (`<deployment>-
 Locality (region/zone/subzone) as Istio reads it: WorkloadEntry `locality`, else the
 `topology.istio.io/locality` (`istio-locality`) label, else the topology labels, with an
 EndpointSlice endpoint's `zone` as its zone.
+
+`tls_mode` "istio" marks an endpoint a client sidecar may send Istio mTLS to (auto mTLS): its
+labels carry `security.istio.io/tlsMode: istio` (a WorkloadEntry without that label: it has a
+serviceAccount) and no PeerAuthentication DISABLEs mTLS for it on its port (pilot's EDS
+mtlsChecker; remora.mesh.peerauth). A DestinationRule's tls mode is the cluster's
+(ClusterPolicy.tls_mode), not the endpoint's: endpoints are shared by every proxy.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -31,6 +38,7 @@ from remora.api.kube.workloads import Deployment, StatefulSet, Workload
 from remora.api.networking.service_entry import ServiceEntry, WorkloadEntry, WorkloadEntrySpec
 from remora.api.resource import Resource
 from remora.mesh.hosts import MeshPort, MeshService, labels_subset
+from remora.mesh.peerauth import NO_PEER_AUTHENTICATIONS, PeerAuthentications
 from remora.mesh.snapshot import Endpoint, frozen_labels
 from remora.policy.locality import ZONE, locality_of
 
@@ -52,6 +60,7 @@ class EndpointIndex:
         self._by_label: dict[tuple[str, str, str], list[int]] = defaultdict(list)
         self._selected: dict[tuple[str, tuple[tuple[str, str], ...]], list[int]] = {}
         self.workloads: dict[str, list[Workload]] = defaultdict(list)
+        self.peer = NO_PEER_AUTHENTICATIONS
         for resource in resources:
             if isinstance(resource, EndpointSlice) and resource.service_name:
                 self.slices[(resource.namespace, resource.service_name)].append(resource)
@@ -63,6 +72,13 @@ class EndpointIndex:
                 entries.append((resource, labels))
             elif isinstance(resource, Deployment | StatefulSet):
                 self.workloads[resource.namespace].append(resource)
+
+    def with_peer_authentications(self, peer: PeerAuthentications) -> EndpointIndex:
+        """This index (its tables shared, not copied) marking endpoints' tls_mode by `peer`:
+        the index lasts while the endpoint sources do, the policies are one compile's."""
+        view = copy.copy(self)
+        view.peer = peer
+        return view
 
     def selected_entries(self, namespace: str, selector: Mapping[str, str]
                          ) -> list[tuple[WorkloadEntry, dict[str, str]]]:
@@ -88,12 +104,15 @@ class EndpointIndex:
             workloads = self.workloads.get(resource.namespace, []) if slices else []
             selected = self.selected_entries(resource.namespace, resource.selector) \
                 if resource.selector else ()
-            return (resource, *slices, *workloads, *(entry for entry, _ in selected))
+            return (resource, *slices, *workloads, *(entry for entry, _ in selected),
+                    *self.peer.sources(resource.namespace))
         selector = resource.spec.workload_selector
+        policies = self.peer.sources(resource.namespace)
         if selector is None:
-            return (resource,)
+            return (resource, *policies)
         return (resource, *(entry for entry, _ in
-                            self.selected_entries(resource.namespace, selector.labels)))
+                            self.selected_entries(resource.namespace, selector.labels)),
+                *policies)
 
     def endpoints(self, service: MeshService, port: MeshPort) -> tuple[Endpoint, ...]:
         """Every endpoint of `service` on `port`, in configuration order."""
@@ -119,12 +138,15 @@ class EndpointIndex:
                 labels = frozen_labels(workload.pod_labels if workload else {})
                 locality = _slice_locality(labels, item.zone)
                 account = workload.spec.template.spec.service_account_name if workload else None
+                tls_mode = self.peer.endpoint_tls_mode(
+                    namespace=endpoint_slice.namespace, labels=labels, port=number)
                 for address in item.addresses:
                     yield Endpoint(
                         address=address, port=number, labels=labels, locality=locality,
                         workload=workload.workload_name if workload else "unknown",
                         namespace=endpoint_slice.namespace,
                         service_account=account or ("default" if workload else "unknown"),
+                        tls_mode=tls_mode,
                     )  # fmt: skip
 
     def _workload_of(self, item: SliceEndpoint, namespace: str) -> Workload | None:
@@ -155,7 +177,7 @@ class EndpointIndex:
         for entry, labels in self.selected_entries(namespace, selector):
             found = _workload_endpoint(
                 entry.spec, port, labels=labels, workload=entry.workload_name,
-                namespace=namespace,
+                namespace=namespace, peer=self.peer,
             )
             if found is not None:
                 yield found
@@ -169,7 +191,8 @@ class EndpointIndex:
         elif spec.endpoints:
             for item in spec.endpoints:
                 found = _workload_endpoint(
-                    item, port, labels=item.labels, workload="unknown", namespace=entry.namespace
+                    item, port, labels=item.labels, workload="unknown", namespace=entry.namespace,
+                    peer=self.peer,
                 )
                 if found is not None:
                     yield found
@@ -191,6 +214,7 @@ def _workload_endpoint(
     labels: Mapping[str, str],
     workload: str,
     namespace: str,
+    peer: PeerAuthentications,
 ) -> Endpoint | None:
     """A WorkloadEntry (or ServiceEntry endpoint) on a service port; None without an address
     or a port to use."""
@@ -207,6 +231,8 @@ def _workload_endpoint(
         address=spec.address, port=number, weight=spec.weight or 1, labels=frozen_labels(labels),
         locality=locality_of(labels, spec.locality or ""), workload=workload, namespace=namespace,
         service_account=spec.service_account or "unknown",
+        tls_mode=peer.endpoint_tls_mode(namespace=namespace, labels=labels, port=number,
+                                        service_account=spec.service_account or ""),
     )  # fmt: skip
 
 

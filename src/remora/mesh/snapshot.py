@@ -140,12 +140,17 @@ class Endpoint:
     workload: str = "unknown"
     namespace: str = "unknown"
     service_account: str = "unknown"
+    # "istio": a sidecar takes Istio mTLS on this port (the `security.istio.io/tlsMode: istio`
+    # label, or a WorkloadEntry's serviceAccount, and no PeerAuthentication DISABLE for the
+    # workload on the port: pilot's EDS mtlsChecker); "": plain text
+    tls_mode: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "address": self.address, "port": self.port, "weight": self.weight,
             "labels": dict(self.labels), "locality": self.locality, "workload": self.workload,
             "namespace": self.namespace, "serviceAccount": self.service_account,
+            "tlsMode": self.tls_mode,
         }  # fmt: skip
 
 
@@ -158,6 +163,9 @@ class ClusterPolicy:
     outlier: OutlierConfig | None  # outlierDetection; None = off
     locality: LocalitySetting | None  # loadBalancer.localityLbSetting
     config: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    # tls.mode (DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL) after subset and portLevelSettings
+    # precedence; "" = not set: auto mTLS decides per endpoint (Endpoint.tls_mode)
+    tls_mode: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +374,10 @@ class MeshSettings:
     access_log_format: str = ""  # "" = Envoy's default format for the encoding
     trust_domain: str = "cluster.local"
     root_namespace: str = "istio-system"
+    # PEM root certificates a workload certificate is checked against: ConfigMap
+    # `istio-ca-root-cert` (key `root-cert.pem`) of the root namespace, one string per cert
+    trust_roots: tuple[str, ...] = ()
+    enable_auto_mtls: bool = True  # MeshConfig enableAutoMtls: ISTIO_MUTUAL to sidecars
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -376,10 +388,37 @@ class MeshSettings:
             "accessLogFormat": self.access_log_format,
             "trustDomain": self.trust_domain,
             "rootNamespace": self.root_namespace,
+            "trustRoots": list(self.trust_roots),
+            "enableAutoMtls": self.enable_auto_mtls,
         }
 
 
 DEFAULT_MESH = MeshSettings()
+
+MtlsMode = Literal["STRICT", "PERMISSIVE", "DISABLE"]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMtls:
+    """The PeerAuthentication in force for this workload (sidecars only; remora.mesh.peerauth
+    resolves it): what its inbound listener accepts, plain text and/or Istio mTLS."""
+
+    mode: MtlsMode = "PERMISSIVE"  # Istio's default when no policy applies
+    # portLevelMtls, keyed by the workload's (container/target) port, UNSET already resolved
+    ports: Mapping[int, MtlsMode] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ports", MappingProxyType(dict(self.ports)))
+
+    def mode_for(self, port: int) -> MtlsMode:
+        """The mode on the workload's `port`: its portLevelMtls entry, else the workload's."""
+        return self.ports.get(port, self.mode)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "portLevelMtls": {str(p): m for p, m in self.ports.items()}}
+
+
+DEFAULT_INBOUND_MTLS = InboundMtls()
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,6 +489,7 @@ class Snapshot:
     # (ClusterIP, port) -> cluster of the Service's non-HTTP ports: where a captured TCP
     # connection to that address goes (Istio's outbound `<ClusterIP>_<port>` tcp_proxy listener)
     tcp_services: Mapping[tuple[str, int], str] = field(default_factory=dict)
+    inbound_mtls: InboundMtls = DEFAULT_INBOUND_MTLS
     _by_port: Mapping[int, RouteTable] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -489,5 +529,6 @@ class Snapshot:
             "skipped": [item.to_dict() for item in self.skipped],
             "unenforced": [str(item) for item in self.unenforced],
             "mesh": self.mesh.to_dict(),
+            "inboundMtls": self.inbound_mtls.to_dict(),
             "httpFilterPatches": [patch.to_dict() for patch in self.http_filter_patches],
         }

@@ -12,7 +12,11 @@ settings specified at the destination-level will not be inherited when overridde
 settings"): a portLevelSettings entry for the port replaces loadBalancer, connectionPool,
 outlierDetection and tls wholesale; a subset's policy (after its own port level) then overrides
 the rule's field by field. `cluster_policy` compiles the result into what the proxy reads
-(remora.mesh.snapshot.ClusterPolicy): pool limits, outlier detection, locality settings.
+(remora.mesh.snapshot.ClusterPolicy): pool limits, outlier detection, locality settings, and
+the tls mode ("" when the effective policy sets none: auto mTLS decides, istio.io "Mutual TLS
+Migration" / MeshConfig enableAutoMtls). As the rest of `tls`, the mode comes whole from the
+port-level entry for the port, else from the subset's policy when it sets `tls`, else the rule's
+(`tls_mode`).
 """
 
 from __future__ import annotations
@@ -133,6 +137,14 @@ def _without_port_levels(policy: TrafficPolicy | None) -> TrafficPolicy | None:
     return policy.model_copy(update={"port_level_settings": []})
 
 
+def tls_mode(policy: TrafficPolicy) -> str:
+    """The policy's tls mode; "" without `tls`. A `tls` without `mode` is DISABLE, the proto's
+    default (pilot buildAutoMtlsSettings: a ClientTLSSettings set turns auto mTLS off)."""
+    if policy.tls is None:
+        return ""
+    return policy.tls.mode or "DISABLE"
+
+
 def cluster_policy(policy: TrafficPolicy, *, connect_timeout: float) -> ClusterPolicy:
     """The effective policy of a cluster as the proxy uses it; `connect_timeout` is MeshConfig's
     connectTimeout, which connectionPool.tcp.connectTimeout overrides."""
@@ -143,4 +155,5 @@ def cluster_policy(policy: TrafficPolicy, *, connect_timeout: float) -> ClusterP
         outlier=OutlierConfig.from_api(policy.outlier_detection),
         locality=LocalitySetting.from_api(setting) if setting is not None else None,
         config=config_dump(policy),
+        tls_mode=tls_mode(policy),
     )

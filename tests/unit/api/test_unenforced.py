@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from remora.api.kinds import KINDS
 from remora.api.loader import load_text
 from remora.api.meshconfig import MeshConfig
@@ -84,18 +86,63 @@ spec:
     labels: {version: v1}
     trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
 """).resources
-    assert [f.path for f in findings(rule)] == [
-        "spec.trafficPolicy.portLevelSettings[0].tls", "spec.subsets[0].trafficPolicy.tls"]
+    # ISTIO_MUTUAL is enforced (Istio mTLS); SIMPLE is TLS origination, named at its mode
+    assert [f.path for f in findings(rule)] == ["spec.trafficPolicy.portLevelSettings[0].tls.mode"]
 
 
-def test_tls_disable_asks_for_what_happens_and_is_not_reported() -> None:
+@pytest.mark.parametrize("mode", ["DISABLE", "ISTIO_MUTUAL"])
+def test_tls_modes_remora_enforces_are_not_reported(mode: str) -> None:
+    """DestinationRule ClientTLSSettings (istio.io/latest/docs/reference/config/networking/
+    destination-rule/#ClientTLSSettings): DISABLE is plain text, ISTIO_MUTUAL the mesh's mTLS."""
+    (rule,) = load_text(f"""\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews}}
+spec: {{host: reviews, trafficPolicy: {{tls: {{mode: {mode}}}}}}}
+""").resources
+    assert findings(rule) == []
+
+
+def test_tls_origination_and_its_fields_are_reported_by_path() -> None:
+    """SIMPLE/MUTUAL and the certificate fields are not applied: each is named with its path
+    and says the connection stays plain text; ISTIO_MUTUAL's sni is not applied either."""
     (rule,) = load_text("""\
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: reviews}
-spec: {host: reviews, trafficPolicy: {tls: {mode: DISABLE}}}
+spec:
+  host: reviews
+  trafficPolicy:
+    tls: {mode: MUTUAL, clientCertificate: /c.pem, privateKey: /k.pem, caCertificates: /ca.pem,
+          subjectAltNames: [reviews.example.com], sni: reviews.example.com, caCrl: /crl.pem}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy: {tls: {mode: ISTIO_MUTUAL, sni: v1.reviews}}
 """).resources
-    assert findings(rule) == []
+    found = findings(rule)
+    assert [f.path for f in found] == [
+        "spec.trafficPolicy.tls.mode", "spec.trafficPolicy.tls.clientCertificate",
+        "spec.trafficPolicy.tls.privateKey", "spec.trafficPolicy.tls.caCertificates",
+        "spec.trafficPolicy.tls.subjectAltNames", "spec.trafficPolicy.tls.sni",
+        "spec.trafficPolicy.tls.caCrl", "spec.subsets[0].trafficPolicy.tls.sni"]
+    assert all("TLS origination (SIMPLE/MUTUAL) is not implemented yet: connections stay plain "
+               "text" in f.message for f in found)
+
+
+def test_peer_authentication_and_the_mesh_tls_settings_it_uses_are_enforced() -> None:
+    """PeerAuthentication is compiled into the sidecar's snapshot (remora.mesh.peerauth);
+    MeshConfig enableAutoMtls and trustDomain are applied, trustDomainAliases is not."""
+    (policy,) = load_text("""\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default}
+spec: {mtls: {mode: STRICT}}
+""").resources
+    assert findings(policy) == []
+    mesh = MeshConfig.model_validate({"enableAutoMtls": False, "trustDomain": "example.org",
+                                      "trustDomainAliases": ["old.example.org"]})
+    assert [f.path for f in mesh_findings(mesh, "MeshConfig", "")] == ["trustDomainAliases"]
 
 
 def test_a_deny_policy_is_said_plainly_not_to_protect() -> None:

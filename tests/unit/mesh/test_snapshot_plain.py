@@ -120,7 +120,7 @@ metadata: {name: reviews, namespace: default}
 spec:
   host: reviews
   trafficPolicy:
-    tls: {mode: ISTIO_MUTUAL}
+    tls: {mode: ISTIO_MUTUAL, sni: reviews.default.svc.cluster.local}
     connectionPool:
       tcp:
         maxConnections: 100
@@ -149,6 +149,13 @@ kind: PeerAuthentication
 metadata: {name: default, namespace: default}
 spec:
   mtls: {mode: STRICT}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: productpage, namespace: default}
+spec:
+  selector: {matchLabels: {app: productpage}}
+  portLevelMtls: {8080: {mode: DISABLE}}
 ---
 """
 
@@ -233,7 +240,7 @@ SCALARS = (str, int, float, bool, bytes, type(None))
 
 def walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
     """(path, value) of everything an init field holds, recursively; fails on what is not plain
-    data (a pydantic model, a callable, a list, a dict keyed by something but str)."""
+    data (a pydantic model, a callable, a list, a mapping keyed by something but str or int)."""
     yield path, value
     if isinstance(value, (enum.Enum, *SCALARS)):
         return
@@ -248,7 +255,7 @@ def walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
         return
     if isinstance(value, Mapping) and not isinstance(value, dict):
         for key, item in value.items():
-            assert isinstance(key, str), f"{path}: key {key!r} is not a str"
+            assert isinstance(key, str | int), f"{path}: key {key!r} is not a str or int"
             yield from walk(item, f"{path}[{key!r}]")
         return
     raise AssertionError(f"{path}: {type(value).__module__}.{type(value).__qualname__} is not "
@@ -278,7 +285,7 @@ def test_the_config_compiles_rich(snap: Snapshot) -> None:
                 "Rewrite", "RegexSubstitution", "Redirect", "DirectResponse", "RetrySpec",
                 "FaultPolicy", "MirrorTarget", "ClusterPolicy", "PoolLimits", "TcpKeepalive",
                 "OutlierConfig", "LocalitySetting", "Failover", "Distribute", "LbConfig",
-                "HashPolicy", "HttpFilterPatch", "Finding", "Endpoint"}
+                "HashPolicy", "HttpFilterPatch", "Finding", "Endpoint", "InboundMtls"}
     if snap.identity.mode == "gateway":
         expected = {"ListenerTls", "RequestMatcher", "Rewrite", "ClusterPolicy", "LbConfig"}
     assert expected <= kinds, expected - kinds
@@ -389,7 +396,9 @@ def test_the_compiled_policies_are_what_the_api_said() -> None:
     v2 = mesh.clusters["outbound|9080|v2|reviews.default.svc.cluster.local"].traffic_policy
     assert v2 is not None and v2.locality is not None
     assert dict(v2.locality.distribute[0].to) == {"us-east/*": 80, "us-west/*": 20}
-    assert any("PeerAuthentication" in str(f) for f in mesh.unenforced)
+    assert v2.tls_mode == "ISTIO_MUTUAL"  # the rule's tls: the subset sets none
+    assert any("trafficPolicy.tls.sni" in str(f) for f in mesh.unenforced)
+    assert (mesh.inbound_mtls.mode, dict(mesh.inbound_mtls.ports)) == ("STRICT", {8080: "DISABLE"})
     (patch,) = mesh.http_filter_patches
     assert patch.config["memory_level"] == 5
 
