@@ -79,6 +79,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "version": (__name__, "Print Remora's version."),
     "config": ("remora.cli.registry", "Configs of the config center (Nacos-compatible)."),
     "auth": ("remora.cli.auth", "Log in; users, roles and permissions of the control plane."),
+    "identity": ("remora.cli.identity", "Join tokens for proxies and the roots of the mesh's CA."),
 }
 """Top-level command -> (module whose `register(app)` defines it, its one-line help)."""
 
