@@ -296,7 +296,8 @@ class IdentityTokens:
         return jwt.encode(claims, self.key, algorithm=ALGORITHM), expires
 
     def verify(self, token: str) -> Identity:
-        """Whose token it is; TokenRefusedError saying why not (expired, forged, not ours)."""
+        """Whose token it is; TokenRefusedError saying why not (expired, forged, not ours).
+        The trust domain in `sub` is not kept: certificates name the mesh's current one."""
         if not token:
             raise TokenRefusedError("an identity token is required")
         try:
@@ -362,7 +363,10 @@ class CertificateAuthority:
         ca = cls(store, resources, IdentityTokens(key, clock), clock)
         mesh = await ca.mesh()
         await _create_once(store, ROOTS_KEY, lambda: ca._roots_json([], mesh.domain))
-        await ca.signer()
+        try:
+            await ca.signer()
+        except CAUnavailableError as exc:  # the control plane must start to let it be fixed
+            log.error("the CA cannot sign until this is fixed: %s", exc)
         return ca
 
     def _roots_json(self, roots: list[dict[str, str]], trust_domain: str) -> bytes:

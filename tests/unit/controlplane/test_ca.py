@@ -20,6 +20,7 @@ from cryptography.x509.verification import Store as TrustStore
 
 from remora.controlplane.ca import (
     BadCSRError,
+    CAUnavailableError,
     CertificateAuthority,
     Identity,
     IdentityRefusedError,
@@ -268,5 +269,20 @@ def test_the_trust_domain_and_root_namespace_come_from_meshconfig(tmp_path: Path
         assert verified_names(issued) == [x509.UniformResourceIdentifier(issued.identity)]
         published = await resources.get(CONFIGMAP, "default", "istio-ca-root-cert")
         assert published["data"]["root-cert.pem"] == "".join(issued.roots)
+
+    run(tmp_path, scenario)
+
+
+def test_a_broken_cacerts_secret_stops_signing_with_the_reason_not_the_start(
+        tmp_path: Path) -> None:
+    async def scenario(ca: CertificateAuthority, resources: ResourceStore) -> None:
+        await resources.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {
+            "name": "cacerts", "namespace": "istio-system"},
+            "stringData": {"ca-cert.pem": "nope"}})
+        with pytest.raises(CAUnavailableError, match=r"lacks ca-key\.pem, root-cert\.pem"):
+            await ca.sign(csr_pem(), WEB)
+        again = await CertificateAuthority.open(ca.store, resources, clock=lambda: NOW)
+        with pytest.raises(CAUnavailableError):
+            await again.describe()
 
     run(tmp_path, scenario)
