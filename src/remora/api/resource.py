@@ -14,6 +14,10 @@ from remora.api.errors import Source
 DEFAULT_NAMESPACE = "default"
 WORKLOAD_NAME_LABEL = "service.istio.io/workload-name"
 """istio/api label.ServiceWorkloadName: overrides the workload name a pod or WorkloadEntry gets."""
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
+"""istio/api label.SecurityTlsMode: `istio` on a workload whose sidecar takes Istio mTLS."""
+SERVICE_ACCOUNT_METADATA = "remora.io/serviceAccount"
+"""Registry instance metadata: the service account of the workload (its WorkloadEntry's)."""
 
 
 class OwnerReference(Spec):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -84,6 +85,18 @@ def proxy(
         help="Sidecar: connections arrive through a pod's iptables capture rules; route each "
              "by the address it was sent to (SO_ORIGINAL_DST), as Envoy's virtual listeners "
              "do.")] = False,
+    service_account: Annotated[str, typer.Option(
+        help="The workload's service account: its identity is spiffe://<trust domain>/ns/"
+             "<namespace>/sa/<service account>.")] = "default",
+    identity_token_file: Annotated[Path | None, typer.Option(
+        help="A file holding the identity token (from `remora identity token`, or the one "
+             "`remora up` hands its sidecars) that gets this proxy a workload certificate "
+             "from the control plane's CA: mutual TLS with the mesh's other sidecars.")]
+        = None,
+    workload_certs: Annotated[Path | None, typer.Option(
+        help="A directory with cert-chain.pem, key.pem and root-cert.pem (Istio's "
+             "file-mounted certificates) instead of a certificate from the CA; changes to "
+             "them are picked up.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run a proxy: sidecar (outbound 15001, inbound 15006) or gateway (Gateway servers)."""
@@ -98,6 +111,7 @@ def proxy(
         namespace=namespace,
         labels=label_map,
         workload=workload or label_map.get("app", "unknown"),
+        service_account=service_account,
         app_port=app_port,
         container_port=container_port,
         container_port_name=container_port_name,
@@ -114,7 +128,21 @@ def proxy(
     urls = [url.strip() for url in (controlplane or "").split(",") if url.strip()]
     if controlplane and not urls:
         raise typer.BadParameter("give at least one URL", param_hint="--controlplane")
+    if identity_token_file is not None and not urls:
+        raise typer.BadParameter("the CA is the control plane's: give --controlplane too",
+                                 param_hint="--identity-token-file")
+    if workload_certs is not None and identity_token_file is not None:
+        raise typer.BadParameter("give one of --workload-certs and --identity-token-file")
+    if workload_certs is not None and not workload_certs.is_dir():
+        raise typer.BadParameter(f"{workload_certs} is not a directory",
+                                 param_hint="--workload-certs")
+    if identity_token_file is not None and not identity_token_file.is_file():
+        raise typer.BadParameter(f"{identity_token_file} is not a readable file",
+                                 param_hint="--identity-token-file")
     # the proxy serves from a process image without the CLI's machinery (remora.proxy.launch)
     exec_proxy(Launch(identity=identity, ports=ports, options=options,
                       files=tuple(filename or ()), controlplanes=tuple(urls),
-                      log_level=log_level))
+                      log_level=log_level,
+                      identity_token_file=str(identity_token_file) if identity_token_file
+                      else None,
+                      workload_certs=str(workload_certs) if workload_certs else None))

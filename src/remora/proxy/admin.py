@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from remora.proxy.codec.events import ProtocolError, RequestHead
 from remora.proxy.codec.http1 import RequestDecoder, encode_response_head
+from remora.proxy.inbound import REASONS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -110,7 +111,9 @@ def cluster_stats(runtime: ProxyRuntime) -> bytes:
 
 def listener_stats(runtime: ProxyRuntime) -> bytes:
     """Envoy's listener gauges and counters (envoy_listener_*): connections open, and those
-    refused by the connection limit (downstream_global_cx_overflow)."""
+    refused by the connection limit (downstream_global_cx_overflow), and inbound, those
+    PeerAuthentication or the TLS handshake refused (no_filter_chain_match,
+    ssl_connection_error)."""
     bind = runtime.options.bind
     active: dict[str, int] = {}
     for connection in runtime.connections:
@@ -124,6 +127,13 @@ def listener_stats(runtime: ProxyRuntime) -> bytes:
     for listener in listeners:
         lines.append(f'envoy_listener_downstream_global_cx_overflow{{listener_address='
                      f'"{bind}_{listener.port}"}} {runtime.env.cx_overflow.get(listener.name, 0)}')
+    inbound = [listener for listener in listeners if listener.direction == "inbound"]
+    for reason in REASONS if inbound else ():
+        lines.append(f"# TYPE envoy_listener_{reason} counter")
+        for listener in inbound:
+            count = runtime.env.tls_refused.get((listener.name, reason), 0)
+            lines.append(f'envoy_listener_{reason}{{listener_address="{bind}_{listener.port}"}} '
+                         f"{count}")
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -51,6 +51,10 @@ class CallSink(Protocol):
         """A host was picked for a try (telemetry reports the last one)."""
         ...
 
+    def on_upstream_principal(self, principal: str) -> None:
+        """The identity the try's connection proved in mutual TLS ("": plain text)."""
+        ...
+
     def on_response_events(self, events: list[ResponseEvent]) -> None: ...
 
     def upstream_service(self, seconds: float) -> None:
@@ -196,7 +200,8 @@ class UpstreamCall:
         try:
             connection = await pool.connect(timeout=state.limits.connect_timeout,
                                             breaker=state.breaker,
-                                            keepalive=state.limits.tcp_keepalive)
+                                            keepalive=state.limits.tcp_keepalive,
+                                            workload=self.env.tls)
         except (OSError, TimeoutError):
             state.breaker.connections -= 1
             if attempt == self.attempt and not self.finished:
@@ -232,6 +237,7 @@ class UpstreamCall:
 
     def attach(self, connection: UpstreamConnection) -> None:
         self.connection = connection
+        self.sink.on_upstream_principal(connection.peer_uri)
         connection.start(self, method=self.method)
         self.sent_at = self.env.loop.time()
         body = self.replay if self.replay is not None else self.unsent

@@ -2,6 +2,7 @@
 
 Order, first to last on the way in (and last to first on the way out):
 
+    client cert details inbound only: x-forwarded-client-cert (remora.proxy.filters.xfcc)
     header operations   VirtualService `headers` (remora.proxy.filters.headers: outermost,
                         so every response leaves through it, as Envoy finalizes them)
     metadata exchange   istio.metadata_exchange: who called, who answered
@@ -44,6 +45,7 @@ from remora.proxy.filters.mirror import Mirror
 from remora.proxy.filters.peer import MetadataExchange
 from remora.proxy.filters.router import Router
 from remora.proxy.filters.stats import IstioStats
+from remora.proxy.filters.xfcc import ClientCertDetails
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -96,7 +98,9 @@ class FilterChain:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.filters)
+        """The HTTP filters, as Envoy lists the connection manager's `http_filters` (what the
+        connection manager does itself, such as XFCC, is none of them)."""
+        return tuple(f.name for f in self.filters if f.http_filter)
 
     @property
     def router_index(self) -> int:
@@ -146,7 +150,7 @@ def build_chain(env: ProxyEnv, direction: Direction, needs: Needs,
     """The chain of a listener kind, for a snapshot whose routes need `needs`; `entries` are
     its named HTTP filters after the EnvoyFilter patches (the router last)."""
     inbound = direction == "inbound"
-    filters: list[HttpFilter] = []
+    filters: list[HttpFilter] = [ClientCertDetails(env)] if inbound else []
     if needs.header_operations:
         filters.append(HeaderOperations())
     filters.append(MetadataExchange(env, inbound=inbound))

@@ -9,12 +9,13 @@ from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
-from remora.mesh.snapshot import PASSTHROUGH_CLUSTER, Endpoint
+from remora.mesh.snapshot import DEFAULT_MESH, PASSTHROUGH_CLUSTER, Endpoint
 from remora.policy.circuit import Breaker, PoolLimits
 from remora.policy.lb import hash_key, make_balancer
 from remora.policy.locality import LocalityPicker, distribute_weights, priorities
 from remora.policy.outlier import OutlierDetector
 from remora.policy.retry import RetryPolicy
+from remora.proxy.mtls import upstream_peer
 from remora.proxy.routing import Memo, split_authority
 
 PASSTHROUGH_DESTINATIONS = 1024  # passthrough clusters kept per snapshot (then started afresh)
@@ -23,11 +24,11 @@ if TYPE_CHECKING:
     import random
     from collections.abc import Mapping
 
-    from remora.mesh.snapshot import Cluster, ProxyIdentity, RouteAction, Snapshot
+    from remora.mesh.snapshot import Cluster, MeshSettings, ProxyIdentity, RouteAction, Snapshot
     from remora.policy.lb import Balancer, HashPolicy
     from remora.policy.locality import LevelPlan
     from remora.policy.match import RequestAttributes
-    from remora.proxy.upstream import EndpointPool, Pools
+    from remora.proxy.upstream import EndpointPool, PoolKey, Pools
 
 
 class ClusterState:
@@ -37,9 +38,12 @@ class ClusterState:
                  "hosts", "least_request", "level_balancers", "limits", "next_sweep", "overflows",
                  "picker", "plan", "pools", "weights")
 
-    def __init__(self, cluster: Cluster, pools: Pools, identity: ProxyIdentity) -> None:
+    def __init__(self, cluster: Cluster, pools: Pools, identity: ProxyIdentity,
+                 mesh: MeshSettings = DEFAULT_MESH) -> None:
         self.cluster = cluster
-        self.pools: list[EndpointPool] = [pools.get(e.address, e.port) for e in cluster.endpoints]
+        self.pools: list[EndpointPool] = [
+            pools.get(e.address, e.port, upstream_peer(cluster, e, mesh))
+            for e in cluster.endpoints]
         policy = cluster.traffic_policy
         self.limits = policy.limits if policy is not None \
             else PoolLimits.from_api(None, cluster.connect_timeout)
@@ -226,7 +230,7 @@ class ClusterTable:
         self.snapshot = snapshot
         self.pools = pools
         self.states = {
-            name: ClusterState(c, pools, snapshot.identity)
+            name: ClusterState(c, pools, snapshot.identity, snapshot.mesh)
             for name, c in snapshot.clusters.items()
         }
         self._routes: dict[tuple[int, bool], RoutePolicies] = {}
@@ -260,5 +264,6 @@ class ClusterTable:
             if state.detector is not None:
                 state.sweep(now)
 
-    def endpoints(self) -> set[tuple[str, int]]:
-        return {(e.address, e.port) for c in self.snapshot.clusters.values() for e in c.endpoints}
+    def endpoints(self) -> set[PoolKey]:
+        """The keys of the pools this snapshot's clusters use."""
+        return {pool.key for state in self.states.values() for pool in state.pools}

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from remora.proxy.clusters import ClusterState, ClusterTable, RoutePolicies
     from remora.proxy.codec.events import Headers, RequestHead
     from remora.proxy.filter import LocalReply, StreamControl
+    from remora.proxy.mtls import PeerCertificate
 
 
 class Upstream(Protocol):
@@ -64,6 +65,7 @@ class RequestContext:
     # the upstream host of the last try
     endpoint: Endpoint | None = None
     endpoint_index: int = -1
+    upstream_principal: str = ""  # the endpoint's identity, when the try was mutual TLS
     upstream_service_ms: float | None = None
     # the response
     response_raw: bytes | None = None  # as upstream_raw, for the response to the client
@@ -79,6 +81,7 @@ class RequestContext:
     finished: bool = False
     end: float = 0.0  # loop time of the last byte
     peer: tuple[str, ...] | None = None  # inbound: the caller's labels, if it said
+    peer_certificate: PeerCertificate | None = None  # inbound: the mTLS client's certificate
     state: dict[str, Any] | None = None  # per-request state of filters, by filter name
 
     def upstream_header_list(self) -> Headers:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from remora.mesh.snapshot import ConnectionManager
     from remora.proxy.chain import ActiveConfig
     from remora.proxy.labels import Labels
+    from remora.proxy.mtls import WorkloadTls
     from remora.proxy.upstream import Pools
     from remora.telemetry.accesslog import AccessLog
     from remora.telemetry.metrics import IstioMetrics
@@ -120,6 +121,10 @@ class ProxyEnv:
     active: ActiveConfig = field(init=False)
     draining: bool = False
     cx_overflow: dict[str, int] = field(default_factory=dict)  # refused, by listener name
+    tls: WorkloadTls | None = None  # the workload certificate now (remora.proxy.certs)
+    # inbound connections refused by PeerAuthentication or the TLS handshake, by (listener
+    # name, reason: remora.proxy.inbound.REASONS)
+    tls_refused: dict[tuple[str, str], int] = field(default_factory=dict)
     logged: set[str] = field(default_factory=set)  # config notes said once, not every swap
 
     def log_once(self, level: int, line: str) -> None:

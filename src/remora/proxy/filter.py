@@ -81,6 +81,8 @@ class StreamControl(Protocol):
     # what the router's upstream call reports (remora.proxy.call.CallSink)
     def on_host(self, state: ClusterState, host: int) -> None: ...
 
+    def on_upstream_principal(self, principal: str) -> None: ...
+
     def on_response_events(self, events: list[ResponseEvent]) -> None: ...
 
     def upstream_service(self, seconds: float) -> None: ...
@@ -96,6 +98,7 @@ class HttpFilter:
     """Base of every HTTP filter; a subclass overrides the phases it takes part in."""
 
     name: ClassVar[str]  # Envoy's name for the filter, as an EnvoyFilter patch spells it
+    http_filter: ClassVar[bool] = True  # False: a step of Envoy's connection manager itself
 
     def request_headers(self, ctx: RequestContext) -> HeadersResult:
         return CONTINUE

@@ -13,11 +13,14 @@ import logging
 import os
 import sys
 from dataclasses import asdict, dataclass, fields
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from remora.errors import RemoraError
 from remora.mesh.snapshot import ListenerPorts, ProxyIdentity
 from remora.proxy.env import ProxyOptions
+
+if TYPE_CHECKING:
+    from remora.proxy.certs import CertificateSource
 
 EXIT_ERROR = 1  # as the CLI's (remora.cli.main)
 
@@ -32,6 +35,8 @@ class Launch:
     files: tuple[str, ...] = ()
     controlplanes: tuple[str, ...] = ()
     log_level: str = "info"
+    identity_token_file: str | None = None  # the proof of identity for the CA (certs.py)
+    workload_certs: str | None = None  # or a directory of file-mounted certificates
 
     def to_json(self) -> str:
         identity = {f.name: getattr(self.identity, f.name) for f in fields(self.identity)}
@@ -39,7 +44,9 @@ class Launch:
         return json.dumps({"identity": identity, "ports": asdict(self.ports),
                            "options": asdict(self.options), "files": list(self.files),
                            "controlplanes": list(self.controlplanes),
-                           "log_level": self.log_level})
+                           "log_level": self.log_level,
+                           "identity_token_file": self.identity_token_file,
+                           "workload_certs": self.workload_certs})
 
     @classmethod
     def from_json(cls, text: str) -> Launch:
@@ -48,7 +55,9 @@ class Launch:
                    ports=ListenerPorts(**data["ports"]),
                    options=ProxyOptions(**data["options"]),
                    files=tuple(data["files"]), controlplanes=tuple(data["controlplanes"]),
-                   log_level=data["log_level"])
+                   log_level=data["log_level"],
+                   identity_token_file=data.get("identity_token_file"),
+                   workload_certs=data.get("workload_certs"))
 
 
 def exec_proxy(launch: Launch) -> NoReturn:
@@ -72,13 +81,29 @@ def serve(launch: Launch) -> None:
     logging.basicConfig(level=launch.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(message)s")
     source: SnapshotSource
+    certificates = workload_certificates(launch)
     if launch.controlplanes:
         from remora.proxy.discovery import RemoteSource  # noqa: PLC0415
 
         source = RemoteSource(launch.controlplanes, identity=launch.identity, ports=launch.ports)
     else:
         source = FileSource(launch.files, identity=launch.identity, ports=launch.ports)
-    run(source, launch.options, admin_port=launch.ports.admin, health_port=launch.ports.health)
+    run(source, launch.options, admin_port=launch.ports.admin, health_port=launch.ports.health,
+        certificates=certificates)
+
+
+def workload_certificates(launch: Launch) -> CertificateSource | None:
+    """The CA (with the identity token) or the mounted files the proxy was given, if any."""
+    if not (launch.workload_certs or (launch.identity_token_file and launch.controlplanes)):
+        return None
+    from pathlib import Path  # noqa: PLC0415
+
+    from remora.proxy.certs import CertificateAgent, MountedCertificates  # noqa: PLC0415
+
+    if launch.workload_certs:
+        return MountedCertificates(Path(launch.workload_certs))
+    assert launch.identity_token_file is not None
+    return CertificateAgent(launch.controlplanes, Path(launch.identity_token_file))
 
 
 def main(argv: list[str]) -> int:

@@ -17,8 +17,11 @@ def original_destination(transport: asyncio.BaseTransport) -> tuple[str, int] | 
     """(IPv4 address, port) the client connected to, or None when the connection was not
     redirected (a client that dialled the listener itself, as an `http_proxy` client does)."""
     sock = transport.get_extra_info("socket")
-    if sock is None:
-        return None
+    return None if sock is None else socket_destination(sock)
+
+
+def socket_destination(sock: socket.socket) -> tuple[str, int] | None:
+    """original_destination of an accepted socket not yet in a transport."""
     try:
         raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
     except OSError:  # ENOENT: no NAT entry, the listener's own address was dialled

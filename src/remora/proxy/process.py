@@ -12,6 +12,7 @@ import uvloop
 from remora.errors import RemoraError
 from remora.gcpause import settle_heap
 from remora.proxy.admin import serve_admin
+from remora.proxy.certs import CertificateSource
 from remora.proxy.config import SnapshotSource
 from remora.proxy.env import ProxyOptions
 from remora.proxy.runtime import ProxyRuntime
@@ -24,9 +25,9 @@ class ListenError(RemoraError):
 
 
 async def serve(source: SnapshotSource, options: ProxyOptions, *, admin_port: int,
-                health_port: int) -> None:
+                health_port: int, certificates: CertificateSource | None = None) -> None:
     snapshot = await source.first()  # the first config must be valid: nothing to fall back to
-    runtime = ProxyRuntime(source, options, snapshot)
+    runtime = ProxyRuntime(source, options, snapshot, certificates=certificates)
     try:
         await runtime.start()
         admin = await serve_admin(runtime, port=admin_port, health_only=False)
@@ -44,7 +45,8 @@ async def serve(source: SnapshotSource, options: ProxyOptions, *, admin_port: in
 
 
 def run(
-    source: SnapshotSource, options: ProxyOptions, *, admin_port: int, health_port: int
+    source: SnapshotSource, options: ProxyOptions, *, admin_port: int, health_port: int,
+    certificates: CertificateSource | None = None,
 ) -> None:
     """Block until the proxy stops (SIGTERM, SIGINT or POST /drain)."""
     files = raise_open_files_limit()
@@ -52,7 +54,8 @@ def run(
         options = replace(options, max_connections=connection_limit(files))
     log.info("open files limit %d; at most %d downstream connections", files,
              options.max_connections)
-    uvloop.run(serve(source, options, admin_port=admin_port, health_port=health_port))
+    uvloop.run(serve(source, options, admin_port=admin_port, health_port=health_port,
+                     certificates=certificates))
 
 
 def raise_open_files_limit() -> int:

@@ -19,6 +19,7 @@ from remora.gcpause import settle_heap
 from remora.proxy.chain import activate
 from remora.proxy.config import tls_context
 from remora.proxy.env import ProxyEnv
+from remora.proxy.inbound import InboundAcceptor
 from remora.proxy.labels import Labels
 from remora.proxy.server import DownstreamConnection
 from remora.proxy.upstream import Pools
@@ -28,12 +29,17 @@ from remora.telemetry.metrics import IstioMetrics
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
-    from typing import Any
+    from typing import Any, Protocol
 
     from remora.mesh.snapshot import Listener, Snapshot
+    from remora.proxy.certs import CertificateSource
     from remora.proxy.clusters import ClusterTable
     from remora.proxy.config import SnapshotSource
     from remora.proxy.env import ProxyOptions
+    from remora.proxy.mtls import WorkloadTls
+
+    class Server(Protocol):
+        def close(self) -> None: ...
 
 log = logging.getLogger("remora.proxy")
 
@@ -41,13 +47,17 @@ log = logging.getLogger("remora.proxy")
 class ProxyRuntime:
     """Everything one proxy process shares between its connections."""
 
-    def __init__(self, source: SnapshotSource, options: ProxyOptions, snapshot: Snapshot) -> None:
+    def __init__(self, source: SnapshotSource, options: ProxyOptions, snapshot: Snapshot, *,
+                 certificates: CertificateSource | None = None) -> None:
         self.source = source
+        self.certificates = certificates
+        if certificates is not None:
+            certificates.on_change = self.use_certificate
         self.options = options
         self.loop = asyncio.get_running_loop()
         self.connections: set[DownstreamConnection] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.servers: dict[int, asyncio.Server] = {}
+        self.servers: dict[int, Server] = {}
         self.ready = False
         self.stopped = asyncio.Event()
         self.env = ProxyEnv(
@@ -72,6 +82,11 @@ class ProxyRuntime:
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
+        agent = self.certificates
+        if agent is not None:  # as pilot-agent: not ready before the workload certificate
+            agent.trust(self.snapshot.mesh.trust_roots)
+            await agent.first()
+            self.spawn(agent.run())
         await self.sync_listeners()
         self.spawn(self.sweep())
         self.spawn(self.sweep_outliers())
@@ -104,6 +119,11 @@ class ProxyRuntime:
             self.servers.pop(port).close()
         for port, listener in wanted.items():
             if port in self.servers:
+                continue
+            if listener.direction == "inbound":  # PeerAuthentication: mTLS or plain, per port
+                self.servers[port] = InboundAcceptor.listen(
+                    self.env, listener, self.protocol_factory(listener, None), self.options.bind,
+                    port)
                 continue
             context = tls_context(listener)
             self.servers[port] = await self.loop.create_server(
@@ -147,7 +167,13 @@ class ProxyRuntime:
         self.swap(snapshot)
         settle_heap()
 
+    def use_certificate(self, workload: WorkloadTls) -> None:
+        """A new workload certificate (or trust bundle): new connections use it."""
+        self.env.tls = workload
+
     def swap(self, snapshot: Snapshot) -> None:
+        if self.certificates is not None:
+            self.certificates.trust(snapshot.mesh.trust_roots)
         self.follow_access_log(snapshot)
         env = self.env
         env.active = active = activate(env, snapshot)

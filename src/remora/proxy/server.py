@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, cast
 from remora.policy.flags import ResponseFlag
 from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, RequestHead
 from remora.proxy.codec.http1 import RequestDecoder, encode_response_head
+from remora.proxy.mtls import PeerCertificate
 from remora.proxy.origdst import original_destination
 from remora.proxy.stream import HttpStream, log_rejected
 from remora.proxy.tcp import TcpRelay, looks_like_http, relay_target
@@ -52,6 +53,7 @@ class DownstreamConnection(asyncio.Protocol):
         "options",
         "out",
         "paused",
+        "peer_cert",
         "peer_closed",
         "queue",
         "relay",
@@ -83,6 +85,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.closing = False
         self.close_timer: asyncio.TimerHandle | None = None  # a delayed close's end
         self.paused = False
+        self.peer_cert: PeerCertificate | None = None  # a mutual TLS client's certificate
         self.peer_closed = False  # the client half-closed: answer what it sent, then close
         self.corked = False  # writes are gathered and sent as one (one syscall per batch)
         self.write_blocked = False  # the client reads slower than we answer (high water)
@@ -114,6 +117,8 @@ class DownstreamConnection(asyncio.Protocol):
         peer = self.transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.client_ip = str(peer[0])
+        if self.listener.direction == "inbound":  # mutual TLS, when the client opened it
+            self.peer_cert = PeerCertificate.of(self.transport.get_extra_info("ssl_object"))
         if self.options.original_dst:
             self.destination = original_destination(self.transport)
             self.sniff = self.destination is not None
@@ -231,7 +236,7 @@ class DownstreamConnection(asyncio.Protocol):
             env = self.env
             stream = self.stream = HttpStream(
                 env, self, event, listener=self.listener, active=env.active, scheme=self.scheme,
-                client_ip=self.client_ip,
+                client_ip=self.client_ip, peer_cert=self.peer_cert,
             )
             stream.begin()
         elif isinstance(event, ProtocolError):

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from remora.proxy.clusters import ClusterState
     from remora.proxy.codec.events import ProtocolError, ResponseEvent
     from remora.proxy.env import ProxyEnv
+    from remora.proxy.mtls import PeerCertificate
 
 EARLY_LIMIT = 256 * 1024  # body bytes held while a filter holds the request, before reading pauses
 NO_BODY_STATUSES = frozenset({204, 304})
@@ -84,7 +85,8 @@ class HttpStream:
                  "early_size", "env", "held_by")
 
     def __init__(self, env: ProxyEnv, downstream: Downstream, head: RequestHead, *,
-                 listener: Listener, active: ActiveConfig, scheme: str, client_ip: str) -> None:
+                 listener: Listener, active: ActiveConfig, scheme: str, client_ip: str,
+                 peer_cert: PeerCertificate | None = None) -> None:
         self.env = env
         self.downstream = downstream
         self.chain: FilterChain = active.chains[listener.direction]  # per port once routed
@@ -92,6 +94,7 @@ class HttpStream:
         ctx = self.ctx = RequestContext(head, listener, active.tables, self, scheme, client_ip,
                                         env.loop.time())
         ctx.request_done = not head.chunked and not head.content_length
+        ctx.peer_certificate = peer_cert
         ctx.keep_alive = head.keep_alive
         self.decoding = True  # the request headers phase is not over (a filter may hold it)
         self.held_by = 0  # the filter holding the request: a local reply passes those before
@@ -240,6 +243,9 @@ class HttpStream:
         ctx = self.ctx
         ctx.endpoint = state.cluster.endpoints[host]
         ctx.endpoint_index = host
+
+    def on_upstream_principal(self, principal: str) -> None:
+        self.ctx.upstream_principal = principal
 
     def upstream_service(self, seconds: float) -> None:
         self.ctx.upstream_service_ms = seconds * 1000

@@ -8,20 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
+import ssl
 from collections import deque
 from typing import TYPE_CHECKING, Protocol, cast
 
 from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, ResponseHead
 from remora.proxy.codec.http1 import ResponseDecoder
+from remora.proxy.mtls import PeerCertificate, UpstreamPeer, expected_peer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from remora.policy.circuit import Breaker, PoolLimits, TcpKeepalive
+    from remora.proxy.mtls import WorkloadTls
+
+log = logging.getLogger("remora.proxy")
 
 WRITE_HIGH_WATER = 256 * 1024  # bytes buffered towards a peer before we stop reading the other
 
+
+PoolKey = tuple[str, int, UpstreamPeer | None]
 
 
 class Connector(Protocol):
@@ -50,8 +58,8 @@ class ResponseSink(Protocol):
 class UpstreamConnection(asyncio.Protocol):
     """One TCP connection to an endpoint; carries one request at a time (HTTP/1.1)."""
 
-    __slots__ = ("breaker", "closed", "created", "decoder", "idle_until", "pool", "requests",
-                 "sink", "transport")
+    __slots__ = ("breaker", "closed", "created", "decoder", "idle_until", "peer_uri", "pool",
+                 "requests", "sink", "transport")
 
     def __init__(self, pool: EndpointPool, *, breaker: Breaker | None = None,
                  created: float = 0.0) -> None:
@@ -64,6 +72,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.breaker = breaker  # the cluster whose max_connections counts this connection
         self.created = created
         self.idle_until = float("inf")  # connectionPool idleTimeout: closed if idle past this
+        self.peer_uri = ""  # mutual TLS: the identity the endpoint's certificate proved
 
     def reusable(self, limits: PoolLimits, now: float) -> bool:
         """DestinationRule maxRequestsPerConnection and tcp.maxConnectionDuration allow more."""
@@ -182,15 +191,18 @@ class EndpointPool:
         "cx_connect_fail",
         "cx_total",
         "idle",
+        "peer",
         "port",
         "rq_error",
         "rq_total",
         "waiters",
     )
 
-    def __init__(self, address: str, port: int, *, connector: Connector | None = None) -> None:
+    def __init__(self, address: str, port: int, *, connector: Connector | None = None,
+                 peer: UpstreamPeer | None = None) -> None:
         self.address = address
         self.port = port
+        self.peer = peer
         self.connector = connector
         self.idle: deque[UpstreamConnection] = deque()
         self.connections: set[UpstreamConnection] = set()
@@ -212,27 +224,59 @@ class EndpointPool:
                 return connection
         return None
 
+    @property
+    def key(self) -> PoolKey:
+        return self.address, self.port, self.peer
+
     async def connect(self, *, timeout: float, breaker: Breaker | None = None,
-                      keepalive: TcpKeepalive | None = None) -> UpstreamConnection:
-        """Open a new connection; raises OSError (refused, unreachable) or TimeoutError.
-        `breaker` has counted it already; the connection gives the slot back when it closes."""
+                      keepalive: TcpKeepalive | None = None,
+                      workload: WorkloadTls | None = None) -> UpstreamConnection:
+        """Open a new connection, in mutual TLS with `workload`'s certificate to a `peer`
+        endpoint; raises OSError (refused, unreachable, a failed handshake or the wrong
+        identity: Envoy's UF all) or TimeoutError. `breaker` has counted it already; the
+        connection gives the slot back when it closes."""
         loop = asyncio.get_running_loop()
         self.cx_total += 1
-        connect: Connector = self.connector or loop.create_connection
+        peer = self.peer if workload is not None else None
         try:
             async with asyncio.timeout(timeout):
-                transport, protocol = await connect(
-                    lambda: UpstreamConnection(self, breaker=breaker, created=loop.time()),
-                    self.address, self.port,
-                )
-        except (OSError, TimeoutError):
+                if peer is None:
+                    connect: Connector = self.connector or loop.create_connection
+                    transport, protocol = await connect(
+                        lambda: UpstreamConnection(self, breaker=breaker, created=loop.time()),
+                        self.address, self.port,
+                    )
+                else:
+                    assert workload is not None
+                    transport, protocol = await loop.create_connection(
+                        lambda: UpstreamConnection(self, breaker=breaker, created=loop.time()),
+                        self.address, self.port, ssl=workload.client, server_hostname=peer.sni,
+                        ssl_handshake_timeout=timeout)
+                    self._verify(transport, cast("UpstreamConnection", protocol), peer)
+        except (OSError, TimeoutError) as exc:
             self.cx_connect_fail += 1
+            if isinstance(exc, ssl.SSLError):
+                log.warning("mTLS to %s:%d refused: %s", self.address, self.port,
+                            getattr(exc, "verify_message", None) or exc.reason or exc)
             raise
         if keepalive is not None:
             set_keepalive(transport.get_extra_info("socket"), keepalive)
         connection = cast("UpstreamConnection", protocol)
         self.connections.add(connection)
         return connection
+
+    def _verify(self, transport: asyncio.BaseTransport, connection: UpstreamConnection,
+                peer: UpstreamPeer) -> None:
+        """The certificate chains to a root (the handshake checked that); is it who we meant?"""
+        found = PeerCertificate.of(transport.get_extra_info("ssl_object"))
+        problem = expected_peer(found, peer.expected, peer.trust_domain)
+        if problem is not None:
+            transport.close()
+            error = ssl.SSLCertVerificationError(problem)
+            error.verify_message = problem
+            raise error
+        assert found is not None
+        connection.peer_uri = found.uri
 
     def wake(self) -> None:
         """A connection closed: queued requests may open one now (breaker permitting)."""
@@ -271,20 +315,22 @@ class EndpointPool:
 
 
 class Pools:
-    """All endpoint pools of a proxy, keyed by (address, port), shared by every cluster."""
+    """All endpoint pools of a proxy, keyed by (address, port, mTLS peer), shared by every
+    cluster."""
 
     def __init__(self, *, connector: Connector | None = None) -> None:
-        self._pools: dict[tuple[str, int], EndpointPool] = {}
+        self._pools: dict[PoolKey, EndpointPool] = {}
         self.connector = connector
 
-    def get(self, address: str, port: int) -> EndpointPool:
-        key = (address, port)
+    def get(self, address: str, port: int, peer: UpstreamPeer | None = None) -> EndpointPool:
+        key = (address, port, peer)
         pool = self._pools.get(key)
         if pool is None or pool.closed:
-            pool = self._pools[key] = EndpointPool(address, port, connector=self.connector)
+            pool = self._pools[key] = EndpointPool(address, port, connector=self.connector,
+                                                   peer=peer)
         return pool
 
-    def retain(self, keep: Callable[[tuple[str, int]], bool]) -> None:
+    def retain(self, keep: Callable[[PoolKey], bool]) -> None:
         """Retire pools of endpoints no longer in the configuration."""
         for key in [key for key in self._pools if not keep(key)]:
             self._pools.pop(key).retire()

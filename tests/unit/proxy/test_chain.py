@@ -164,3 +164,16 @@ def test_a_new_snapshot_gets_chains_for_its_own_needs() -> None:
     """Chains are built per snapshot: dropping the fault drops the fault filter."""
     assert "envoy.filters.http.fault" in names(virtual_service(FAULT))["outbound"]
     assert "envoy.filters.http.fault" not in names(virtual_service(""))["outbound"]
+
+
+def test_inbound_the_connection_manager_handles_xfcc_before_every_filter() -> None:
+    """Envoy's connection manager sets x-forwarded-client-cert (Istio's inbound
+    APPEND_FORWARD) before the HTTP filters run; outbound and gateways have no such step."""
+    async def body() -> None:
+        chains = ProxyHarness(SERVICE).env.active.chains
+        assert chains["inbound"].filters[0].name == \
+            "envoy.http_connection_manager.forward_client_cert_details"
+        assert not chains["inbound"].filters[0].http_filter
+        assert all(f.http_filter for kind in ("outbound", "gateway") for f in chains[kind].filters)
+
+    run(body)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from remora.proxy.clusters import ClusterState, ClusterTable
     from remora.proxy.context import RequestContext
     from remora.proxy.env import ProxyEnv
+    from remora.proxy.mtls import WorkloadTls
 
 MIRROR_TIMEOUT = 10.0  # a mirror that takes longer is dropped (its connection closed)
 
@@ -70,7 +71,7 @@ def send_mirrors(env: ProxyEnv, tables: ClusterTable, mirrors: Sequence[MirrorTa
         host = state.pick(rng=rng, key=None)
         if host is None:
             continue
-        env.spawn(mirror_once(state, host, data, method=method))
+        env.spawn(mirror_once(state, host, data, method=method, workload=env.tls))
 
 
 class _Discard:
@@ -92,12 +93,14 @@ class _Discard:
         pass
 
 
-async def mirror_once(state: ClusterState, host: int, data: bytes, *, method: str) -> None:
+async def mirror_once(state: ClusterState, host: int, data: bytes, *, method: str,
+                      workload: WorkloadTls | None = None) -> None:
     pool = state.pools[host]
     connection = pool.take_idle()
     try:
         if connection is None:
-            connection = await pool.connect(timeout=state.limits.connect_timeout)
+            connection = await pool.connect(timeout=state.limits.connect_timeout,
+                                            workload=workload)
     except (OSError, TimeoutError):
         return  # a mirror failure is nobody's business
     sink = _Discard()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 from remora.policy.flags import join_flags
 from remora.proxy.filter import HttpFilter
 from remora.proxy.labels import (
+    UNKNOWN,
     UNKNOWN_DESTINATION,
     UNKNOWN_SIDE,
     destination_labels,
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
 def flags_text(ctx: RequestContext) -> str:
     """%RESPONSE_FLAGS%: "-" when there is none."""
     return join_flags(ctx.flags) if ctx.flags else "-"
+
+
+def with_principal(side: tuple[str, ...], principal: str) -> tuple[str, ...]:
+    """A side's 8 labels with its principal (the SPIFFE identity its certificate proved)."""
+    return (*side[:2], principal or UNKNOWN, *side[3:])
 
 
 class IstioStats(HttpFilter):
@@ -42,17 +48,25 @@ class IstioStats(HttpFilter):
         if self.inbound:
             # the local app's side; the caller's as its sidecar described itself, if it did
             own = labels.self_side(identity)
-            return ("destination", *(ctx.peer or UNKNOWN_SIDE),
-                    *destination_labels(own, service_labels(state)),
-                    "http", code, "", flags, "none")
+            source = ctx.peer or UNKNOWN_SIDE
+            peer, workload, policy = ctx.peer_certificate, self.env.tls, "none"
+            if peer is not None and workload is not None:
+                source = with_principal(source, peer.uri)
+                own, policy = with_principal(own, workload.identity), "mutual_tls"
+            return ("destination", *source, *destination_labels(own, service_labels(state)),
+                    "http", code, "", flags, policy)
         if state is not None and ctx.endpoint is not None:
             destination = labels.endpoint_side(state, ctx.endpoint_index, ctx.endpoint, identity)
         elif state is not None:
             destination = destination_labels(UNKNOWN_SIDE, service_labels(state))
         else:
             destination = UNKNOWN_DESTINATION
-        return ("source", *labels.self_side(identity), *destination, "http", code, "", flags,
-                "unknown")
+        source = labels.self_side(identity)
+        workload = self.env.tls
+        if ctx.upstream_principal and workload is not None:
+            source = with_principal(source, workload.identity)
+            destination = (*destination[:2], ctx.upstream_principal, *destination[3:])
+        return ("source", *source, *destination, "http", code, "", flags, "unknown")
 
     def log(self, ctx: RequestContext) -> None:
         self.env.metrics.record(

@@ -1,0 +1,79 @@
+"""Certificates for tests: a root and workload certificates shaped as Istio's (empty subject,
+a SPIFFE URI SAN, server and client auth), written as Istio's file-mounted certificates."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+PEM = serialization.Encoding.PEM
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+@dataclass
+class MeshCA:
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+
+    @classmethod
+    def create(cls, name: str = "test root") -> MeshCA:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, name)])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                    crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+                .sign(key, hashes.SHA256()))
+        return cls(key, cert)
+
+    @property
+    def pem(self) -> str:
+        return self.cert.public_bytes(PEM).decode()
+
+    def issue(self, uri: str, *, days: float = 1.0) -> tuple[str, str]:
+        """A workload certificate for `uri` and its key, both PEM."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (x509.CertificateBuilder().subject_name(x509.Name([]))
+                .issuer_name(self.cert.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=1))
+                .not_valid_after(now + datetime.timedelta(days=days))
+                .add_extension(x509.SubjectAlternativeName(
+                    [x509.UniformResourceIdentifier(uri)]), critical=True)
+                .add_extension(x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                    critical=False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .sign(self.key, hashes.SHA256()))
+        return cert.public_bytes(PEM).decode(), _pem_key(key)
+
+    def mount(self, directory: Path, uri: str) -> Path:
+        """Istio's file-mounted layout: cert-chain.pem, key.pem, root-cert.pem."""
+        directory.mkdir(parents=True, exist_ok=True)
+        chain, key = self.issue(uri)
+        (directory / "cert-chain.pem").write_text(chain)
+        (directory / "key.pem").write_text(key)
+        (directory / "key.pem").chmod(0o600)
+        (directory / "root-cert.pem").write_text(self.pem)
+        return directory
+
+
+def spiffe(namespace: str, account: str, trust_domain: str = "cluster.local") -> str:
+    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{account}"
