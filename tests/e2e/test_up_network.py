@@ -51,6 +51,7 @@ APP = textwrap.dedent('''
             out = {"name": os.environ["APP_NAME"], "version": os.environ["VERSION"],
                    "pod": os.environ["POD_NAME"], "ip": os.environ["POD_IP"],
                    "proxy": os.environ.get("http_proxy", ""),
+                   "xfcc": self.headers.get("x-forwarded-client-cert", ""),
                    "service_env": {k: v for k, v in os.environ.items() if "_SERVICE_" in k}}
             if self.path.startswith("/call/"):
                 with DIRECT.open("http://" + self.path[6:] + "/", timeout=5) as r:
@@ -89,7 +90,7 @@ ECHO = textwrap.dedent('''
 
 
 def _deployment(name: str, app: str, version: str, port: int, *, annotations: str = "{}",
-                script: str = "app.py") -> str:
+                script: str = "app.py", account: str = "default") -> str:
     return textwrap.dedent(f'''
         apiVersion: apps/v1
         kind: Deployment
@@ -102,6 +103,7 @@ def _deployment(name: str, app: str, version: str, port: int, *, annotations: st
               labels: {{app: {app}, version: {version}}}
               annotations: {annotations}
             spec:
+              serviceAccountName: {account}
               containers:
               - name: {app}
                 image: python:3.11
@@ -223,12 +225,12 @@ def assert_nothing_left(state: Path) -> None:
 class NamespaceMesh:
     """A detached `remora up --network namespace` with its own CIDRs and state directory."""
 
-    def __init__(self, root: Path, index: int) -> None:
+    def __init__(self, root: Path, index: int, yaml: str = MESH) -> None:
         self.mesh = root / "mesh"
         self.mesh.mkdir()
         (self.mesh / "app.py").write_text(APP)
         (self.mesh / "echo.py").write_text(ECHO)
-        (self.mesh / "mesh.yaml").write_text(MESH)
+        (self.mesh / "mesh.yaml").write_text(yaml)
         self.state = root / "state"
         self.cp_port = free_port()
         # CIDRs of their own, so a mesh another test left running cannot collide

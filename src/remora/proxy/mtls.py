@@ -46,14 +46,15 @@ class UpstreamPeer:
 def upstream_peer(cluster: Cluster, endpoint: Endpoint, mesh: MeshSettings) -> UpstreamPeer | None:
     """Whether the client sidecar originates mutual TLS to `endpoint`, as Istio decides: a
     DestinationRule's `tls.mode` ISTIO_MUTUAL always, DISABLE never; unset, auto mTLS
-    (MeshConfig enableAutoMtls) does when the endpoint has a sidecar that takes it (its
+    (MeshConfig enableAutoMtls) does when the endpoint, not of a MESH_EXTERNAL service, has
+    a sidecar that takes it (its
     `tls_mode`, compiled from `security.istio.io/tlsMode` and the endpoint's
     PeerAuthentication). SIMPLE and MUTUAL origination are not implemented yet (`apply` says
     so): those stay plain text. The SNI is Istio's `outbound_.<port>_.<subset>_.<host>`."""
     policy = cluster.traffic_policy
     mode = policy.tls_mode if policy is not None else ""
-    if mode != "ISTIO_MUTUAL" and (
-            mode or not mesh.enable_auto_mtls or endpoint.tls_mode != "istio"):
+    if mode != "ISTIO_MUTUAL" and (mode or not mesh.enable_auto_mtls or cluster.mesh_external
+                                   or endpoint.tls_mode != "istio"):
         return None
     known = endpoint.service_account not in ("", "unknown") and endpoint.namespace not in (
         "", "unknown")

@@ -5,8 +5,9 @@ The control plane's first admin (its `credentials.json`) applies the user's YAML
     remora-runner            registers and deregisters instances of the Services it runs
                              (`<nacos namespace>:DEFAULT_GROUP:naming/<service>` rw); reads the
                              Deployments, StatefulSets and HPAs of its namespaces and writes
-                             their `status` and the workloads' `scale` (runner/controllers.py),
-                             nothing else
+                             their `status` and the workloads' `scale` (runner/controllers.py);
+                             creates its pods' identity tokens (`<ns>:remora:identity/*` w),
+                             which get their sidecars a workload certificate; nothing else
     remora-sidecar           subscribes as a sidecar (`*:remora:discovery/sidecar` r)
     remora-gateway-<ns>      subscribes as a gateway of namespace <ns> — whose view carries that
                              namespace's TLS Secrets — and nothing else
@@ -43,15 +44,18 @@ class Account:
 def plan_accounts(resources: Sequence[Resource], gateway_namespaces: Iterable[str]
                   ) -> list[Account]:
     """The runner, the sidecars, and one gateway account per namespace with gateways."""
+    gateway_namespaces = sorted(set(gateway_namespaces))
     services = sorted({(r.namespace, r.name) for r in resources if r.kind == "Service"})
     namespaces = sorted({r.namespace for r in resources if r.kind in CONTROLLED})
+    identities = sorted({*namespaces, *gateway_namespaces})
     return [
         Account(RUNNER, (*((f"{nacos_namespace(ns)}:{NACOS_GROUP}:naming/{name}", "rw")
                            for ns, name in services),
-                         *(grant for ns in namespaces for grant in controller_grants(ns)))),
+                         *(grant for ns in namespaces for grant in controller_grants(ns)),
+                         *((f"{ns}:remora:identity/*", "w") for ns in identities))),
         Account(SIDECAR, (("*:remora:discovery/sidecar", "r"),)),
         *(Account(gateway_user(ns), ((f"{ns}:remora:discovery/gateway", "r"),))
-          for ns in sorted(set(gateway_namespaces))),
+          for ns in gateway_namespaces),
     ]
 
 

@@ -130,6 +130,13 @@ class ControlPlaneClient:
             "port": str(port), "ephemeral": "false", "metadata": json.dumps(dict(labels)),
         })
 
+    async def identity_token(self, *, namespace: str, service_account: str, pod: str) -> str:
+        """A token that proves to the CA that a sidecar runs for this pod (issue it only to
+        the pod's sidecar: whoever holds it gets the service account's certificate)."""
+        response = await self._call("POST", "/api/remora/v1/identitytokens", json={
+            "namespace": namespace, "serviceAccount": service_account, "pod": pod})
+        return str(response.json()["token"])
+
     async def deregister(self, *, service: str, namespace: str, port: int,
                          ip: str = "127.0.0.1") -> None:
         await self._call("DELETE", "/nacos/v1/ns/instance", params={

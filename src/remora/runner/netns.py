@@ -150,13 +150,19 @@ class HostNetwork:
     def private_copy(self, credentials: Path) -> Path:
         """A copy of a credentials file the sidecars (user 1337) can read and no one else:
         the state directory may be closed to other users."""
-        directory = RUN_DIR / self.plan.prefix
-        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-        copy = directory / credentials.name
-        copy.touch(mode=0o600)
-        os.chown(copy, PROXY_UID, PROXY_UID)
-        copy.write_bytes(credentials.read_bytes())
-        return copy
+        return self.write_private(credentials.name, credentials.read_bytes())
+
+    def private_path(self, name: str) -> Path:
+        return RUN_DIR / self.plan.prefix / name
+
+    def write_private(self, name: str, content: bytes) -> Path:
+        """A file only the sidecars' user reads (0600, owned by 1337)."""
+        path = self.private_path(name)
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        os.chown(path, PROXY_UID, PROXY_UID)
+        path.write_bytes(content)
+        return path
 
     def status(self) -> dict[str, object]:
         plan = self.plan

@@ -115,6 +115,7 @@ class InstanceSpec:
     annotations: Mapping[str, str] = field(default_factory=dict)  # the pod template's
     pod_ip: str = POD_IP
     hold_application: bool = False  # holdApplicationUntilProxyStarts: the app waits for it
+    service_account: str = "default"  # its identity: spiffe://<td>/ns/<namespace>/sa/<this>
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +266,7 @@ def _instance(
         labels=labels,
         annotations=annotations,
         pod_ip=pod_ip,
+        service_account=template.spec.effective_service_account,
         hold_application=hold_application_until_proxy_starts(
             annotations, mesh_config_of(resources).default_config or {}, where),
         command=_command(workload, container, env, where),

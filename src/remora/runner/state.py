@@ -56,6 +56,9 @@ class StateDir:
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 
+    def identity_token(self, pod: str) -> Path:
+        return self.root / "identity" / f"{pod}.token"
+
     def scratch(self, pod: str) -> Path:
         return self.root / "data" / pod
 

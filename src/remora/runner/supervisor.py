@@ -94,6 +94,7 @@ class PodPlan:
     data_dir: Path
     network: PodNetwork | None = None  # None: the host network
     service_env: Mapping[str, str] = field(default_factory=dict)  # {SVC}_SERVICE_HOST...
+    identity_token: Path | None = None  # the sidecar's proof of identity for the CA
 
     @property
     def app_port(self) -> int | None:
@@ -129,8 +130,11 @@ def sidecar_argv(plan: PodPlan, controlplane: str) -> list[str]:
     labels = ",".join(f"{key}={value}" for key, value in spec.labels.items())
     argv = [*REMORA, "proxy", "--controlplane", controlplane, "--labels", labels,
             "--workload", spec.workload_name, "--namespace", spec.namespace,
+            "--service-account", spec.service_account,
             "--outbound-port", str(ports.outbound), "--inbound-port", str(ports.inbound),
             "--admin-port", str(ports.admin), "--health-port", str(ports.health)]
+    if plan.identity_token is not None:
+        argv += ["--identity-token-file", str(plan.identity_token)]
     if plan.app_port is not None:
         declared = next(p for p in spec.ports if p.container_port in plan.app_ports)
         argv += ["--app-port", str(plan.app_port),

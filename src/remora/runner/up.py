@@ -33,7 +33,13 @@ import httpx
 from remora.api.kube.core import Service
 from remora.api.loader import YAML_SUFFIXES
 from remora.api.networking.gateway import Gateway
-from remora.api.resource import DEFAULT_NAMESPACE, WORKLOAD_NAME_LABEL, Resource
+from remora.api.resource import (
+    DEFAULT_NAMESPACE,
+    SERVICE_ACCOUNT_METADATA,
+    TLS_MODE_LABEL,
+    WORKLOAD_NAME_LABEL,
+    Resource,
+)
 from remora.api.yamlsource import read_documents
 from remora.credentials import FILE_NAME, read_file, remember
 from remora.errors import RemoraError
@@ -96,6 +102,12 @@ class GatewayPlan:
     gateways: tuple[str, ...]
     listen: dict[int, int]  # Gateway server port -> local port
     ports: SidecarPorts
+
+    @property
+    def service_account(self) -> str:
+        """Istio's chart names its gateways' accounts so: `istio-ingressgateway-service-account`
+        for the gateway selected by `istio: ingressgateway`."""
+        return f"istio-{self.name.removeprefix('gateway-')}-service-account"
 
 
 def plan_gateways(resources: Sequence[Resource], ports: PortAllocator) -> list[GatewayPlan]:
@@ -211,6 +223,8 @@ class Mesh:
         return Child(plan.name, [
             *REMORA, "proxy", "--mode", "gateway", "--controlplane", self.url, "--labels", labels,
             "--namespace", plan.namespace, "--workload", plan.name,
+            "--service-account", plan.service_account,
+            "--identity-token-file", str(self.state.identity_token(plan.name)),
             "--admin-port", str(plan.ports.admin), "--health-port", str(plan.ports.health)],
             log=self.state.log(plan.name))
 
@@ -239,6 +253,8 @@ class Mesh:
             {(s.namespace, s.name): s.ip for s in self.services}))
         await self._provision_accounts()
         for plan, child in zip(self.gateways, self.gateway_children, strict=True):
+            await self._write_identity_token(plan.namespace, plan.service_account, plan.name,
+                                             self.state.identity_token(plan.name))
             await child.start()
             ports = ", ".join(f"{HOST}:{local}" + (f" (Gateway port {port})" if local != port
                                                    else "") for port, local in plan.listen.items())
@@ -301,7 +317,15 @@ class Mesh:
         self.changed()
 
     async def _run(self, pod: Pod) -> None:
-        """A pod's network namespace (in a pod network), then the pod."""
+        """A pod's identity token and network namespace (in a pod network), then the pod."""
+        try:
+            await self._hand_identity(pod)
+        except ControlPlaneError as exc:
+            pod.last_exit = f"identity: {exc}"
+            pod.phase = "Failed"
+            log.error("%s: no identity token: %s", pod.name, exc)
+            self.changed()
+            return
         network = pod.plan.network
         if self.network is not None and network is not None:
             spec = pod.plan.spec
@@ -340,10 +364,33 @@ class Mesh:
                            sidecar=SidecarPorts.istio(),
                            network=self.network.plan_pod(instance.name, instance.pod_ip),
                            service_env=podnet.service_environment(instance.namespace,
-                                                                  self.services))
+                                                                  self.services),
+                           identity_token=self.network.private_path(
+                               f"{instance.name}.token"))
         return PodPlan(spec=instance, cwd=cwd, data_dir=data_dir.resolve(),
                        app_ports={p.container_port: self.ports.take() for p in instance.ports},
-                       sidecar=SidecarPorts.allocate(self.ports))
+                       sidecar=SidecarPorts.allocate(self.ports),
+                       identity_token=self.state.identity_token(instance.name))
+
+    async def _hand_identity(self, pod: Pod) -> None:
+        """The sidecar's identity token (the kubelet's projected service account token, in
+        Kubernetes): a file only the sidecar's user reads. A pod whose token cannot be had
+        does not start — its sidecar could get no certificate."""
+        spec, path = pod.plan.spec, pod.plan.identity_token
+        assert path is not None
+        await self._write_identity_token(spec.namespace, spec.service_account, spec.name, path,
+                                         in_pod=self.network is not None)
+
+    async def _write_identity_token(self, namespace: str, service_account: str, name: str,
+                                    path: Path, *, in_pod: bool = False) -> None:
+        token = (await self.client.identity_token(
+            namespace=namespace, service_account=service_account, pod=name)).encode()
+        if in_pod and self.network is not None:  # for user 1337 (the pod's sidecar)
+            self.network.write_private(path.name, token)
+            return
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_bytes(token)
 
     async def wait_ready(self) -> None:
         """Until the gateways and every pod are ready (then phase Ready)."""
@@ -371,7 +418,9 @@ class Mesh:
                 if ready:
                     await self.client.register(
                         service=service, namespace=spec.namespace, port=pod.plan.endpoint_port,
-                        labels={**spec.labels, WORKLOAD_NAME_LABEL: spec.workload_name},
+                        labels={**spec.labels, WORKLOAD_NAME_LABEL: spec.workload_name,
+                                TLS_MODE_LABEL: "istio",
+                                SERVICE_ACCOUNT_METADATA: spec.service_account},
                         ip=pod.plan.address)
                 else:
                     await self.client.deregister(service=service, namespace=spec.namespace,
