@@ -14,9 +14,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -25,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from remora.api.duration import parse_duration
 from remora.errors import RemoraError
 from remora.proxy.cpclient import ControlPlaneClient
 from remora.proxy.mtls import WorkloadTls
@@ -57,13 +59,27 @@ class CertificateError(RemoraError):
     """The CA refused the request, or answered something that is no certificate."""
 
 
-def renewal_delay(not_before: float, not_after: float, now: float, rng: random.Random) -> float:
-    """Seconds until the renewal of a certificate valid from `not_before` to `not_after`: at
-    half its life, spread by up to 1 % of it so that a mesh started at once does not renew at
-    once (Istio's jitter), never negative."""
-    life = max(0.0, not_after - not_before)
-    due = not_before + life * RENEW_RATIO + rng.uniform(0.0, life * 0.01)
+def renewal_delay(issued: float, not_after: float, now: float, rng: random.Random) -> float:
+    """Seconds until the renewal of a certificate received at `issued` and valid until
+    `not_after`: at half that life (the CA may backdate notBefore for clock skew; what counts
+    is the life left when it arrived), spread by up to 1 % of it so that a mesh started at
+    once does not renew at once (Istio's jitter); never negative."""
+    life = max(0.0, not_after - issued)
+    due = issued + life * RENEW_RATIO + rng.uniform(0.0, life * 0.01)
     return max(0.0, due - now)
+
+
+def requested_ttl(environ: Mapping[str, str]) -> int | None:
+    """pilot-agent's SECRET_TTL ("24h", "90s"): the lifetime asked of the CA; None = the CA's
+    default. A value that is no duration is ignored with a warning."""
+    text = environ.get("SECRET_TTL", "").strip()
+    if not text:
+        return None
+    try:
+        return max(1, round(parse_duration(text)))
+    except ValueError as exc:
+        log.warning("SECRET_TTL ignored: %s", exc)
+        return None
 
 
 def retry_delay(failures: int, rng: random.Random) -> float:
@@ -96,7 +112,8 @@ class CertificateAgent:
         self.current: WorkloadTls | None = None
         self.issued: WorkloadTls | None = None  # as the CA sent it, before snapshot roots
         self.mesh_roots: tuple[str, ...] = ()
-        self.not_before = 0.0
+        self.issued_at = 0.0
+        self.ttl = requested_ttl(os.environ)
         self.renewals = 0
         self.failures = 0
 
@@ -112,7 +129,7 @@ class CertificateAgent:
         for client in self.clients:
             try:
                 status, body = await client.post_json(
-                    CERTIFICATES_PATH, {"csr": csr, "token": token}, {})
+                    CERTIFICATES_PATH, {"csr": csr, "token": token, "ttlSeconds": self.ttl}, {})
             except (OSError, TimeoutError) as exc:
                 errors.append(f"{client.authority}: {exc}")
                 continue
@@ -135,11 +152,11 @@ class CertificateAgent:
             leaf = x509.load_pem_x509_certificate(chain[0].encode())
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise CertificateError(f"the CA's answer is no certificate: {exc}") from None
-        self.not_before = leaf.not_valid_before_utc.timestamp()
+        self.issued_at = self.clock()
         return WorkloadTls(identity=str(answer.get("identity", "")), chain=chain, key=key,
                            roots=roots, not_after=leaf.not_valid_after_utc.timestamp())
 
-    async def first(self, attempts: int = 5) -> bool:
+    async def first(self, attempts: int = 3) -> bool:
         """The first certificate, retried a few times; False (logged) if there is none yet:
         the proxy starts in plain text and the renewal loop keeps asking."""
         for attempt in range(attempts):
@@ -162,7 +179,7 @@ class CertificateAgent:
             if current is None or self.failures:
                 delay = retry_delay(self.failures, self.rng)
             else:
-                delay = renewal_delay(self.not_before, current.not_after, now, self.rng)
+                delay = renewal_delay(self.issued_at, current.not_after, now, self.rng)
             await asyncio.sleep(delay)
             try:
                 self._install(await self.request())
@@ -179,7 +196,7 @@ class CertificateAgent:
             log.warning("workload certificate: %s", error)
             return
         left = current.not_after - self.clock()
-        life = max(1.0, current.not_after - self.not_before)
+        life = max(1.0, current.not_after - self.issued_at)
         level = logging.ERROR if left < life * WARN_RATIO else logging.WARNING
         log.log(level, "workload certificate renewal failed (%s); the current one expires "
                        "in %.0f s", error, max(0.0, left))
