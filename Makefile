@@ -30,6 +30,7 @@ bench: setup
 	$(BIN)/python bench/chaos.py
 	$(BIN)/python bench/controlplane.py
 	$(BIN)/python bench/csr.py
+	$(BIN)/python bench/mtls.py
 	$(BIN)/python bench/up.py
 	$(BIN)/python bench/capture.py
 	$(BIN)/python bench/cli.py
