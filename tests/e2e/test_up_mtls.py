@@ -9,6 +9,7 @@ namespace PERMISSIVE beneath it, a workload STRICT whose `portLevelMtls` DISABLE
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import textwrap
@@ -139,6 +140,18 @@ def test_peer_authentication_levels_under_remora_up(mesh: NamespaceMesh, tmp_pat
         tls.sendall(b"GET / HTTP/1.1\r\nhost: back\r\n\r\n")
         if tls.recv(100) == b"":
             raise ConnectionError("closed")
+    # what istioctl proxy-config secret and authn tls-check show
+    server = ("--server", f"http://127.0.0.1:{mesh.cp_port}")
+    listed = remora("get", "pods", "-o", "json", *server)
+    front = next(item["metadata"]["name"] for item in json.loads(listed.stdout)["items"]
+                 if item["metadata"]["labels"].get("app") == "front")
+    secret = remora("proxy-config", "secret", front, *server)
+    assert secret.returncode == 0, secret.stderr
+    assert "Cert Chain   ACTIVE   true" in secret.stdout and FRONT_ID in secret.stdout
+    check = remora("authn", "tls-check", front, "back", *server, "-o", "json")
+    assert check.returncode == 0, check.stderr
+    assert [(row["status"], row["server"], row["client"]) for row in json.loads(check.stdout)] \
+        == [("OK", "STRICT", "ISTIO_MUTUAL")]
     sidecar_log = (mesh.state / "logs" / f"{back['name']}.sidecar.log").read_text()
     assert "refused: plain text to a port whose PeerAuthentication is STRICT" in sidecar_log
 

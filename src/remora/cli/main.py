@@ -49,7 +49,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                      "everything else was applied)."),
     "proxy-config": ("remora.cli.proxyconfig",
                      "Show what one proxy runs, as istioctl proxy-config does: routes, clusters, "
-                     "endpoints, listeners."),
+                     "endpoints, listeners, secret."),
+    "authn": ("remora.cli.authn", "Mutual TLS between workloads, as istioctl authn shows it."),
     "controlplane": ("remora.cli.controlplane",
                      "Run the control plane: resources, registry and config center behind one "
                      "HTTP API."),

@@ -146,7 +146,7 @@ def pod_from_proxy(proxy: dict[str, Any]) -> dict[str, Any]:
                                      **({"remora.io/admin-port": str(admin)} if admin else {})},
                      "creationTimestamp": timestamp(proxy.get("connectedAt"))},
         "spec": {"containers": [{"name": "istio-proxy"}]},
-        "status": {"phase": "Running", "podIP": "127.0.0.1",
+        "status": {"phase": "Running", "podIP": str(proxy.get("ip") or "127.0.0.1"),
                    "conditions": [{"type": "Ready", "status": "True"}],
                    "containerStatuses": [_container("istio-proxy", ready=True, restarts=0,
                                                     running=True, reason="")]},

@@ -85,6 +85,8 @@ def proxy(
         help="Sidecar: connections arrive through a pod's iptables capture rules; route each "
              "by the address it was sent to (SO_ORIGINAL_DST), as Envoy's virtual listeners "
              "do.")] = False,
+    ip: Annotated[str, typer.Option(
+        help="This workload's IP, as it reports itself (Istio's INSTANCE_IPS).")] = "127.0.0.1",
     service_account: Annotated[str, typer.Option(
         help="The workload's service account: its identity is spiffe://<trust domain>/ns/"
              "<namespace>/sa/<service account>.")] = "default",
@@ -112,6 +114,7 @@ def proxy(
         labels=label_map,
         workload=workload or label_map.get("app", "unknown"),
         service_account=service_account,
+        ip=ip,
         app_port=app_port,
         container_port=container_port,
         container_port_name=container_port_name,

@@ -23,7 +23,7 @@ ADMIN_TIMEOUT = 10.0
 
 app = typer.Typer(
     help="Show what one proxy runs, as istioctl proxy-config does: routes, clusters, "
-         "endpoints, listeners.",
+         "endpoints, listeners, secret.",
     no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
 Pod = Annotated[str, typer.Argument(help="The pod (NAME or NAME.NAMESPACE) whose proxy to ask.")]
 Output = Annotated[str, typer.Option("-o", "--output", help="short, json or yaml.")]
@@ -210,3 +210,28 @@ def listeners(pod: Pod, namespace: Namespace = "default",
             tls = " (TLS)" if listener.get("tls") else ""
             rows.append(["0.0.0.0", local, "ALL", f"Route: {listener.get('routeTable')}{tls}"])
     emit(rows, picked, output)
+
+
+@app.command("secret")
+@app.command("secrets", hidden=True)
+def secret(pod: Pod, namespace: Namespace = "default",
+           output: Output = "short", server: Server = DEFAULT_SERVER) -> None:
+    """The proxy's workload certificate and roots: RESOURCE NAME TYPE STATUS VALID CERT SERIAL
+    NUMBER NOT AFTER NOT BEFORE, as istioctl proxy-config secret (the proxy's /certs)."""
+    answer = fetch(admin_url(pod, namespace, server) + "/certs")
+    rows = [["RESOURCE NAME", "TYPE", "STATUS", "VALID CERT", "SERIAL NUMBER", "NOT AFTER",
+             "NOT BEFORE", "IDENTITY"]]
+    for entry in answer.get("certificates") or []:
+        for name, kind, certificates in (("default", "Cert Chain", entry.get("cert_chain")),
+                                         ("ROOTCA", "CA", entry.get("ca_cert"))):
+            for cert in (certificates or [])[:1] if name == "default" else certificates or []:
+                valid = int(cert.get("seconds_until_expiration", 0)) > 0
+                sans = ",".join(s.get("uri", "") for s in cert.get("subject_alt_names") or [])
+                rows.append([name, kind, "ACTIVE", str(valid).lower(),
+                             cert.get("serial_number", ""), cert.get("expiration_time", ""),
+                             cert.get("valid_from", ""), sans or "-"])
+    if len(rows) == 1 and output == "short":
+        typer.echo(f"{pod}: no workload certificate (the proxy has no identity token, or the "
+                   "CA has not issued one yet: see its log)")
+        return
+    emit(rows, answer, output)

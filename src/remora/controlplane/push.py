@@ -314,7 +314,8 @@ class PushServer:
         return [
             {"id": s.id, "mode": s.node.get("mode"), "namespace": s.node.get("namespace"),
              "workload": s.node.get("workload"), "labels": s.node.get("labels") or {},
-             "adminPort": s.node.get("adminPort"), "sent": s.sent, "acked": s.acked,
+             "adminPort": s.node.get("adminPort"), "ip": s.node.get("ip"), "sent": s.sent,
+             "acked": s.acked,
              "nacked": s.nacked or None, "error": s.error,
              "resourceErrors": s.resource_errors,
              "synced": s.sent == s.acked, "connectedAt": s.connected_at}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 from remora.proxy.codec.events import ProtocolError, RequestHead
@@ -60,6 +61,11 @@ def cluster_rows(runtime: ProxyRuntime) -> list[dict[str, Any]]:
                 "rq_active": pool.active,
                 "rq_total": pool.rq_total,
                 "rq_error": pool.rq_error,
+                # how new connections to the host are made: Istio mTLS (auto or by a
+                # DestinationRule) when the host takes it and this proxy has a certificate
+                "tls_mode": "ISTIO_MUTUAL" if pool.peer is not None and runtime.env.tls
+                else "DISABLE",
+                "expected_identities": sorted(pool.peer.expected) if pool.peer else [],
             })
         breaker = state.breaker
         rows.append({
@@ -137,6 +143,14 @@ def listener_stats(runtime: ProxyRuntime) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def certs(runtime: ProxyRuntime) -> Reply:
+    """Envoy's /certs: the workload certificate and the roots it trusts (none without mTLS)."""
+    from remora.proxy.certs import describe  # noqa: PLC0415 (loads cryptography)
+
+    body = describe(runtime.env.tls, time.time())
+    return 200, JSON, json.dumps(body, indent=2).encode()
+
+
 def ready(runtime: ProxyRuntime) -> Reply:
     if runtime.ready and not runtime.draining:
         return 200, TEXT, b"LIVE\n"
@@ -163,11 +177,13 @@ def route(runtime: ProxyRuntime, *, health_only: bool) -> Callable[[RequestHead]
             return config_dump(runtime)
         if path == "/clusters":
             return clusters(runtime, query)
+        if path == "/certs":
+            return certs(runtime)
         if path in ("/stats/prometheus", "/metrics"):
             return 200, "text/plain; version=0.0.4", (
                 runtime.env.metrics.render() + cluster_stats(runtime) + listener_stats(runtime))
-        return 404, TEXT, b"endpoints: /config_dump /clusters /stats/prometheus /healthz/ready " \
-                          b"POST /drain\n"
+        return 404, TEXT, b"endpoints: /config_dump /clusters /certs /stats/prometheus " \
+                          b"/healthz/ready POST /drain\n"
 
     return answer
 

@@ -301,3 +301,28 @@ def split_pem(text: str) -> tuple[str, ...]:
     """Each certificate of a PEM bundle, on its own."""
     end = "-----END CERTIFICATE-----"
     return tuple(part.strip() + "\n" + end + "\n" for part in text.split(end)[:-1])
+
+
+def describe(workload: WorkloadTls | None, now: float) -> dict[str, object]:
+    """Envoy's admin /certs for the workload certificate (`cert_chain`) and the roots
+    (`ca_cert`): serial, SANs, validity and days until expiration of each."""
+    if workload is None:
+        return {"certificates": []}
+
+    def details(pem: str) -> dict[str, object]:
+        certificate = x509.load_pem_x509_certificate(pem.encode())
+        expires = certificate.not_valid_after_utc.timestamp()
+        return {
+            "serial_number": format(certificate.serial_number, "x"),
+            "subject": certificate.subject.rfc4514_string(),
+            "subject_alt_names": [{"uri": uri} for uri in uri_names(certificate)],
+            "valid_from": certificate.not_valid_before_utc.isoformat(),
+            "expiration_time": certificate.not_valid_after_utc.isoformat(),
+            "days_until_expiration": str(max(0, int((expires - now) // 86400))),
+            "seconds_until_expiration": max(0, int(expires - now)),
+        }
+
+    return {"identity": workload.identity, "certificates": [{
+        "cert_chain": [details(pem) for pem in workload.chain],
+        "ca_cert": [details(pem) for pem in workload.roots],
+    }]}

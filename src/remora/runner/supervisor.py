@@ -145,7 +145,8 @@ def sidecar_argv(plan: PodPlan, controlplane: str) -> list[str]:
         return argv
     # in the pod: listeners on every address (captured inbound arrives at the pod IP), and
     # routing by the original destination, as the user the capture rules let through
-    return plan.network.proxy_argv([*argv, "--bind", "0.0.0.0", "--original-dst"])
+    return plan.network.proxy_argv([*argv, "--bind", "0.0.0.0", "--original-dst",
+                                     "--ip", plan.network.ip])
 
 
 def app_environment(plan: PodPlan) -> dict[str, str]:
