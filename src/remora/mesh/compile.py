@@ -393,7 +393,7 @@ class Compiler:
     def gateway(self) -> tuple[list[Listener], dict[str, RouteTable]]:
         secrets = {(r.namespace, r.name): r for r in self.resources if isinstance(r, Secret)}
         vhosts: dict[int, dict[str, tuple[list[Route], bool]]] = {}
-        tls_by_port: dict[int, ListenerTls | None] = {}
+        tls_by_port: dict[int, list[ListenerTls]] = {}
         for server in selected_servers(self.resources, self.identity):
             if (problem := server_problem(server)) is not None:
                 self.notes.append(problem)
@@ -402,7 +402,9 @@ class Compiler:
             if isinstance(tls, str):
                 self.notes.append(tls)
                 continue
-            tls_by_port.setdefault(server.port, tls)
+            servers = tls_by_port.setdefault(server.port, [])
+            if tls is not None:
+                servers.append(tls)
             by_host = vhosts.setdefault(server.port, {})
             builder = self.builder(server.gateway)
             for vs in self.virtual_services.bound_to(server.gateway):
@@ -420,9 +422,11 @@ class Compiler:
                 for host, (routes, redirect) in by_host.items()
             ))  # fmt: skip
             tables[table.name] = table
-            listeners.append(
-                Listener(f"0.0.0.0_{port}", port, "gateway", table.name, tls=tls_by_port[port])
-            )
+            servers = tls_by_port[port]
+            listeners.append(Listener(
+                f"0.0.0.0_{port}", port, "gateway", table.name,
+                tls=servers[0] if servers else None, tls_servers=tuple(servers),
+            ))  # fmt: skip
         return listeners, tables
 
 

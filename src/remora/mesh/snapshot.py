@@ -342,18 +342,39 @@ class RouteTable:
 
 @dataclass(frozen=True, slots=True)
 class ListenerTls:
-    """Server certificate of a TLS listener: file paths (Gateway serverCertificate/privateKey)
-    or PEM bytes (the kubernetes.io/tls Secret named by credentialName). The proxy loads them."""
+    """One TLS server of a gateway port (a Gateway server with tls SIMPLE, MUTUAL,
+    OPTIONAL_MUTUAL or ISTIO_MUTUAL), as Envoy's filter chain for it: the certificate as file
+    paths (serverCertificate/privateKey/caCertificates) or PEM bytes (the Secret named by
+    credentialName), the client CA, the protocol range and cipher list, and the SNI names
+    that choose it (`server_names`, the dnsName part of its hosts; empty: any). ISTIO_MUTUAL
+    carries no certificate: the proxy's workload certificate and the mesh's roots serve."""
 
     cert_path: str | None = None
     key_path: str | None = None
     cert_pem: bytes | None = None
     key_pem: bytes | None = None
+    mode: str = "SIMPLE"
+    ca_path: str | None = None
+    ca_pem: bytes | None = None
+    min_version: str = "TLSV1_2"  # Istio's default minimum for gateways
+    max_version: str = "TLSV1_3"
+    ciphers: tuple[str, ...] = ()  # OpenSSL names; () = Envoy's default server list
+    server_names: tuple[str, ...] = ()
+    server: str = ""  # `ns/gateway port N server I`, for log lines
 
     def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mode": self.mode, "server": self.server,
+                               "serverNames": list(self.server_names),
+                               "minProtocolVersion": self.min_version,
+                               "maxProtocolVersion": self.max_version,
+                               "cipherSuites": list(self.ciphers)}
         if self.cert_path is not None:
-            return {"certificate": self.cert_path, "privateKey": self.key_path}
-        return {"certificate": "<inline PEM from Secret>", "privateKey": "<redacted>"}
+            out.update(certificate=self.cert_path, privateKey=self.key_path,
+                       caCertificates=self.ca_path)
+        elif self.cert_pem is not None:
+            out.update(certificate="<inline PEM from Secret>", privateKey="<redacted>",
+                       caCertificates="<inline PEM from Secret>" if self.ca_pem else None)
+        return out
 
 
 PASSTHROUGH_CLUSTER = "PassthroughCluster"  # Istio's ORIGINAL_DST cluster for ALLOW_ANY
@@ -457,14 +478,17 @@ class Listener:
     port: int
     direction: Literal["outbound", "inbound", "gateway"]
     route_table: str | None
-    tls: ListenerTls | None = None
+    tls: ListenerTls | None = None  # a gateway port's first TLS server (Envoy's first chain)
     connection_manager: ConnectionManager = NO_CONNECTION_MANAGER_PATCH
+    # every TLS server of a gateway port in order, `tls` first: the ClientHello's SNI picks one
+    tls_servers: tuple[ListenerTls, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "port": self.port, "direction": self.direction,
             "routeTable": self.route_table, "tls": self.tls.to_dict() if self.tls else None,
             "connectionManagerPatch": self.connection_manager.to_dict(),
+            "tlsServers": [server.to_dict() for server in self.tls_servers],
         }  # fmt: skip
 
 

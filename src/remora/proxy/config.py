@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
-import ssl
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -25,7 +22,7 @@ from remora.proxy.configlog import ConfigLog
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from remora.mesh.snapshot import Listener, ListenerPorts, ProxyIdentity, Snapshot
+    from remora.mesh.snapshot import ListenerPorts, ProxyIdentity, Snapshot
 
 
 log = logging.getLogger("remora.proxy")
@@ -125,30 +122,3 @@ class FileSource:
                     continue
                 entries.append((str(file), stat.st_mtime_ns, stat.st_size))
         return tuple(entries)
-
-
-def tls_context(listener: Listener) -> ssl.SSLContext | None:
-    """A server TLS context for a gateway listener with SIMPLE TLS, None for plain HTTP."""
-    tls = listener.tls
-    if tls is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.set_alpn_protocols(["http/1.1"])
-    if tls.cert_path and tls.key_path:
-        try:
-            context.load_cert_chain(tls.cert_path, tls.key_path)
-        except (OSError, ssl.SSLError) as exc:
-            raise InvalidConfigError(f"listener {listener.name}: certificate: {exc}") from exc
-        return context
-    # PEM from a Secret: the ssl module loads chains from files only
-    with tempfile.TemporaryDirectory() as folder:
-        cert = os.path.join(folder, "tls.crt")
-        key = os.path.join(folder, "tls.key")
-        Path(cert).write_bytes(tls.cert_pem or b"")
-        Path(key).write_bytes(tls.key_pem or b"")
-        os.chmod(key, 0o600)
-        try:
-            context.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
-            raise InvalidConfigError(f"listener {listener.name}: certificate: {exc}") from exc
-    return context

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from remora.gcpause import settle_heap
 from remora.proxy.chain import activate
-from remora.proxy.config import tls_context
 from remora.proxy.env import ProxyEnv
+from remora.proxy.gatewaytls import GatewayTlsAcceptor
 from remora.proxy.inbound import InboundAcceptor
 from remora.proxy.labels import Labels
 from remora.proxy.server import DownstreamConnection
@@ -118,27 +118,38 @@ class ProxyRuntime:
         for port in [port for port in self.servers if port not in wanted]:
             self.servers.pop(port).close()
         for port, listener in wanted.items():
-            if port in self.servers:
+            server = self.servers.get(port)
+            if isinstance(server, GatewayTlsAcceptor) and listener.tls is not None:
+                server.update(listener)  # changed certificates: new handshakes get them
+                continue
+            if isinstance(server, GatewayTlsAcceptor) or (
+                    server is not None and listener.direction == "gateway"
+                    and listener.tls is not None):  # a gateway port turned TLS or plain
+                self.servers.pop(port).close()
+            elif server is not None:
                 continue
             if listener.direction == "inbound":  # PeerAuthentication: mTLS or plain, per port
                 self.servers[port] = InboundAcceptor.listen(
                     self.env, listener, self.protocol_factory(listener, None), self.options.bind,
                     port)
                 continue
-            context = tls_context(listener)
+            if listener.tls is not None:  # a gateway's TLS servers, picked by SNI
+                self.servers[port] = GatewayTlsAcceptor.listen(
+                    self.env, listener, self.protocol_factory(listener, None, scheme="https"),
+                    self.options.bind, port)
+                continue
             self.servers[port] = await self.loop.create_server(
-                self.protocol_factory(listener, context),
+                self.protocol_factory(listener, None),
                 self.options.bind,
                 port,
-                ssl=context,
                 reuse_address=True,
                 backlog=1024,
             )
 
     def protocol_factory(
-        self, listener: Listener, context: ssl.SSLContext | None
+        self, listener: Listener, context: ssl.SSLContext | None, *, scheme: str | None = None
     ) -> Any:
-        scheme = "https" if context is not None else "http"
+        scheme = scheme or ("https" if context is not None else "http")
         env, connections = self.env, self.connections
 
         def factory() -> DownstreamConnection:

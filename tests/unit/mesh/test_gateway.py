@@ -7,8 +7,11 @@ from __future__ import annotations
 import base64
 import json
 
-from remora.mesh.snapshot import ListenerTls, RouteAction, Snapshot
+from remora.mesh.snapshot import RouteAction, Snapshot
+from tests.certkit import MeshCA
 from tests.unit.mesh import gateway, service, targets
+
+CERT, KEY = (text.encode() for text in MeshCA.create().issue("spiffe://shop"))
 
 LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
 
@@ -59,8 +62,8 @@ kind: Secret
 metadata: {{name: shop-cert, namespace: istio-system}}
 type: kubernetes.io/tls
 data:
-  tls.crt: {base64.b64encode(b"CERT").decode()}
-  tls.key: {base64.b64encode(b"KEY").decode()}
+  tls.crt: {base64.b64encode(CERT).decode()}
+  tls.key: {base64.b64encode(KEY).decode()}
 ---
 """
 
@@ -131,10 +134,11 @@ def test_tls_from_files_or_credential_name_secret() -> None:
     snap = _snap()
     by_port = {listener.port: listener.tls for listener in snap.listeners}
     assert by_port[80] is None
-    assert by_port[443] == ListenerTls(cert_path="/etc/certs/tls.crt",
-                                       key_path="/etc/certs/tls.key")  # fmt: skip
-    assert by_port[9443] == ListenerTls(cert_pem=b"CERT", key_pem=b"KEY")
-    assert "KEY" not in json.dumps(snap.to_dict())
+    files, secret = by_port[443], by_port[9443]
+    assert files is not None and secret is not None
+    assert (files.cert_path, files.key_path) == ("/etc/certs/tls.crt", "/etc/certs/tls.key")
+    assert (secret.cert_pem, secret.key_pem) == (CERT, KEY)
+    assert "PRIVATE KEY" not in json.dumps(snap.to_dict())
 
 
 def test_missing_credential_secret_leaves_the_server_out() -> None:

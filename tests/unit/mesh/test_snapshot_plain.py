@@ -24,6 +24,7 @@ from remora.policy.redirect import DirectResponse, Redirect
 from remora.proxy.codec.events import RequestHead
 from remora.proxy.filter import LocalReply
 from remora.proxy.routing import RouteDecision, decide
+from tests.certkit import MeshCA
 from tests.unit.mesh import gateway, service, sidecar
 
 GZIP_TYPE = "type.googleapis.com/envoy.extensions.filters.http.gzip.v3.Gzip"
@@ -181,6 +182,8 @@ spec:
 ---
 """
 
+_CERT, _KEY = MeshCA.create().issue("spiffe://shop")  # a credential must be PEM
+
 GATEWAY = f"""\
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -200,8 +203,8 @@ kind: Secret
 metadata: {{name: shop-cert, namespace: istio-system}}
 type: kubernetes.io/tls
 data:
-  tls.crt: {base64.b64encode(b"CERT").decode()}
-  tls.key: {base64.b64encode(b"KEY").decode()}
+  tls.crt: {base64.b64encode(_CERT.encode()).decode()}
+  tls.key: {base64.b64encode(_KEY.encode()).decode()}
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
