@@ -34,6 +34,9 @@ class ConfigLog:
             line = f"{item.subject}: {item.message}"
             if self._first(line):
                 log.error("skipped %s (the rest of the configuration is applied)", line)
+        for note in snapshot.notes:  # what was left out of the snapshot, and why
+            if self._first(note):
+                log.warning("not served: %s", note)
         for finding in snapshot.unenforced:
             line = str(finding)
             if self._first(line):
