@@ -13,6 +13,10 @@ directory (mode 0600), `remora up` writes one per role in its state directory, a
 
 and take the first whose server is the one they talk to. Tokens are fetched from Nacos's
 login API (`POST /nacos/v1/auth/login`) and fetched again shortly before `tokenTtl` runs out.
+Over https the control plane is verified against the mesh's root when one is known (else the
+system's trust store): the file an entry names (`"caCert": PATH`), else a `root-cert.pem`
+beside the credentials file (where `remora controlplane --tls auto` writes it, in its data
+directory), else $REMORA_CA_CERT.
 Standard library only: every command and the proxy use it.
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import threading
 import time
 import urllib.error
@@ -34,6 +39,9 @@ from remora.errors import RemoraError
 
 LOGIN_PATH = "/nacos/v1/auth/login"
 FILE_NAME = "credentials.json"
+ROOT_CERT = "root-cert.pem"
+"""The mesh's root, as `remora controlplane --tls auto` writes it beside its credentials."""
+CA_ENV = "REMORA_CA_CERT"
 RENEW_BEFORE = 60.0  # seconds before expiry a token is renewed
 
 
@@ -62,11 +70,14 @@ class Credentials:
     username: str = ""
     password: str = ""
     token: str = ""
+    ca_cert: str = ""  # the root the server's certificate must chain to ("": not known)
 
     def fields(self) -> dict[str, str]:
-        """What a file keeps of it (the server aside): the password, else the token."""
+        """What a file keeps of it (the server aside): the password, else the token; the
+        root's path when there is one."""
         secret = {"password": self.password} if self.password else {"token": self.token}
-        return {"username": self.username, **secret}
+        root = {"caCert": self.ca_cert} if self.ca_cert else {}
+        return {"username": self.username, **secret, **root}
 
 
 def read_file(path: Path) -> list[Credentials]:
@@ -77,12 +88,15 @@ def read_file(path: Path) -> list[Credentials]:
         raise CredentialsError(f"cannot read credentials {path}: {exc}") from None
     entries = [dict(v, server=k) for k, v in data["servers"].items()] \
         if isinstance(data, dict) and isinstance(data.get("servers"), dict) else [data]
+    beside = path.parent / ROOT_CERT
+    root = str(beside.absolute()) if beside.is_file() else ""
     found = []
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("server"), str):
             raise CredentialsError(f"{path}: expected {{server, username, password|token}}")
         found.append(Credentials(entry["server"], str(entry.get("username", "")),
-                                 str(entry.get("password", "")), str(entry.get("token", ""))))
+                                 str(entry.get("password", "")), str(entry.get("token", "")),
+                                 str(entry.get("caCert") or root)))
     return found
 
 
@@ -125,38 +139,63 @@ def find(server: str) -> Credentials | None:
     return None
 
 
-def login(server: str, username: str, password: str, *, timeout: float = 30.0
-          ) -> tuple[str, float]:
+def tls_context(ca_file: str) -> ssl.SSLContext | None:
+    """What an https server is verified with: `ca_file` (the mesh's root), else None (the
+    system's trust store)."""
+    if not ca_file:
+        return None
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise CredentialsError(f"cannot read the control plane's root {ca_file}: "
+                               f"{getattr(exc, 'strerror', None) or exc}") from None
+
+
+def login(server: str, username: str, password: str, *, timeout: float = 30.0,
+          context: ssl.SSLContext | None = None) -> tuple[str, float]:
     """(accessToken, seconds it lives) from the control plane's login API."""
     body = urllib.parse.urlencode({"username": username, "password": password}).encode()
     request = urllib.request.Request(server.rstrip("/") + LOGIN_PATH, data=body, method="POST",
                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             answer = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         reason = exc.read().decode(errors="replace").strip() or f"HTTP {exc.code}"
         raise CredentialsError(f"login to {server} as {username!r} refused: {reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise CredentialsError(f"cannot log in to {server}: {getattr(exc, 'reason', exc)}"
-                               ) from None
+        cause: object = getattr(exc, "reason", exc)
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            cause = f"its certificate is not trusted: {cause.verify_message or cause}"
+        raise CredentialsError(f"cannot log in to {server}: {cause}") from None
     return str(answer["accessToken"]), float(answer.get("tokenTtl", 18000))
 
 
 class TokenSource:
     """A token for one control plane, logged in lazily and renewed before it expires.
-    Thread-safe: async callers use it through asyncio.to_thread."""
+    Thread-safe: async callers use it through asyncio.to_thread. `ca_file` is the root the
+    server is verified with (default: the credentials', else $REMORA_CA_CERT)."""
 
-    def __init__(self, server: str, credentials: Credentials | None) -> None:
+    def __init__(self, server: str, credentials: Credentials | None, *,
+                 ca_file: str = "") -> None:
         self.server = server
         self.credentials = credentials
+        self.ca_file = ca_file or (credentials.ca_cert if credentials else "") or \
+            os.environ.get(CA_ENV, "")
         self._token = credentials.token if credentials else ""
         self._expires = float("inf") if self._token else 0.0
         self._lock = threading.Lock()
+        self._context: ssl.SSLContext | None = None
 
     @classmethod
-    def for_server(cls, server: str) -> TokenSource:
-        return cls(server, find(server))
+    def for_server(cls, server: str, *, ca_file: str = "") -> TokenSource:
+        return cls(server, find(server), ca_file=ca_file)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The context https requests to the server use (None: the system's trust store)."""
+        if self._context is None and self.ca_file:
+            self._context = tls_context(self.ca_file)
+        return self._context
 
     def token(self, *, renew: bool = False) -> str:
         """The token ("" when there are no credentials: the server may not need one)."""
@@ -165,7 +204,8 @@ class TokenSource:
             return self._token
         with self._lock:
             if renew or time.monotonic() >= self._expires - RENEW_BEFORE:
-                token, ttl = login(self.server, creds.username, creds.password)
+                token, ttl = login(self.server, creds.username, creds.password,
+                                   context=self.tls_context())
                 self._token, self._expires = token, time.monotonic() + ttl
             return self._token
 

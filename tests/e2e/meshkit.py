@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import socketserver
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -345,10 +346,16 @@ class ControlPlaneProcess:
     process: subprocess.Popen[bytes]
     log: Path
     credentials: Path
+    root: Path | None = None  # with tls: the mesh's root it serves under (root-cert.pem)
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx verifies this control plane with."""
+        return ssl.create_default_context(cafile=str(self.root)) if self.root else True
 
     @functools.cached_property
     def token(self) -> str:
-        answer = httpx.post(f"{self.url}/nacos/v1/auth/login", timeout=30,
+        answer = httpx.post(f"{self.url}/nacos/v1/auth/login", timeout=30, verify=self.verify,
                             data={"username": "admin", "password": ADMIN_PASSWORD})
         answer.raise_for_status()
         return str(answer.json()["accessToken"])
@@ -372,23 +379,28 @@ class ControlPlaneProcess:
 
 @contextlib.contextmanager
 def run_controlplane(tmp: Path, *, port: int | None = None, store: str = "sqlite",
-                     args: tuple[str, ...] = ()) -> Iterator[ControlPlaneProcess]:
+                     args: tuple[str, ...] = (), tls: bool = False
+                     ) -> Iterator[ControlPlaneProcess]:
     """A control plane on `store` ("sqlite" in tmp/cp-data, or an etcd:// url: then each
-    replica, one per port, keeps its data dir to itself)."""
+    replica, one per port, keeps its data dir to itself); `tls`: over https with its own
+    certificate from the mesh CA (`--tls auto`), its root in `root`."""
     port = port or free_port()
     log = tmp / f"controlplane-{port}.log"
     data = tmp / ("cp-data" if store == "sqlite" else f"cp-data-{port}")
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    root = data / "root-cert.pem" if tls else None
     credentials = tmp / f"credentials-{port}.json"
     credentials.write_text(json.dumps({"server": url, "username": "admin",
-                                       "password": ADMIN_PASSWORD}))
+                                       "password": ADMIN_PASSWORD,
+                                       **({"caCert": str(root)} if root else {})}))
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*REMORA, "controlplane", "--listen", f"127.0.0.1:{port}",
-             "--data-dir", str(data), "--store", store, *args],
+             "--data-dir", str(data), "--store", store, *(("--tls", "auto") if tls else ()),
+             *args],
             stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1",
                                          "REMORA_ADMIN_PASSWORD": ADMIN_PASSWORD})
-    plane = ControlPlaneProcess(url, process, log, credentials)
+    plane = ControlPlaneProcess(url, process, log, credentials, root)
     previous = os.environ.get("REMORA_CREDENTIALS")
     os.environ["REMORA_CREDENTIALS"] = str(credentials)
     try:
@@ -397,7 +409,9 @@ def run_controlplane(tmp: Path, *, port: int | None = None, store: str = "sqlite
             if process.poll() is not None:
                 raise AssertionError(f"controlplane exited:\n{log.read_text()}")
             try:
-                if httpx.get(f"{plane.url}/healthz", timeout=1).status_code == 200:
+                if (root is None or root.exists()) and httpx.get(
+                        f"{plane.url}/healthz", timeout=1, verify=plane.verify
+                ).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

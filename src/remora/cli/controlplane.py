@@ -32,6 +32,12 @@ def controlplane(
         envvar="REMORA_ADMIN_PASSWORD", show_default=False,
         help="Password of the first admin, created on first start (default: random, written "
              "with the username to DATA_DIR/credentials.json).")] = "",
+    tls: Annotated[str, typer.Option(
+        help="auto: serve HTTPS with a certificate the mesh's CA signs for the control plane "
+             "(istiod's: DNS istiod.istio-system.svc, remora-controlplane, localhost; IP "
+             "127.0.0.1 and the listen addresses; renewed at half life), the mesh's root "
+             "written to DATA_DIR/root-cert.pem for proxies' --ca-cert; off: plain HTTP "
+             "(unless --tls-cert).")] = "off",
     tls_cert: Annotated[Path | None, typer.Option(
         help="Serve HTTPS with this certificate (PEM; with --tls-key).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key.")] = None,
@@ -49,7 +55,12 @@ def controlplane(
 
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together")
+    if tls not in ("auto", "off"):
+        raise typer.BadParameter(f"{tls!r} is not auto or off", param_hint="--tls")
+    if tls == "auto" and tls_cert is not None:
+        raise typer.BadParameter("give --tls auto or --tls-cert/--tls-key, not both")
     run(ServerOptions(listen=listen, data_dir=data_dir, store=store, log_level=log_level,
                       drain_timeout=drain_timeout, auth=auth, admin_password=admin_password,
-                      tls_cert=tls_cert, tls_key=tls_key, header_timeout=header_timeout,
+                      tls_cert=tls_cert, tls_key=tls_key, tls_auto=tls == "auto",
+                      header_timeout=header_timeout,
                       idle_timeout=idle_timeout))

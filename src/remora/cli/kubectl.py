@@ -68,7 +68,8 @@ class ServerError(RemoraError):
 @dataclass(frozen=True)
 class Client:
     """A thin JSON client of the control plane (stdlib only: the CLI needs nothing more).
-    Requests carry a token from the credentials found for the server (remora.credentials)."""
+    Requests carry a token from the credentials found for the server (remora.credentials);
+    over https the server is verified against the mesh's root those credentials name."""
 
     server: str
 
@@ -97,7 +98,8 @@ class Client:
         request = urllib.request.Request(url, data=body, method=method, headers={
             **sent, **self.tokens.headers(), **(headers or {})})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout,
+                                        context=self.tokens.tls_context()) as response:
                 return bytes(response.read())
         except urllib.error.HTTPError as exc:
             raw = exc.read()

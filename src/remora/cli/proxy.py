@@ -99,6 +99,10 @@ def proxy(
         help="A directory with cert-chain.pem, key.pem and root-cert.pem (Istio's "
              "file-mounted certificates) instead of a certificate from the CA; changes to "
              "them are picked up.")] = None,
+    ca_cert: Annotated[Path | None, typer.Option(
+        help="The mesh's root (PEM) the control plane's certificate must chain to over "
+             "https (Istio's CA_ROOT_CA; `remora controlplane --tls auto` writes it to "
+             "DATA_DIR/root-cert.pem); default: the system's trust store.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Run a proxy: sidecar (outbound 15001, inbound 15006) or gateway (Gateway servers)."""
@@ -142,10 +146,16 @@ def proxy(
     if identity_token_file is not None and not identity_token_file.is_file():
         raise typer.BadParameter(f"{identity_token_file} is not a readable file",
                                  param_hint="--identity-token-file")
+    if ca_cert is not None and not urls:
+        raise typer.BadParameter("it verifies the control plane: give --controlplane too",
+                                 param_hint="--ca-cert")
+    if ca_cert is not None and not ca_cert.is_file():
+        raise typer.BadParameter(f"{ca_cert} is not a readable file", param_hint="--ca-cert")
     # the proxy serves from a process image without the CLI's machinery (remora.proxy.launch)
     exec_proxy(Launch(identity=identity, ports=ports, options=options,
                       files=tuple(filename or ()), controlplanes=tuple(urls),
                       log_level=log_level,
                       identity_token_file=str(identity_token_file) if identity_token_file
                       else None,
-                      workload_certs=str(workload_certs) if workload_certs else None))
+                      workload_certs=str(workload_certs) if workload_certs else None,
+                      ca_cert=str(ca_cert.absolute()) if ca_cert else None))

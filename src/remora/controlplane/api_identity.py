@@ -1,13 +1,17 @@
 """HTTP endpoints of the CA: certificates for proxies, join tokens for operators, roots.
 
-    POST   /api/remora/v1/certificates         {csr, token, ttlSeconds?} -> certChain, roots
+    POST   /api/remora/v1/certificates         {csr, token?, ttlSeconds?} -> certChain, roots
     POST   /api/remora/v1/identitytokens       {namespace, serviceAccount, ttlSeconds?, pod?}
     GET    /api/remora/v1/ca                   roots, who signs, counters
     POST   /api/remora/v1/ca/roots             add a root (it signs from now on)
     DELETE /api/remora/v1/ca/roots/{sha256}    stop trusting a root
 
-A certificate request is open at the gate: the identity token in its body is its credential,
-checked here even with auth off, so the CA never signs for whoever asks. Its body is parsed by
+A certificate request is open at the gate: its credential is checked here even with auth off,
+so the CA never signs for whoever asks. As Istio's CA tries its client-certificate
+authenticator before the token one: over TLS, a workload certificate the connection presented
+(verified against the mesh's roots, peercert.py) proves its SPIFFE identity and the new
+certificate is for that identity only — a renewal needs no token, and a certificate never gets
+another identity; without one, the identity token in the body (the first CSR). Its body is parsed by
 hand so every mistake is a 400 `{"message"}`, as the proxy reads it. An identity token needs
 write on `<namespace>:remora:identity/<serviceAccount>`; reading the CA `*:remora:ca/*`;
 changing roots global admin (remora.controlplane.access).
@@ -33,6 +37,7 @@ from remora.controlplane.ca import (
     Identity,
     rfc3339,
 )
+from remora.controlplane.peercert import certificate_identity, client_certificate
 
 router = APIRouter(prefix="/api/remora/v1", tags=["identity"])
 MAX_TOKEN_TTL = 365 * 86400
@@ -68,7 +73,7 @@ def _certificate_request(raw: bytes) -> tuple[str, str, timedelta | None]:
         raise ValueError("the body must be JSON") from None
     if not isinstance(body, dict):
         raise ValueError("the body must be a JSON object")
-    csr, token, ttl = body.get("csr"), body.get("token"), body.get("ttlSeconds")
+    csr, token, ttl = body.get("csr"), body.get("token", ""), body.get("ttlSeconds")
     if not isinstance(csr, str) or not isinstance(token, str):
         raise ValueError("csr (PEM) and token must be strings")
     if ttl is not None and (not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0):
@@ -76,10 +81,23 @@ def _certificate_request(raw: bytes) -> tuple[str, str, timedelta | None]:
     return csr, token, None if ttl is None else timedelta(seconds=ttl)
 
 
-@router.post("/certificates", summary="Sign a proxy's CSR for the identity its token proves")
+async def _requester(ca: CertificateAuthority, request: Request, token: str) -> Identity:
+    """Who asks: the workload of the connection's client certificate, else the token's."""
+    presented = client_certificate(request.scope)
+    if presented is not None:
+        identity = certificate_identity(presented, await ca.trust_domain())
+        if identity is not None:
+            ca.counters["byCertificate"] = ca.counters.get("byCertificate", 0) + 1
+            return identity
+    return ca.verify_token(token)
+
+
+@router.post("/certificates", summary="Sign a proxy's CSR for the identity its client "
+             "certificate or token proves")
 async def certificates(request: Request) -> JSONResponse:
     """200 certChain (leaf first), roots, identity, expiresAt; 400 malformed body or CSR, 401
-    bad token, 403 a CSR naming anything but the token's SPIFFE id."""
+    bad token (and no workload certificate), 403 a CSR naming anything but the proven SPIFFE
+    id."""
     ca = authority(request)
     try:
         csr, token, ttl = _certificate_request(await request.body())
@@ -87,7 +105,7 @@ async def certificates(request: Request) -> JSONResponse:
         ca.counters["refusedCsr"] += 1
         return _message(400, str(exc))
     try:
-        identity = ca.verify_token(token)
+        identity = await _requester(ca, request, token)
         issued = await ca.sign(csr, identity, ttl)
     except CAError as exc:
         return _message(exc.code, exc.message)

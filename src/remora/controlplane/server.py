@@ -3,10 +3,17 @@
 The listening socket is bound here, before uvicorn starts, so a port already in use is one
 clear error instead of a log line and an exit from inside the server. SIGTERM and SIGINT
 drain in-flight requests (uvicorn's graceful shutdown), then the store is closed.
+
+HTTPS when asked: `tls_auto` serves with a certificate the mesh's CA signs for the control
+plane (as istiod's), `tls_cert`/`tls_key` with the user's; either way a client certificate
+is asked for and verified against the mesh's roots, and requests carry it in ASGI's TLS
+extension (servingcert.py, peercert.py). Plain HTTP otherwise.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import logging
 import signal
@@ -24,6 +31,8 @@ from remora.controlplane.app import create_app
 from remora.controlplane.auth_gate import AuthGate
 from remora.controlplane.bodylimit import BodyLimit
 from remora.controlplane.fastpaths import FastPaths
+from remora.controlplane.peercert import with_tls_extension
+from remora.controlplane.servingcert import ServingTls
 from remora.controlplane.slowclients import guarded_protocol
 from remora.controlplane.state import ControlPlane
 from remora.errors import RemoraError
@@ -49,6 +58,7 @@ class ServerOptions:
     admin_password: str = ""
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_auto: bool = False  # serve with a certificate of the mesh's CA (istiod's)
     header_timeout: float = HEADER_TIMEOUT
     idle_timeout: int = IDLE_TIMEOUT
 
@@ -122,10 +132,15 @@ async def _serve(options: ServerOptions, sockets: list[socket.socket]) -> None:
     store = await open_store(options.store, data_dir=options.data_dir)
     state = await ControlPlane.open(store, auth=options.auth)
     name = sock.getsockname()
-    scheme = "https" if options.tls_cert else "http"
+    tls = _serving_tls(options, state, [s.getsockname()[0] for s in sockets])
+    scheme = "https" if tls is not None else "http"
+    renewal: asyncio.Task[None] | None = None
     host = "127.0.0.1" if name[0] in ("0.0.0.0", "::") else name[0]
     url = f"{scheme}://{host}:{name[1]}" if ":" not in host else f"{scheme}://[{host}]:{name[1]}"
     try:
+        if tls is not None:
+            await tls.start()
+            renewal = asyncio.get_running_loop().create_task(tls.run())
         app: Any = FastPaths(create_app(state), state)
         if state.auth is not None:
             await state.auth.bootstrap(data_dir=options.data_dir, server=url,
@@ -134,10 +149,12 @@ async def _serve(options: ServerOptions, sockets: list[socket.socket]) -> None:
         else:
             log.warning("authentication is OFF (--no-auth): anyone who can reach %s can "
                         "register instances, change routes and read Secrets", url)
+        context = tls.context if tls is not None else None
         config = uvicorn.Config(
-            BodyLimit(app), loop="none", http=guarded_protocol(options.header_timeout),
+            BodyLimit(app), loop="none",
+            http=with_tls_extension(guarded_protocol(options.header_timeout)),
             timeout_keep_alive=options.idle_timeout,
-            ssl_certfile=options.tls_cert, ssl_keyfile=options.tls_key,
+            ssl_context_factory=(lambda _config, _default: context) if context else None,
             lifespan="off",
             log_level=options.log_level, access_log=options.log_level == "debug",
             timeout_graceful_shutdown=options.drain_timeout,
@@ -152,7 +169,19 @@ async def _serve(options: ServerOptions, sockets: list[socket.socket]) -> None:
                  "on" if state.auth is not None else "OFF")
         await server.serve(sockets=sockets)
     finally:
+        if renewal is not None:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
         await state.close()
+
+
+def _serving_tls(options: ServerOptions, state: ControlPlane, hosts: list[str]
+                 ) -> ServingTls | None:
+    own = (options.tls_cert, options.tls_key) if options.tls_cert and options.tls_key else None
+    if own is None and not options.tls_auto:
+        return None
+    return ServingTls(state.ca, data_dir=options.data_dir, hosts=hosts, own=own)
 
 
 def _drained(signum: int, frame: object) -> None:

@@ -2,6 +2,11 @@
 (it never leaves the process), a CSR sent to the control plane's CA with the identity token
 the proxy was handed, and a renewal at half the certificate's life.
 
+Over https, once the proxy has a certificate its connections to the control plane present it
+(cpclient.ControlPlaneTls): the CA renews it on the strength of that certificate, so the
+identity token is needed for the first CSR only — a proxy whose token was removed or has
+expired keeps renewing while its certificate is valid.
+
 When the CA cannot be reached the proxy keeps serving with the certificate it has and retries
 with jittered exponential back-off, warning as expiry nears. The mesh's roots come with each
 certificate and with every snapshot (the CA's `istio-ca-root-cert`), so a root added beside
@@ -28,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from remora.api.duration import parse_duration
 from remora.errors import RemoraError
-from remora.proxy.cpclient import ControlPlaneClient
+from remora.proxy.cpclient import ControlPlaneClient, ControlPlaneTls
 from remora.proxy.mtls import WorkloadTls
 
 if TYPE_CHECKING:
@@ -103,8 +108,10 @@ class CertificateAgent:
 
     def __init__(self, urls: Sequence[str], token_file: Path, *,
                  clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
-        self.clients = [ControlPlaneClient(url) for url in urls]
+                 rng: random.Random | None = None,
+                 tls: ControlPlaneTls | None = None) -> None:
+        self.tls = tls or ControlPlaneTls(clock=clock)
+        self.clients = [ControlPlaneClient(url, self.tls) for url in urls]
         self.token_file = token_file
         self.on_change: Callable[[WorkloadTls], None] = lambda _: None  # the runtime's
         self.clock = clock
@@ -117,14 +124,23 @@ class CertificateAgent:
         self.renewals = 0
         self.failures = 0
 
+    def _token(self) -> str:
+        """The identity token; "" when it cannot be read but a valid certificate is presented
+        over TLS (it proves the identity instead)."""
+        try:
+            return self.token_file.read_text().strip()
+        except OSError as exc:
+            presented = self.tls.certificate is not None and any(
+                client.tls is not None for client in self.clients)
+            if presented:
+                return ""
+            raise CertificateError(f"identity token {self.token_file}: "
+                                   f"{exc.strerror or exc}") from None
+
     async def request(self) -> WorkloadTls:
         """One CSR to the first control plane that answers."""
         key, csr = new_request()
-        try:
-            token = self.token_file.read_text().strip()
-        except OSError as exc:
-            raise CertificateError(f"identity token {self.token_file}: "
-                                   f"{exc.strerror or exc}") from None
+        token = self._token()
         errors = []
         for client in self.clients:
             try:
@@ -217,6 +233,7 @@ class CertificateAgent:
         assert issued is not None
         roots = tuple(dict.fromkeys((*issued.roots, *self.mesh_roots)))
         self.current = current = replace(issued, roots=roots)
+        self.tls.present(current)
         log.info("workload certificate %s, valid until %s", current.identity,
                  time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(current.not_after)))
         self.on_change(current)

@@ -3,8 +3,16 @@
 On the proxy's own codec (remora.proxy.codec) rather than a client library: the serving proxy
 loads nothing it does not use (a general-purpose client and its dependencies were 7 MB of its
 resident memory), and these two exchanges need little — a JSON POST whose answer is read whole,
-and one whose answer is a stream of NDJSON lines. http:// and https:// (the system's trust
-store) URLs; each exchange has a connection of its own.
+and one whose answer is a stream of NDJSON lines. http:// and https:// URLs; each exchange
+has a connection of its own.
+
+Over https (`ControlPlaneTls`, shared by a proxy's clients) the control plane is verified
+against the mesh's root (`--ca-cert`, Istio's CA_ROOT_CA; else the system's trust store) with
+the URL's host as the name (an IP checks the certificate's IP SANs), and once the proxy has a
+workload certificate from the CA it is presented as the client certificate (TLS client
+authentication; the roots that came with it are trusted too): the CA renews it without the
+bootstrap token. An expired certificate is not presented (the control plane would refuse
+the handshake).
 """
 
 from __future__ import annotations
@@ -12,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, ResponseHead
 from remora.proxy.codec.http1 import ResponseDecoder
 from remora.proxy.codec.http1_encode import encode_request_head
+from remora.proxy.mtls import WorkloadTls, private_files
 
 CONNECT_TIMEOUT = 10.0  # seconds to connect and to get a response head
 READ_SIZE = 256 * 1024
@@ -71,10 +81,58 @@ class Response:
             yield held.decode()
 
 
+class ControlPlaneTls:
+    """How a proxy's https connections to its control plane are made: the server verified
+    against `ca_file` (None: the system's trust store), the workload certificate presented
+    once `present` was given one."""
+
+    def __init__(self, ca_file: str | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.ca_file = ca_file
+        self.clock = clock
+        self._anonymous: ssl.SSLContext | None = None  # made on first use
+        self._certificate: WorkloadTls | None = None
+        self._presenting: ssl.SSLContext | None = None
+
+    def _context(self, certificate: WorkloadTls | None) -> ssl.SSLContext:
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ControlPlaneHTTPError(f"--ca-cert {self.ca_file}: "
+                                        f"{getattr(exc, 'strerror', None) or exc}") from None
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if certificate is not None:
+            context.load_verify_locations(cadata="".join(certificate.roots))
+            with private_files(("".join(certificate.chain), certificate.key)) as files:
+                context.load_cert_chain(*files)
+        return context
+
+    def present(self, certificate: WorkloadTls | None) -> None:
+        """Present `certificate` on new connections from now on (None: none)."""
+        self._certificate = certificate
+        self._presenting = self._context(certificate) if certificate is not None else None
+
+    @property
+    def certificate(self) -> WorkloadTls | None:
+        """The workload certificate new connections present (not an expired one)."""
+        current = self._certificate
+        return current if current is not None and self.clock() < current.not_after else None
+
+    def context(self) -> ssl.SSLContext:
+        if self.certificate is not None and self._presenting is not None:
+            return self._presenting
+        if self._anonymous is None:
+            self._anonymous = self._context(None)
+        return self._anonymous
+
+    def describe(self) -> str:
+        return f"--ca-cert {self.ca_file}" if self.ca_file else "the system's trust store"
+
+
 class ControlPlaneClient:
     """POSTs of JSON to one control plane."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, tls: ControlPlaneTls | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{url!r} is not an http:// or https:// URL")
@@ -82,21 +140,30 @@ class ControlPlaneClient:
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.authority = parts.netloc.rpartition("@")[2]
         self.base = parts.path.rstrip("/")
-        self.tls = ssl.create_default_context() if parts.scheme == "https" else None
+        self.tls = (tls or ControlPlaneTls()) if parts.scheme == "https" else None
 
     async def post(self, path: str, body: Mapping[str, Any],
                    headers: Mapping[str, str]) -> tuple[Response, asyncio.StreamWriter]:
         """Send the request; the response once its head has arrived, and the connection
         (the caller closes it when done)."""
         payload = json.dumps(body).encode()
+        tls = self.tls
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(
-                self.host, self.port, ssl=self.tls,
-                server_hostname=self.host if self.tls else None,
+                self.host, self.port, ssl=tls.context() if tls else None,
+                server_hostname=self.host if tls else None,
                 limit=READ_SIZE), CONNECT_TIMEOUT)
         except TimeoutError:
             raise ControlPlaneHTTPError(f"no connection to {self.authority} in "
                                         f"{CONNECT_TIMEOUT:g} s") from None
+        except ssl.SSLCertVerificationError as exc:
+            assert tls is not None
+            raise ControlPlaneHTTPError(
+                f"the certificate of {self.authority} is not trusted (verified with "
+                f"{tls.describe()}): {exc.verify_message or exc}") from None
+        except ssl.SSLError as exc:
+            raise ControlPlaneHTTPError(f"TLS with {self.authority} failed: "
+                                        f"{exc.reason or exc}") from None
         try:
             fields = [("host", self.authority), ("content-type", "application/json"),
                       ("content-length", str(len(payload))), *headers.items()]

@@ -27,7 +27,7 @@ from remora.errors import RemoraError
 from remora.mesh.encoding import SectionError, SnapshotDecoder
 from remora.mesh.wire import ACK_PATH, DISCOVERY_PATH, Document, ack_body, apply_message
 from remora.proxy.configlog import ConfigLog
-from remora.proxy.cpclient import ControlPlaneClient, ControlPlaneHTTPError
+from remora.proxy.cpclient import ControlPlaneClient, ControlPlaneHTTPError, ControlPlaneTls
 from remora.proxy.labels import node_id
 
 if TYPE_CHECKING:
@@ -78,7 +78,8 @@ class RemoteSource:
     """Snapshots pushed by one of several control planes."""
 
     def __init__(self, urls: Sequence[str], *, identity: ProxyIdentity, ports: ListenerPorts,
-                 first_timeout: float = 30.0, rng: random.Random | None = None) -> None:
+                 first_timeout: float = 30.0, rng: random.Random | None = None,
+                 tls: ControlPlaneTls | None = None) -> None:
         if not urls:
             raise RemoraError("--controlplane needs at least one URL")
         self.urls = [url.rstrip("/") for url in urls]
@@ -98,10 +99,11 @@ class RemoteSource:
         self._apply: Callable[[Snapshot], None] | None = None
         self._task: asyncio.Task[None] | None = None
         try:
-            self._clients = {url: ControlPlaneClient(url) for url in self.urls}
+            self._clients = {url: ControlPlaneClient(url, tls) for url in self.urls}
         except ValueError as exc:
             raise RemoraError(f"--controlplane: {exc}") from None
-        self._tokens = {url: TokenSource.for_server(url) for url in self.urls}
+        ca_file = (tls.ca_file if tls else None) or ""
+        self._tokens = {url: TokenSource.for_server(url, ca_file=ca_file) for url in self.urls}
         self._renew = False  # the last stream was refused: log in again before the next
 
     async def first(self) -> Snapshot:

@@ -21,6 +21,7 @@ from remora.proxy.env import ProxyOptions
 
 if TYPE_CHECKING:
     from remora.proxy.certs import CertificateSource
+    from remora.proxy.cpclient import ControlPlaneTls
 
 EXIT_ERROR = 1  # as the CLI's (remora.cli.main)
 
@@ -37,6 +38,7 @@ class Launch:
     log_level: str = "info"
     identity_token_file: str | None = None  # the proof of identity for the CA (certs.py)
     workload_certs: str | None = None  # or a directory of file-mounted certificates
+    ca_cert: str | None = None  # the root the control plane's certificate must chain to
 
     def to_json(self) -> str:
         identity = {f.name: getattr(self.identity, f.name) for f in fields(self.identity)}
@@ -46,7 +48,8 @@ class Launch:
                            "controlplanes": list(self.controlplanes),
                            "log_level": self.log_level,
                            "identity_token_file": self.identity_token_file,
-                           "workload_certs": self.workload_certs})
+                           "workload_certs": self.workload_certs,
+                           "ca_cert": self.ca_cert})
 
     @classmethod
     def from_json(cls, text: str) -> Launch:
@@ -57,7 +60,8 @@ class Launch:
                    files=tuple(data["files"]), controlplanes=tuple(data["controlplanes"]),
                    log_level=data["log_level"],
                    identity_token_file=data.get("identity_token_file"),
-                   workload_certs=data.get("workload_certs"))
+                   workload_certs=data.get("workload_certs"),
+                   ca_cert=data.get("ca_cert"))
 
 
 def exec_proxy(launch: Launch) -> NoReturn:
@@ -81,18 +85,25 @@ def serve(launch: Launch) -> None:
     logging.basicConfig(level=launch.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(message)s")
     source: SnapshotSource
-    certificates = workload_certificates(launch)
+    tls = None
+    if launch.controlplanes:
+        from remora.proxy.cpclient import ControlPlaneTls  # noqa: PLC0415
+
+        tls = ControlPlaneTls(launch.ca_cert)  # shared: the certificate the CA issues is
+    certificates = workload_certificates(launch, tls)  # presented on every connection
     if launch.controlplanes:
         from remora.proxy.discovery import RemoteSource  # noqa: PLC0415
 
-        source = RemoteSource(launch.controlplanes, identity=launch.identity, ports=launch.ports)
+        source = RemoteSource(launch.controlplanes, identity=launch.identity, ports=launch.ports,
+                              tls=tls)
     else:
         source = FileSource(launch.files, identity=launch.identity, ports=launch.ports)
     run(source, launch.options, admin_port=launch.ports.admin, health_port=launch.ports.health,
         certificates=certificates)
 
 
-def workload_certificates(launch: Launch) -> CertificateSource | None:
+def workload_certificates(launch: Launch, tls: ControlPlaneTls | None = None
+                          ) -> CertificateSource | None:
     """The CA (with the identity token) or the mounted files the proxy was given, if any."""
     if not (launch.workload_certs or (launch.identity_token_file and launch.controlplanes)):
         return None
@@ -103,7 +114,7 @@ def workload_certificates(launch: Launch) -> CertificateSource | None:
     if launch.workload_certs:
         return MountedCertificates(Path(launch.workload_certs))
     assert launch.identity_token_file is not None
-    return CertificateAgent(launch.controlplanes, Path(launch.identity_token_file))
+    return CertificateAgent(launch.controlplanes, Path(launch.identity_token_file), tls=tls)
 
 
 def main(argv: list[str]) -> int:
