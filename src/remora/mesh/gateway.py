@@ -27,7 +27,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from remora.api.kube.core import Secret
-from remora.api.networking.gateway import Gateway, Server, ServerTLSSettings
+from remora.api.networking.gateway import (
+    VALID_CIPHER_SUITES,
+    Gateway,
+    Server,
+    ServerTLSSettings,
+)
 from remora.api.networking.names import host_matches, host_subset_of
 from remora.api.networking.virtual_service import VirtualService
 from remora.api.resource import Resource
@@ -218,24 +223,12 @@ def _versions(tls: ServerTLSSettings) -> tuple[str, str] | str:
     return low, high
 
 
-# Gateway.server.tls.cipherSuites Istio accepts (pkg/config/security ValidCipherSuites, the
-# BoringSSL names `bssl ciphers -openssl-name ALL` prints): these are OpenSSL's names too.
-# Any other name Istio ignores with a warning (validateTLSOptions), and so does Remora.
-VALID_CIPHER_SUITES = (
-    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
-    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
-    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
-    "ECDHE-ECDSA-AES128-SHA", "ECDHE-RSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA",
-    "ECDHE-RSA-AES256-SHA", "AES128-GCM-SHA256", "AES256-GCM-SHA384", "AES128-SHA",
-    "AES256-SHA", "DES-CBC3-SHA",
-)
-_VALID_CIPHERS = frozenset(VALID_CIPHER_SUITES)
 
 
 def cipher_list(suites: Iterable[str]) -> tuple[str, ...]:
-    """The suites Istio would configure: the known ones, duplicates and unknown ones left out
-    (Istio's filteredGatewayCipherSuites); () = Envoy's default list."""
-    return tuple(dict.fromkeys(suite for suite in suites if suite in _VALID_CIPHERS))
+    """The suites Istio would configure: the known ones (OpenSSL's names too), duplicates and
+    unknown ones left out (Istio's filteredGatewayCipherSuites); () = Envoy's default list."""
+    return tuple(dict.fromkeys(suite for suite in suites if suite in VALID_CIPHER_SUITES))
 
 
 def sni_names(hosts: Iterable[str]) -> tuple[str, ...]:

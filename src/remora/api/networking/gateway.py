@@ -22,6 +22,19 @@ ServerTLSMode = Literal[
 ]
 
 
+# Gateway.server.tls.cipherSuites Istio knows (pkg/config/security ValidCipherSuites, the
+# BoringSSL names `bssl ciphers -openssl-name ALL` prints; OpenSSL's names too). Another name
+# is ignored with a warning (validateTLSOptions: "ignoring invalid cipher suites")
+VALID_CIPHER_SUITES = frozenset({
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-SHA", "ECDHE-RSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA",
+    "ECDHE-RSA-AES256-SHA", "AES128-GCM-SHA256", "AES256-GCM-SHA384", "AES128-SHA",
+    "AES256-SHA", "DES-CBC3-SHA",
+})
+
+
 class Port(Spec):
     """A server port: number, protocol (HTTP|HTTPS|GRPC|HTTP2|MONGO|TCP|TLS...), name."""
 
