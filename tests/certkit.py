@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -46,23 +47,41 @@ class MeshCA:
     def pem(self) -> str:
         return self.cert.public_bytes(PEM).decode()
 
-    def issue(self, uri: str, *, days: float = 1.0) -> tuple[str, str]:
-        """A workload certificate for `uri` and its key, both PEM."""
+    def issue(self, uri: str = "", *, days: float = 1.0, dns: tuple[str, ...] = (),
+              common_name: str = "") -> tuple[str, str]:
+        """A certificate for `uri` (a workload's) or `dns` names (a server's), and its key."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
-        cert = (x509.CertificateBuilder().subject_name(x509.Name([]))
+        names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
+        if uri:
+            names.append(x509.UniformResourceIdentifier(uri))
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+                            if common_name else [])
+        builder = (x509.CertificateBuilder().subject_name(subject)
                 .issuer_name(self.cert.subject).public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(now - datetime.timedelta(minutes=1))
                 .not_valid_after(now + datetime.timedelta(days=days))
-                .add_extension(x509.SubjectAlternativeName(
-                    [x509.UniformResourceIdentifier(uri)]), critical=True)
                 .add_extension(x509.ExtendedKeyUsage(
                     [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                     critical=False)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .sign(self.key, hashes.SHA256()))
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None),
+                               critical=True))
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names),
+                                            critical=not common_name)
+        cert = builder.sign(self.key, hashes.SHA256())
         return cert.public_bytes(PEM).decode(), _pem_key(key)
+
+    def write(self, directory: Path, name: str, **issue: Any) -> tuple[Path, Path]:
+        """A certificate and its key as `<name>.pem` and `<name>-key.pem` in `directory`."""
+        directory.mkdir(parents=True, exist_ok=True)
+        chain, key = self.issue(**issue)
+        cert_path, key_path = directory / f"{name}.pem", directory / f"{name}-key.pem"
+        cert_path.write_text(chain)
+        key_path.write_text(key)
+        key_path.chmod(0o600)
+        return cert_path, key_path
 
     def mount(self, directory: Path, uri: str) -> Path:
         """Istio's file-mounted layout: cert-chain.pem, key.pem, root-cert.pem."""

@@ -8,11 +8,9 @@ refuses them, and `remora proxy -f` / `remora analyze` name them with the same r
 feature lands, its entries go.
 
 Most entries are reported whenever their field is set, unless it holds a value that asks for
-what happens anyway (`harmless`: one value, or a frozenset of such values: a DestinationRule's
-`tls.mode` DISABLE or ISTIO_MUTUAL is enforced, SIMPLE and MUTUAL are not); EnvoyFilter's
-(`by_value`) depend on the
-patch they are in (an `applyTo` other than HTTP_FILTER, a MERGE, a listener match Remora's
-listeners cannot meet) and are found by `_envoy_filter_findings`.
+what happens anyway (`harmless`: MeshConfig `ingressControllerMode: OFF`); EnvoyFilter's
+(`by_value`) depend on the patch they are in (an `applyTo` other than HTTP_FILTER, a MERGE, a
+listener match Remora's listeners cannot meet) and are found by `_envoy_filter_findings`.
 
 Paths use Istio's YAML names; `[]` stands for every item of a list.
 """
@@ -43,6 +41,7 @@ from remora.api.networking.envoy_filter import (
     EnvoyConfigObjectPatch,
     EnvoyFilter,
 )
+from remora.api.networking.gateway import VALID_CIPHER_SUITES, Gateway
 from remora.api.resource import Resource
 
 
@@ -53,22 +52,14 @@ class Unenforced:
     kind: str
     path: str
     reason: str
-    harmless: Any = None  # a value that asks for what happens anyway (not reported); a
-    # frozenset: any of its values
+    harmless: Any = None  # a value that asks for what happens anyway (not reported)
     by_value: bool = False  # reported by a check of the value, not whenever set
 
 
-_TLS_ORIGINATION = ("TLS origination (SIMPLE/MUTUAL) is not implemented yet: connections stay "
-                    "plain text")
-_TLS_FIELD = (f"{_TLS_ORIGINATION}; with ISTIO_MUTUAL the mesh's certificates and identities "
-              "are used and this field is not applied")
-_ENFORCED_TLS_MODES = frozenset({"DISABLE", "ISTIO_MUTUAL"})  # plain text; Istio mTLS
-_TLS_FIELDS = ("clientCertificate", "privateKey", "caCertificates", "credentialName",
-               "subjectAltNames", "sni", "insecureSkipVerify", "caCrl")
+_CRL = "certificate revocation lists are not checked: a revoked server certificate is accepted"
 _HTTP2 = "the proxy speaks HTTP/1.1 upstream; HTTP/2 settings have nothing to act on"
 _TRAFFIC_POLICY_FIELDS = (
-    ("tls.mode", _TLS_ORIGINATION),
-    *((f"tls.{field}", _TLS_FIELD) for field in _TLS_FIELDS),
+    ("tls.caCrl", _CRL),
     ("tunnel", "no HTTP CONNECT tunnelling"),
     ("proxyProtocol", "the PROXY protocol header is not sent"),
     ("retryBudget", "retries are bounded by connectionPool.http.maxRetries only"),
@@ -84,13 +75,24 @@ _TRAFFIC_POLICY_FIELDS = (
 _TRAFFIC_POLICIES = ("spec.trafficPolicy", "spec.trafficPolicy.portLevelSettings[]",
                      "spec.subsets[].trafficPolicy",
                      "spec.subsets[].trafficPolicy.portLevelSettings[]")
-_HARMLESS = {"tls.mode": _ENFORCED_TLS_MODES, "tls.insecureSkipVerify": False}
-_PORT_LEVEL = frozenset({"tls.mode", *(f"tls.{field}" for field in _TLS_FIELDS),
+_PORT_LEVEL = frozenset({"tls.caCrl",
                          "loadBalancer.warmup", "loadBalancer.warmupDurationSecs",
                          "loadBalancer.zoneAwareLbSetting", "connectionPool.http.h2UpgradePolicy",
                          "connectionPool.http.useClientProtocol",
                          "connectionPool.http.maxConcurrentStreams"})
-_GATEWAY_TLS = "the gateway terminates TLS with Python's defaults and its certificate only"
+_CLIENT_CHECKS = ("the client certificate is checked against the client CA only (MUTUAL, "
+                  "OPTIONAL_MUTUAL)")
+_GATEWAY_TLS = (("subjectAltNames", _CLIENT_CHECKS), ("verifyCertificateSpki", _CLIENT_CHECKS),
+                ("verifyCertificateHash", _CLIENT_CHECKS),
+                ("caCrl", "certificate revocation lists are not checked: a revoked client "
+                          "certificate is accepted"))
+_PASSTHROUGH = ("TLS passthrough (routing the connection by SNI without terminating it) is "
+                "not implemented: the server is not served")
+_SECOND_CERTIFICATE = "only the first certificate is served (no RSA/ECDSA pair)"
+_UNKNOWN_CIPHER = ("not a cipher suite Istio knows: ignored, as Istio ignores it (the others "
+                   "apply; none left: Envoy's default list)")
+_ISTIO_MUTUAL_TLS = ("ISTIO_MUTUAL serves with the mesh's TLS settings (TLS 1.2 to 1.3, the "
+                     "default ciphers): not applied")
 
 _HCM_FIELDS = ("not applied: of the HTTP connection manager's fields, Remora applies only "
                + ", ".join(FIELDS))
@@ -202,15 +204,20 @@ UNENFORCED: tuple[Unenforced, ...] = (
     Unenforced("Telemetry", "",
                "metrics, access logs and tracing follow the proxy's flags, not Telemetry"),
     *_SIDECAR,
-    *(Unenforced("DestinationRule", f"{base}.{field}", reason, _HARMLESS.get(field))
+    *(Unenforced("DestinationRule", f"{base}.{field}", reason)
       for base in _TRAFFIC_POLICIES for field, reason in _TRAFFIC_POLICY_FIELDS
       if not base.endswith("portLevelSettings[]") or field in _PORT_LEVEL),
     Unenforced("VirtualService", "spec.tcp", "only HTTP routes are served (no TCP proxying)"),
     Unenforced("VirtualService", "spec.tls", "only HTTP routes are served (no SNI routing)"),
-    *(Unenforced("Gateway", f"spec.servers[].tls.{field}", _GATEWAY_TLS)
-      for field in ("minProtocolVersion", "maxProtocolVersion", "cipherSuites",
-                    "subjectAltNames", "verifyCertificateSpki", "verifyCertificateHash",
-                    "caCertificates", "caCrl", "caCertCredentialName")),
+    *(Unenforced("Gateway", f"spec.servers[].tls.{field}", reason)
+      for field, reason in _GATEWAY_TLS),
+    *(Unenforced("Gateway", f"spec.servers[].tls.{field}", reason, by_value=True)
+      for field, reason in (("mode", _PASSTHROUGH), ("credentialNames[]", _SECOND_CERTIFICATE),
+                            ("tlsCertificates[]", _SECOND_CERTIFICATE),
+                            ("cipherSuites[]", _UNKNOWN_CIPHER),
+                            ("minProtocolVersion", _ISTIO_MUTUAL_TLS),
+                            ("maxProtocolVersion", _ISTIO_MUTUAL_TLS),
+                            ("cipherSuites", _ISTIO_MUTUAL_TLS))),
     Unenforced("Gateway", "spec.servers[].bind", "gateway listeners bind the proxy's --bind "
                                                  "address"),
     Unenforced("ServiceEntry", "spec.subjectAltNames",
@@ -277,6 +284,9 @@ def findings(resource: Resource) -> list[Finding]:
     if root is None:
         return []
     out: list[Finding] = []
+    if isinstance(resource, Gateway):
+        out.extend(Finding(resource.subject, resource.kind, path, reason)
+                   for path, reason in _gateway_tls_findings(resource))
     for entry, path, value in _walk(root, resource, ""):
         if not _harmless(entry, value):
             out.append(Finding(resource.subject, resource.kind, path, entry.reason))
@@ -315,6 +325,30 @@ def _mesh_value_findings(mesh: MeshConfig) -> list[tuple[str, str]]:
 
 
 _ENVOY_REASONS = {entry.path: entry.reason for entry in _ENVOY_FILTER}
+
+
+def _gateway_tls_findings(resource: Gateway) -> Iterator[tuple[str, str]]:
+    """What a Gateway server's tls asks that Remora does not do with the value it holds."""
+    for index, server in enumerate(resource.spec.servers):
+        tls, where = server.tls, f"spec.servers[{index}].tls"
+        if tls is None:
+            continue
+        if server.port.is_tls and tls.is_passthrough:
+            yield f"{where}.mode", _PASSTHROUGH
+        for field, items in (("credentialNames", tls.credential_names),
+                             ("tlsCertificates", tls.tls_certificates)):
+            yield from ((f"{where}.{field}[{i}]", _SECOND_CERTIFICATE)
+                        for i in range(1, len(items)))
+        if tls.mode == "ISTIO_MUTUAL":
+            for field, value in (("minProtocolVersion", tls.min_protocol_version),
+                                 ("maxProtocolVersion", tls.max_protocol_version),
+                                 ("cipherSuites", tls.cipher_suites)):
+                if value not in (None, "TLS_AUTO", []):
+                    yield f"{where}.{field}", _ISTIO_MUTUAL_TLS
+            continue
+        yield from ((f"{where}.cipherSuites[{i}]", _UNKNOWN_CIPHER)
+                    for i, suite in enumerate(tls.cipher_suites)
+                    if suite not in VALID_CIPHER_SUITES)
 
 
 def _envoy_filter_findings(resource: EnvoyFilter) -> list[Finding]:
@@ -399,11 +433,7 @@ def not_modelled(kind: str) -> Unenforced | None:
 
 def _harmless(entry: Unenforced, value: Any) -> bool:
     """`value` asks for what happens anyway (the entry is not reported for it)."""
-    if entry.harmless is None:
-        return False
-    if isinstance(entry.harmless, frozenset):
-        return _compact(value) in entry.harmless
-    return bool(_compact(value) == entry.harmless)
+    return entry.harmless is not None and bool(_compact(value) == entry.harmless)
 
 
 def _compact(value: Any) -> Any:

@@ -48,6 +48,7 @@ from remora.api.networking.shared import Destination
 from remora.api.networking.virtual_service import VirtualService
 from remora.api.resource import Resource
 from remora.api.unenforced import findings
+from remora.mesh.clienttls import Credential, CredentialLookup
 from remora.mesh.endpoints import EndpointIndex, subset_endpoints
 from remora.mesh.envoyfilter import (
     compile_envoy_filter,
@@ -56,7 +57,15 @@ from remora.mesh.envoyfilter import (
     with_connection_manager,
 )
 from remora.mesh.filterpatch import HttpFilterPatch
-from remora.mesh.gateway import exposed_hosts, listener_tls, selected_servers, server_problem
+from remora.mesh.gateway import (
+    CA_SUFFIX,
+    ca_certificate,
+    credential,
+    exposed_hosts,
+    listener_tls,
+    selected_servers,
+    server_problem,
+)
 from remora.mesh.hosts import MeshService, Registry, labels_subset
 from remora.mesh.memo import CompileMemo
 from remora.mesh.peerauth import PeerAuthentications
@@ -133,8 +142,10 @@ class Clusters:
     def __init__(
         self, registry: Registry, rules: DestinationRules, endpoints: EndpointIndex,
         notes: list[str], skipped: Skipped, *, connect_timeout: float, memo: CompileMemo,
+        credential: CredentialLookup,
     ) -> None:  # fmt: skip
         self.memo = memo
+        self.credential = credential
         self.connect_timeout = connect_timeout
         self.skipped = skipped
         self.registry = registry
@@ -201,7 +212,8 @@ class Clusters:
         policy = effective_policy(rule.traffic_policy if rule else None, subset_policy, port=port)
         try:
             lb = LbConfig.from_api(policy.load_balancer if policy else None)
-            compiled = cluster_policy(policy, connect_timeout=self.connect_timeout) \
+            compiled = cluster_policy(policy, connect_timeout=self.connect_timeout,
+                                      credential=self.credential) \
                 if policy is not None else None
         except ValueError as exc:  # the rule is skipped: the cluster keeps Istio's defaults
             for key in rule.names if rule is not None else ():
@@ -239,6 +251,7 @@ class Compiler:
             self.registry, DestinationRules(resources, identity, root_namespace=mesh.root),
             index, self.notes, skipped,
             connect_timeout=mesh.connect_timeout_seconds, memo=memo,
+            credential=self.client_credential,
         )  # fmt: skip
         self._rules: dict[str, list[Rule]] = {}
         retries = mesh.default_retries  # MeshConfig defaultHttpRetryPolicy
@@ -387,6 +400,23 @@ class Compiler:
         ))  # fmt: skip
         vhost = VirtualHost(f"inbound|http|{port}", ("*",), (default_route(name),))
         return RouteTable(f"inbound|{port}", (vhost,))
+
+    def client_credential(self, name: str, client: bool) -> Credential:
+        """A DestinationRule's `tls.credentialName`: the Secret in this proxy's namespace (as
+        Istio requires), its chain and key when the client presents them (MUTUAL), and its CA
+        (`cacert` / `ca.crt`, or the `<name>-cacert` Secret; none: the system's roots)."""
+        secrets = {(r.namespace, r.name): r for r in self.resources if isinstance(r, Secret)}
+        namespace = self.identity.namespace
+        cert = key = None
+        if client:
+            found = credential(secrets, namespace, name)
+            if isinstance(found, str):
+                return found
+            cert, key = found
+        elif (namespace, name) not in secrets:
+            return f"secret {namespace}/{name} not found"
+        ca = ca_certificate(secrets, namespace, f"{name}{CA_SUFFIX}", fallback=name)
+        return cert, key, ca if isinstance(ca, bytes) else None
 
     # -- gateway ------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
+from remora.mesh.clienttls import ClientTls
 from remora.mesh.frozen import EMPTY, thaw
 
 if TYPE_CHECKING:  # only annotations: the snapshot holds these, it does not build them
@@ -166,6 +167,7 @@ class ClusterPolicy:
     # tls.mode (DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL) after subset and portLevelSettings
     # precedence; "" = not set: auto mTLS decides per endpoint (Endpoint.tls_mode)
     tls_mode: str = ""
+    tls: ClientTls | None = None  # the rest of `tls`, when the proxy needs it (clienttls.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from remora.api.networking.destination_rule import DestinationRule, Subset
 from remora.api.networking.names import host_subset_of, to_fqdn
 from remora.api.networking.traffic_policy import TrafficPolicy
 from remora.api.resource import Resource
+from remora.mesh.clienttls import CredentialLookup, client_tls
 from remora.mesh.frozen import config_dump
 from remora.mesh.hosts import ROOT_NAMESPACE, labels_subset, visible
 from remora.mesh.snapshot import ClusterPolicy, ProxyIdentity
@@ -145,9 +146,15 @@ def tls_mode(policy: TrafficPolicy) -> str:
     return policy.tls.mode or "DISABLE"
 
 
-def cluster_policy(policy: TrafficPolicy, *, connect_timeout: float) -> ClusterPolicy:
+def no_credentials(name: str, _client: bool) -> str:
+    return f"secret {name} is not available here"
+
+
+def cluster_policy(policy: TrafficPolicy, *, connect_timeout: float,
+                   credential: CredentialLookup = no_credentials) -> ClusterPolicy:
     """The effective policy of a cluster as the proxy uses it; `connect_timeout` is MeshConfig's
-    connectTimeout, which connectionPool.tcp.connectTimeout overrides."""
+    connectTimeout, which connectionPool.tcp.connectTimeout overrides; `credential` finds the
+    Secret a `tls.credentialName` names."""
     balancer = policy.load_balancer
     setting = balancer.locality_lb_setting if balancer is not None else None
     return ClusterPolicy(
@@ -156,4 +163,5 @@ def cluster_policy(policy: TrafficPolicy, *, connect_timeout: float) -> ClusterP
         locality=LocalitySetting.from_api(setting) if setting is not None else None,
         config=config_dump(policy),
         tls_mode=tls_mode(policy),
+        tls=client_tls(policy.tls, credential),
     )

@@ -10,6 +10,7 @@ written 0600 into a private 0700 directory, loaded, and removed at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import ssl
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from remora.mesh.clienttls import ClientTls
     from remora.mesh.snapshot import Cluster, Endpoint, MeshSettings
 
 SPIFFE = "spiffe://"
@@ -34,25 +36,39 @@ def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamPeer:
-    """An endpoint spoken to in Istio's mutual TLS (ISTIO_MUTUAL, by auto mTLS or a
-    DestinationRule): the SNI sent, and the identities its certificate may prove (empty: any
-    of the trust domain's)."""
+    """An endpoint spoken to in TLS: Istio's mutual TLS (ISTIO_MUTUAL, by auto mTLS or a
+    DestinationRule), or a DestinationRule's own SIMPLE / MUTUAL origination (`origination`).
+    `sni` is sent; `expected` are the names the server's certificate must carry (SPIFFE URIs
+    for ISTIO_MUTUAL, empty: any of the trust domain's; subjectAltNames, empty: the SNI as a
+    host name, for origination)."""
 
     sni: str
     expected: frozenset[str]
     trust_domain: str
+    origination: ClientTls | None = None
+
+    def context(self, workload: WorkloadTls | None) -> ssl.SSLContext | None:
+        """The client context for a new connection; None: plain text (ISTIO_MUTUAL before
+        this proxy has a certificate)."""
+        if self.origination is not None:
+            return origination_context(self.origination)
+        return workload.client if workload is not None else None
 
 
 def upstream_peer(cluster: Cluster, endpoint: Endpoint, mesh: MeshSettings) -> UpstreamPeer | None:
-    """Whether the client sidecar originates mutual TLS to `endpoint`, as Istio decides: a
-    DestinationRule's `tls.mode` ISTIO_MUTUAL always, DISABLE never; unset, auto mTLS
-    (MeshConfig enableAutoMtls) does when the endpoint, not of a MESH_EXTERNAL service, has
-    a sidecar that takes it (its
-    `tls_mode`, compiled from `security.istio.io/tlsMode` and the endpoint's
-    PeerAuthentication). SIMPLE and MUTUAL origination are not implemented yet (`apply` says
-    so): those stay plain text. The SNI is Istio's `outbound_.<port>_.<subset>_.<host>`."""
+    """Whether and how the client sidecar originates TLS to `endpoint`, as Istio decides: a
+    DestinationRule's `tls.mode` SIMPLE or MUTUAL with its own settings, ISTIO_MUTUAL always,
+    DISABLE never; unset, auto mTLS (MeshConfig enableAutoMtls) does ISTIO_MUTUAL when the
+    endpoint, not of a MESH_EXTERNAL service, has a sidecar that takes it (its `tls_mode`,
+    compiled from `security.istio.io/tlsMode` and the endpoint's PeerAuthentication). The
+    ISTIO_MUTUAL SNI is Istio's `outbound_.<port>_.<subset>_.<host>`; a DestinationRule's
+    `sni` and `subjectAltNames` override it and the destination's identities."""
     policy = cluster.traffic_policy
     mode = policy.tls_mode if policy is not None else ""
+    settings = policy.tls if policy is not None else None
+    if settings is not None and settings.originates:
+        return UpstreamPeer(settings.sni or cluster.host, frozenset(settings.subject_alt_names),
+                            mesh.trust_domain, settings)
     if mode != "ISTIO_MUTUAL" and (mode or not mesh.enable_auto_mtls or cluster.mesh_external
                                    or endpoint.tls_mode != "istio"):
         return None
@@ -60,8 +76,65 @@ def upstream_peer(cluster: Cluster, endpoint: Endpoint, mesh: MeshSettings) -> U
         "", "unknown")
     expected = frozenset({spiffe_id(mesh.trust_domain, endpoint.namespace,
                                     endpoint.service_account)} if known else ())
-    return UpstreamPeer(f"outbound_.{cluster.port}_.{cluster.subset}_.{cluster.host}", expected,
-                        mesh.trust_domain)
+    sni = f"outbound_.{cluster.port}_.{cluster.subset}_.{cluster.host}"
+    if settings is not None:  # ISTIO_MUTUAL with sni / subjectAltNames
+        sni = settings.sni or sni
+        expected = frozenset(settings.subject_alt_names) or expected
+    return UpstreamPeer(sni, expected, mesh.trust_domain)
+
+
+@functools.lru_cache(maxsize=256)
+def origination_context(tls: ClientTls) -> ssl.SSLContext:
+    """A DestinationRule's SIMPLE / MUTUAL client context: the server verified against
+    `caCertificates` (or the credential's CA, or the system's roots), unless
+    `insecureSkipVerify`; MUTUAL presents the client certificate. Names are checked after the
+    handshake (`origination_problem`). Built once per setting."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    if tls.insecure_skip_verify:
+        context.verify_mode = ssl.CERT_NONE
+    elif tls.ca_pem:
+        context.load_verify_locations(cadata=tls.ca_pem.decode())
+    elif tls.ca_path:
+        context.load_verify_locations(cafile=tls.ca_path)
+    else:
+        context.load_default_certs()
+    if tls.cert_pem and tls.key_pem:
+        with private_files((tls.cert_pem.decode(), tls.key_pem.decode())) as (chain, key):
+            context.load_cert_chain(chain, key)
+    elif tls.cert_path and tls.key_path:
+        context.load_cert_chain(tls.cert_path, tls.key_path)
+    return context
+
+
+def origination_problem(ssl_object: Any, peer: UpstreamPeer) -> str | None:
+    """Why a SIMPLE / MUTUAL server's certificate is refused: none of `subjectAltNames` (or,
+    without them, the SNI host name) is among its names. None: accepted."""
+    tls = peer.origination
+    assert tls is not None
+    if tls.insecure_skip_verify:
+        return None
+    certificate = ssl_object.getpeercert() if ssl_object is not None else None
+    if not certificate:
+        return "the server sent no certificate"
+    names = {value for kind, value in certificate.get("subjectAltName", ())
+             if kind in ("DNS", "URI", "IP Address")}
+    if peer.expected:
+        if names & peer.expected:
+            return None
+        return f"the server's names {sorted(names)} match none of {sorted(peer.expected)}"
+    if any(_host_matches(name, peer.sni) for name in names):
+        return None
+    return f"the server's names {sorted(names)} do not cover {peer.sni}"
+
+
+def _host_matches(pattern: str, host: str) -> bool:
+    """RFC 6125 §6.4.3: exact, or one leading `*.` label."""
+    pattern, host = pattern.lower(), host.lower()
+    if pattern.startswith("*."):
+        return host.partition(".")[2] == pattern[2:] and "." in host
+    return pattern == host
 
 
 @dataclass(frozen=True, slots=True)

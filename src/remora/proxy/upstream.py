@@ -12,11 +12,11 @@ import logging
 import socket
 import ssl
 from collections import deque
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, NoReturn, Protocol, cast
 
 from remora.proxy.codec.events import Data, EndOfMessage, ProtocolError, ResponseHead
 from remora.proxy.codec.http1 import ResponseDecoder
-from remora.proxy.mtls import PeerCertificate, UpstreamPeer, expected_peer
+from remora.proxy.mtls import PeerCertificate, UpstreamPeer, expected_peer, origination_problem
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -237,27 +237,31 @@ class EndpointPool:
         connection gives the slot back when it closes."""
         loop = asyncio.get_running_loop()
         self.cx_total += 1
-        peer = self.peer if workload is not None else None
+        peer = self.peer
+        context = peer.context(workload) if peer is not None else None
         try:
             async with asyncio.timeout(timeout):
-                if peer is None:
+                if peer is not None and peer.origination is not None \
+                        and peer.origination.problem:
+                    raise ssl.SSLError(peer.origination.problem)
+                if peer is None or context is None:
                     connect: Connector = self.connector or loop.create_connection
                     transport, protocol = await connect(
                         lambda: UpstreamConnection(self, breaker=breaker, created=loop.time()),
                         self.address, self.port,
                     )
                 else:
-                    assert workload is not None
                     transport, protocol = await loop.create_connection(
                         lambda: UpstreamConnection(self, breaker=breaker, created=loop.time()),
-                        self.address, self.port, ssl=workload.client, server_hostname=peer.sni,
+                        self.address, self.port, ssl=context, server_hostname=peer.sni,
                         ssl_handshake_timeout=timeout)
                     self._verify(transport, cast("UpstreamConnection", protocol), peer)
         except (OSError, TimeoutError) as exc:
             self.cx_connect_fail += 1
             if isinstance(exc, ssl.SSLError):
-                log.warning("mTLS to %s:%d refused: %s", self.address, self.port,
-                            getattr(exc, "verify_message", None) or exc.reason or exc)
+                log.warning("TLS to %s:%d refused: %s", self.address, self.port,
+                            getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
+                            or exc)
             raise
         if keepalive is not None:
             set_keepalive(transport.get_extra_info("socket"), keepalive)
@@ -268,13 +272,16 @@ class EndpointPool:
     def _verify(self, transport: asyncio.BaseTransport, connection: UpstreamConnection,
                 peer: UpstreamPeer) -> None:
         """The certificate chains to a root (the handshake checked that); is it who we meant?"""
-        found = PeerCertificate.of(transport.get_extra_info("ssl_object"))
+        ssl_object = transport.get_extra_info("ssl_object")
+        if peer.origination is not None:
+            problem = origination_problem(ssl_object, peer)
+            if problem is not None:
+                refuse(transport, problem)
+            return
+        found = PeerCertificate.of(ssl_object)
         problem = expected_peer(found, peer.expected, peer.trust_domain)
         if problem is not None:
-            transport.close()
-            error = ssl.SSLCertVerificationError(problem)
-            error.verify_message = problem
-            raise error
+            refuse(transport, problem)
         assert found is not None
         connection.peer_uri = found.uri
 
@@ -348,6 +355,15 @@ class Pools:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+
+
+def refuse(transport: asyncio.BaseTransport, problem: str) -> NoReturn:
+    """Close a connection whose server is not who the cluster expects (Envoy: a failed
+    handshake, flag UF)."""
+    transport.close()
+    error = ssl.SSLCertVerificationError(problem)
+    error.verify_message = problem
+    raise error
 
 
 def set_keepalive(sock: socket.socket | None, keepalive: TcpKeepalive) -> None:

@@ -80,20 +80,22 @@ spec:
   trafficPolicy:
     portLevelSettings:
     - port: {number: 9080}
-      tls: {mode: SIMPLE}
+      tls: {mode: SIMPLE, caCrl: /crl.pem}
   subsets:
   - name: v1
     labels: {version: v1}
     trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
 """).resources
-    # ISTIO_MUTUAL is enforced (Istio mTLS); SIMPLE is TLS origination, named at its mode
-    assert [f.path for f in findings(rule)] == ["spec.trafficPolicy.portLevelSettings[0].tls.mode"]
+    # the modes are enforced; a CRL is not, named where it is set
+    assert [f.path for f in findings(rule)] == [
+        "spec.trafficPolicy.portLevelSettings[0].tls.caCrl"]
 
 
-@pytest.mark.parametrize("mode", ["DISABLE", "ISTIO_MUTUAL"])
+@pytest.mark.parametrize("mode", ["DISABLE", "SIMPLE", "ISTIO_MUTUAL"])
 def test_tls_modes_remora_enforces_are_not_reported(mode: str) -> None:
     """DestinationRule ClientTLSSettings (istio.io/latest/docs/reference/config/networking/
-    destination-rule/#ClientTLSSettings): DISABLE is plain text, ISTIO_MUTUAL the mesh's mTLS."""
+    destination-rule/#ClientTLSSettings): DISABLE is plain text, SIMPLE TLS origination,
+    ISTIO_MUTUAL the mesh's mTLS."""
     (rule,) = load_text(f"""\
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -103,9 +105,9 @@ spec: {{host: reviews, trafficPolicy: {{tls: {{mode: {mode}}}}}}}
     assert findings(rule) == []
 
 
-def test_tls_origination_and_its_fields_are_reported_by_path() -> None:
-    """SIMPLE/MUTUAL and the certificate fields are not applied: each is named with its path
-    and says the connection stays plain text; ISTIO_MUTUAL's sni is not applied either."""
+def test_tls_origination_is_enforced_and_only_revocation_lists_are_reported() -> None:
+    """SIMPLE/MUTUAL origination, its certificates, sni, subjectAltNames and
+    insecureSkipVerify are applied (remora.mesh.clienttls); caCrl is not, by its path."""
     (rule,) = load_text("""\
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -121,13 +123,8 @@ spec:
     trafficPolicy: {tls: {mode: ISTIO_MUTUAL, sni: v1.reviews}}
 """).resources
     found = findings(rule)
-    assert [f.path for f in found] == [
-        "spec.trafficPolicy.tls.mode", "spec.trafficPolicy.tls.clientCertificate",
-        "spec.trafficPolicy.tls.privateKey", "spec.trafficPolicy.tls.caCertificates",
-        "spec.trafficPolicy.tls.subjectAltNames", "spec.trafficPolicy.tls.sni",
-        "spec.trafficPolicy.tls.caCrl", "spec.subsets[0].trafficPolicy.tls.sni"]
-    assert all("TLS origination (SIMPLE/MUTUAL) is not implemented yet: connections stay plain "
-               "text" in f.message for f in found)
+    assert [f.path for f in found] == ["spec.trafficPolicy.tls.caCrl"]
+    assert "revocation lists are not checked" in found[0].message
 
 
 def test_peer_authentication_and_the_mesh_tls_settings_it_uses_are_enforced() -> None:

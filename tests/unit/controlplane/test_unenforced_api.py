@@ -68,13 +68,13 @@ def test_an_unenforced_field_is_named_by_its_path(tmp_path: Path) -> None:
             "metadata": {"name": "reviews"},
             "spec": {"host": "reviews", "subsets": [
                 {"name": "v1", "labels": {"version": "v1"},
-                 "trafficPolicy": {"tls": {"mode": "SIMPLE"}}}]}}
+                 "trafficPolicy": {"tls": {"mode": "SIMPLE", "caCrl": "/crl.pem"}}}]}}
 
     async def scenario(http: httpx.AsyncClient, _: ControlPlane) -> None:
         created = await http.post(
             "/apis/networking.istio.io/v1/namespaces/default/destinationrules", json=rule)
         assert created.status_code == 201
-        assert "[RMR0001] spec.subsets[0].trafficPolicy.tls.mode is not enforced" in \
+        assert "[RMR0001] spec.subsets[0].trafficPolicy.tls.caCrl is not enforced" in \
             created.headers["warning"]
 
     run(tmp_path, scenario)

@@ -9,6 +9,8 @@ import ssl
 
 import pytest
 
+from remora.api.loader import load_text
+from remora.api.unenforced import findings
 from remora.mesh.encoding import decode_value, encode_value
 from remora.mesh.snapshot import Listener, ListenerTls, Snapshot
 from remora.proxy.gatewaytls import INCOMPLETE, client_hello_sni, pick
@@ -148,3 +150,13 @@ def test_client_hello_sni_reads_the_server_name_without_io() -> None:
     assert client_hello_sni(hello[:40]) is INCOMPLETE
     assert client_hello_sni(b"GET / HTTP/1.1\r\n") is None
 
+
+def test_apply_reports_only_what_gateway_tls_still_does_not_do() -> None:
+    text = _gateway("{mode: MUTUAL, credentialName: c, minProtocolVersion: TLSV1_2, "
+                    "cipherSuites: [ECDHE-RSA-AES128-GCM-SHA256, BOGUS], "
+                    "subjectAltNames: [client.example]}")
+    resource = load_text(text).resources[0]
+    paths = {finding.path for finding in findings(resource)}
+    assert paths == {"spec.servers[0].tls.cipherSuites[1]", "spec.servers[0].tls.subjectAltNames"}
+    passthrough = load_text(_gateway("{mode: PASSTHROUGH}").replace("HTTPS", "TLS")).resources[0]
+    assert {f.path for f in findings(passthrough)} == {"spec.servers[0].tls.mode"}

@@ -131,6 +131,7 @@ spec:
     outlierDetection: {consecutive5xxErrors: 3, interval: 5s, baseEjectionTime: 30s,
                        maxEjectionPercent: 50}
     loadBalancer:
+      warmupDurationSecs: 10s
       consistentHash: {httpCookie: {name: session, path: /, ttl: 60s}}
       localityLbSetting:
         failover: [{from: us-east, to: us-west}]
@@ -288,7 +289,8 @@ def test_the_config_compiles_rich(snap: Snapshot) -> None:
                 "Rewrite", "RegexSubstitution", "Redirect", "DirectResponse", "RetrySpec",
                 "FaultPolicy", "MirrorTarget", "ClusterPolicy", "PoolLimits", "TcpKeepalive",
                 "OutlierConfig", "LocalitySetting", "Failover", "Distribute", "LbConfig",
-                "HashPolicy", "HttpFilterPatch", "Finding", "Endpoint", "InboundMtls"}
+                "HashPolicy", "HttpFilterPatch", "Finding", "Endpoint", "InboundMtls",
+                "ClientTls"}
     if snap.identity.mode == "gateway":
         expected = {"ListenerTls", "RequestMatcher", "Rewrite", "ClusterPolicy", "LbConfig"}
     assert expected <= kinds, expected - kinds
@@ -400,7 +402,8 @@ def test_the_compiled_policies_are_what_the_api_said() -> None:
     assert v2 is not None and v2.locality is not None
     assert dict(v2.locality.distribute[0].to) == {"us-east/*": 80, "us-west/*": 20}
     assert v2.tls_mode == "ISTIO_MUTUAL"  # the rule's tls: the subset sets none
-    assert any("trafficPolicy.tls.sni" in str(f) for f in mesh.unenforced)
+    assert v2.tls is not None and v2.tls.sni == "reviews.default.svc.cluster.local"
+    assert any("loadBalancer.warmupDurationSecs" in str(f) for f in mesh.unenforced)
     assert (mesh.inbound_mtls.mode, dict(mesh.inbound_mtls.ports)) == ("STRICT", {8080: "DISABLE"})
     (patch,) = mesh.http_filter_patches
     assert patch.config["memory_level"] == 5
@@ -425,7 +428,8 @@ SERVING_MODULES = ("remora.cli.main", "remora.cli.proxy", "remora.proxy.process"
                    "remora.proxy.discovery", "remora.proxy.runtime", "remora.proxy.chain",
                    "remora.mesh.encoding")
 PLAIN_API = {"remora.api", "remora.api.errors", "remora.api.networking",
-             "remora.api.networking.httpfilters", "remora.api.finding"}
+             "remora.api.networking.httpfilters", "remora.api.finding",
+             "remora.api.duration"}  # a pure parser (the proxy reads SECRET_TTL with it)
 
 
 def imported_by(modules: tuple[str, ...]) -> list[str]:
