@@ -162,3 +162,34 @@ def test_a_workload_certificate_never_gets_another_identity(
     anonymous = httpx.post(f"{controlplane.url}{CERTS}", verify=controlplane.verify,
                            json={"csr": csr(fresh)}, timeout=30)
     assert anonymous.status_code == 401
+
+
+def test_remora_up_with_controlplane_tls_serves_verifies_and_the_cli_follows(
+        tmp_path: Path) -> None:
+    """`remora up --controlplane-tls`: the runner, the sidecars and gateways (--ca-cert), and
+    `remora get` (the root beside the saved credentials) all verify the control plane."""
+    from tests.e2e.test_up import Up, remora  # noqa: PLC0415 - its mesh and helpers
+
+    up = Up(tmp_path)
+    try:
+        started = up.start("--network", "host", "--controlplane-tls")
+        assert "ready in" in started.stdout
+        status = up.status()
+        assert status["phase"] == "Ready"
+        url = status["controlplane"]["url"]
+        assert url == f"https://127.0.0.1:{up.cp_port}"
+        front = up.http.get(up.gateway_url() + "/call/back:9090").json()
+        assert front["got"]["pod"].startswith("back-")
+        got = remora("get", "virtualservices", "--server", url)
+        assert "front" in got.stdout, got.stderr
+        logs = up.state / "logs"
+        sidecar = next(logs.glob("front-*.sidecar.log")).read_text()
+        assert f"connected to control plane {url}" in sidecar
+        assert "workload certificate spiffe://cluster.local/ns/default/sa/" in sidecar
+        root = up.state / "controlplane" / "root-cert.pem"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/healthz")  # not the system's store: the mesh's root
+        assert httpx.get(f"{url}/healthz",
+                         verify=ssl.create_default_context(cafile=str(root))).text == "ok"
+    finally:
+        up.down()

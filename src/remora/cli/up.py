@@ -39,6 +39,11 @@ def up(
         "-f", "--filename", help="YAML file or directory (recursive). Repeatable.")],
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     controlplane_port: Annotated[int, typer.Option(help="The control plane's port.")] = 15080,
+    controlplane_tls: Annotated[bool, typer.Option(
+        help="Serve the control plane over https with a certificate of the mesh's own CA "
+             "(as istiod): the runner, the CLI and every proxy verify it with the mesh's root "
+             "(<state>/controlplane/root-cert.pem), and proxies renew their certificates on "
+             "them.")] = False,
     detach: Annotated[bool, typer.Option(
         "--detach", "-d", help="Run in the background; return once everything is ready.")]
     = False,
@@ -100,14 +105,16 @@ def up(
         argv = [*REMORA, "up", *(a for f in filename for a in ("-f", str(Path(f).resolve()))),
                 "--state-dir", str(state_root), "--controlplane-port", str(controlplane_port),
                 "--hpa-interval", str(hpa_interval), "--network", mode,
-                *(("--pod-cidr", pod_cidr) if pod_cidr else ()), "--service-cidr", service_cidr]
+                *(("--pod-cidr", pod_cidr) if pod_cidr else ()), "--service-cidr", service_cidr,
+                *(("--controlplane-tls",) if controlplane_tls else ())]
         process = control.spawn_detached(argv, state)
         shown = control.wait_until_ready(state, process, timeout=timeout)
         _print_ready(shown)
         return
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     options = UpOptions(paths=tuple(filename), state=state, controlplane_port=controlplane_port,
-                        hpa_interval=hpa_interval, network=cluster_network)
+                        hpa_interval=hpa_interval, network=cluster_network,
+                        controlplane_tls=controlplane_tls)
     asyncio.run(serve(loaded.resources, options, say=typer.echo))
 
 

@@ -50,14 +50,15 @@ async def wait_http_ok(client: httpx.AsyncClient, url: str, *, timeout: float,
 class ControlPlaneClient:
     """Calls to one control plane; every failure becomes a ControlPlaneError with its reason."""
 
-    def __init__(self, url: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, url: str, client: httpx.AsyncClient, *, ca_file: str = "") -> None:
         self.url = url.rstrip("/")
         self._client = client
-        self.tokens = TokenSource(self.url, None)
+        self.ca_file = ca_file  # the root logins verify an https control plane with
+        self.tokens = TokenSource(self.url, None, ca_file=ca_file)
 
     def use(self, credentials: Credentials) -> None:
         """Call as this user from now on (its token is fetched when first needed)."""
-        self.tokens = TokenSource(self.url, credentials)
+        self.tokens = TokenSource(self.url, credentials, ca_file=self.ca_file)
 
     async def wait_healthy(self, timeout: float) -> bool:
         return await wait_http_ok(self._client, f"{self.url}/healthz", timeout=timeout)

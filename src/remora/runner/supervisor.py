@@ -123,9 +123,10 @@ class PodEnvironment:
     controlplane: str
     http: httpx.AsyncClient
     credentials: Path | None = None  # the sidecars' (runner/accounts.py)
+    ca_cert: Path | None = None  # the mesh root the control plane's certificate chains to
 
 
-def sidecar_argv(plan: PodPlan, controlplane: str) -> list[str]:
+def sidecar_argv(plan: PodPlan, controlplane: str, ca_cert: Path | None = None) -> list[str]:
     spec, ports = plan.spec, plan.sidecar
     labels = ",".join(f"{key}={value}" for key, value in spec.labels.items())
     argv = [*REMORA, "proxy", "--controlplane", controlplane, "--labels", labels,
@@ -135,6 +136,8 @@ def sidecar_argv(plan: PodPlan, controlplane: str) -> list[str]:
             "--admin-port", str(ports.admin), "--health-port", str(ports.health)]
     if plan.identity_token is not None:
         argv += ["--identity-token-file", str(plan.identity_token)]
+    if ca_cert is not None:
+        argv += ["--ca-cert", str(ca_cert)]
     if plan.app_port is not None:
         declared = next(p for p in spec.ports if p.container_port in plan.app_ports)
         argv += ["--app-port", str(plan.app_port),
@@ -210,7 +213,8 @@ class Pod:
 
     def __post_init__(self) -> None:
         spec, state = self.plan.spec, self.env.state
-        self.sidecar = Child(f"{spec.name} sidecar", sidecar_argv(self.plan, self.env.controlplane),
+        argv = sidecar_argv(self.plan, self.env.controlplane, self.env.ca_cert)
+        self.sidecar = Child(f"{spec.name} sidecar", argv,
                              log=state.log(f"{spec.name}.sidecar"),
                              env=credentials_env(self.env.credentials),
                              cwd=Path("/") if self.plan.network else None)  # user 1337's

@@ -8,6 +8,11 @@ Process tree (every child in its own process group, output in <state>/logs):
     └── per pod: remora proxy (sidecar) ...    started and ready first, then
                  the app (container command)   with PORT, http_proxy=<sidecar outbound>, ...
 
+With `--controlplane-tls` the control plane serves over TLS with a certificate of the mesh's
+own CA (`--tls auto`, as istiod): its root (<state>/controlplane/root-cert.pem) is what the
+runner's client, the CLI (beside the saved credentials) and every proxy (`--ca-cert`) verify
+it with, and a proxy renews its workload certificate on its own certificate alone.
+
 Start: control plane → apply every document → gateways and pods (all at once) → ready. A pod
 that turns ready is registered, for each Service selecting it, as a persistent Nacos instance
 at its sidecar's inbound port with the pod labels and its workload name
@@ -22,6 +27,7 @@ import asyncio
 import logging
 import shutil
 import signal
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -41,7 +47,7 @@ from remora.api.resource import (
     Resource,
 )
 from remora.api.yamlsource import read_documents
-from remora.credentials import FILE_NAME, read_file, remember
+from remora.credentials import FILE_NAME, ROOT_CERT, read_file, remember
 from remora.errors import RemoraError
 from remora.runner import accounts, capture, netns, podnet, traffic
 from remora.runner import spec as specs
@@ -78,6 +84,7 @@ class UpOptions:
     controlplane_port: int = 15080
     hpa_interval: float = 15.0
     network: ClusterNetwork | None = None  # None: the host network (`--network host`)
+    controlplane_tls: bool = False  # the control plane over https, with the mesh's own root
 
 
 def yaml_documents(paths: Sequence[str]) -> list[tuple[Path, dict[str, Any]]]:
@@ -182,9 +189,15 @@ class Mesh:
         self.state = options.state
         self.say = say
         self.ports = PortAllocator()
-        self.url = f"http://{HOST}:{options.controlplane_port}"
-        self.http = httpx.AsyncClient(trust_env=False)
-        self.client = ControlPlaneClient(self.url, self.http)
+        scheme = "https" if options.controlplane_tls else "http"
+        self.url = f"{scheme}://{HOST}:{options.controlplane_port}"
+        self.root = self.state.controlplane_data / ROOT_CERT if options.controlplane_tls \
+            else None
+        # the mesh's root is loaded into it once the control plane has written it
+        self.tls = ssl.create_default_context()
+        self.http = httpx.AsyncClient(trust_env=False, verify=self.tls)
+        self.client = ControlPlaneClient(self.url, self.http,
+                                         ca_file=str(self.root.absolute()) if self.root else "")
         listen = f"{HOST}:{options.controlplane_port}"
         sidecars_url = self.url
         plan = options.network
@@ -194,11 +207,12 @@ class Mesh:
         self.services: list[ServiceAddress] = []
         if plan is not None:  # pods reach the control plane at their bridge's address
             listen += f",{plan.gateway}:{options.controlplane_port}"
-            sidecars_url = f"http://{plan.gateway}:{options.controlplane_port}"
+            sidecars_url = f"{scheme}://{plan.gateway}:{options.controlplane_port}"
             self.services = service_addresses(self.resources, plan)
         self.controlplane = Child("controlplane", [
             *REMORA, "controlplane", "--listen", listen,
-            "--data-dir", str(self.state.controlplane_data)], log=self.state.log("controlplane"))
+            "--data-dir", str(self.state.controlplane_data),
+            *(["--tls", "auto"] if self.root else [])], log=self.state.log("controlplane"))
         self.gateways = plan_gateways(self.resources, self.ports)
         self.gateway_children = [self._gateway_child(plan) for plan in self.gateways]
         self.pods: list[Pod] = []
@@ -225,6 +239,7 @@ class Mesh:
             "--namespace", plan.namespace, "--workload", plan.name,
             "--service-account", plan.service_account,
             "--identity-token-file", str(self.state.identity_token(plan.name)),
+            *(["--ca-cert", str(self.root)] if self.root else []),
             "--admin-port", str(plan.ports.admin), "--health-port", str(plan.ports.health)],
             log=self.state.log(plan.name))
 
@@ -244,6 +259,7 @@ class Mesh:
             await self.network.start()
         await self.controlplane.start()
         self.changed()
+        await self._trust_root(time.monotonic() + CONTROLPLANE_READY_TIMEOUT)
         if not await self.client.wait_healthy(CONTROLPLANE_READY_TIMEOUT):
             raise RemoraError(f"the control plane did not answer on {self.url} within "
                               f"{CONTROLPLANE_READY_TIMEOUT:.0f} s; see {self.controlplane.log}")
@@ -264,6 +280,23 @@ class Mesh:
         for loop in self.controllers.loops():  # from here on spec.replicas comes from the
             self._spawn(loop)                  # control plane (runner/controllers.py)
         self.changed()
+
+    async def _trust_root(self, deadline: float) -> None:
+        """Wait for the control plane to write the mesh's root; the runner's client verifies
+        it with it from then on, and the pods' sidecars are handed it (in a pod network, a
+        copy the sidecars' user reads)."""
+        root = self.root
+        if root is None:
+            return
+        while not root.exists():
+            if not self.controlplane.running or time.monotonic() > deadline:
+                raise RemoraError(f"the control plane wrote no root ({root}); see "
+                                  f"{self.controlplane.log}")
+            await asyncio.sleep(0.05)
+        self.tls.load_verify_locations(cafile=str(root))
+        sidecars = self.network.write_private(ROOT_CERT, root.read_bytes()) \
+            if self.network is not None else root
+        self.pod_env = replace(self.pod_env, ca_cert=sidecars)
 
     async def _sign_in(self) -> None:
         """Act as the control plane's first admin (it wrote the file before serving), and
