@@ -4,7 +4,8 @@ themselves (auto mTLS), and PeerAuthentication decides what a pod accepts.
 
 The seeds' PeerAuthentication examples, in turn, on one running mesh (istio.io "Mutual TLS
 Migration" and the PeerAuthentication reference): mesh-wide STRICT in the root namespace, a
-namespace PERMISSIVE beneath it, a workload STRICT whose `portLevelMtls` DISABLEs its port.
+namespace PERMISSIVE beneath it, a workload STRICT whose `portLevelMtls` DISABLEs its port —
+seed 004's three documents as written (its "mTLS" section), for its `user-service`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +35,7 @@ pytestmark = [needs_root_network, pytest.mark.timeout(240)]
 
 MESH = "".join([
     _deployment("front", "front", "v1", 8080, account="front-sa"),
-    _deployment("back", "back", "v1", 9090, account="back-sa"),
+    _deployment("user-service", "user-service", "v1", 8080, account="user-sa"),
 ]) + textwrap.dedent('''
     apiVersion: v1
     kind: Service
@@ -44,10 +46,10 @@ MESH = "".join([
     ---
     apiVersion: v1
     kind: Service
-    metadata: {name: back}
+    metadata: {name: user-service}
     spec:
-      selector: {app: back}
-      ports: [{name: http, port: 9090}]
+      selector: {app: user-service}
+      ports: [{name: http, port: 8080}]
     ---
     apiVersion: networking.istio.io/v1
     kind: Gateway
@@ -64,35 +66,50 @@ MESH = "".join([
       gateways: [web]
       http: [{route: [{destination: {host: front, port: {number: 8080}}}]}]
     ---
-    apiVersion: security.istio.io/v1
-    kind: PeerAuthentication
-    metadata: {name: default, namespace: istio-system}
-    spec:
-      mtls: {mode: STRICT}
 ''')
-NAMESPACE_PERMISSIVE = textwrap.dedent('''
-    apiVersion: security.istio.io/v1
-    kind: PeerAuthentication
-    metadata: {name: default, namespace: default}
-    spec:
-      mtls: {mode: PERMISSIVE}
-''')
-BACK_PORT_DISABLED = textwrap.dedent('''
-    apiVersion: security.istio.io/v1
-    kind: PeerAuthentication
-    metadata: {name: back, namespace: default}
-    spec:
-      selector: {matchLabels: {app: back}}
-      mtls: {mode: STRICT}
-      portLevelMtls:
-        9090: {mode: DISABLE}
-''')
+# seed 004 (004_025b8d0e91e55d5b.txt, lines 3686-3721), as a user pastes it
+MESH_STRICT = """\
+apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: istio-system
+spec:
+  mtls:
+    mode: STRICT  # 严格模式，所有流量必须使用mTLS
+"""
+NAMESPACE_PERMISSIVE = """\
+apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata:
+  name: default
+  namespace: default
+spec:
+  mtls:
+    mode: PERMISSIVE  # 宽容模式，允许明文和mTLS
+"""
+WORKLOAD_PORT_DISABLED = """\
+apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata:
+  name: user-service
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      app: user-service
+  mtls:
+    mode: STRICT
+  portLevelMtls:
+    8080:
+      mode: DISABLE  # 特定端口禁用mTLS
+"""
 FRONT_ID = "spiffe://cluster.local/ns/default/sa/front-sa"
 
 
 @pytest.fixture
 def mesh(tmp_path: Path) -> Iterator[NamespaceMesh]:
-    running = NamespaceMesh(tmp_path, index=5, yaml=MESH)
+    running = NamespaceMesh(tmp_path, index=5, yaml=MESH + MESH_STRICT)
     yield running
     running.down()
     assert_nothing_left(running.state)
@@ -106,6 +123,11 @@ def plain_get(url: str) -> httpx.Response | None:
         return None
 
 
+def curl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["curl", "-sS", "--noproxy", "*", "--max-time", "5", *args],
+                          capture_output=True, text=True, timeout=20, check=False)
+
+
 def apply(mesh: NamespaceMesh, tmp_path: Path, name: str, yaml: str) -> None:
     path = tmp_path / name
     path.write_text(yaml)
@@ -116,17 +138,17 @@ def apply(mesh: NamespaceMesh, tmp_path: Path, name: str, yaml: str) -> None:
 def test_peer_authentication_levels_under_remora_up(mesh: NamespaceMesh, tmp_path: Path) -> None:
     assert (mesh.mesh / "app.py").read_text() == APP
     mesh.start()
-    back = mesh.pod("back")
-    direct = f"http://{back['ip']}:9090/"
+    user = mesh.pod("user-service")
+    direct = f"http://{user['ip']}:8080/"
     gateway = mesh.gateway()
 
-    # mesh-wide STRICT: the host's plain text never reaches back's app...
+    # mesh-wide STRICT: the host's plain text never reaches user-service...
     assert plain_get(direct) is None
     # ...while a meshed pod's call does, and the app sees who called (Istio's XFCC)
-    answer = mesh.http.get(gateway + "/call/back:9090").json()
-    assert answer["got"]["pod"] == back["name"]
+    answer = mesh.http.get(gateway + "/call/user-service:8080").json()
+    assert answer["got"]["pod"] == user["name"]
     xfcc = answer["got"]["xfcc"]
-    assert xfcc.startswith("By=spiffe://cluster.local/ns/default/sa/back-sa;Hash=")
+    assert xfcc.startswith("By=spiffe://cluster.local/ns/default/sa/user-sa;Hash=")
     assert xfcc.endswith(f"URI={FRONT_ID}")
     # the gateway has an identity too: it reached front over mTLS
     assert answer["xfcc"].endswith(
@@ -135,36 +157,58 @@ def test_peer_authentication_levels_under_remora_up(mesh: NamespaceMesh, tmp_pat
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     with pytest.raises((ssl.SSLError, ConnectionError)), \
-            socket.create_connection((back["ip"], 9090), timeout=5) as raw, \
+            socket.create_connection((user["ip"], 8080), timeout=5) as raw, \
             context.wrap_socket(raw) as tls:
-        tls.sendall(b"GET / HTTP/1.1\r\nhost: back\r\n\r\n")
+        tls.sendall(b"GET / HTTP/1.1\r\nhost: user-service\r\n\r\n")
         if tls.recv(100) == b"":
             raise ConnectionError("closed")
-    # what istioctl proxy-config secret and authn tls-check show
+    # curl without a client certificate is refused, plain or TLS; with a certificate of the
+    # mesh (`remora identity certificate`) it is served, and the app learns who it is
     server = ("--server", f"http://127.0.0.1:{mesh.cp_port}")
+    certs = tmp_path / "tester"
+    got = remora("identity", "certificate", "--sa", "tester", "--out", str(certs), *server)
+    assert got.returncode == 0, got.stderr
+    https = f"https://{user['ip']}:8080/"
+    for args in ((direct,), ("-k", https)):
+        assert curl(*args).returncode != 0
+    served = curl("-k", "--cert", str(certs / "cert-chain.pem"), "--key", str(certs / "key.pem"),
+                  https)
+    assert served.returncode == 0, served.stderr
+    assert json.loads(served.stdout)["xfcc"].endswith(
+        "URI=spiffe://cluster.local/ns/default/sa/tester")
+    # openssl: the server's certificate chains to the mesh's root
+    handshake = subprocess.run(
+        ["openssl", "s_client", "-connect", f"{user['ip']}:8080", "-cert",
+         str(certs / "cert-chain.pem"), "-key", str(certs / "key.pem"), "-CAfile",
+         str(certs / "root-cert.pem"), "-verify_return_error", "-brief"],
+        input=b"", capture_output=True, timeout=20, check=False)
+    assert b"Verification: OK" in handshake.stderr, handshake.stderr
+
+    # what istioctl proxy-config secret and authn tls-check show
     listed = remora("get", "pods", "-o", "json", *server)
     front = next(item["metadata"]["name"] for item in json.loads(listed.stdout)["items"]
                  if item["metadata"]["labels"].get("app") == "front")
     secret = remora("proxy-config", "secret", front, *server)
     assert secret.returncode == 0, secret.stderr
     assert "Cert Chain   ACTIVE   true" in secret.stdout and FRONT_ID in secret.stdout
-    check = remora("authn", "tls-check", front, "back", *server, "-o", "json")
+    check = remora("authn", "tls-check", front, "user-service", *server, "-o", "json")
     assert check.returncode == 0, check.stderr
     assert [(row["status"], row["server"], row["client"]) for row in json.loads(check.stdout)] \
         == [("OK", "STRICT", "ISTIO_MUTUAL")]
-    sidecar_log = (mesh.state / "logs" / f"{back['name']}.sidecar.log").read_text()
+    sidecar_log = (mesh.state / "logs" / f"{user['name']}.sidecar.log").read_text()
     assert "refused: plain text to a port whose PeerAuthentication is STRICT" in sidecar_log
 
     # a namespace-wide PERMISSIVE overrides the mesh-wide STRICT: plain text and mTLS both
     apply(mesh, tmp_path, "permissive.yaml", NAMESPACE_PERMISSIVE)
     wait_for(lambda: plain_get(direct) is not None, timeout=20, what="PERMISSIVE to apply")
     assert plain_get(direct).json()["xfcc"] == ""  # type: ignore[union-attr]
-    assert mesh.http.get(gateway + "/call/back:9090").json()["got"]["xfcc"].endswith(FRONT_ID)
+    called = mesh.http.get(gateway + "/call/user-service:8080").json()
+    assert called["got"]["xfcc"].endswith(FRONT_ID)
 
     # the workload's own STRICT with its port DISABLEd: plain only, even from front's sidecar
     # (auto mTLS sees the DISABLE and sends plain text, as pilot's mtlsChecker has it)
-    apply(mesh, tmp_path, "back.yaml", BACK_PORT_DISABLED)
-    wait_for(lambda: mesh.http.get(gateway + "/call/back:9090").json()["got"]["xfcc"] == "",
+    apply(mesh, tmp_path, "user-service.yaml", WORKLOAD_PORT_DISABLED)
+    wait_for(lambda: mesh.http.get(gateway + "/call/user-service:8080").json()["got"]["xfcc"] == "",
              timeout=20, what="the port-level DISABLE to apply")
     assert plain_get(direct) is not None
 

@@ -1,6 +1,7 @@
 """`remora identity`: join tokens for proxies, and the CA's roots (the control plane's CA API).
 
     remora identity token -n default --service-account web     # the token a proxy joins with
+    remora identity certificate --sa web --out certs/          # a certificate, for curl --cert
     remora identity ca                                         # the roots, which one signs
     remora identity rotate-root                                # a new root signs from now on
     remora identity remove-root FINGERPRINT                    # once proxies have the new one
@@ -12,6 +13,8 @@ issuing one needs write on `NS:remora:identity/SA`; rotating roots needs a globa
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -75,6 +78,39 @@ def token(
                                  body=json.dumps(body).encode())
     if not _structured(answer, output):
         typer.echo(answer["token"])
+
+
+@identity_app.command("certificate")
+def certificate(
+    out: Annotated[Path, typer.Option("--out", help="The directory to write cert-chain.pem, "
+                                                    "key.pem and root-cert.pem into.")],
+    namespace: Annotated[str, typer.Option("-n", "--namespace", help="The workload's namespace.")
+                         ] = "default",
+    service_account: Annotated[str, typer.Option("--service-account", "--sa",
+                                                 help="The workload's service account.")
+                               ] = "default",
+    ttl: Annotated[str, typer.Option("--ttl", help="The certificate's lifetime.")] = "24h",
+    server: Server = DEFAULT_SERVER,
+) -> None:
+    """Get a workload certificate of the mesh, in Istio's file-mounted layout: for a client
+    that must reach a STRICT workload (curl --cert), or `remora proxy --workload-certs`.
+    The key is made here and written 0600; it never leaves this machine."""
+    from remora.proxy.certs import new_request  # noqa: PLC0415 (the proxy's own CSR)
+
+    client = Client(server)
+    grant = client.call("POST", f"{API}/identitytokens", body=json.dumps({
+        "namespace": namespace, "serviceAccount": service_account, "ttlSeconds": 600}).encode())
+    key, csr = new_request()
+    issued = client.call("POST", f"{API}/certificates", body=json.dumps({
+        "csr": csr, "token": grant["token"], "ttlSeconds": _seconds(ttl)}).encode())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cert-chain.pem").write_text("".join(issued["certChain"]))
+    (out / "root-cert.pem").write_text("".join(issued["roots"]))
+    descriptor = os.open(out / "key.pem", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key)
+    typer.echo(f"{issued['identity']}, valid until {issued['expiresAt']}: {out}/cert-chain.pem, "
+               "key.pem, root-cert.pem")
 
 
 @identity_app.command("ca")
