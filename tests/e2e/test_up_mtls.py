@@ -36,7 +36,15 @@ pytestmark = [needs_root_network, pytest.mark.timeout(240)]
 MESH = "".join([
     _deployment("front", "front", "v1", 8080, account="front-sa"),
     _deployment("user-service", "user-service", "v1", 8080, account="user-sa"),
+    _deployment("echo", "echo", "v1", 7000, script="echo.py"),
 ]) + textwrap.dedent('''
+    apiVersion: v1
+    kind: Service
+    metadata: {name: echo}
+    spec:
+      selector: {app: echo}
+      ports: [{name: tcp-echo, port: 7000}]
+    ---
     apiVersion: v1
     kind: Service
     metadata: {name: front}
@@ -153,6 +161,14 @@ def test_peer_authentication_levels_under_remora_up(mesh: NamespaceMesh, tmp_pat
     # the gateway has an identity too: it reached front over mTLS
     assert answer["xfcc"].endswith(
         "URI=spiffe://cluster.local/ns/default/sa/istio-ingressgateway-service-account")
+    # a TCP client in a meshed pod reaches a STRICT TCP service: its sidecar relays in mTLS
+    talk = ("import socket; s = socket.create_connection(('echo', 7000), timeout=5); "
+            "s.sendall(b'ping\\n'); print(s.makefile().readline().strip())")
+    tcp = remora("exec", mesh.pod("front")["name"], *mesh.args(), "--", "python3", "-c", talk)
+    assert tcp.returncode == 0, tcp.stderr
+    assert tcp.stdout.strip() == "echo ping"
+    assert plain_get(f"http://{mesh.pod('echo')['ip']}:7000/") is None  # plain: refused
+
     # a TLS client from the host without a mesh certificate fails the handshake
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE

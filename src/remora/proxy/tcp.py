@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from remora.mesh.snapshot import PASSTHROUGH_CLUSTER, RouteAction
+from remora.proxy.upstream import verify_peer
 
 if TYPE_CHECKING:
     from remora.mesh.snapshot import Listener
     from remora.proxy.env import ProxyEnv
+    from remora.proxy.mtls import UpstreamPeer
 
 log = logging.getLogger("remora.proxy")
 
@@ -40,12 +42,21 @@ def looks_like_http(data: bytes) -> bool:
     return any(method.startswith(start) for method in METHODS)
 
 
+class RelayTarget(NamedTuple):
+    """Where a relayed connection goes, and in which TLS (the endpoint's pool says: Istio
+    mTLS to a meshed workload, a DestinationRule's origination; None: plain text)."""
+
+    address: str
+    port: int
+    peer: UpstreamPeer | None = None
+
+
 def relay_target(env: ProxyEnv, listener: Listener, destination: tuple[str, int]
-                 ) -> tuple[str, int] | None:
+                 ) -> RelayTarget | None:
     """Where a non-HTTP captured connection goes; None when nothing may take it."""
     address, port = destination
     if listener.direction == "inbound":
-        return LOOPBACK, port
+        return RelayTarget(LOOPBACK, port)
     active = env.active
     snapshot = active.snapshot
     name = snapshot.tcp_services.get(destination)
@@ -60,7 +71,7 @@ def relay_target(env: ProxyEnv, listener: Listener, destination: tuple[str, int]
         action = next((a for a in actions if a.clusters), actions[0])
         name = action.clusters[action.choice.pick(env.rng)].cluster
         if name == PASSTHROUGH_CLUSTER:
-            return destination
+            return RelayTarget(address, port)
     state = active.tables.states.get(name)
     if state is None:
         return None
@@ -68,7 +79,7 @@ def relay_target(env: ProxyEnv, listener: Listener, destination: tuple[str, int]
     if host is None:
         return None
     endpoint = state.cluster.endpoints[host]
-    return endpoint.address, endpoint.port
+    return RelayTarget(endpoint.address, endpoint.port, state.pools[host].peer)
 
 
 class TcpRelay:
@@ -76,7 +87,7 @@ class TcpRelay:
 
     __slots__ = ("client", "closed", "pending", "upstream")
 
-    def __init__(self, env: ProxyEnv, client: asyncio.Transport, target: tuple[str, int],
+    def __init__(self, env: ProxyEnv, client: asyncio.Transport, target: RelayTarget,
                  first: bytes) -> None:
         self.client = client
         self.pending: list[bytes] | None = [first] if first else []
@@ -84,13 +95,22 @@ class TcpRelay:
         self.closed = False
         env.spawn(self._connect(env, target))
 
-    async def _connect(self, env: ProxyEnv, target: tuple[str, int]) -> None:
+    async def _connect(self, env: ProxyEnv, target: RelayTarget) -> None:
+        peer = target.peer
+        context = peer.context(env.tls) if peer is not None else None
+        loop, timeout = env.loop, env.options.connect_timeout
         try:
-            transport, _ = await asyncio.wait_for(
-                env.loop.create_connection(lambda: _Upstream(self), *target),
-                env.options.connect_timeout)
+            if peer is None or context is None:
+                transport, _ = await asyncio.wait_for(loop.create_connection(
+                    lambda: _Upstream(self), target.address, target.port), timeout)
+            else:
+                transport, _ = await asyncio.wait_for(loop.create_connection(
+                    lambda: _Upstream(self), target.address, target.port, ssl=context,
+                    server_hostname=peer.sni, ssl_handshake_timeout=timeout), timeout)
+                verify_peer(transport, peer)
         except (OSError, TimeoutError) as exc:
-            log.debug("tcp relay to %s:%d failed: %s", *target, exc)
+            log.log(logging.DEBUG if context is None else logging.WARNING,
+                    "tcp relay to %s:%d failed: %s", target.address, target.port, exc)
             self.close()
             return
         if self.closed:

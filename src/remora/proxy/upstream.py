@@ -255,7 +255,7 @@ class EndpointPool:
                         lambda: UpstreamConnection(self, breaker=breaker, created=loop.time()),
                         self.address, self.port, ssl=context, server_hostname=peer.sni,
                         ssl_handshake_timeout=timeout)
-                    self._verify(transport, cast("UpstreamConnection", protocol), peer)
+                    cast("UpstreamConnection", protocol).peer_uri = verify_peer(transport, peer)
         except (OSError, TimeoutError) as exc:
             self.cx_connect_fail += 1
             if isinstance(exc, ssl.SSLError):
@@ -268,22 +268,6 @@ class EndpointPool:
         connection = cast("UpstreamConnection", protocol)
         self.connections.add(connection)
         return connection
-
-    def _verify(self, transport: asyncio.BaseTransport, connection: UpstreamConnection,
-                peer: UpstreamPeer) -> None:
-        """The certificate chains to a root (the handshake checked that); is it who we meant?"""
-        ssl_object = transport.get_extra_info("ssl_object")
-        if peer.origination is not None:
-            problem = origination_problem(ssl_object, peer)
-            if problem is not None:
-                refuse(transport, problem)
-            return
-        found = PeerCertificate.of(ssl_object)
-        problem = expected_peer(found, peer.expected, peer.trust_domain)
-        if problem is not None:
-            refuse(transport, problem)
-        assert found is not None
-        connection.peer_uri = found.uri
 
     def wake(self) -> None:
         """A connection closed: queued requests may open one now (breaker permitting)."""
@@ -355,6 +339,23 @@ class Pools:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+
+
+def verify_peer(transport: asyncio.BaseTransport, peer: UpstreamPeer) -> str:
+    """The certificate chains to a root (the handshake checked that); is it who we meant?
+    The identity it proved (ISTIO_MUTUAL; "" for origination); SSLError (closed) if not."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    if peer.origination is not None:
+        problem = origination_problem(ssl_object, peer)
+        if problem is not None:
+            refuse(transport, problem)
+        return ""
+    found = PeerCertificate.of(ssl_object)
+    problem = expected_peer(found, peer.expected, peer.trust_domain)
+    if problem is not None:
+        refuse(transport, problem)
+    assert found is not None
+    return found.uri
 
 
 def refuse(transport: asyncio.BaseTransport, problem: str) -> NoReturn:
