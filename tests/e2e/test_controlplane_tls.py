@@ -6,6 +6,7 @@ need no identity token, and a certificate never gets another identity."""
 
 from __future__ import annotations
 
+import os
 import ssl
 import subprocess
 import time
@@ -168,7 +169,7 @@ def test_remora_up_with_controlplane_tls_serves_verifies_and_the_cli_follows(
         tmp_path: Path) -> None:
     """`remora up --controlplane-tls`: the runner, the sidecars and gateways (--ca-cert), and
     `remora get` (the root beside the saved credentials) all verify the control plane."""
-    from tests.e2e.test_up import Up, remora  # noqa: PLC0415 - its mesh and helpers
+    from tests.e2e.test_up import Up  # noqa: PLC0415 - its mesh and helpers
 
     up = Up(tmp_path)
     try:
@@ -180,7 +181,9 @@ def test_remora_up_with_controlplane_tls_serves_verifies_and_the_cli_follows(
         assert url == f"https://127.0.0.1:{up.cp_port}"
         front = up.http.get(up.gateway_url() + "/call/back:9090").json()
         assert front["got"]["pod"].startswith("back-")
-        got = remora("get", "virtualservices", "--server", url)
+        env = {k: v for k, v in os.environ.items() if k != "REMORA_CREDENTIALS"}  # the module's
+        got = subprocess.run([*REMORA, "get", "virtualservices", "--server", url], env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
         assert "front" in got.stdout, got.stderr
         logs = up.state / "logs"
         sidecar = next(logs.glob("front-*.sidecar.log")).read_text()
