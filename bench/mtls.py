@@ -37,18 +37,30 @@ least one upstream connection per request meanwhile (/clusters cx_total).
 Pairs alternate their order (plain first, then mtls first, ...) for each way; the
 ratio mtls / plain is taken per pair and its median reported. Beside req/s and wrk's p50/p99:
 the CPU µs per request of each process (utime + stime from /proc: both sidecars, nginx, wrk)
-and the cores the rest of the machine kept busy meanwhile (others_cores).
+and the cores the rest of the machine kept busy meanwhile (others_cores). The four processes
+need more than the machine's 2 cores at these rates, so req/s follows the CPU a request costs
+and whatever else runs: the median of the pairs where neither run had more than QUIET_OTHERS
+cores of other load is reported too (throughput_ratio_quiet), and the ratio of the CPU per
+request, plain / mtls (cpu_ratio: the throughput ratio with the cores all ours).
 
---quick: 2 pairs of 3 s runs (~1 min; the full run, 5 pairs of 10 s, ~5 min); --json prints
-one JSON object as the last stdout line. A run that fails keeps its directory (logs).
+--instructions: then the same six sidecars again under `valgrind --tool=callgrind`, and per
+configuration and way the instructions each sidecar executes per request (requests one after
+the other on one connection; a window of 400 minus one of 100, over 300): deterministic to a
+few per cent where req/s moves with whatever else the machine runs.
+
+--quick: 2 pairs of 3 s runs (~1 min; the full run, 5 pairs of 10 s, ~5 min; --instructions
+adds ~4 min); --json prints one JSON object as the last stdout line. A run that fails keeps
+its directory (logs).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
+import re
 import shutil
 import ssl
 import statistics
@@ -56,35 +68,25 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
 import _nginx
-from _procs import CLOCK_TICKS, Service, cpu_seconds, per_request, wait_for_http
-from _remora import REMORA
+from _mtlsmesh import CALLGRIND, CONFIGS, WAYS, Mesh, Sidecar, start_mesh
+from _procs import CLOCK_TICKS, cpu_seconds, per_request
 from _wrk import WRK, wrk
-from remora.controlplane.ca import new_root, self_signed, sign_csr
-from remora.runner.ports import free_port
 
 WRK_THREADS = 1
 WRK_CONNECTIONS = 16
 SERVICE = "back:9090"
-TRUST_DOMAIN = "cluster.local"
 TARGET_RATIO = 0.8  # mTLS keep-alive req/s at least 0.8x plain text's
 CSR_FIGURE = "bench/csr.py"  # where certificate issuance is measured
-CONFIGS = ("plain", "mtls")
-WAYS = ("keepalive", "newconn")
 POLICY = {"plain": "none", "mtls": "mutual_tls"}  # connection_security_policy at the server
+QUIET_OTHERS = 0.25  # cores of load not ours under which a run counts as quiet
 
 
 @dataclass(frozen=True)
@@ -117,170 +119,6 @@ class Sample:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-# -- certificates: Istio's file-mounted layout, signed by a root of the mesh's CA code --------
-
-
-def mount_certificates(directory: Path, root: tuple[str, str], account: str) -> Path:
-    """cert-chain.pem, key.pem (0600) and root-cert.pem for spiffe://.../sa/`account`: a P-256
-    key made here, a CSR naming the identity, signed as the control plane's CA signs."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    spiffe = f"spiffe://{TRUST_DOMAIN}/ns/default/sa/{account}"
-    csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
-           .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe)]),
-                          critical=True)
-           .sign(key, hashes.SHA256()))  # fmt: skip
-    signer = self_signed([{"cert": root[0], "key": root[1]}])
-    issued = sign_csr(csr.public_bytes(serialization.Encoding.PEM).decode(), spiffe=spiffe,
-                      signer=signer, now=datetime.now(UTC))  # fmt: skip
-    directory.mkdir(parents=True)
-    (directory / "cert-chain.pem").write_text("".join(issued.chain))
-    key_file = directory / "key.pem"
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))  # fmt: skip
-    key_file.chmod(0o600)
-    (directory / "root-cert.pem").write_text("".join(issued.roots))
-    return directory
-
-
-# -- the sidecars' configs ---------------------------------------------------------------------
-
-
-def server_config(config: str) -> str:
-    mode = "STRICT" if config == "mtls" else "PERMISSIVE"
-    return f"""\
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {{name: back, namespace: default}}
-spec:
-  selector: {{matchLabels: {{app: back}}}}
-  mtls: {{mode: {mode}}}
-"""
-
-
-def client_config(config: str, way: str, *, inbound: int) -> str:
-    """Service back:9090 → the server sidecar's inbound port; the DestinationRule of the pair."""
-    policy = []
-    if config == "plain":
-        policy.append("    tls: {mode: DISABLE}")
-    if way == "newconn":
-        policy.append("    connectionPool: {http: {maxRequestsPerConnection: 1}}")
-    rule = ("""\
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: back, namespace: default}
-spec:
-  host: back
-  trafficPolicy:
-""" + "\n".join(policy) + "\n") if policy else ""
-    return f"""\
-apiVersion: v1
-kind: Service
-metadata: {{name: back, namespace: default}}
-spec:
-  selector: {{app: back}}
-  ports: [{{name: http, port: 9090, targetPort: 9090}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: back-0, namespace: default}}
-spec:
-  address: 127.0.0.1
-  labels: {{app: back, security.istio.io/tlsMode: istio}}
-  serviceAccount: back
-  ports: {{http: {inbound}}}
-{rule}"""
-
-
-@dataclass(frozen=True)
-class Sidecar:
-    service: Service
-    outbound: int
-    inbound: int
-    admin: int
-
-    def stats(self) -> str:
-        return _get(f"http://127.0.0.1:{self.admin}/stats/prometheus")
-
-    def inbound_requests(self, policy: str) -> int:
-        """istio_requests_total as the destination reported them, with `policy`."""
-        return int(sum(sample.value for family in text_string_to_metric_families(self.stats())
-                       for sample in family.samples
-                       if sample.name == "istio_requests_total"
-                       and sample.labels.get("reporter") == "destination"
-                       and sample.labels.get("connection_security_policy") == policy))  # fmt: skip
-
-    def upstream_connections(self) -> int:
-        """cx_total over the hosts of every cluster (/clusters?format=json)."""
-        rows = json.loads(_get(f"http://127.0.0.1:{self.admin}/clusters?format=json"))
-        return sum(host["cx_total"] for row in rows["cluster_statuses"] for host in row["hosts"])
-
-
-def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        return str(answer.read().decode())
-
-
-def start_sidecar(workdir: Path, name: str, config: str, *, account: str, certs: Path,
-                  app_port: int | None = None) -> Sidecar:  # fmt: skip
-    """`remora proxy -f` on `config` as workload `account` with its mounted certificates."""
-    directory = workdir / name
-    directory.mkdir()
-    (directory / "config").mkdir()
-    (directory / "config" / "mesh.yaml").write_text(config)
-    outbound, inbound, admin, health = (free_port() for _ in range(4))
-    argv = [str(REMORA), "proxy", "-f", str(directory / "config"), "--mode", "sidecar",
-            "--namespace", "default", "--labels", f"app={account},version=v1",
-            "--workload", f"{account}-v1", "--service-account", account,
-            "--workload-certs", str(certs), "--outbound-port", str(outbound),
-            "--inbound-port", str(inbound), "--admin-port", str(admin),
-            "--health-port", str(health), "--log-level", "warning"]  # fmt: skip
-    if app_port is not None:
-        argv += ["--app-port", str(app_port), "--container-port", "9090"]
-    service = Service(name, argv, log=directory / "proxy.log", cwd=directory)
-    try:
-        wait_for_http(f"http://127.0.0.1:{admin}/healthz/ready", service)
-    except BaseException:
-        service.stop()
-        raise
-    return Sidecar(service, outbound, inbound, admin)
-
-
-@dataclass
-class Mesh:
-    nginx: Service
-    servers: dict[str, Sidecar]  # by config
-    clients: dict[tuple[str, str], Sidecar]  # by (config, way)
-
-    def stop(self) -> None:
-        for sidecar in [*self.clients.values(), *self.servers.values()]:
-            sidecar.service.stop()
-        self.nginx.stop()
-
-
-def start_mesh(workdir: Path) -> Mesh:
-    root = new_root(now=datetime.now(UTC), trust_domain=TRUST_DOMAIN)
-    front = mount_certificates(workdir / "certs-front", root, "front")
-    back = mount_certificates(workdir / "certs-back", root, "back")
-    nginx_port = free_port()
-    nginx = _nginx.start_upstream(workdir / "nginx", nginx_port)
-    mesh = Mesh(nginx, {}, {})
-    try:
-        for config in CONFIGS:
-            mesh.servers[config] = start_sidecar(workdir, f"server-{config}",
-                                                 server_config(config), account="back",
-                                                 certs=back, app_port=nginx_port)  # fmt: skip
-            for way in WAYS:
-                text = client_config(config, way, inbound=mesh.servers[config].inbound)
-                mesh.clients[config, way] = start_sidecar(workdir, f"client-{config}-{way}",
-                                                          text, account="front", certs=front)
-    except BaseException:
-        mesh.stop()
-        raise
-    return mesh
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -349,6 +187,74 @@ def measure_pairs(mesh: Mesh, plan: Plan, pairs: dict[str, list[dict[str, Sample
                 pair[config] = measure(mesh, config, way, plan)
 
 
+# -- instructions (--instructions): callgrind's counts, which other load does not move -------
+
+INSTRUCTIONS_FEW, INSTRUCTIONS_MANY = 100, 400  # requests per counted window
+_TOTALS = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
+
+
+def requests_in_a_row(sidecar: Sidecar, count: int) -> None:
+    """`count` GETs one after the other on one keep-alive connection to the client sidecar."""
+    connection = http.client.HTTPConnection("127.0.0.1", sidecar.outbound, timeout=60)
+    try:
+        for _ in range(count):
+            connection.request("GET", "/", headers={"Host": SERVICE})
+            answer = connection.getresponse()
+            answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"{answer.status} from the client sidecar")
+    finally:
+        connection.close()
+
+
+def counted(sidecars: list[Sidecar], count: int) -> list[int]:
+    """Each sidecar's instructions over `count` requests: zero the counters, send, dump."""
+    for sidecar in sidecars:
+        subprocess.run(["callgrind_control", "--zero", str(sidecar.service.pid)],
+                       check=True, capture_output=True, timeout=60)  # fmt: skip
+    requests_in_a_row(sidecars[0], count)
+    totals = []
+    for sidecar in sidecars:
+        dumps = set(sidecar.directory.glob("callgrind.*.*"))
+        subprocess.run(["callgrind_control", "--dump", str(sidecar.service.pid)],
+                       check=True, capture_output=True, timeout=60)  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not (new := set(sidecar.directory.glob("callgrind.*.*")) - dumps):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"callgrind wrote no dump for {sidecar.service.name}")
+            time.sleep(0.2)
+        time.sleep(0.5)  # the dump is written whole before the next one is asked for
+        found = _TOTALS.search(new.pop().read_text(errors="replace"))
+        if found is None:
+            raise RuntimeError(f"no totals in {sidecar.service.name}'s callgrind dump")
+        totals.append(int(found.group(1)))
+    return totals
+
+
+def measure_instructions(workdir: Path) -> dict[str, Any]:
+    """Instructions per request of each sidecar, per configuration and way: the difference of
+    a window of INSTRUCTIONS_MANY requests and one of INSTRUCTIONS_FEW, over the difference in
+    requests (what a window costs whatever its length cancels out)."""
+    mesh = start_mesh(workdir, prefix=CALLGRIND, ready_timeout=600)
+    out: dict[str, Any] = {}
+    try:
+        for way in WAYS:
+            for config in CONFIGS:
+                pair = [mesh.clients[config, way], mesh.servers[config]]
+                requests_in_a_row(pair[0], 20)  # warm: pools, caches, lazily built objects
+                few, many = counted(pair, INSTRUCTIONS_FEW), counted(pair, INSTRUCTIONS_MANY)
+                per = [round((m - f) / (INSTRUCTIONS_MANY - INSTRUCTIONS_FEW))
+                       for f, m in zip(few, many, strict=True)]  # fmt: skip
+                out[f"{config}_{way}"] = {"client_sidecar": per[0], "server_sidecar": per[1]}
+                log(f"  {config} {way}: instructions per request {out[f'{config}_{way}']}")
+    finally:
+        mesh.stop()
+    for way in WAYS:
+        plain, mtls = out[f"plain_{way}"], out[f"mtls_{way}"]
+        out[f"ratio_{way}"] = round(sum(mtls.values()) / sum(plain.values()), 3)
+    return out
+
+
 # -- the report --------------------------------------------------------------------------------
 
 
@@ -374,15 +280,25 @@ def config_summary(samples: list[Sample]) -> dict[str, Any]:
 def way_summary(pairs: list[dict[str, Sample]]) -> dict[str, Any]:
     complete = [pair for pair in pairs if len(pair) == 2]
     ratios = [pair["mtls"].rps / pair["plain"].rps for pair in complete]
+    quiet = [r for r, pair in zip(ratios, complete, strict=True)
+             if max(s.others_cores for s in pair.values()) <= QUIET_OTHERS]  # fmt: skip
+    # CPU per request of all four processes, plain / mtls, per pair: what the throughput ratio
+    # would be if the machine's cores were all ours (the run is CPU-bound on 2 cores)
+    cpu = [sum(pair["plain"].cpu_us.values()) / sum(pair["mtls"].cpu_us.values())
+           for pair in complete]  # fmt: skip
     out: dict[str, Any] = {config: config_summary([p[config] for p in pairs if config in p])
                            for config in CONFIGS}  # fmt: skip
-    cpu = [out[config]["cpu_us_per_request"] for config in CONFIGS]
+    used = [out[config]["cpu_us_per_request"] for config in CONFIGS]
     out |= {
         "throughput_ratio": _median(ratios, 3),  # mtls / plain req/s, median of the pairs
         "pair_ratios": [round(r, 3) for r in ratios],
-        "extra_cpu_us": {name: round(cpu[1][name] - cpu[0][name], 1)
-                         for name in cpu[0] if cpu[0][name] is not None
-                         and cpu[1].get(name) is not None},
+        # the pairs in which neither run shared the machine with more than QUIET_OTHERS cores
+        "throughput_ratio_quiet": _median(quiet, 3),
+        "quiet_pairs": len(quiet),
+        "cpu_ratio": _median(cpu, 3),  # plain / mtls CPU µs per request, median of the pairs
+        "extra_cpu_us": {name: round(used[1][name] - used[0][name], 1)
+                         for name in used[0] if used[0][name] is not None
+                         and used[1].get(name) is not None},
     }  # fmt: skip
     return out
 
@@ -392,14 +308,20 @@ def machine() -> dict[str, Any]:
                   Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), "unknown")  # fmt: skip
     version = subprocess.run([WRK, "-v"], capture_output=True, text=True, check=False).stdout
-    return {"cpu": model, "cpus": os.cpu_count(), "kernel": platform.release(),
+    here = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "src"],
+                           capture_output=True, text=True, check=False).stdout.split("\n")
+    return {"commit": commit, "src_changed": sorted(line[3:] for line in dirty if line),
+            "cpu": model, "cpus": os.cpu_count(), "kernel": platform.release(),
             "python": platform.python_version(), "wrk": version.split(" [", 1)[0].strip(),
             "openssl": ssl.OPENSSL_VERSION,
             "loadavg_1m_at_start": round(os.getloadavg()[0], 2)}  # fmt: skip
 
 
 def build_report(pairs: dict[str, list[dict[str, Sample]]], *, plan: Plan, error: str | None,
-                 started: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+                 started: dict[str, Any], instructions: dict[str, Any]) -> dict[str, Any]:
     ways = {way: way_summary(found) for way, found in pairs.items()}
     keepalive = ways["keepalive"]["throughput_ratio"]
     return {
@@ -409,6 +331,7 @@ def build_report(pairs: dict[str, list[dict[str, Sample]]], *, plan: Plan, error
         **ways,
         "samples": [asdict(s) for found in pairs.values() for pair in found
                     for s in pair.values()],
+        "instructions": instructions,  # per request, callgrind (--instructions); {} without
         "error": error,
         "machine": started,
         "settings": {"pairs": plan.pairs, "warmup_s": plan.warmup_seconds,
@@ -435,6 +358,9 @@ def print_table(report: dict[str, Any]) -> None:
                       else "—", f"{mtls['rps']:,.0f}" if mtls["rps"] else "—", shown)
         table.add_row("  req/s per run", str(plain["rps_runs"]), str(mtls["rps_runs"]),
                       f"per pair {found['pair_ratios']}")  # fmt: skip
+        table.add_row(f"  quiet pairs (other load ≤ {QUIET_OTHERS} cores)", "", "",
+                      f"{found['throughput_ratio_quiet']} (median of {found['quiet_pairs']})")
+        table.add_row("  plain/mtls CPU per request (all four)", "", "", str(found["cpu_ratio"]))
         for key, label in (("p50_ms", "  wrk p50 ms"), ("p99_ms", "  wrk p99 ms"),
                            ("upstream_cx_per_request", "  upstream connections / request")):
             table.add_row(label, str(plain[key]), str(mtls[key]), "")
@@ -448,41 +374,65 @@ def print_table(report: dict[str, Any]) -> None:
                       str(mtls["others_cores"]), "")  # fmt: skip
     console = Console(width=max(Console().width, 120))
     console.print(table)
+    if report["instructions"]:
+        print_instructions(console, report["instructions"])
     m = report["machine"]
     console.print(f"{m['cpu']}, {m['cpus']} CPUs, Linux {m['kernel']}, Python {m['python']}, "
-                  f"{m['openssl']}, {m['wrk']}, load {m['loadavg_1m_at_start']}; certificate "
-                  f"issuance: {CSR_FIGURE}")
+                  f"{m['openssl']}, {m['wrk']}, load {m['loadavg_1m_at_start']}; commit "
+                  f"{m['commit']}{' + uncommitted src changes' if m['src_changed'] else ''}; "
+                  f"certificate issuance: {CSR_FIGURE}")
     if report["error"]:
         console.print(f"[red]not measured to the end:[/] {report['error']}")
 
 
-def run(plan: Plan) -> dict[str, Any]:
+def print_instructions(console: Console, found: dict[str, Any]) -> None:
+    table = Table(title="instructions per request (callgrind; requests one after the other; "
+                        f"{INSTRUCTIONS_MANY} minus {INSTRUCTIONS_FEW})")
+    for column in ("way", "sidecar", "plain", "mtls", "mtls − plain"):
+        table.add_column(column)
+    for way in WAYS:
+        plain, mtls = found[f"plain_{way}"], found[f"mtls_{way}"]
+        for name in plain:
+            table.add_row(way, name, f"{plain[name]:,}", f"{mtls[name]:,}",
+                          f"{mtls[name] - plain[name]:+,}")  # fmt: skip
+        table.add_row(way, "both: mtls / plain", "", "", str(found[f"ratio_{way}"]))
+    console.print(table)
+
+
+def run(plan: Plan, *, instructions: bool) -> dict[str, Any]:
     started = machine()
     pairs: dict[str, list[dict[str, Sample]]] = {way: [] for way in WAYS}
     error: str | None = None
+    counts: dict[str, Any] = {}
     workdir = Path(tempfile.mkdtemp(prefix="remora-mtls-bench-"))
     try:
-        mesh = start_mesh(workdir)
+        mesh = start_mesh(workdir / "timed")
         try:
             measure_pairs(mesh, plan, pairs)
         finally:
             mesh.stop()
+        if instructions:
+            log("instructions: the six sidecars under valgrind --tool=callgrind (~3 min)")
+            counts = measure_instructions(workdir / "callgrind")
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         error = str(exc)
         log(f"error: {error}\nthe sidecars' logs are kept in {workdir}")
     if error is None:
         shutil.rmtree(workdir, ignore_errors=True)
-    return build_report(pairs, plan=plan, error=error, started=started)
+    return build_report(pairs, plan=plan, error=error, started=started, instructions=counts)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a shorter run (~1 min)")
     parser.add_argument("--pairs", type=int, help="pairs of runs per way (default: 5, --quick 2)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions per request under callgrind (~4 min)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    report = run(plan if args.pairs is None else replace(plan, pairs=args.pairs))
+    report = run(plan if args.pairs is None else replace(plan, pairs=args.pairs),
+                 instructions=args.instructions)
     print_table(report)
     if args.json:
         print(json.dumps(report))
