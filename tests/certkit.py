@@ -48,10 +48,11 @@ class MeshCA:
         return self.cert.public_bytes(PEM).decode()
 
     def issue(self, uri: str = "", *, days: float = 1.0, dns: tuple[str, ...] = (),
-              common_name: str = "") -> tuple[str, str]:
-        """A certificate for `uri` (a workload's) or `dns` names (a server's), and its key."""
+              common_name: str = "", expired: bool = False) -> tuple[str, str]:
+        """A certificate for `uri` (a workload's) or `dns` names (a server's), and its key;
+        `expired`: one whose validity ended a day ago."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
+        now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2 if expired else 0)
         names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
         if uri:
             names.append(x509.UniformResourceIdentifier(uri))

@@ -7,6 +7,7 @@ asked for)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import subprocess
 import textwrap
@@ -119,6 +120,28 @@ def test_join_tokens_get_certificates_that_rotate_with_no_failed_request(
         renewed = client.logs().count("workload certificate spiffe://cluster.local/ns/default/"
                                       "sa/productpage")
         assert renewed >= 3
+
+        # a new root beside the old one: trusted everywhere (10 s of grace) before its
+        # certificates are presented; requests keep succeeding while every proxy moves to it
+        rotated = subprocess.run([*REMORA, "identity", "rotate-root", "--server",
+                                  controlplane.url], capture_output=True, text=True,
+                                 timeout=30, check=False)
+        assert rotated.returncode == 0, rotated.stderr
+        deadline = time.monotonic() + 15
+        with httpx.Client(base_url=client.url, timeout=10) as http:
+            while time.monotonic() < deadline:
+                response = http.get("/rotating", headers={"host": "reviews:9080"})
+                if response.status_code != 200:
+                    failures.append(response.status_code)
+                time.sleep(0.02)
+        assert failures == []
+        for proxy in (client, server):
+            certs = httpx.get(f"{proxy.admin_url}/certs", timeout=5).json()["certificates"][0]
+            assert len(certs["ca_cert"]) == 2
+        described = subprocess.run([*REMORA, "identity", "ca", "-o", "json", "--server",
+                                    controlplane.url], capture_output=True, text=True,
+                                   timeout=30, check=True)
+        assert json.loads(described.stdout)["signing"] in rotated.stdout  # the new one signs
 
 
 def test_a_forged_token_gets_no_certificate_and_says_why(

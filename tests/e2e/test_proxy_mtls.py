@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,6 +184,34 @@ def test_a_client_without_a_certificate_or_with_a_foreign_one_is_refused(
         tls.sendall(b"GET / HTTP/1.1\r\nhost: reviews\r\n\r\n")
         assert tls.recv(100) == b""
         raise ConnectionError("closed")
+
+
+def test_an_expired_certificate_of_the_mesh_is_refused(strict: Proxy, ca: MeshCA,
+                                                       tmp_path: Path) -> None:
+    chain, key = ca.issue(CLIENT_ID, expired=True)
+    (tmp_path / "chain.pem").write_text(chain)
+    (tmp_path / "key.pem").write_text(key)
+    context = ssl.create_default_context(cadata=ca.pem)
+    context.check_hostname = False
+    context.load_cert_chain(tmp_path / "chain.pem", tmp_path / "key.pem")
+    with pytest.raises((ssl.SSLError, ConnectionError)), \
+            socket.create_connection(("127.0.0.1", strict.inbound), timeout=5) as raw, \
+            context.wrap_socket(raw) as tls:
+        tls.sendall(b"GET / HTTP/1.1\r\nhost: reviews\r\n\r\n")
+        if tls.recv(100) == b"":
+            raise ConnectionError("closed")
+    assert "TLS handshake failed: certificate has expired" in strict.logs()
+
+
+def test_a_handshake_that_stalls_is_closed(strict: Proxy) -> None:
+    """A client that starts a TLS record and sends nothing more is dropped after the
+    handshake timeout (10 s), and the listener goes on serving others meanwhile."""
+    with socket.create_connection(("127.0.0.1", strict.inbound), timeout=20) as stalled:
+        stalled.sendall(b"\x16\x03\x01")
+        assert plain_request(strict.inbound) == b""  # others are still answered (refused)
+        started = time.monotonic()
+        assert stalled.recv(100) == b""
+        assert time.monotonic() - started < 15
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl")

@@ -3,7 +3,7 @@
     remora identity token -n default --service-account web     # the token a proxy joins with
     remora identity certificate --sa web --out certs/          # a certificate, for curl --cert
     remora identity ca                                         # the roots, which one signs
-    remora identity rotate-root                                # a new root signs from now on
+    remora identity rotate-root                                # a new root, signing in 10 s
     remora identity remove-root FINGERPRINT                    # once proxies have the new one
 
 A join token lets its holder get certificates as `spiffe://<trust domain>/ns/NS/sa/SA`, so
@@ -138,12 +138,26 @@ def ca(output: Output = "table", server: Server = DEFAULT_SERVER) -> None:
 
 
 @identity_app.command("rotate-root")
-def rotate_root(server: Server = DEFAULT_SERVER) -> None:
-    """Add a new self-signed root; it signs from now on, the old ones stay trusted."""
-    answer = Client(server).call("POST", f"{API}/ca/roots")
+def rotate_root(
+    grace: Annotated[str, typer.Option("--grace", help="How long the new root is only trusted "
+                                                       "before it signs: the time the trust "
+                                                       "bundle takes to reach every proxy.")]
+    = "10s",
+    server: Server = DEFAULT_SERVER,
+) -> None:
+    """Add a new self-signed root: trusted at once, signing new certificates after --grace;
+    the old ones stay trusted."""
+    from remora.api.duration import parse_duration  # noqa: PLC0415
+
+    try:
+        seconds = int(parse_duration(grace))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--grace") from None
+    answer = Client(server).call("POST", f"{API}/ca/roots", body=json.dumps(
+        {"activateAfterSeconds": seconds}).encode())
     old = [root["fingerprint"] for root in answer["roots"] if root["fingerprint"] !=
            answer["added"]]
-    typer.echo(f"root {answer['added']} added: it signs new certificates")
+    typer.echo(f"root {answer['added']} added: it signs new certificates in {seconds} s")
     for fingerprint in old:
         typer.echo(f"once every proxy has renewed, stop trusting the old one: remora identity "
                    f"remove-root {fingerprint}")

@@ -31,6 +31,7 @@ from remora.controlplane import access
 from remora.controlplane.access import WRITE, Need
 from remora.controlplane.auth_gate import require
 from remora.controlplane.ca import (
+    ROTATION_GRACE,
     TOKEN_TTL,
     CAError,
     CertificateAuthority,
@@ -132,10 +133,17 @@ async def describe(request: Request) -> dict[str, Any]:
     return await authority(request).describe()
 
 
-@router.post("/ca/roots", summary="Add a self-signed root; it signs from now on")
-async def add_root(request: Request) -> dict[str, Any]:
+class RootRequest(BaseModel):
+    """How long the new root is only trusted before it signs (default: ROTATION_GRACE)."""
+
+    activateAfterSeconds: int | None = Field(default=None, ge=0, le=86400)  # noqa: N815
+
+
+@router.post("/ca/roots", summary="Add a self-signed root: trusted now, signing a little later")
+async def add_root(request: Request, body: RootRequest | None = None) -> dict[str, Any]:
     ca = authority(request)
-    added = await ca.add_root()
+    seconds = body.activateAfterSeconds if body is not None else None
+    added = await ca.add_root(ROTATION_GRACE if seconds is None else timedelta(seconds=seconds))
     return {"added": added, **await ca.describe()}
 
 

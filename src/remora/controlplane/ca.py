@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 ROOTS_KEY = "/ca/roots"
 """JSON list of {cert, key} PEM; the last one signs."""
 TOKEN_KEY = "/ca/token-key"
+ROTATION_GRACE = timedelta(seconds=10)  # a new root is trusted this long before it signs
 ROOT_CONFIGMAP = "istio-ca-root-cert"
 ROOT_CERT = "root-cert.pem"
 CACERTS = "cacerts"
@@ -248,13 +249,19 @@ def _certs(text: str, what: str) -> list[x509.Certificate]:
     return certs
 
 
-def self_signed(roots: list[dict[str, str]]) -> Signer:
-    """The signer of the stored roots: the last one signs, all are trusted."""
-    last = roots[-1]
-    cert = x509.load_pem_x509_certificate(last["cert"].encode())
-    key = serialization.load_pem_private_key(last["key"].encode(), password=None)
+def self_signed(roots: list[dict[str, str]], now: datetime) -> tuple[Signer, datetime | None]:
+    """The signer of the stored roots — the last whose `signsFrom` has come; all are trusted
+    — and when a newer root starts signing (None: none is waiting)."""
+    starts = [datetime.fromisoformat(root["signsFrom"]) if root.get("signsFrom") else None
+              for root in roots]
+    active = max((i for i, start in enumerate(starts) if start is None or start <= now),
+                 default=0)
+    waiting = [start for start in starts[active + 1:] if start is not None]
+    cert = x509.load_pem_x509_certificate(roots[active]["cert"].encode())
+    key = serialization.load_pem_private_key(roots[active]["key"].encode(), password=None)
     assert isinstance(key, SigningKey), "new_root makes EC keys"
-    return Signer(cert, key, (), tuple(root["cert"] for root in roots), SELF_SIGNED)
+    return (Signer(cert, key, (), tuple(root["cert"] for root in roots), SELF_SIGNED),
+            min(waiting, default=None))
 
 
 def plugged(files: dict[str, bytes]) -> Signer:
@@ -351,7 +358,8 @@ class CertificateAuthority:
 
     def __post_init__(self) -> None:
         self._mesh: tuple[int, MeshConfig] = (0, DEFAULT_MESH_CONFIG)
-        self._signer: tuple[str, int, Signer] | None = None  # (key read, its revision, signer)
+        # (key read, its revision, signer, when a waiting root starts signing)
+        self._signer: tuple[str, int, Signer, datetime | None] | None = None
         self._published = ("", "")  # (namespace, bundle) of ConfigMap istio-ca-root-cert
 
     @classmethod
@@ -402,11 +410,13 @@ class CertificateAuthority:
                 await _create_once(self.store, key, lambda: self._roots_json([], mesh.domain))
                 entry = await self.store.get(key)
                 assert entry is not None
-        cached = self._signer
-        if cached is None or cached[:2] != (key, entry.modified):
+        cached, now = self._signer, self.clock()
+        if cached is None or cached[:2] != (key, entry.modified) or (
+                cached[3] is not None and cached[3] <= now):
             value = json.loads(entry.value)
-            signer = self_signed(value) if key == ROOTS_KEY else plugged(_decoded(value))
-            self._signer = cached = (key, entry.modified, signer)
+            signer, waiting = self_signed(value, now) if key == ROOTS_KEY else (
+                plugged(_decoded(value)), None)
+            self._signer = cached = (key, entry.modified, signer, waiting)
         if (mesh.root, cached[2].bundle) != self._published:
             await self._publish(cached[2].bundle, mesh.root)
         return cached[2]
@@ -449,12 +459,20 @@ class CertificateAuthority:
             self.counters["refusedToken"] += 1
             raise
 
-    async def add_root(self) -> str:
-        """A new self-signed root beside the others, signing from now on; its fingerprint."""
+    async def add_root(self, grace: timedelta = ROTATION_GRACE) -> str:
+        """A new self-signed root beside the others, trusted at once and signing `grace`
+        later — the time the new trust bundle takes to reach every proxy, so that no proxy
+        is shown a certificate of a root it does not know yet; its fingerprint."""
         await self._require_self_signed()
         domain = (await self.mesh()).domain
-        value = await self._update_roots(lambda roots: json.loads(
-            self._roots_json(roots, domain)))
+        starts = rfc3339(self.clock() + grace)
+
+        def added(roots: list[dict[str, str]]) -> list[dict[str, str]]:
+            value: list[dict[str, str]] = json.loads(self._roots_json(roots, domain))
+            value[-1]["signsFrom"] = starts
+            return value
+
+        value = await self._update_roots(added)
         return fingerprint(x509.load_pem_x509_certificate(value[-1]["cert"].encode()))
 
     async def remove_root(self, wanted: str) -> None:
@@ -462,13 +480,14 @@ class CertificateAuthority:
         one."""
         await self._require_self_signed()
         wanted = wanted.replace(":", "").lower()
+        signing = fingerprint((await self.signer()).cert)
 
         def without(roots: list[dict[str, str]]) -> list[dict[str, str]]:
             prints = [fingerprint(x509.load_pem_x509_certificate(r["cert"].encode()))
                       for r in roots]
             if wanted not in prints:
                 raise RootNotFoundError(f"no root has fingerprint {wanted}")
-            if prints[-1] == wanted:
+            if signing == wanted:
                 raise RootConflictError(f"root {wanted} signs certificates: add a new root "
                                         "first, then remove this one")
             return [root for root, print_ in zip(roots, prints, strict=True)
@@ -501,10 +520,18 @@ class CertificateAuthority:
         """What `GET /api/remora/v1/ca` answers: roots, who signs, the counters."""
         signer = await self.signer()
         roots = [x509.load_pem_x509_certificate(text.encode()) for text in signer.roots]
+        starts: dict[str, str] = {}
+        if signer.source == SELF_SIGNED:
+            entry = await self.store.get(ROOTS_KEY)
+            stored = json.loads(entry.value) if entry is not None else []
+            starts = {root["cert"]: root["signsFrom"] for root in stored
+                      if root.get("signsFrom")}
         return {"source": signer.source, "trustDomain": (await self.mesh()).domain,
                 "signing": fingerprint(signer.cert),
                 "roots": [{"fingerprint": fingerprint(c), "subject": c.subject.rfc4514_string(),
-                           "notAfter": rfc3339(c.not_valid_after_utc)} for c in roots],
+                           "notAfter": rfc3339(c.not_valid_after_utc),
+                           **({"signsFrom": starts[text]} if text in starts else {})}
+                          for c, text in zip(roots, signer.roots, strict=True)],
                 "counters": dict(self.counters)}
 
 

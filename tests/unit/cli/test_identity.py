@@ -93,7 +93,7 @@ def test_identity_ca_lists_rotates_and_removes_roots(
     first = json.loads(remora(capsys, "identity", "ca", "--server", server, "-o", "json"))
     old = first["signing"]
     assert [root["fingerprint"] for root in first["roots"]] == [old]
-    rotated = remora(capsys, "identity", "rotate-root", "--server", server)
+    rotated = remora(capsys, "identity", "rotate-root", "--grace", "0s", "--server", server)
     assert f"remora identity remove-root {old}" in rotated
     table = remora(capsys, "identity", "ca", "--server", server)
     assert old in table and "self-signed" in table and "O=cluster.local" in table

@@ -157,7 +157,8 @@ def test_any_user_with_read_sees_the_ca_and_only_admins_rotate_roots(tmp_path: P
         viewer = await user_with(http, admin, "viewer", ("*:remora:ca/*", "r"))
         first = (await http.get(CA, headers=bearer(viewer))).json()
         assert (await http.post(f"{CA}/roots", headers=bearer(viewer))).status_code == 403
-        rotated = await http.post(f"{CA}/roots", headers=bearer(admin))
+        rotated = await http.post(f"{CA}/roots", headers=bearer(admin),
+                                  json={"activateAfterSeconds": 0})
         assert rotated.status_code == 200, rotated.text
         added = rotated.json()["added"]
         assert rotated.json()["signing"] == added

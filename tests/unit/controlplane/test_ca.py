@@ -237,7 +237,7 @@ def test_rotation_trusts_both_roots_signs_with_the_new_and_publishes_the_bundle(
     async def scenario(ca: CertificateAuthority, resources: ResourceStore) -> None:
         old = await ca.sign(csr_pem(), WEB)
         old_print = (await ca.describe())["signing"]
-        new_print = await ca.add_root()
+        new_print = await ca.add_root(grace=timedelta(0))
         described = await ca.describe()
         assert [r["fingerprint"] for r in described["roots"]] == [old_print, new_print]
         assert described["signing"] == new_print
@@ -284,5 +284,30 @@ def test_a_broken_cacerts_secret_stops_signing_with_the_reason_not_the_start(
         again = await CertificateAuthority.open(ca.store, resources, clock=lambda: NOW)
         with pytest.raises(CAUnavailableError):
             await again.describe()
+
+    run(tmp_path, scenario)
+
+
+def test_a_new_root_is_trusted_at_once_and_signs_only_after_its_grace(tmp_path: Path) -> None:
+    """Rotation as Istio's plug-in CA guide orders it: the bundle with both roots reaches the
+    proxies first, then the new root signs; no proxy is shown a certificate of a root it does
+    not trust yet."""
+    async def scenario(ca: CertificateAuthority, resources: ResourceStore) -> None:
+        old_print = (await ca.describe())["signing"]
+        new_print = await ca.add_root()  # ROTATION_GRACE: 10 s
+        described = await ca.describe()
+        assert described["signing"] == old_print
+        assert described["roots"][1]["signsFrom"] == "2026-12-07T12:00:10Z"
+        published = await resources.get(CONFIGMAP, "istio-system", "istio-ca-root-cert")
+        assert published["data"]["root-cert.pem"].count("BEGIN CERTIFICATE") == 2
+        during = await ca.sign(csr_pem(), WEB)
+        assert verified_names(during, [during.roots[0]])  # still the old root's
+        with pytest.raises(RootConflictError, match="signs certificates"):
+            await ca.remove_root(old_print)
+        ca.clock = lambda: NOW + timedelta(seconds=11)
+        after = await ca.sign(csr_pem(), WEB)
+        assert verified_names(after, [after.roots[1]])
+        assert (await ca.describe())["signing"] == new_print
+        await ca.remove_root(old_print)
 
     run(tmp_path, scenario)

@@ -87,7 +87,7 @@ def test_it_is_renewed_at_half_life_and_when_a_root_is_added(tmp_path: Path) -> 
         clock[0] = NOW + timedelta(seconds=2)
         await tls.refresh()
         assert tls.renewals == 2  # half of its life
-        await ca.add_root()
+        await ca.add_root(grace=timedelta(0))
         await tls.refresh()
         assert tls.renewals == 3  # the new root signs it
         assert root_file.read_text().count("BEGIN CERTIFICATE") == 2
