@@ -12,6 +12,7 @@ DISABLE). `start_mesh(..., prefix=CALLGRIND)` runs the sidecars under valgrind's
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.request
 from collections.abc import Sequence
@@ -25,13 +26,19 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 
 import _nginx
-from _procs import Service, wait_for_http
+from _procs import Service, family, wait_for_http
 from remora.controlplane.ca import new_root, self_signed, sign_csr
 from remora.runner.ports import free_port
 
 TRUST_DOMAIN = "cluster.local"
 CONFIGS = ("plain", "mtls")
 WAYS = ("keepalive", "newconn")
+# Where each process runs, two cores: the load's half (wrk, the client sidecar) on one, the
+# serving half (the server sidecar, nginx) on the other, about 165 µs of CPU a request each.
+# Left to the scheduler, the four shared the cores differently from run to run and the same
+# pair measured 0.5 and 1.07 (bench/mtls.py, 2026-12-08).
+CLIENT_CPU, SERVER_CPU = 0, min(1, (os.cpu_count() or 1) - 1)
+WRK_PREFIX = ("taskset", "-c", str(CLIENT_CPU))
 # `remora proxy` execs `python -m remora.proxy`: the child is the one counted
 CALLGRIND = ("valgrind", "--tool=callgrind", "--trace-children=yes", "--dump-instr=no")
 
@@ -45,9 +52,10 @@ def mount_certificates(directory: Path, root: tuple[str, str], account: str) -> 
            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe)]),
                           critical=True)
            .sign(key, hashes.SHA256()))  # fmt: skip
-    signer = self_signed([{"cert": root[0], "key": root[1]}])
+    now = datetime.now(UTC)
+    signer, _ = self_signed([{"cert": root[0], "key": root[1]}], now)
     issued = sign_csr(csr.public_bytes(serialization.Encoding.PEM).decode(), spiffe=spiffe,
-                      signer=signer, now=datetime.now(UTC))  # fmt: skip
+                      signer=signer, now=now)
     directory.mkdir(parents=True)
     (directory / "cert-chain.pem").write_text("".join(issued.chain))
     key_file = directory / "key.pem"
@@ -165,7 +173,14 @@ def launch_sidecar(workdir: Path, name: str, config: str, *, account: str, certs
     if app_port is not None:
         argv += ["--app-port", str(app_port), "--container-port", "9090"]
     service = Service(name, argv, log=directory / "proxy.log", cwd=directory)
+    pin(service.pid, SERVER_CPU if app_port is not None else CLIENT_CPU)
     return Sidecar(service, outbound, inbound, admin, directory)
+
+
+def pin(pid: int, cpu: int) -> None:
+    """`pid` and its children (nginx's worker; a sidecar's exec keeps its pid) on `cpu`."""
+    for member in family(pid):
+        os.sched_setaffinity(member, {cpu})
 
 
 @dataclass
@@ -189,6 +204,7 @@ def start_mesh(workdir: Path, *, prefix: Sequence[str] = (),
     back = mount_certificates(workdir / "certs-back", root, "back")
     nginx_port = free_port()
     nginx = _nginx.start_upstream(workdir / "nginx", nginx_port)
+    pin(nginx.pid, SERVER_CPU)
     mesh = Mesh(nginx, {}, {})
     try:
         for config in CONFIGS:

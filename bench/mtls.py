@@ -37,11 +37,13 @@ least one upstream connection per request meanwhile (/clusters cx_total).
 Pairs alternate their order (plain first, then mtls first, ...) for each way; the
 ratio mtls / plain is taken per pair and its median reported. Beside req/s and wrk's p50/p99:
 the CPU µs per request of each process (utime + stime from /proc: both sidecars, nginx, wrk)
-and the cores the rest of the machine kept busy meanwhile (others_cores). The four processes
-need more than the machine's 2 cores at these rates, so req/s follows the CPU a request costs
-and whatever else runs: the median of the pairs where neither run had more than QUIET_OTHERS
-cores of other load is reported too (throughput_ratio_quiet), and the ratio of the CPU per
-request, plain / mtls (cpu_ratio: the throughput ratio with the cores all ours).
+and the cores the rest of the machine kept busy meanwhile (others_cores). The load's half
+(wrk, the client sidecar) is pinned to one core and the serving half (the server sidecar,
+nginx) to the other (bench/_mtlsmesh.py). The four processes need both cores at these rates,
+so req/s follows the CPU a request costs and whatever else runs: the median of the pairs
+where neither run had more than QUIET_OTHERS cores of other load is reported too
+(throughput_ratio_quiet), and the ratio of the CPU per request, plain / mtls (cpu_ratio: the
+throughput ratio with the cores all ours).
 
 --instructions: then the same six sidecars again under `valgrind --tool=callgrind`, and per
 configuration and way the instructions each sidecar executes per request (requests one after
@@ -76,7 +78,7 @@ from rich.console import Console
 from rich.table import Table
 
 import _nginx
-from _mtlsmesh import CALLGRIND, CONFIGS, WAYS, Mesh, Sidecar, start_mesh
+from _mtlsmesh import CALLGRIND, CONFIGS, WAYS, WRK_PREFIX, Mesh, Sidecar, start_mesh
 from _procs import CLOCK_TICKS, cpu_seconds, per_request
 from _wrk import WRK, wrk
 
@@ -137,7 +139,7 @@ def measure(mesh: Mesh, config: str, way: str, plan: Plan) -> Sample:
 
     def load(seconds: float) -> Any:
         return wrk(url, headers=(("Host", SERVICE),), threads=WRK_THREADS,
-                   connections=WRK_CONNECTIONS, seconds=seconds)  # fmt: skip
+                   connections=WRK_CONNECTIONS, seconds=seconds, prefix=WRK_PREFIX)
 
     load(plan.warmup_seconds)
     pids = {"client_sidecar": client.service.pid, "server_sidecar": server.service.pid,
