@@ -40,7 +40,7 @@ The shop is behind the ingress gateway at $GATEWAY. Try:
        -d '{"userId":1,"productId":1,"quantity":2}' $GATEWAY/api/orders
                                                             # order calls user, product, payment
   .venv/bin/remora status              # instances, readiness, restarts, req/s
-  .venv/bin/remora get vs --server http://127.0.0.1:15080   # the mesh config it runs
+  .venv/bin/remora get vs --server https://127.0.0.1:15080  # the mesh config it runs
   .venv/bin/remora logs <instance> -f  # an instance's log
   .venv/bin/remora exec order-v1 -- curl -s http://user:8080/api/users
                                        # a command inside a pod, as kubectl exec

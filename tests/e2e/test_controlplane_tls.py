@@ -173,7 +173,7 @@ def test_remora_up_with_controlplane_tls_serves_verifies_and_the_cli_follows(
 
     up = Up(tmp_path)
     try:
-        started = up.start("--network", "host", "--controlplane-tls")
+        started = up.start("--network", "host")  # --controlplane-tls is the default
         assert "ready in" in started.stdout
         status = up.status()
         assert status["phase"] == "Ready"

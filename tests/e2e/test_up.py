@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import subprocess
 import textwrap
 import threading
@@ -189,10 +190,21 @@ class Up:
         (self.mesh / "mesh.yaml").write_text(mesh)
         self.state = root / "state"
         self.cp_port = free_port()
-        self.http = httpx.Client(trust_env=False, timeout=10)
+        # the gateways (http) and the control plane (https, the mesh's root once it exists)
+        self.tls = ssl.create_default_context()
+        self.http = httpx.Client(trust_env=False, timeout=10, verify=self.tls)
 
     def args(self) -> tuple[str, ...]:
         return ("--state-dir", str(self.state))
+
+    def trust_the_mesh(self) -> None:
+        root = self.state / "controlplane" / "root-cert.pem"
+        if root.exists():
+            self.tls.load_verify_locations(cafile=str(root))
+
+    def controlplane_url(self) -> str:
+        """Where `remora up` serves its control plane (https, with the mesh's root)."""
+        return str(self.status()["controlplane"]["url"])
 
     def status(self) -> dict[str, Any]:
         result = remora("status", "-o", "json", *self.args())
@@ -211,6 +223,7 @@ class Up:
         started = remora("up", "-f", str(self.mesh), *self.args(), "--controlplane-port",
                          str(self.cp_port), *extra, "--detach")
         assert started.returncode == 0, started.stdout + started.stderr
+        self.trust_the_mesh()
         return started
 
     def down(self) -> None:
@@ -248,11 +261,11 @@ def test_up_serves_restarts_and_down_leaves_nothing(up: Up) -> None:
     assert served == {pod["name"] for pod in up.pods("back")}
 
     # the resources are in the control plane: `remora get` works against it
-    got = remora("get", "virtualservices", "--server", f"http://127.0.0.1:{up.cp_port}")
+    got = remora("get", "virtualservices", "--server", up.controlplane_url())
     assert "front" in got.stdout, got.stderr
 
     # every process has a user of its own that may do only its job (runner/accounts.py)
-    assert_least_privilege(up, f"http://127.0.0.1:{up.cp_port}")
+    assert_least_privilege(up, up.controlplane_url())
 
     # readiness: out of the Service's endpoints while /ready fails, back in when it passes
     victim = up.pods("back")[0]

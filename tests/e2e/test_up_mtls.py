@@ -139,7 +139,7 @@ def curl(*args: str) -> subprocess.CompletedProcess[str]:
 def apply(mesh: NamespaceMesh, tmp_path: Path, name: str, yaml: str) -> None:
     path = tmp_path / name
     path.write_text(yaml)
-    applied = remora("apply", "-f", str(path), "--server", f"http://127.0.0.1:{mesh.cp_port}")
+    applied = remora("apply", "-f", str(path), "--server", mesh.controlplane_url())
     assert applied.returncode == 0, applied.stdout + applied.stderr
 
 
@@ -180,7 +180,7 @@ def test_peer_authentication_levels_under_remora_up(mesh: NamespaceMesh, tmp_pat
             raise ConnectionError("closed")
     # curl without a client certificate is refused, plain or TLS; with a certificate of the
     # mesh (`remora identity certificate`) it is served, and the app learns who it is
-    server = ("--server", f"http://127.0.0.1:{mesh.cp_port}")
+    server = ("--server", mesh.controlplane_url())
     certs = tmp_path / "tester"
     got = remora("identity", "certificate", "--sa", "tester", "--out", str(certs), *server)
     assert got.returncode == 0, got.stderr

@@ -246,6 +246,10 @@ class NamespaceMesh:
                          str(self.cp_port), "--network", "namespace", *self.cidrs, "--detach")
         assert started.returncode == 0, started.stdout + started.stderr
 
+    def controlplane_url(self) -> str:
+        """Where `remora up` serves its control plane (https, with the mesh's root)."""
+        return str(self.status()["controlplane"]["url"])
+
     def status(self) -> dict[str, Any]:
         result = remora("status", "-o", "json", *self.args())
         assert result.returncode == 0, result.stderr
@@ -341,7 +345,7 @@ def test_captured_traffic_is_routed_and_nothing_reaches_an_app_around_its_sideca
     # a host the registry does not know with 502 (Istio's BlackHoleCluster), a known one works
     sidecar = mesh.mesh / "sidecar.yaml"
     sidecar.write_text(REGISTRY_ONLY)
-    applied = remora("apply", "-f", str(sidecar), "--server", f"http://127.0.0.1:{mesh.cp_port}")
+    applied = remora("apply", "-f", str(sidecar), "--server", mesh.controlplane_url())
     assert applied.returncode == 0, applied.stderr
     unknown = ("import urllib.request, urllib.error; o = urllib.request.build_opener("
                "urllib.request.ProxyHandler({}))\ntry:\n o.open('http://10.123.45.67:9090/', "

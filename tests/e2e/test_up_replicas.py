@@ -65,7 +65,8 @@ def start(up: Up, *extra: str) -> str:
     started = remora("up", "-f", str(up.mesh), *up.args(), "--controlplane-port",
                      str(up.cp_port), "--detach", *extra)
     assert started.returncode == 0, started.stdout + started.stderr
-    return f"http://127.0.0.1:{up.cp_port}"
+    up.trust_the_mesh()
+    return up.controlplane_url()
 
 
 def table(server: str, *args: str) -> list[list[str]]:

@@ -40,10 +40,11 @@ def up(
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     controlplane_port: Annotated[int, typer.Option(help="The control plane's port.")] = 15080,
     controlplane_tls: Annotated[bool, typer.Option(
+        "--controlplane-tls/--no-controlplane-tls",
         help="Serve the control plane over https with a certificate of the mesh's own CA "
-             "(as istiod): the runner, the CLI and every proxy verify it with the mesh's root "
-             "(<state>/controlplane/root-cert.pem), and proxies renew their certificates on "
-             "them.")] = False,
+             "(as istiod; the default): the runner, the CLI and every proxy verify it with the "
+             "mesh's root (<state>/controlplane/root-cert.pem), and proxies renew their "
+             "certificates on them. --no-controlplane-tls: plain http.")] = True,
     detach: Annotated[bool, typer.Option(
         "--detach", "-d", help="Run in the background; return once everything is ready.")]
     = False,
@@ -106,7 +107,7 @@ def up(
                 "--state-dir", str(state_root), "--controlplane-port", str(controlplane_port),
                 "--hpa-interval", str(hpa_interval), "--network", mode,
                 *(("--pod-cidr", pod_cidr) if pod_cidr else ()), "--service-cidr", service_cidr,
-                *(("--controlplane-tls",) if controlplane_tls else ())]
+                "--controlplane-tls" if controlplane_tls else "--no-controlplane-tls"]
         process = control.spawn_detached(argv, state)
         shown = control.wait_until_ready(state, process, timeout=timeout)
         _print_ready(shown)

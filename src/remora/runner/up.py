@@ -84,7 +84,7 @@ class UpOptions:
     controlplane_port: int = 15080
     hpa_interval: float = 15.0
     network: ClusterNetwork | None = None  # None: the host network (`--network host`)
-    controlplane_tls: bool = False  # the control plane over https, with the mesh's own root
+    controlplane_tls: bool = True  # the control plane over https, with the mesh's own root
 
 
 def yaml_documents(paths: Sequence[str]) -> list[tuple[Path, dict[str, Any]]]:
