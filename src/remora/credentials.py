@@ -140,12 +140,15 @@ def find(server: str) -> Credentials | None:
 
 
 def tls_context(ca_file: str) -> ssl.SSLContext | None:
-    """What an https server is verified with: `ca_file` (the mesh's root), else None (the
-    system's trust store)."""
+    """What an https server is verified with: the system's trust store and `ca_file` (the
+    mesh's root) beside it, since a control plane may serve a certificate of either; None:
+    the system's trust store alone."""
     if not ca_file:
         return None
     try:
-        return ssl.create_default_context(cafile=ca_file)
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=ca_file)
+        return context
     except (OSError, ssl.SSLError) as exc:
         raise CredentialsError(f"cannot read the control plane's root {ca_file}: "
                                f"{getattr(exc, 'strerror', None) or exc}") from None

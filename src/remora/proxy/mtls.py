@@ -180,8 +180,12 @@ class WorkloadTls:
     @cached_property
     def server(self) -> ssl.SSLContext:
         """Inbound: a client certificate is required and must chain to a root (PeerAuthentication
-        STRICT and PERMISSIVE's mTLS half). TLS 1.2 at least, 1.3 preferred."""
-        return self._context(ssl.PROTOCOL_TLS_SERVER)
+        STRICT and PERMISSIVE's mTLS half). TLS 1.2 at least, 1.3 preferred. No TLS 1.3
+        session tickets: client sidecars never resume, and making the two tickets OpenSSL
+        sends by default was a fifth of the server's handshake (bench/mtls.py)."""
+        context = self._context(ssl.PROTOCOL_TLS_SERVER)
+        context.num_tickets = 0
+        return context
 
     @cached_property
     def client(self) -> ssl.SSLContext:
