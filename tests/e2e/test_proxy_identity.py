@@ -56,12 +56,46 @@ def join_token(tmp: Path, controlplane: ControlPlaneProcess, account: str) -> Pa
 
 
 def sidecar(tmp: Path, controlplane: ControlPlaneProcess, account: str,
-            *args: str) -> contextlib.AbstractContextManager[Proxy]:
+            *args: str, ttl: str = "4s") -> contextlib.AbstractContextManager[Proxy]:
     tmp.mkdir(parents=True, exist_ok=True)
     token = join_token(tmp, controlplane, account)
     return run_proxy(tmp, "--labels", f"app={account}", "--service-account", account,
                      "--identity-token-file", str(token), *args, tmp=tmp,
-                     controlplane=controlplane.url, env={"SECRET_TTL": "4s"})
+                     controlplane=controlplane.url, env={"SECRET_TTL": ttl})
+
+
+def mesh_yaml(server: Proxy) -> str:
+    """Service reviews: the server sidecar's inbound port, a meshed workload; a connection per
+    request (each shows the certificate of its moment); STRICT mesh-wide."""
+    return textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: reviews, namespace: default}}
+        spec:
+          selector: {{app: reviews}}
+          ports: [{{name: http, port: 9080, targetPort: 9080}}]
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: WorkloadEntry
+        metadata: {{name: reviews-0, namespace: default}}
+        spec:
+          address: 127.0.0.1
+          labels: {{app: reviews, security.istio.io/tlsMode: istio}}
+          serviceAccount: reviews
+          ports: {{http: {server.inbound}}}
+        ---
+        apiVersion: networking.istio.io/v1
+        kind: DestinationRule
+        metadata: {{name: reviews, namespace: default}}
+        spec:  # a connection per request: each shows the certificate of its moment
+          host: reviews
+          trafficPolicy: {{connectionPool: {{http: {{maxRequestsPerConnection: 1}}}}}}
+        ---
+        apiVersion: security.istio.io/v1
+        kind: PeerAuthentication
+        metadata: {{name: default, namespace: istio-system}}
+        spec: {{mtls: {{mode: STRICT}}}}
+        """)
 
 
 def test_join_tokens_get_certificates_that_rotate_with_no_failed_request(
@@ -70,35 +104,7 @@ def test_join_tokens_get_certificates_that_rotate_with_no_failed_request(
                  str(app.port), "--container-port", "9080") as server, \
             sidecar(tmp_path / "client", controlplane, "productpage") as client:
         mesh = tmp_path / "mesh.yaml"
-        mesh.write_text(textwrap.dedent(f"""\
-            apiVersion: v1
-            kind: Service
-            metadata: {{name: reviews, namespace: default}}
-            spec:
-              selector: {{app: reviews}}
-              ports: [{{name: http, port: 9080, targetPort: 9080}}]
-            ---
-            apiVersion: networking.istio.io/v1
-            kind: WorkloadEntry
-            metadata: {{name: reviews-0, namespace: default}}
-            spec:
-              address: 127.0.0.1
-              labels: {{app: reviews, security.istio.io/tlsMode: istio}}
-              serviceAccount: reviews
-              ports: {{http: {server.inbound}}}
-            ---
-            apiVersion: networking.istio.io/v1
-            kind: DestinationRule
-            metadata: {{name: reviews, namespace: default}}
-            spec:  # a connection per request: each shows the certificate of its moment
-              host: reviews
-              trafficPolicy: {{connectionPool: {{http: {{maxRequestsPerConnection: 1}}}}}}
-            ---
-            apiVersion: security.istio.io/v1
-            kind: PeerAuthentication
-            metadata: {{name: default, namespace: istio-system}}
-            spec: {{mtls: {{mode: STRICT}}}}
-            """))
+        mesh.write_text(mesh_yaml(server))
         controlplane.apply(mesh)
         hashes: set[str] = set()
         failures: list[int] = []
@@ -153,3 +159,35 @@ def test_a_forged_token_gets_no_certificate_and_says_why(
         logs = proxy.logs()
     assert "the CA refused the certificate request (401)" in logs
     assert "no workload certificate: mTLS is off until the CA issues one" in logs
+
+
+def test_a_ca_outage_breaks_nothing_while_certificates_are_valid(
+        tmp_path: Path, app: EchoServer) -> None:
+    """The control plane (its CA) dies: proxies keep their configuration and certificates,
+    new mTLS connections keep working, renewals are retried and each failure says when the
+    certificate expires."""
+    (tmp_path / "cp").mkdir()
+    with run_controlplane(tmp_path / "cp") as controlplane, \
+            sidecar(tmp_path / "server", controlplane, "reviews", "--app-port", str(app.port),
+                    "--container-port", "9080", ttl="10s") as server, \
+            sidecar(tmp_path / "client", controlplane, "productpage", ttl="10s") as client:
+        mesh = tmp_path / "mesh.yaml"
+        mesh.write_text(mesh_yaml(server))
+        controlplane.apply(mesh)
+        with httpx.Client(base_url=client.url, timeout=10) as http:
+            def call() -> int:
+                return http.get("/outage", headers={"host": "reviews:9080"}).status_code
+
+            deadline = time.monotonic() + 10
+            while "x-forwarded-client-cert" not in app.headers.get("/outage", {}):
+                assert call() == 200 and time.monotonic() < deadline
+                time.sleep(0.05)
+            controlplane.stop()
+            until = time.monotonic() + 6  # past the renewals due at ~5 s, before expiry
+            statuses = set()
+            while time.monotonic() < until:
+                statuses.add(call())
+                time.sleep(0.05)
+        assert statuses == {200}
+        assert "workload certificate renewal failed" in client.logs()
+        assert "the current one expires in" in client.logs()

@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from remora.runner.netns import PROXY_UID, RUN_DIR
+from remora.runner.podnet import ClusterNetwork
 from tests.e2e.test_up_network import (
     APP,
     NamespaceMesh,
@@ -149,6 +151,10 @@ def test_peer_authentication_levels_under_remora_up(mesh: NamespaceMesh, tmp_pat
     user = mesh.pod("user-service")
     direct = f"http://{user['ip']}:8080/"
     gateway = mesh.gateway()
+
+    # the sidecar's identity token: a file only its user (Istio's 1337) reads
+    token = RUN_DIR / ClusterNetwork.for_state(mesh.state).prefix / f"{user['name']}.token"
+    assert (token.stat().st_mode & 0o777, token.stat().st_uid) == (0o600, PROXY_UID)
 
     # mesh-wide STRICT: the host's plain text never reaches user-service...
     assert plain_get(direct) is None
