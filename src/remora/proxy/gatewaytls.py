@@ -22,14 +22,14 @@ its server out (one log line); ISTIO_MUTUAL takes the workload certificate of th
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
+from remora.proxy.acceptor import PeekingAcceptor
 from remora.proxy.mtls import private_files
 
 if TYPE_CHECKING:
@@ -43,12 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("remora.proxy")
 
 HELLO_TIMEOUT = 10.0  # seconds for a client's ClientHello (Envoy's tls_inspector default: 15)
-HANDSHAKE_TIMEOUT = 10.0
 MAX_HELLO = 16 * 1024 + 5  # one TLS record: the ClientHello's size limit here
-ACCEPTS_PER_WAKEUP = 64
-PEEK_AGAIN = 0.005  # seconds before peeking again at a ClientHello not all there
 NO_FILTER_CHAIN = "no_filter_chain_match"
-HANDSHAKE_FAILED = "ssl_connection_error"
 
 VERSIONS = {"TLSV1_0": ssl.TLSVersion.TLSv1, "TLSV1_1": ssl.TLSVersion.TLSv1_1,
             "TLSV1_2": ssl.TLSVersion.TLSv1_2, "TLSV1_3": ssl.TLSVersion.TLSv1_3}
@@ -215,126 +211,41 @@ class ServerContexts:
 
 
 # the acceptor ---------------------------------------------------------------------------------
-class GatewayTlsAcceptor:
-    """Accepts on one gateway TLS port; `update(listener)` takes a new snapshot's servers,
-    `close()` stops it (the runtime's servers interface)."""
+class GatewayTlsAcceptor(PeekingAcceptor):
+    """Accepts on one gateway TLS port, the ClientHello's SNI choosing the server;
+    `update(listener)` takes a new snapshot's servers."""
+
+    peek_size: ClassVar[int] = MAX_HELLO
+    first_timeout: ClassVar[float] = HELLO_TIMEOUT
+    kind: ClassVar[str] = "gateway"
 
     def __init__(self, env: ProxyEnv, listener: Listener,
                  factory: Callable[[], asyncio.Protocol], sock: socket.socket) -> None:
-        self.env = env
-        self.listener = listener
-        self.factory = factory
-        self.sock = sock
         self.contexts = ServerContexts(listener.name)
         self.contexts.update(listener.tls_servers)
-        self.pending: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
-        sock.setblocking(False)
-        env.loop.add_reader(sock.fileno(), self._accept)
-
-    @classmethod
-    def listen(cls, env: ProxyEnv, listener: Listener, factory: Callable[[], asyncio.Protocol],
-               bind: str, port: int) -> GatewayTlsAcceptor:
-        sock = socket.create_server((bind, port), backlog=1024)
-        return cls(env, listener, factory, sock)
+        super().__init__(env, listener, factory, sock)
 
     def update(self, listener: Listener) -> None:
         """A new snapshot's listener: contexts whose certificate changed are rebuilt."""
         self.listener = listener
         self.contexts.update(listener.tls_servers)
 
-    def close(self) -> None:
-        loop = self.env.loop
-        loop.remove_reader(self.sock.fileno())
-        self.sock.close()
-        for conn, timer in self.pending.values():
-            timer.cancel()
-            loop.remove_reader(conn.fileno())
-            conn.close()
-        self.pending.clear()
+    def complete(self, data: bytes) -> bool:
+        return not isinstance(client_hello_sni(data), Incomplete)
 
-    def _accept(self) -> None:
-        loop = self.env.loop
-        for _ in range(ACCEPTS_PER_WAKEUP):
-            try:
-                conn, _address = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # EMFILE and the like: the next wakeup tries again
-                self.env.log_once(logging.ERROR, f"gateway accept failed: {exc}")
-                return
-            conn.setblocking(False)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            fd = conn.fileno()
-            self.pending[fd] = (conn, loop.call_later(HELLO_TIMEOUT, self._hello, fd, True))
-            loop.add_reader(fd, self._hello, fd, False)
-
-    def _hello(self, fd: int, timed_out: bool) -> None:
-        entry = self.pending.get(fd)
-        if entry is None:
-            return
-        conn, timer = entry
-        sni: str | Incomplete | None = None
-        if not timed_out:
-            try:
-                data = conn.recv(MAX_HELLO, socket.MSG_PEEK)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
-            if not data:  # the client left
-                self._forget(fd)
-                conn.close()
-                return
-            sni = client_hello_sni(data)
-            if isinstance(sni, Incomplete):  # the rest is on its way (the timer still runs):
-                loop = self.env.loop  # look again shortly, not at once (peeked bytes stay
-                loop.remove_reader(fd)  # readable)
-                loop.call_later(PEEK_AGAIN, self._watch, fd)
-                return
-        self._forget(fd)
-        timer.cancel()
-        self._dispatch(conn, None if isinstance(sni, Incomplete) else sni)
-
-    def _watch(self, fd: int) -> None:
-        if fd in self.pending:
-            self.env.loop.add_reader(fd, self._hello, fd, False)
-
-    def _forget(self, fd: int) -> None:
-        entry = self.pending.pop(fd, None)
-        if entry is not None:
-            entry[1].cancel()
-            self.env.loop.remove_reader(fd)
-
-    def _dispatch(self, conn: socket.socket, sni: str | None) -> None:
+    def dispatch(self, conn: socket.socket, data: bytes | None) -> None:
+        sni = client_hello_sni(data) if data is not None else None
+        if isinstance(sni, Incomplete):  # timed out with a ClientHello not all there
+            sni = None
         server = pick(self.contexts.servers, sni)
         if server is None:
-            self._refuse(conn, NO_FILTER_CHAIN, f"no server for SNI {sni!r}" if sni else
-                         "no SNI, and every server on the port names its hosts")
+            self.refuse(conn, NO_FILTER_CHAIN, f"no server for SNI {sni!r}" if sni else
+                        "no SNI, and every server on the port names its hosts")
             return
         context = self.contexts.context(server, self.env.tls)
         if context is None:
             why = "no workload certificate yet" if server.mode == "ISTIO_MUTUAL" else \
                 "its certificate did not load"
-            self._refuse(conn, NO_FILTER_CHAIN, f"{server.server} is left out: {why}")
+            self.refuse(conn, NO_FILTER_CHAIN, f"{server.server} is left out: {why}")
             return
-        self.env.spawn(self._hand_off(conn, context))
-
-    async def _hand_off(self, conn: socket.socket, context: ssl.SSLContext) -> None:
-        try:
-            await self.env.loop.connect_accepted_socket(
-                self.factory, conn, ssl=context, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
-            reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) \
-                or type(exc).__name__
-            self._refuse(conn, HANDSHAKE_FAILED, f"TLS handshake failed: {reason}")
-
-    def _refuse(self, conn: socket.socket, counter: str, why: str) -> None:
-        peer = "unknown"
-        with contextlib.suppress(OSError):
-            peer = "%s:%d" % conn.getpeername()[:2]  # noqa: UP031
-        conn.close()
-        key = (self.listener.name, counter)
-        refused = self.env.tls_refused
-        refused[key] = refused.get(key, 0) + 1
-        log.warning("gateway connection from %s to %s refused: %s", peer, self.listener.name,
-                    why)
+        self.hand_off(conn, context)
