@@ -377,6 +377,19 @@ class ControlPlaneProcess:
         self.process.wait(timeout=10)
 
 
+def join_token(tmp: Path, controlplane: ControlPlaneProcess, account: str) -> Path:
+    """What an operator does for a proxy outside `remora up`: `remora identity token` (over
+    https the CLI verifies the control plane with the root its credentials name), kept 0600."""
+    done = subprocess.run([*REMORA, "identity", "token", "-n", "default", "--service-account",
+                           account, "--server", controlplane.url],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    path = tmp / f"{account}.token"
+    path.write_text(done.stdout.strip())
+    path.chmod(0o600)
+    return path
+
+
 @contextlib.contextmanager
 def run_controlplane(tmp: Path, *, port: int | None = None, store: str = "sqlite",
                      args: tuple[str, ...] = (), tls: bool = False

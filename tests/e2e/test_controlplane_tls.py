@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from tests.e2e.meshkit import (
     REMORA,
     ControlPlaneProcess,
+    join_token,
     run_controlplane,
     run_proxy,
     wait_for,
@@ -38,19 +39,6 @@ RENEWED = "workload certificate spiffe://cluster.local/ns/default/sa/reviews"
 def controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
     with run_controlplane(tmp_path_factory.mktemp("cp"), tls=True) as plane:
         yield plane
-
-
-def join_token(tmp: Path, controlplane: ControlPlaneProcess, account: str) -> Path:
-    """`remora identity token` over https: the CLI verifies the control plane with the root
-    its credentials name."""
-    done = subprocess.run([*REMORA, "identity", "token", "-n", "default", "--service-account",
-                           account, "--server", controlplane.url],
-                          capture_output=True, text=True, timeout=30, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    path = tmp / f"{account}.token"
-    path.write_text(done.stdout.strip())
-    path.chmod(0o600)
-    return path
 
 
 def other_root(tmp: Path) -> Path:

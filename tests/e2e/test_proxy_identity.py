@@ -24,9 +24,11 @@ from tests.e2e.meshkit import (
     EchoServer,
     Proxy,
     echo_servers,
+    join_token,
     run_controlplane,
     run_proxy,
 )
+from tests.e2e.test_proxy_mtls import reviews_service
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,18 +45,6 @@ def app() -> Iterator[EchoServer]:
         yield servers["reviews"]
 
 
-def join_token(tmp: Path, controlplane: ControlPlaneProcess, account: str) -> Path:
-    """What an operator does for a proxy outside `remora up`."""
-    done = subprocess.run([*REMORA, "identity", "token", "-n", "default", "--service-account",
-                           account, "--server", controlplane.url],
-                          capture_output=True, text=True, timeout=30, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    path = tmp / f"{account}.token"
-    path.write_text(done.stdout.strip())
-    path.chmod(0o600)
-    return path
-
-
 def sidecar(tmp: Path, controlplane: ControlPlaneProcess, account: str,
             *args: str, ttl: str = "4s") -> contextlib.AbstractContextManager[Proxy]:
     tmp.mkdir(parents=True, exist_ok=True)
@@ -67,34 +57,19 @@ def sidecar(tmp: Path, controlplane: ControlPlaneProcess, account: str,
 def mesh_yaml(server: Proxy) -> str:
     """Service reviews: the server sidecar's inbound port, a meshed workload; a connection per
     request (each shows the certificate of its moment); STRICT mesh-wide."""
-    return textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: reviews, namespace: default}}
-        spec:
-          selector: {{app: reviews}}
-          ports: [{{name: http, port: 9080, targetPort: 9080}}]
-        ---
-        apiVersion: networking.istio.io/v1
-        kind: WorkloadEntry
-        metadata: {{name: reviews-0, namespace: default}}
-        spec:
-          address: 127.0.0.1
-          labels: {{app: reviews, security.istio.io/tlsMode: istio}}
-          serviceAccount: reviews
-          ports: {{http: {server.inbound}}}
+    return reviews_service(server.inbound) + textwrap.dedent("""\
         ---
         apiVersion: networking.istio.io/v1
         kind: DestinationRule
-        metadata: {{name: reviews, namespace: default}}
-        spec:  # a connection per request: each shows the certificate of its moment
+        metadata: {name: reviews, namespace: default}
+        spec:
           host: reviews
-          trafficPolicy: {{connectionPool: {{http: {{maxRequestsPerConnection: 1}}}}}}
+          trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 1}}}
         ---
         apiVersion: security.istio.io/v1
         kind: PeerAuthentication
-        metadata: {{name: default, namespace: istio-system}}
-        spec: {{mtls: {{mode: STRICT}}}}
+        metadata: {name: default, namespace: istio-system}
+        spec: {mtls: {mode: STRICT}}
         """)
 
 
