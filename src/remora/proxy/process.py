@@ -6,16 +6,19 @@ import contextlib
 import logging
 import resource
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import uvloop
 
 from remora.errors import RemoraError
 from remora.gcpause import settle_heap
 from remora.proxy.admin import serve_admin
-from remora.proxy.certs import CertificateSource
 from remora.proxy.config import SnapshotSource
 from remora.proxy.env import ProxyOptions
 from remora.proxy.runtime import ProxyRuntime
+
+if TYPE_CHECKING:
+    from remora.proxy.certs import CertificateSource  # loads cryptography: only with mTLS
 
 log = logging.getLogger("remora.proxy")
 
