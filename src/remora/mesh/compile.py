@@ -34,7 +34,6 @@ everything else compiles.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from functools import partial
@@ -69,6 +68,7 @@ from remora.mesh.gateway import (
 from remora.mesh.hosts import MeshService, Registry, labels_subset
 from remora.mesh.memo import CompileMemo
 from remora.mesh.peerauth import PeerAuthentications
+from remora.mesh.pem import certificates
 from remora.mesh.routes import RouteBuilder, Rule, VirtualServices, default_route
 from remora.mesh.sidecarscope import OutboundMode, SidecarScope, selected_sidecar, sidecar_scope
 from remora.mesh.snapshot import (
@@ -98,8 +98,6 @@ MESH = "mesh"
 HTTP_DEFAULT_PORT = 80
 ROOT_CERT_CONFIGMAP = "istio-ca-root-cert"  # istiod writes the mesh's root certificate here
 ROOT_CERT_KEY = "root-cert.pem"
-_PEM_CERTIFICATE = re.compile(
-    r"-----BEGIN CERTIFICATE-----\r?\n.*?-----END CERTIFICATE-----", re.S)
 T = TypeVar("T")
 
 
@@ -550,5 +548,5 @@ def trust_roots(resources: Sequence[Resource], *, root_namespace: str) -> tuple[
         if isinstance(resource, ConfigMap) and resource.name == ROOT_CERT_CONFIGMAP \
                 and resource.namespace == root_namespace:
             bundle = resource.data.get(ROOT_CERT_KEY, "")
-            return tuple(match.group(0) + "\n" for match in _PEM_CERTIFICATE.finditer(bundle))
+            return certificates(bundle)
     return ()

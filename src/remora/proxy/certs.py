@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from remora.api.duration import parse_duration
 from remora.errors import RemoraError
+from remora.mesh.pem import certificates
 from remora.proxy.cpclient import ControlPlaneClient, ControlPlaneTls
 from remora.proxy.mtls import WorkloadTls
 
@@ -263,8 +264,8 @@ class MountedCertificates:
             raise CertificateError(f"workload certificate files in {self.directory}: "
                                    f"{exc}") from None
         uris = uri_names(leaf)
-        return WorkloadTls(identity=uris[0] if uris else "", chain=split_pem(chain), key=key,
-                           roots=(*split_pem(roots), *self.mesh_roots),
+        return WorkloadTls(identity=uris[0] if uris else "", chain=certificates(chain), key=key,
+                           roots=(*certificates(roots), *self.mesh_roots),
                            not_after=leaf.not_valid_after_utc.timestamp())
 
     def _stamp(self) -> tuple[float, ...]:
@@ -312,12 +313,6 @@ def uri_names(certificate: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     return names.value.get_values_for_type(x509.UniformResourceIdentifier)
-
-
-def split_pem(text: str) -> tuple[str, ...]:
-    """Each certificate of a PEM bundle, on its own."""
-    end = "-----END CERTIFICATE-----"
-    return tuple(part.strip() + "\n" + end + "\n" for part in text.split(end)[:-1])
 
 
 def describe(workload: WorkloadTls | None, now: float) -> dict[str, object]:
